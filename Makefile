@@ -1,0 +1,56 @@
+# Lookbook — the two commands: `make run` (serve the embedded default) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+REDIS_PORT ?= 6379
+
+.PHONY: run test check fmt install bench clean ensure-redis
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Serve the embedded default on http://$(HOST):$(PORT): synthetic retailer, in-process cache,
+## trained on the spot when no bundle exists yet.
+run: $(STAMP)
+	$(BIN)/lookbook serve --embedded --host $(HOST) --port $(PORT)
+
+## Start a local redis-server when none answers and one is installed (tests skip Redis otherwise,
+## except in CI where they fail).
+ensure-redis:
+	@if command -v redis-cli >/dev/null 2>&1 && redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1; then \
+		echo "redis: answering on 127.0.0.1:$(REDIS_PORT)"; \
+	elif command -v redis-server >/dev/null 2>&1; then \
+		echo "redis: starting redis-server on 127.0.0.1:$(REDIS_PORT)"; \
+		redis-server --daemonize yes --bind 127.0.0.1 --port $(REDIS_PORT) --save "" --appendonly no; \
+		for i in $$(seq 1 50); do redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1 && break; sleep 0.1; done; \
+	else \
+		echo "redis: no server and redis-server not installed; Redis tests will skip"; \
+	fi
+
+test: $(STAMP) ensure-redis
+	$(BIN)/python -m pytest -q
+
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/serve_latency.py
+	$(BIN)/python benchmarks/train_scale.py
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,223 @@
+"""Typed data contracts for items, stock, customers and interactions.
+
+Everything that enters Lookbook is one of four tables. Column names are defined once here; loaders,
+the synthetic generator, the trainer and the service all refer to these constants.
+
+``items``        one row per sellable item (colour variant): metadata, price, sizes offered.
+``stock``        one row per (item, store, size): units on hand. ``store_id == "online"`` is the web shop.
+``customers``    one row per customer: demographics and consent.
+``interactions`` one row per event: who did what to which item, when, where, in which size, and which
+                 recommendation (id and position) it came from.
+
+External ids are strings everywhere. Dense integer indices exist only inside a model bundle and are
+made in one place, :mod:`feature_store.ids`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Final
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+
+class Category(StrEnum):
+    """Top-level garment category, the "slot" an item fills in an outfit."""
+
+    TOP = "top"
+    BOTTOM = "bottom"
+    DRESS = "dress"  # dresses, jumpsuits and other full-body pieces
+    OUTERWEAR = "outerwear"
+    SHOES = "shoes"
+    ACCESSORY = "accessory"
+    UNDERWEAR = "underwear"
+    SWIMWEAR = "swimwear"
+    OTHER = "other"
+
+
+class InteractionType(StrEnum):
+    IMPRESSION = "impression"
+    VIEW = "view"
+    CLICK = "click"
+    ADD_TO_CART = "add_to_cart"
+    WISHLIST = "wishlist"
+    PURCHASE = "purchase"
+    RETURN = "return"
+
+
+class Channel(StrEnum):
+    ONLINE = "online"
+    APP = "app"
+    STORE = "store"
+    KIOSK = "kiosk"
+
+
+class ReturnReason(StrEnum):
+    TOO_SMALL = "too_small"
+    TOO_LARGE = "too_large"
+    NOT_AS_DESCRIBED = "not_as_described"
+    QUALITY = "quality"
+    CHANGED_MIND = "changed_mind"
+    OTHER = "other"
+
+
+SIZE_RETURN_REASONS: Final = frozenset({ReturnReason.TOO_SMALL, ReturnReason.TOO_LARGE})
+
+PRICE_BANDS: Final = ("budget", "mid", "premium", "luxury")
+SEASONS: Final = ("spring", "summer", "autumn", "winter")
+ONLINE_STORE: Final = "online"
+
+# Implicit-feedback confidence of each interaction type (used to build the user x item matrix).
+# Returns are negative: a returned purchase should weigh less than a kept one.
+INTERACTION_WEIGHTS: Final[dict[InteractionType, float]] = {
+    InteractionType.IMPRESSION: 0.0,
+    InteractionType.VIEW: 0.5,
+    InteractionType.CLICK: 1.0,
+    InteractionType.WISHLIST: 2.0,
+    InteractionType.ADD_TO_CART: 3.0,
+    InteractionType.PURCHASE: 5.0,
+    InteractionType.RETURN: -4.0,
+}
+
+
+class ItemCols:
+    """Columns of the ``items`` table (list columns are ``|``-separated in CSV)."""
+
+    ID: Final = "item_id"
+    NAME: Final = "name"
+    CATEGORY: Final = "category"
+    PRODUCT_TYPE: Final = "product_type"
+    STYLES: Final = "styles"  # list[str]
+    COLOUR: Final = "colour"
+    MATERIAL: Final = "material"
+    PATTERN: Final = "pattern"
+    SEASONS: Final = "seasons"  # list[str]
+    PRICE: Final = "price"
+    PRICE_BAND: Final = "price_band"
+    LAUNCH_DATE: Final = "launch_date"
+    SIZES: Final = "sizes"  # list[str], sizes offered, in size order
+    DESCRIPTION: Final = "description"
+
+    REQUIRED: Final = (ID, NAME, CATEGORY, PRICE)
+    LIST_COLUMNS: Final = (STYLES, SEASONS, SIZES)
+    ALL: Final = (
+        ID,
+        NAME,
+        CATEGORY,
+        PRODUCT_TYPE,
+        STYLES,
+        COLOUR,
+        MATERIAL,
+        PATTERN,
+        SEASONS,
+        PRICE,
+        PRICE_BAND,
+        LAUNCH_DATE,
+        SIZES,
+        DESCRIPTION,
+    )
+
+
+class StockCols:
+    """Columns of the ``stock`` table."""
+
+    ITEM_ID: Final = "item_id"
+    STORE_ID: Final = "store_id"
+    SIZE: Final = "size"
+    QUANTITY: Final = "quantity"
+
+    REQUIRED: Final = (ITEM_ID, STORE_ID, SIZE, QUANTITY)
+    ALL: Final = REQUIRED
+
+
+class CustomerCols:
+    """Columns of the ``customers`` table."""
+
+    ID: Final = "customer_id"
+    AGE_BAND: Final = "age_band"
+    CONSENT_PERSONALIZATION: Final = "consent_personalization"
+    SIGNUP_DATE: Final = "signup_date"
+
+    REQUIRED: Final = (ID,)
+    ALL: Final = (ID, AGE_BAND, CONSENT_PERSONALIZATION, SIGNUP_DATE)
+
+
+class InteractionCols:
+    """Columns of the ``interactions`` table."""
+
+    CUSTOMER_ID: Final = "customer_id"
+    ITEM_ID: Final = "item_id"
+    TYPE: Final = "type"
+    TIMESTAMP: Final = "timestamp"  # timezone-aware UTC
+    CHANNEL: Final = "channel"
+    SIZE: Final = "size"
+    PRICE: Final = "price"
+    STORE_ID: Final = "store_id"
+    RETURN_REASON: Final = "return_reason"
+    RECOMMENDATION_ID: Final = "recommendation_id"
+    POSITION: Final = "position"
+
+    REQUIRED: Final = (CUSTOMER_ID, ITEM_ID, TYPE, TIMESTAMP)
+    ALL: Final = (
+        CUSTOMER_ID,
+        ITEM_ID,
+        TYPE,
+        TIMESTAMP,
+        CHANNEL,
+        SIZE,
+        PRICE,
+        STORE_ID,
+        RETURN_REASON,
+        RECOMMENDATION_ID,
+        POSITION,
+    )
+
+
+ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+
+
+class Interaction(BaseModel):
+    """One interaction event, as accepted by ``POST /v1/events`` and stored in the event log.
+
+    Validation happens here, once, for the API, the event log and the loaders of event files.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    customer_id: ExternalId
+    item_id: ExternalId
+    type: InteractionType
+    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    channel: Channel = Channel.ONLINE
+    size: Annotated[str, StringConstraints(max_length=32)] | None = None
+    price: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
+    store_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    return_reason: ReturnReason | None = None
+    recommendation_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    position: Annotated[int, Field(ge=0, le=10_000)] | None = None
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def to_record(self) -> dict[str, object]:
+        """A flat JSON-ready dict (enum values as strings, timestamp as ISO 8601)."""
+        return {
+            InteractionCols.CUSTOMER_ID: self.customer_id,
+            InteractionCols.ITEM_ID: self.item_id,
+            InteractionCols.TYPE: self.type.value,
+            InteractionCols.TIMESTAMP: self.timestamp.isoformat(),
+            InteractionCols.CHANNEL: self.channel.value,
+            InteractionCols.SIZE: self.size,
+            InteractionCols.PRICE: self.price,
+            InteractionCols.STORE_ID: self.store_id,
+            InteractionCols.RETURN_REASON: (
+                self.return_reason.value if self.return_reason is not None else None
+            ),
+            InteractionCols.RECOMMENDATION_ID: self.recommendation_id,
+            InteractionCols.POSITION: self.position,
+        }

@@ -1,0 +1,59 @@
+"""Shared fixtures: a real Redis server, the shared real datasets, small synthetic retailers."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("LOOKBOOK_SHARED_DATA", REPO.parent / "shared" / "data"))
+REDIS_URL = os.environ.get("LOOKBOOK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# In CI the Redis tests must run: a missing server is a failure there, not a skip.
+REQUIRE_REDIS = os.environ.get("LOOKBOOK_REQUIRE_REDIS", "") == "1" or os.environ.get("CI") == "true"
+
+
+def _redis_available() -> str | None:
+    try:
+        import redis
+    except ImportError:  # pragma: no cover - redis is a hard dependency
+        return "the redis package is not installed"
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except Exception as exc:
+        return f"no Redis server at {REDIS_URL} ({exc}); `make test` starts one when redis-server is installed"
+    return None
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    reason = _redis_available()
+    if reason is not None:
+        if REQUIRE_REDIS:
+            pytest.fail(f"Redis is required here (CI / LOOKBOOK_REQUIRE_REDIS=1): {reason}")
+        pytest.skip(reason)
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A unique key prefix for one test; its keys are deleted afterwards."""
+    import redis
+
+    prefix = f"lbtest:{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+def shared_dataset(name: str) -> Path:
+    """Path of a dataset in ../shared/data, or skip with a clear message when it is absent."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"real dataset {name} not found at {path} (the ../shared/data folder is absent)")
+    return path
