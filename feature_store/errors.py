@@ -5,6 +5,7 @@ and only the command line turns them into exit messages.
 
     LookbookError
     ├── DataFormatError        a data file is malformed (names file, row and column)
+    ├── InvalidRequest         a request parameter is out of range (422 at the API edge)
     ├── InvalidEvent           an interaction event failed validation
     ├── UnknownItem            an item id that the loaded catalog does not know
     ├── UnknownCustomer        a customer id that nothing knows
@@ -48,6 +49,10 @@ class DataFormatError(LookbookError):
             where.append(f"column {column!r}")
         prefix = ", ".join(where)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class InvalidRequest(LookbookError):
+    code = "validation_error"
 
 
 class InvalidEvent(LookbookError):

@@ -1,15 +1,29 @@
 """Online store: what the service needs to know about customers and items between two trainings.
 
 Two implementations pass the same contract tests (``tests/test_online_store.py``):
-:class:`InMemoryOnlineStore` (the embedded default) and :class:`RedisOnlineStore` (shared by replicas).
+:class:`InMemoryOnlineStore` (the embedded default) and :class:`RedisOnlineStore` (shared by
+replicas).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, Protocol, runtime_checkable
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from itertools import islice
+from typing import Any, Final, Protocol, runtime_checkable
 
-from .schema import Interaction
+import orjson
+import redis
+from pydantic import ValidationError
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from .errors import DataFormatError, InvalidEvent, StoreUnavailable
+from .schema import Interaction, InteractionType
 
 
 @runtime_checkable
@@ -33,11 +47,9 @@ class OnlineStore(Protocol):
         """Insert or replace item records (each has ``item_id``)."""
         ...
 
-    def get_item(self, item_id: str) -> dict[str, Any] | None:
-        ...
+    def get_item(self, item_id: str) -> dict[str, Any] | None: ...
 
-    def get_items(self, item_ids: Sequence[str]) -> list[dict[str, Any] | None]:
-        ...
+    def get_items(self, item_ids: Sequence[str]) -> list[dict[str, Any] | None]: ...
 
     def erase_customer(self, customer_id: str) -> None:
         """Remove everything the store holds about the customer."""
@@ -46,3 +58,297 @@ class OnlineStore(Protocol):
     def ping(self) -> bool:
         """True when the backend answers."""
         ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------------------
+
+_log = logging.getLogger("lookbook.online_store")
+
+_JSON_OPTIONS: Final = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _json_default(value: object) -> object:
+    """Serialise what orjson does not know natively (pandas timestamps, numpy scalars, sets)."""
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    if type(value).__name__ in ("NAType", "NaTType"):  # pandas missing values
+        return None
+    isoformat = getattr(value, "isoformat", None)
+    if callable(isoformat):
+        return isoformat()
+    for method in ("tolist", "item"):  # numpy arrays of any dtype, numpy / pandas scalars
+        convert = getattr(value, method, None)
+        if callable(convert):
+            return convert()
+    raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
+
+
+def _item_json(item: Mapping[str, Any]) -> tuple[str, bytes]:
+    """``(item_id, JSON bytes)`` of one item record; rejects records without an ``item_id``."""
+    raw_id = item.get("item_id")
+    if raw_id is None or str(raw_id).strip() == "":
+        raise DataFormatError("item record has no item_id", column="item_id")
+    item_id = str(raw_id)
+    try:
+        payload = orjson.dumps(
+            {**item, "item_id": item_id}, default=_json_default, option=_JSON_OPTIONS
+        )
+    except TypeError as exc:
+        raise DataFormatError(
+            f"item {item_id!r} cannot be stored as JSON: {exc}", column="item_id"
+        ) from exc
+    return item_id, payload
+
+
+def _check_events(events: Sequence[Interaction]) -> None:
+    for position, event in enumerate(events):
+        if not isinstance(event, Interaction):
+            raise InvalidEvent(
+                f"event {position} of the batch is a {type(event).__name__}, not an Interaction"
+            )
+
+
+# --------------------------------------------------------------------------------------------------
+# In-process implementation (the embedded default)
+# --------------------------------------------------------------------------------------------------
+
+
+class InMemoryOnlineStore:
+    """The online store inside one process: dicts behind a lock.
+
+    "Newest first" means most recently *recorded* first (within a batch, later events are newer),
+    exactly like :class:`RedisOnlineStore`. Items are kept as JSON bytes, so what comes back from
+    :meth:`get_item` is a fresh copy with the same types the Redis store returns.
+    """
+
+    def __init__(self, max_recent: int = 100) -> None:
+        if max_recent < 1:
+            raise ValueError(f"max_recent must be >= 1, got {max_recent}")
+        self.max_recent = max_recent
+        self._lock = threading.Lock()
+        self._recent: dict[str, deque[Interaction]] = {}
+        self._purchased: dict[str, set[str]] = {}
+        self._items: dict[str, bytes] = {}
+
+    def record(self, events: Sequence[Interaction]) -> None:
+        _check_events(events)
+        with self._lock:
+            for event in events:
+                recent = self._recent.get(event.customer_id)
+                if recent is None:
+                    recent = self._recent[event.customer_id] = deque(maxlen=self.max_recent)
+                recent.appendleft(event)
+                if event.type is InteractionType.PURCHASE:
+                    self._purchased.setdefault(event.customer_id, set()).add(event.item_id)
+                elif event.type is InteractionType.RETURN:
+                    bought = self._purchased.get(event.customer_id)
+                    if bought is not None:
+                        bought.discard(event.item_id)
+                        if not bought:
+                            del self._purchased[event.customer_id]
+
+    def recent(self, customer_id: str, n: int = 50) -> list[Interaction]:
+        if n <= 0:
+            return []
+        with self._lock:
+            recent = self._recent.get(customer_id)
+            return list(islice(recent, n)) if recent is not None else []
+
+    def purchased(self, customer_id: str) -> set[str]:
+        with self._lock:
+            return set(self._purchased.get(customer_id, ()))
+
+    def put_items(self, items: Iterable[Mapping[str, Any]]) -> None:
+        encoded = [_item_json(item) for item in items]
+        with self._lock:
+            self._items.update(encoded)
+
+    def get_item(self, item_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            payload = self._items.get(item_id)
+        return orjson.loads(payload) if payload is not None else None
+
+    def get_items(self, item_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        with self._lock:
+            payloads = [self._items.get(item_id) for item_id in item_ids]
+        return [orjson.loads(p) if p is not None else None for p in payloads]
+
+    def erase_customer(self, customer_id: str) -> None:
+        with self._lock:
+            self._recent.pop(customer_id, None)
+            self._purchased.pop(customer_id, None)
+
+    def ping(self) -> bool:
+        return True
+
+
+# --------------------------------------------------------------------------------------------------
+# Redis implementation (shared by replicas)
+# --------------------------------------------------------------------------------------------------
+
+
+class RedisOnlineStore:
+    """The online store in Redis, shared by every replica.
+
+    Keys (all under ``prefix``):
+
+    * ``{prefix}recent:{customer_id}``    list of interaction JSON, newest first (LPUSH + LTRIM)
+    * ``{prefix}purchased:{customer_id}`` set of item ids bought and not returned
+    * ``{prefix}item:{item_id}``          item record as a JSON string
+
+    Every Redis failure surfaces as :class:`~feature_store.errors.StoreUnavailable`; socket timeouts
+    are short (``socket_timeout``) so a sick Redis costs a request milliseconds, not seconds.
+    """
+
+    #: Items written per pipeline round trip by :meth:`put_items`.
+    ITEM_CHUNK: Final = 1_000
+
+    def __init__(
+        self,
+        client: redis.Redis | None = None,
+        *,
+        url: str | None = None,
+        prefix: str = "lb:",
+        max_recent: int = 100,
+        socket_timeout: float = 0.25,
+    ) -> None:
+        if max_recent < 1:
+            raise ValueError(f"max_recent must be >= 1, got {max_recent}")
+        if client is None and url is None:
+            raise ValueError("RedisOnlineStore needs a redis client or a url")
+        if client is not None and url is not None:
+            raise ValueError("give RedisOnlineStore a redis client or a url, not both")
+        self._owns_client = client is None
+        if client is None:
+            assert url is not None
+            client = redis.Redis.from_url(
+                url,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+                # One immediate retry, so a pooled connection broken by a Redis restart heals.
+                retry=Retry(NoBackoff(), 1),
+            )
+        self._client = client
+        self._where = url if url is not None else _describe(client)
+        self.prefix = prefix
+        self.max_recent = max_recent
+
+    # -- keys ----------------------------------------------------------------------------------
+
+    def _recent_key(self, customer_id: str) -> str:
+        return f"{self.prefix}recent:{customer_id}"
+
+    def _purchased_key(self, customer_id: str) -> str:
+        return f"{self.prefix}purchased:{customer_id}"
+
+    def _item_key(self, item_id: str) -> str:
+        return f"{self.prefix}item:{item_id}"
+
+    @contextmanager
+    def _guard(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except RedisError as exc:
+            raise StoreUnavailable(
+                f"Redis online store at {self._where}: {operation} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    # -- protocol ------------------------------------------------------------------------------
+
+    def record(self, events: Sequence[Interaction]) -> None:
+        _check_events(events)
+        if not events:
+            return
+        pipe = self._client.pipeline(transaction=True)
+        touched: dict[str, None] = {}
+        for event in events:
+            recent_key = self._recent_key(event.customer_id)
+            pipe.lpush(recent_key, orjson.dumps(event.to_record()))
+            touched[recent_key] = None
+            if event.type is InteractionType.PURCHASE:
+                pipe.sadd(self._purchased_key(event.customer_id), event.item_id)
+            elif event.type is InteractionType.RETURN:
+                pipe.srem(self._purchased_key(event.customer_id), event.item_id)
+        for recent_key in touched:
+            pipe.ltrim(recent_key, 0, self.max_recent - 1)
+        with self._guard(f"record of {len(events)} events"):
+            pipe.execute()
+
+    def recent(self, customer_id: str, n: int = 50) -> list[Interaction]:
+        n = min(n, self.max_recent)
+        if n <= 0:
+            return []
+        with self._guard("recent"):
+            raw = self._client.lrange(self._recent_key(customer_id), 0, n - 1)
+        events: list[Interaction] = []
+        for payload in raw:
+            try:
+                events.append(Interaction.model_validate_json(payload))
+            except ValidationError as exc:
+                _log.warning(
+                    "skipping a malformed interaction in %s: %s",
+                    self._recent_key(customer_id),
+                    exc.errors(include_url=False)[:1],
+                )
+        return events
+
+    def purchased(self, customer_id: str) -> set[str]:
+        with self._guard("purchased"):
+            members = self._client.smembers(self._purchased_key(customer_id))
+        return {_text(m) for m in members}
+
+    def put_items(self, items: Iterable[Mapping[str, Any]]) -> None:
+        chunk: list[tuple[str, bytes]] = []
+        for item in items:
+            chunk.append(_item_json(item))
+            if len(chunk) >= self.ITEM_CHUNK:
+                self._write_items(chunk)
+                chunk = []
+        if chunk:
+            self._write_items(chunk)
+
+    def _write_items(self, chunk: list[tuple[str, bytes]]) -> None:
+        with self._guard(f"put_items ({len(chunk)} items)"):
+            self._client.mset({self._item_key(item_id): payload for item_id, payload in chunk})
+
+    def get_item(self, item_id: str) -> dict[str, Any] | None:
+        with self._guard("get_item"):
+            payload = self._client.get(self._item_key(item_id))
+        return orjson.loads(payload) if payload is not None else None
+
+    def get_items(self, item_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        if not item_ids:
+            return []
+        with self._guard(f"get_items ({len(item_ids)} ids)"):
+            payloads = self._client.mget([self._item_key(item_id) for item_id in item_ids])
+        return [orjson.loads(p) if p is not None else None for p in payloads]
+
+    def erase_customer(self, customer_id: str) -> None:
+        with self._guard("erase_customer"):
+            self._client.delete(self._recent_key(customer_id), self._purchased_key(customer_id))
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except RedisError as exc:
+            _log.debug("Redis online store at %s does not answer: %s", self._where, exc)
+            return False
+
+    def close(self) -> None:
+        """Release the connections (only those of a client this store created from a url)."""
+        if self._owns_client:
+            self._client.close()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _describe(client: redis.Redis) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"

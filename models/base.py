@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
@@ -18,6 +19,8 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
+
+from feature_store.errors import BundleError
 
 logger = logging.getLogger("lookbook.models")
 
@@ -30,8 +33,9 @@ class TrainingData:
     """Interactions in dense-index form, as every model's ``fit`` receives them.
 
     ``user_items`` is the confidence-weighted customer x item matrix (CSR, float32): the sum of
-    interaction weights per pair, clipped at 0. The event arrays keep every interaction in time order
-    for models that need sequences, baskets or recency (``timestamps`` are seconds since the epoch).
+    interaction weights per pair, clipped at 0. The event arrays keep every interaction in time
+    order for models that need sequences, baskets or recency (``timestamps`` are seconds since the
+    epoch).
     """
 
     user_items: sp.csr_matrix
@@ -74,9 +78,11 @@ class Recommender(ABC):
 
         ``userid`` is one index (returns 1-d arrays) or an array of indices (returns 2-d arrays,
         one row per customer, padded with index ``-1`` / score ``-inf`` when fewer items qualify).
-        ``user_items`` holds the rows of those customers' interactions (``user_items[userid]`` for a
-        single id is also accepted), used to filter already-liked items and, for models that fold in,
-        to compute the customer's representation.
+        ``user_items`` holds the rows of those customers' interactions (``user_items[userid]`` for
+        a single id is also accepted), used to filter already-liked items and, for models that fold
+        in, to compute the customer's representation. When it has one row per requested id, row
+        ``r`` belongs to ``userid[r]`` (implicit's convention); otherwise it is indexed by customer
+        index (e.g. the full training matrix) — see :func:`user_rows`.
         """
 
     @abstractmethod
@@ -114,6 +120,36 @@ def read_config(path: Path) -> dict[str, Any]:
     return config
 
 
+def read_model_config(path: Path, name: str) -> dict[str, Any]:
+    """``config.json`` of the model folder ``path``, checked to have been written by model ``name``.
+
+    Raises :class:`~feature_store.errors.BundleError` when the folder is not such a model.
+    """
+    try:
+        config = read_config(path)
+    except FileNotFoundError as exc:
+        raise BundleError(f"{path} holds no model (no config.json)") from exc
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path / 'config.json'} is not valid JSON: {exc}") from exc
+    if config.get("model") != name:
+        raise BundleError(f"{path} holds model {config.get('model')!r}, not {name!r}")
+    return config
+
+
+def save_arrays(path: Path, **arrays: np.ndarray) -> None:
+    """Write ``arrays`` into ``path/arrays.npz`` (the folder is created if needed).
+
+    Object arrays are refused: they would need pickle, which :func:`load_arrays` never reads.
+    """
+    for key, array in arrays.items():
+        if np.asarray(array).dtype.hasobject:
+            raise ValueError(f"array {key!r} has dtype object: it cannot be saved without pickle")
+    path.mkdir(parents=True, exist_ok=True)
+    # (numpy's stubs type **kwds of savez as its allow_pickle flag, which numpy < 2.1 lacks)
+    savez: Callable[..., None] = np.savez
+    savez(path / "arrays.npz", **arrays)
+
+
 def load_arrays(path: Path) -> dict[str, np.ndarray]:
     with np.load(path / "arrays.npz", allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
@@ -124,22 +160,126 @@ def top_n(
 ) -> tuple[IntArray, FloatArray]:
     """Indices and values of the ``N`` largest scores, best first, skipping ``exclude``.
 
-    Ties are broken by the lower index so results are deterministic.
+    Ties are broken by the lower index so results are deterministic (also at the cut-off: of items
+    tied with the ``N``-th score, the lower indices are kept). ``NaN`` counts as ``-inf``; items
+    scoring ``-inf`` are never returned, so fewer than ``N`` may come back. Indices in ``exclude``
+    outside ``[0, len(scores))`` are ignored (so ``-1`` padding is harmless).
     """
-    scores = np.asarray(scores, dtype=np.float32).copy()
+    row = _clean_scores(scores)
     if exclude is not None and len(exclude):
-        scores[exclude] = -np.inf
-    n = min(N, scores.shape[0])
-    if n <= 0:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-    part = np.argpartition(-scores, n - 1)[:n] if n < scores.shape[0] else np.arange(scores.shape[0])
-    order = np.lexsort((part, -scores[part]))
-    idx = part[order].astype(np.int64)
-    vals = scores[idx]
-    keep = np.isfinite(vals)
-    return idx[keep], vals[keep].astype(np.float32)
+        excl = np.asarray(exclude, dtype=np.int64)
+        row[excl[(excl >= 0) & (excl < row.shape[0])]] = -np.inf
+    idx = _top_k_row(row, N)
+    vals = row[idx]
+    keep = vals > -np.inf
+    return idx[keep], vals[keep]
+
+
+def top_n_batch(scores: npt.NDArray[np.floating[Any]], N: int) -> tuple[IntArray, FloatArray]:
+    """Row-wise :func:`top_n` of a 2-d score matrix, padded to ``N`` columns.
+
+    Rows with fewer than ``N`` items above ``-inf`` are padded with index ``-1`` and score
+    ``-inf`` (the batched layout of :meth:`Recommender.recommend`). Each row is ranked by exactly
+    the code path of :func:`top_n`, so a batch row equals the single-row answer.
+    """
+    matrix = np.asarray(scores)
+    if matrix.ndim != 2:
+        raise ValueError(f"top_n_batch needs a 2-d score matrix, got shape {matrix.shape}")
+    width = max(int(N), 0)
+    ids = np.full((matrix.shape[0], width), -1, dtype=np.int64)
+    vals = np.full((matrix.shape[0], width), -np.inf, dtype=np.float32)
+    for r in range(matrix.shape[0]):
+        row_ids, row_vals = top_n(matrix[r], width)
+        ids[r, : len(row_ids)] = row_ids
+        vals[r, : len(row_vals)] = row_vals
+    return ids, vals
+
+
+def _clean_scores(scores: npt.NDArray[np.floating[Any]]) -> FloatArray:
+    """A float32 1-d copy of ``scores`` with ``NaN`` replaced by ``-inf``."""
+    row = np.array(scores, dtype=np.float32, copy=True).reshape(-1)
+    nan = np.isnan(row)
+    if nan.any():
+        row[nan] = -np.inf
+    return row
+
+
+def _top_k_row(row: FloatArray, N: int) -> IntArray:
+    """Indices of the ``N`` best entries of ``row`` ordered by (score desc, index asc)."""
+    n_items = row.shape[0]
+    k = min(int(N), n_items)
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    if k < n_items:
+        part = np.argpartition(-row, k - 1)
+        cand = part[:k]
+        kth = row[part[k - 1]]
+        # argpartition picks arbitrarily among items tied with the k-th score: keep the lowest.
+        if np.count_nonzero(row == kth) > np.count_nonzero(row[cand] == kth):
+            above = cand[row[cand] > kth]
+            ties = np.flatnonzero(row == kth)[: k - len(above)]
+            cand = np.concatenate([above, ties])
+    else:
+        cand = np.arange(n_items)
+    order = np.lexsort((cand, -row[cand]))
+    return np.asarray(cand[order], dtype=np.int64)
 
 
 def liked_items(user_items: sp.csr_matrix, row: int) -> IntArray:
     start, end = user_items.indptr[row], user_items.indptr[row + 1]
     return np.asarray(user_items.indices[start:end], dtype=np.int64)
+
+
+def as_userids(userid: int | IntArray) -> tuple[IntArray, bool]:
+    """``(ids as a 1-d int64 array, True when a single id was given)``."""
+    if np.ndim(userid) == 0:
+        return np.asarray([int(userid)], dtype=np.int64), True
+    ids = np.asarray(userid)
+    if ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
+        raise ValueError(
+            f"userid must be an int or a 1-d array of ints, got {ids.dtype} {ids.shape}"
+        )
+    return ids.astype(np.int64, copy=False), False
+
+
+def user_rows(user_items: sp.csr_matrix, userids: IntArray, n_items: int) -> sp.csr_matrix:
+    """The rows of ``user_items`` that belong to ``userids``, one per id, in order.
+
+    Follows implicit's convention: when ``user_items`` has exactly one row per requested id, row
+    ``r`` is the interactions of ``userids[r]``. Otherwise ``user_items`` is taken to be indexed by
+    customer index (typically the full training matrix) and rows ``user_items[userids]`` are
+    returned. (Asking for every customer, in an order other than ``0..n-1``, with the full matrix
+    is therefore ambiguous: pass ``full[userids]`` instead.)
+    """
+    if not sp.issparse(user_items):
+        raise ValueError(f"user_items must be a scipy CSR matrix, got {type(user_items).__name__}")
+    matrix = user_items if isinstance(user_items, sp.csr_matrix) else sp.csr_matrix(user_items)
+    if matrix.shape[1] != n_items:
+        raise ValueError(
+            f"user_items has {matrix.shape[1]} columns but the model knows {n_items} items"
+        )
+    if matrix.shape[0] == len(userids):
+        return matrix
+    if len(userids) and (userids.min() < 0 or userids.max() >= matrix.shape[0]):
+        raise ValueError(
+            f"user_items has {matrix.shape[0]} rows: neither one per requested customer "
+            f"({len(userids)}) nor enough to index customer {int(userids.max())}"
+        )
+    rows: sp.csr_matrix = matrix[userids]
+    return rows
+
+
+def exclude_liked(
+    scores: npt.NDArray[np.floating[Any]],
+    rows: sp.csr_matrix | None,
+    filter_items: IntArray | None = None,
+) -> None:
+    """Set, in place, ``scores[r, i] = -inf`` for items ``i`` in row ``r`` of ``rows`` and for
+    every ``i`` in ``filter_items`` (out-of-range indices are ignored)."""
+    n_items = scores.shape[1]
+    if rows is not None and rows.nnz:
+        counts = np.diff(rows.indptr)
+        scores[np.repeat(np.arange(rows.shape[0]), counts), rows.indices] = -np.inf
+    if filter_items is not None and len(filter_items):
+        items = np.asarray(filter_items, dtype=np.int64).reshape(-1)
+        scores[:, items[(items >= 0) & (items < n_items)]] = -np.inf

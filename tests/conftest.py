@@ -13,7 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LOOKBOOK_SHARED_DATA", REPO.parent / "shared" / "data"))
 REDIS_URL = os.environ.get("LOOKBOOK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 # In CI the Redis tests must run: a missing server is a failure there, not a skip.
-REQUIRE_REDIS = os.environ.get("LOOKBOOK_REQUIRE_REDIS", "") == "1" or os.environ.get("CI") == "true"
+REQUIRE_REDIS = (
+    os.environ.get("LOOKBOOK_REQUIRE_REDIS", "") == "1" or os.environ.get("CI") == "true"
+)
 
 
 def _redis_available() -> str | None:
@@ -55,5 +57,7 @@ def shared_dataset(name: str) -> Path:
     """Path of a dataset in ../shared/data, or skip with a clear message when it is absent."""
     path = SHARED_DATA / name
     if not path.exists():
-        pytest.skip(f"real dataset {name} not found at {path} (the ../shared/data folder is absent)")
+        pytest.skip(
+            f"real dataset {name} not found at {path} (the ../shared/data folder is absent)"
+        )
     return path

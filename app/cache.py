@@ -1,0 +1,411 @@
+"""Response cache: serialized response bodies grouped per customer.
+
+A *group* is everything cached for one customer (its feeds, lists, pages); a *key* names one
+response inside the group. One event for the customer drops the whole group with
+:meth:`Cache.invalidate`. What goes into group and key names (customer id, model version, filters)
+is the caller's business; the cache only stores bytes.
+
+Two implementations:
+
+* :class:`InProcessCache` — the embedded default: an LRU over groups, per-entry expiry.
+* :class:`RedisCache` — shared by replicas: one Redis hash per group. A Redis outage is handled
+  here: the cache answers "miss" and skips writes without waiting on Redis until ``retry_interval``
+  has passed, then tries again and recovers by itself. It never raises to the caller. Groups whose
+  invalidation could not reach Redis are remembered and dropped first when Redis answers again, so
+  no list that an event made stale survives the outage.
+
+Known limit (generic to read-through caches): a response computed *before* an event and stored
+*after* that event's invalidation stays cached until its TTL; keep TTLs short.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import struct
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Final, Protocol, runtime_checkable
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+logger = logging.getLogger("lookbook.cache")
+
+#: Errors that mean "Redis cannot be reached now" (as opposed to a rejected command).
+_UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+
+# Stored value = 8-byte big-endian expiry (unix ms) + body: entries expire one by one even though
+# Redis expires only whole hashes (HEXPIRE needs Redis 7.4).
+_EXPIRY: Final = struct.Struct(">Q")
+
+# HSET the entry, then make the hash live at least as long as that entry (never shorten it).
+_SET_SCRIPT: Final = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local ttl = redis.call('PTTL', KEYS[1])
+local wanted = tonumber(ARGV[3])
+if ttl < wanted then
+    redis.call('PEXPIRE', KEYS[1], wanted)
+end
+return 1
+"""
+
+
+@runtime_checkable
+class Cache(Protocol):
+    """Bytes cached per (group, key), invalidated per group."""
+
+    backend: str  # "memory" or "redis"
+
+    def get(self, group: str, key: str) -> bytes | None:
+        """The cached value, or ``None`` (missing, expired, or the backend is unavailable)."""
+        ...
+
+    def set(self, group: str, key: str, value: bytes, ttl_seconds: float) -> None:
+        """Cache ``value`` for ``ttl_seconds`` (``<= 0`` removes the entry). Never raises."""
+        ...
+
+    def invalidate(self, group: str) -> None:
+        """Drop every entry of the group. Never raises."""
+        ...
+
+    def stats(self) -> dict[str, int]:
+        """Counters since start: ``hits``, ``misses`` (every ``None`` from get) and ``errors``
+        (backend operations that failed)."""
+        ...
+
+    def available(self) -> bool:
+        """True when the backend is usable now."""
+        ...
+
+    def close(self) -> None:
+        """Release the backend's resources."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------------
+# In-process cache
+# --------------------------------------------------------------------------------------------------
+
+
+class InProcessCache:
+    """Thread-safe LRU over groups (at most ``max_groups``), each entry with its own expiry.
+
+    A group holds at most ``max_entries_per_group`` entries (the oldest written goes first).
+    """
+
+    backend: str = "memory"
+
+    def __init__(self, max_groups: int = 100_000, *, max_entries_per_group: int = 256) -> None:
+        if max_groups < 1:
+            raise ValueError(f"max_groups must be >= 1, got {max_groups}")
+        if max_entries_per_group < 1:
+            raise ValueError(f"max_entries_per_group must be >= 1, got {max_entries_per_group}")
+        self.max_groups = max_groups
+        self.max_entries_per_group = max_entries_per_group
+        self._lock = threading.Lock()
+        # group -> key -> (expiry on the monotonic clock, value); group order = LRU order
+        self._groups: OrderedDict[str, dict[str, tuple[float, bytes]]] = OrderedDict()
+        self._hits = 0
+        self._misses = 0
+
+    def get(self, group: str, key: str) -> bytes | None:
+        now = time.monotonic()
+        with self._lock:
+            entries = self._groups.get(group)
+            entry = entries.get(key) if entries is not None else None
+            if entry is None or entry[0] <= now:
+                if entry is not None and entries is not None:
+                    del entries[key]
+                    if not entries:
+                        del self._groups[group]
+                self._misses += 1
+                return None
+            self._groups.move_to_end(group)
+            self._hits += 1
+            return entry[1]
+
+    def set(self, group: str, key: str, value: bytes, ttl_seconds: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            entries = self._groups.get(group)
+            if ttl_seconds <= 0:
+                if entries is not None:
+                    entries.pop(key, None)
+                    if not entries:
+                        del self._groups[group]
+                return
+            if entries is None:
+                entries = self._groups[group] = {}
+            else:
+                self._groups.move_to_end(group)
+                for stale in [k for k, (expiry, _) in entries.items() if expiry <= now]:
+                    del entries[stale]
+                entries.pop(key, None)  # re-insert: newest last
+            entries[key] = (now + ttl_seconds, bytes(value))
+            while len(entries) > self.max_entries_per_group:
+                del entries[next(iter(entries))]
+            while len(self._groups) > self.max_groups:
+                self._groups.popitem(last=False)
+
+    def invalidate(self, group: str) -> None:
+        with self._lock:
+            self._groups.pop(group, None)
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {"hits": self._hits, "misses": self._misses, "errors": 0}
+
+    def available(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            self._groups.clear()
+
+    def __len__(self) -> int:
+        """Number of groups held (expired entries are dropped lazily)."""
+        with self._lock:
+            return len(self._groups)
+
+
+# --------------------------------------------------------------------------------------------------
+# Redis cache
+# --------------------------------------------------------------------------------------------------
+
+
+class RedisCache:
+    """One Redis hash per group (``{prefix}{group}``), fields = keys; survives Redis outages.
+
+    While Redis is down (a connection error or a timeout after ``socket_timeout``), every call
+    returns at once: ``get`` misses, ``set`` is skipped, ``invalidate`` is remembered. After
+    ``retry_interval`` seconds one caller probes Redis again — first deleting the remembered groups —
+    and on success the cache is back. Nothing here raises to the caller.
+    """
+
+    backend: str = "redis"
+
+    #: Remembered invalidations beyond this many are replaced by dropping every group on recovery.
+    MAX_PENDING_INVALIDATIONS: Final = 100_000
+    _DELETE_CHUNK: Final = 1_000
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "lb:cache:",
+        socket_timeout: float = 0.05,
+        retry_interval: float = 1.0,
+    ) -> None:
+        if socket_timeout <= 0:
+            raise ValueError(f"socket_timeout must be > 0, got {socket_timeout}")
+        if retry_interval < 0:
+            raise ValueError(f"retry_interval must be >= 0, got {retry_interval}")
+        self.prefix = prefix
+        self.retry_interval = retry_interval
+        self._url = url
+        self._client = redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 0),  # outage handling is ours: fail fast, never stall
+        )
+        self._set_script = self._client.register_script(_SET_SCRIPT)
+        self._lock = threading.Lock()
+        self._down_until: float | None = None  # monotonic time of the next probe; None = up
+        self._pending: set[str] = set()  # groups whose invalidation has not reached Redis
+        self._flush_all = False  # too many pending groups: drop every group on recovery
+        self._hits = 0
+        self._misses = 0
+        self._errors = 0
+
+    def _key(self, group: str) -> str:
+        return f"{self.prefix}{group}"
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def get(self, group: str, key: str) -> bytes | None:
+        if self._usable():
+            try:
+                raw = self._client.hget(self._key(group), key)
+            except _UNREACHABLE as exc:
+                self._mark_down(exc)
+            except RedisError as exc:
+                self._count_error("get", exc)
+            else:
+                value = _decode(raw)
+                if value is not None:
+                    with self._lock:
+                        self._hits += 1
+                    return value
+        with self._lock:
+            self._misses += 1
+        return None
+
+    def set(self, group: str, key: str, value: bytes, ttl_seconds: float) -> None:
+        if not self._usable():
+            return
+        try:
+            if ttl_seconds <= 0:
+                self._client.hdel(self._key(group), key)
+                return
+            ttl_ms = max(1, round(ttl_seconds * 1000))
+            expires_ms = int(time.time() * 1000) + ttl_ms
+            self._set_script(
+                keys=[self._key(group)], args=[key, _EXPIRY.pack(expires_ms) + value, ttl_ms]
+            )
+        except _UNREACHABLE as exc:
+            self._mark_down(exc)
+        except RedisError as exc:
+            self._count_error("set", exc)
+
+    def invalidate(self, group: str) -> None:
+        if not self._usable(pending_group=group):
+            return
+        try:
+            self._client.delete(self._key(group))
+        except _UNREACHABLE as exc:
+            self._remember([group])
+            self._mark_down(exc)
+        except RedisError as exc:
+            self._remember([group])
+            self._count_error("invalidate", exc)
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {"hits": self._hits, "misses": self._misses, "errors": self._errors}
+
+    def available(self) -> bool:
+        if not self._usable():
+            return False
+        try:
+            self._client.ping()
+        except (RedisError, OSError) as exc:
+            self._mark_down(exc)
+            return False
+        return True
+
+    @property
+    def is_down(self) -> bool:
+        """True while the cache bypasses Redis after a failure."""
+        with self._lock:
+            return self._down_until is not None
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- outage handling -----------------------------------------------------------------------
+
+    def _usable(self, pending_group: str | None = None) -> bool:
+        """May this call use Redis now? Probes after ``retry_interval`` and flushes remembered
+        invalidations before anything else; when Redis may not be used, ``pending_group`` is
+        remembered (in the same critical section as the decision)."""
+        with self._lock:
+            probing = False
+            if self._down_until is not None:
+                now = time.monotonic()
+                if now < self._down_until:
+                    if pending_group is not None:
+                        self._remember_locked([pending_group])
+                    return False
+                # This caller probes; the others keep bypassing Redis until it is done.
+                self._down_until = now + self.retry_interval
+                probing = True
+            pending = set(self._pending)
+            flush_all = self._flush_all
+        if pending or flush_all or probing:
+            try:
+                if flush_all:
+                    self._delete_all_groups()
+                self._delete_groups(pending)
+                if probing and not (pending or flush_all):
+                    self._client.ping()
+            except (RedisError, OSError) as exc:
+                if pending_group is not None:
+                    self._remember([pending_group])
+                self._mark_down(exc)
+                return False
+            with self._lock:
+                self._pending -= pending
+                if flush_all:
+                    self._flush_all = False
+                if probing:
+                    self._down_until = None
+            if probing:
+                logger.info(
+                    "Redis cache at %s is back (%d remembered invalidations applied)",
+                    self._url,
+                    len(pending),
+                )
+        return True
+
+    def _delete_groups(self, groups: Iterable[str]) -> None:
+        keys = [self._key(group) for group in groups]
+        for start in range(0, len(keys), self._DELETE_CHUNK):
+            self._client.delete(*keys[start : start + self._DELETE_CHUNK])
+
+    def _delete_all_groups(self) -> None:
+        batch: list[bytes | str] = []
+        for key in self._client.scan_iter(match=_glob_escape(self.prefix) + "*", count=1_000):
+            batch.append(key)
+            if len(batch) >= self._DELETE_CHUNK:
+                self._client.delete(*batch)
+                batch = []
+        if batch:
+            self._client.delete(*batch)
+        logger.warning("Redis cache at %s: dropped every cached group after an outage", self._url)
+
+    def _remember(self, groups: Iterable[str]) -> None:
+        with self._lock:
+            self._remember_locked(groups)
+
+    def _remember_locked(self, groups: Iterable[str]) -> None:
+        if self._flush_all:
+            return
+        self._pending.update(groups)
+        if len(self._pending) > self.MAX_PENDING_INVALIDATIONS:
+            self._pending.clear()
+            self._flush_all = True
+
+    def _mark_down(self, exc: BaseException) -> None:
+        with self._lock:
+            self._errors += 1
+            was_up = self._down_until is None
+            self._down_until = time.monotonic() + self.retry_interval
+        if was_up:
+            logger.warning(
+                "Redis cache at %s unreachable (%s: %s); serving uncached, retrying every %.2fs",
+                self._url,
+                type(exc).__name__,
+                exc,
+                self.retry_interval,
+            )
+        # Drop every pooled connection: after a Redis restart they are all dead, and the probe
+        # must not trip over one of them.
+        with contextlib.suppress(RedisError, OSError):
+            self._client.connection_pool.disconnect()
+
+    def _count_error(self, operation: str, exc: RedisError) -> None:
+        with self._lock:
+            self._errors += 1
+        logger.warning("Redis cache at %s: %s failed: %s", self._url, operation, exc)
+
+
+def _decode(raw: bytes | str | None) -> bytes | None:
+    """The body of a stored value, or None when absent, expired or not ours."""
+    if raw is None or isinstance(raw, str) or len(raw) < _EXPIRY.size:
+        return None
+    (expires_ms,) = _EXPIRY.unpack_from(raw)
+    if expires_ms <= time.time() * 1000:
+        return None
+    return raw[_EXPIRY.size :]
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

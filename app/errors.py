@@ -1,0 +1,106 @@
+"""The API edge: domain errors and validation failures become JSON ``{"error": {code, message}}``.
+
+Caller mistakes are 4xx with a stable ``code``; nothing a caller sends can produce a 5xx.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from feature_store.errors import (
+    BundleError,
+    DataFormatError,
+    InvalidEvent,
+    InvalidRequest,
+    LookbookError,
+    ModelNotLoaded,
+    StoreUnavailable,
+    UnknownCustomer,
+    UnknownItem,
+    UnsupportedOperation,
+)
+
+logger = logging.getLogger("lookbook.app")
+
+STATUS: dict[type[LookbookError], int] = {
+    UnknownItem: 404,
+    UnknownCustomer: 404,
+    InvalidEvent: 422,
+    InvalidRequest: 422,
+    DataFormatError: 422,
+    UnsupportedOperation: 400,
+    ModelNotLoaded: 503,
+    BundleError: 503,
+    StoreUnavailable: 503,
+}
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return Response(
+        orjson.dumps({"error": body}), status_code=status, media_type="application/json"
+    )
+
+
+def _clean_validation_errors(errors: Any) -> list[dict[str, Any]]:
+    out = []
+    for err in errors:
+        out.append(
+            {
+                "loc": [str(part) for part in err.get("loc", ())],
+                "type": str(err.get("type", "")),
+                "message": str(err.get("msg", "")),
+            }
+        )
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LookbookError)
+    async def _domain(_: Request, exc: LookbookError) -> Response:
+        status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
+        return error_response(status, exc.code, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+        details = _clean_validation_errors(exc.errors())
+        first = details[0] if details else {"loc": [], "message": "invalid request"}
+        where = ".".join(first["loc"])
+        return error_response(
+            422, "validation_error", f"{where}: {first['message']}" if where else first["message"],
+            details,
+        )  # fmt: skip
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "internal error; it has been logged")

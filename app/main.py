@@ -1,0 +1,150 @@
+"""App factory: ``create_app()`` builds a FastAPI app whose lifespan loads the newest bundle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.cache import Cache, InProcessCache, RedisCache
+from app.errors import install_error_handlers
+from app.metrics import Metrics
+from app.routes import admin, customers, events, health, items
+from app.runtime import BundleManager
+from app.service import RecommendationService
+from app.settings import Settings
+from feature_store.errors import LookbookError
+from feature_store.event_log import EventLog
+from feature_store.online_store import InMemoryOnlineStore, OnlineStore, RedisOnlineStore
+from models.index import ItemIndex
+
+logger = logging.getLogger("lookbook.app")
+
+
+class LatencyMiddleware:
+    """Pure ASGI middleware: one histogram observation per request, labelled by route template,
+    and a ``Server-Timing: app;dur=<ms>`` header (time until the response starts)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                elapsed_ms = (time.perf_counter() - start) * 1000.0
+                headers = list(message.get("headers", []))
+                headers.append((b"server-timing", f"app;dur={elapsed_ms:.3f}".encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.request_latency.labels(
+                route=template, method=scope.get("method", ""), status=f"{status // 100}xx"
+            ).observe(time.perf_counter() - start)
+
+
+def build_store(settings: Settings) -> OnlineStore:
+    if settings.redis_url:
+        return RedisOnlineStore(
+            url=settings.redis_url,
+            prefix=settings.redis_prefix,
+            max_recent=settings.recent_events_per_customer,
+        )
+    return InMemoryOnlineStore(max_recent=settings.recent_events_per_customer)
+
+
+def build_cache(settings: Settings) -> Cache:
+    if settings.redis_url:
+        return RedisCache(settings.redis_url, prefix=f"{settings.redis_prefix}cache:")
+    return InProcessCache(max_groups=settings.cache_max_customers)
+
+
+async def _watch_bundles(app: FastAPI, interval: float) -> None:
+    bundles: BundleManager = app.state.bundles
+    metrics: Metrics = app.state.metrics
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if await run_in_threadpool(bundles.refresh):
+                metrics.set_model(bundles.current.version)
+                logger.info("now serving bundle %s", bundles.current.version)
+        except LookbookError as exc:
+            logger.error("could not load the newest bundle, still serving the old one: %s", exc)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: OnlineStore | None = None,
+    cache: Cache | None = None,
+) -> FastAPI:
+    """Build the service. ``store`` and ``cache`` override the ones the settings would choose."""
+    settings = settings or Settings()
+    metrics = Metrics()
+    bundles = BundleManager(settings.bundle_dir)
+    service = RecommendationService(
+        bundles,
+        store if store is not None else build_store(settings),
+        EventLog(settings.event_log_dir),
+        cache if cache is not None else build_cache(settings),
+        metrics,
+        cache_ttl_seconds=settings.cache_ttl_seconds,
+        recent_events=settings.recent_events_per_customer,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ItemIndex.set_threads(1)  # one query at a time per request: lowest latency
+        try:
+            if await run_in_threadpool(bundles.refresh):
+                metrics.set_model(bundles.current.version)
+        except LookbookError as exc:
+            logger.error("no usable bundle at start-up: %s", exc)
+        if not bundles.loaded:
+            logger.warning("no bundle in %s yet: not ready until one appears", settings.bundle_dir)
+        watcher = None
+        if settings.bundle_poll_seconds > 0:
+            watcher = asyncio.create_task(_watch_bundles(app, settings.bundle_poll_seconds))
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
+    app = FastAPI(
+        title="Lookbook",
+        version="0.1.0",
+        summary="Recommendations for fashion retail",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.bundles = bundles
+    app.state.service = service
+    install_error_handlers(app)
+    for router in (customers.router, items.router, events.router, admin.router, health.router):
+        app.include_router(router)
+    app.add_middleware(LatencyMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,214 @@
+"""The one request pipeline: candidate sources → filters → scoring → response items.
+
+Every list the service returns is made here. A *source* proposes candidates with its own scores and
+reasons; *filters* drop what must not be shown; the *blender* fuses the sources' rankings
+(weighted reciprocal-rank fusion, weights per source so a bandit can move them) and a fallback
+source tops the list up when filters leave too few. New sources (sequence model, complementary,
+seasonal) and rerankers plug in by adding to the lists a :class:`Pipeline` is built with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from app.runtime import LoadedBundle
+
+RRF_K = 60.0
+
+
+@dataclass(slots=True)
+class Candidate:
+    item: int
+    score: float
+    source: str
+    reason: str
+
+
+@dataclass
+class Context:
+    """What one request knows, shared by every stage."""
+
+    bundle: LoadedBundle
+    k: int
+    category: str | None = None
+    customer_id: str | None = None
+    user_vector: npt.NDArray[np.float32] | None = None
+    history: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    exclude: set[int] = field(default_factory=set)
+    anchor_item: int | None = None
+    fallback_used: bool = False
+
+    def allowed_items(self) -> npt.NDArray[np.int64] | None:
+        """Item indices the request is restricted to (``None`` = the whole catalog)."""
+        if self.category is None:
+            return None
+        return self.bundle.catalog.by_category.get(self.category, np.empty(0, dtype=np.int64))
+
+
+class CandidateSource(Protocol):
+    name: str
+
+    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
+        """Up to ``n`` candidates, best first."""
+        ...
+
+
+class Filter(Protocol):
+    def keep(self, ctx: Context, candidate: Candidate) -> bool: ...
+
+
+def _explain_by_history(ctx: Context, items: npt.NDArray[np.int64]) -> list[str]:
+    """For each item, a reason naming the history item it is most similar to."""
+    bundle = ctx.bundle
+    if len(ctx.history) == 0:
+        return ["Picked for your recent activity"] * len(items)
+    vectors = bundle.als.item_vectors()
+    sims = vectors[items] @ vectors[ctx.history].T
+    best = ctx.history[np.argmax(sims, axis=1)]
+    return [f"Because you liked the {bundle.catalog.names[int(b)]}" for b in best]
+
+
+class ALSSource:
+    """Collaborative filtering: inner product of the customer's vector with item vectors (FAISS)."""
+
+    name = "als"
+
+    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
+        if ctx.user_vector is None:
+            return []
+        bundle = ctx.bundle
+        allowed = ctx.allowed_items()
+        exclude = sorted(ctx.exclude)
+        if allowed is not None:
+            if len(allowed) == 0:
+                return []
+            scores = bundle.als.item_factors[allowed] @ ctx.user_vector
+            if exclude:
+                scores[np.isin(allowed, exclude)] = -np.inf
+            top = np.argsort(-scores, kind="stable")[:n]
+            top = top[np.isfinite(scores[top])]
+            items, values = allowed[top], scores[top]
+        else:
+            found, found_scores = bundle.index.search(
+                ctx.user_vector, n, exclude=[exclude] if exclude else None
+            )
+            items = np.asarray(found).reshape(-1).astype(np.int64)
+            values = np.asarray(found_scores).reshape(-1)
+        reasons = _explain_by_history(ctx, items)
+        return [
+            Candidate(int(i), float(s), self.name, r)
+            for i, s, r in zip(items, values, reasons, strict=True)
+        ]
+
+
+class PopularitySource:
+    """Time-decayed best sellers (in the requested category)."""
+
+    name = "popular"
+
+    def __init__(self, reason: str = "Popular right now") -> None:
+        self.reason = reason
+
+    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
+        bundle = ctx.bundle
+        order = (
+            bundle.popular_order
+            if ctx.category is None
+            else bundle.popular_by_category.get(ctx.category, np.empty(0, dtype=np.int64))
+        )
+        scores = bundle.popularity.scores
+        out: list[Candidate] = []
+        for item in order:
+            if len(out) >= n:
+                break
+            i = int(item)
+            if i in ctx.exclude:
+                continue
+            category = bundle.catalog.categories[i]
+            out.append(Candidate(i, float(scores[i]), self.name, f"{self.reason} in {category}"))
+        return out
+
+
+class SimilarItemsSource:
+    """Items whose vectors are nearest to the anchor item's (FAISS)."""
+
+    name = "similar"
+
+    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
+        if ctx.anchor_item is None:
+            return []
+        bundle = ctx.bundle
+        vectors = bundle.als.item_vectors()
+        anchor_name = bundle.catalog.names[ctx.anchor_item]
+        exclude = sorted(ctx.exclude | {ctx.anchor_item})
+        found, scores = bundle.similar_index.search(vectors[ctx.anchor_item], n, exclude=[exclude])
+        items = np.asarray(found).reshape(-1)
+        values = np.asarray(scores).reshape(-1)
+        return [
+            Candidate(
+                int(i), float(s), self.name, f"Shoppers who liked the {anchor_name} chose this"
+            )
+            for i, s in zip(items, values, strict=True)
+            if i >= 0
+        ]
+
+
+class ExcludeFilter:
+    """Drops excluded items (already bought, the anchor item)."""
+
+    def keep(self, ctx: Context, candidate: Candidate) -> bool:
+        return candidate.item not in ctx.exclude and candidate.item != ctx.anchor_item
+
+
+class CategoryFilter:
+    def keep(self, ctx: Context, candidate: Candidate) -> bool:
+        return ctx.category is None or ctx.bundle.catalog.categories[candidate.item] == ctx.category
+
+
+DEFAULT_FILTERS: tuple[Filter, ...] = (ExcludeFilter(), CategoryFilter())
+
+
+@dataclass
+class Pipeline:
+    """Sources with weights, filters, and a fallback source used when the list comes up short."""
+
+    sources: Sequence[tuple[CandidateSource, float]]
+    filters: Sequence[Filter] = DEFAULT_FILTERS
+    fallback: CandidateSource | None = None
+    oversample: int = 3
+
+    def run(self, ctx: Context) -> list[Candidate]:
+        n = max(ctx.k * self.oversample, ctx.k + 8)
+        fused: dict[int, Candidate] = {}
+        for source, weight in self.sources:
+            if weight <= 0:
+                continue
+            kept = [c for c in source.candidates(ctx, n) if self._keep(ctx, c)]
+            for rank, cand in enumerate(kept):
+                contribution = weight / (RRF_K + rank + 1)
+                seen = fused.get(cand.item)
+                if seen is None:
+                    fused[cand.item] = Candidate(cand.item, contribution, cand.source, cand.reason)
+                else:  # keep the reason of the source that ranked it best; add the evidence
+                    seen.score += contribution
+        ranked = sorted(fused.values(), key=lambda c: (-c.score, c.item))[: ctx.k]
+        if len(ranked) < ctx.k and self.fallback is not None:
+            taken = {c.item for c in ranked}
+            lowest = ranked[-1].score if ranked else 1.0 / RRF_K
+            extra = [
+                c
+                for c in self.fallback.candidates(ctx, ctx.k + len(taken))
+                if c.item not in taken and self._keep(ctx, c)
+            ]
+            for rank, cand in enumerate(extra[: ctx.k - len(ranked)]):
+                ranked.append(Candidate(cand.item, lowest / (2.0 + rank), cand.source, cand.reason))
+            ctx.fallback_used = bool(extra)
+        return ranked
+
+    def _keep(self, ctx: Context, candidate: Candidate) -> bool:
+        return all(f.keep(ctx, candidate) for f in self.filters)

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import Response
+
+from app.deps import ServiceDep, SettingsDep, check_k
+from app.schemas import ErrorResponse, RecommendationList
+from feature_store.schema import Category
+
+router = APIRouter(prefix="/v1/customers", tags=["customers"])
+
+CustomerId = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+@router.get(
+    "/{customer_id}/recommendations",
+    response_model=RecommendationList,
+    responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    summary="Personalized feed for a customer",
+)
+def recommendations(
+    customer_id: CustomerId,
+    service: ServiceDep,
+    settings: SettingsDep,
+    k: Annotated[int | None, Query(ge=1, le=1000, description="list length")] = None,
+    category: Annotated[Category | None, Query(description="only this category")] = None,
+    exclude_purchased: Annotated[bool, Query(description="leave out items already bought")] = True,
+) -> Response:
+    """Collaborative filtering over the customer's history (including events that arrived since
+    the last training), blended with what is popular now. Unknown customers get popular items."""
+    size = check_k(k, settings)
+    body = service.personalized(
+        customer_id, k=size, category=category, exclude_purchased=exclude_purchased
+    )
+    return Response(body, media_type="application/json")

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.deps import BundlesDep, ServiceDep
+from app.errors import error_response
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: a model bundle is loaded")
+def readyz(bundles: BundlesDep, service: ServiceDep) -> Response:
+    if not bundles.loaded:
+        return error_response(503, "model_not_loaded", "no model bundle loaded yet")
+    body = {
+        "status": "ready",
+        "model_version": bundles.current.version,
+        "cache": service.cache.backend,
+        "cache_available": service.cache.available(),
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+def metrics(service: ServiceDep) -> Response:
+    service.metrics.cache_errors.set(service.cache.stats().get("errors", 0))
+    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

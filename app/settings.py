@@ -1,0 +1,39 @@
+"""The one settings class: environment variables with the ``LOOKBOOK_`` prefix (and ``REDIS_URL``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOOKBOOK_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    bundle_dir: Path = Path("var/bundles")
+    data_dir: Path = Path("var/data")
+    event_log_dir: Path = Path("var/events")
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "LOOKBOOK_REDIS_URL")
+    )
+    redis_prefix: str = "lb:"
+    cache_ttl_seconds: float = Field(300.0, ge=0)
+    cache_max_customers: int = Field(100_000, ge=1)
+    default_k: int = Field(12, ge=1, le=100)
+    max_k: int = Field(100, ge=1, le=1000)
+    bundle_poll_seconds: float = Field(
+        30.0, ge=0, description="how often to look for a newer bundle; 0 disables hot reload"
+    )
+    max_batch_events: int = Field(1000, ge=1)
+    recent_events_per_customer: int = Field(100, ge=1)
+
+    @model_validator(mode="after")
+    def _production_needs_redis(self) -> Settings:
+        if self.env == "production" and not self.redis_url:
+            raise ValueError(
+                "LOOKBOOK_ENV=production needs REDIS_URL: replicas must share the online store"
+            )
+        return self

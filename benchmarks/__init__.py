@@ -1,0 +1,1 @@
+"""Standalone benchmark scripts; each prints its figures (see ``benchmarks/README.md``)."""

@@ -1,0 +1,772 @@
+"""Serving latency of the real Lookbook service under a fixed request rate.
+
+1. Prepares (or reuses, in ``--work``) a synthetic retailer with ``lookbook generate`` and a bundle
+   with ``lookbook train`` — the real command line, in subprocesses.
+2. Starts the real service, ``uvicorn app.main:create_app --factory --workers 1`` on a free
+   loopback port (``LOOKBOOK_BUNDLE_POLL_SECONDS=0``, ``OPENBLAS_NUM_THREADS=1``), and a bare
+   FastAPI app (``benchmarks/bare_app.py``) served the same way as the baseline.
+3. Drives each from a separate process at a fixed rate, open loop (latency from the scheduled send
+   time; see ``benchmarks/_loadgen.py``), HTTP/1.1 keep-alive, warm-up then a fixed duration.
+4. Prints p50/p95/p99 client latency, achieved rate, errors, server-side p50/p99 (from the
+   ``server-timing`` header) and server CPU per request for each scenario, then the targets.
+
+Pass/fail is not the exit code: the script prints figures and exits 0 once it has measured (and
+always stops the servers it started, also on errors and Ctrl-C).
+
+    .venv/bin/python benchmarks/serve_latency.py                      # full size (1M × 100k)
+    .venv/bin/python benchmarks/serve_latency.py --customers 5000 --items 2000 --duration 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import multiprocessing as mp
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from urllib.parse import quote
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+from benchmarks._common import (
+    DEFAULT_WORK,
+    REPO,
+    BenchError,
+    RetailerSpec,
+    busy_processes,
+    child_env,
+    ensure_dataset,
+    human_bytes,
+    latest_bundle_dir,
+    load_average,
+    log_tail,
+    machine_info,
+    markdown_table,
+    now_iso,
+    read_manifest,
+    save_json,
+    stop_process_group,
+    train_bundle,
+)
+from benchmarks._loadgen import LoadResult, LoadSpec, run_load
+
+# Targets of issue 2 (2-core machine, one worker).
+TARGET_PERSONALIZED_P99_MS = 15.0
+TARGET_SIMILAR_P99_MS = 5.0
+TARGET_CACHED_SERVER_P50_MS = 1.0
+MIN_ACHIEVED_FRACTION = 0.98  # of the offered rate, for a latency target to count as met
+
+
+# -- servers ---------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (from /proc)."""
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        stat = fh.read()
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/statm", "rb") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class Server:
+    """A uvicorn process serving an app factory on a free loopback port, in its own process group."""
+
+    name: str
+    factory: str
+    env: dict[str, str]
+    log_path: Path
+    access_log: bool = False
+    cpu: int | None = None
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    ready_s: float = 0.0
+
+    def start(self, ready_timeout_s: float) -> None:
+        self.port = free_port()
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            self.factory,
+            "--factory",
+            "--workers",
+            "1",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+        ]
+        if not self.access_log:
+            cmd.append("--no-access-log")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            log.write(f"$ {' '.join(cmd)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        if self.cpu is not None:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(self.proc.pid, {self.cpu})
+        start = time.perf_counter()
+        print(f"[bench] starting {self.name} on 127.0.0.1:{self.port} …", flush=True)
+        while True:
+            if self.proc.poll() is not None:
+                raise BenchError(
+                    f"{self.name} exited with {self.proc.returncode} before it was ready; "
+                    f"log: {self.log_path}\n{log_tail(self.log_path)}"
+                )
+            status, _ = self.get("/readyz")
+            if status == 200:
+                break
+            if time.perf_counter() - start > ready_timeout_s:
+                raise BenchError(
+                    f"{self.name} not ready after {ready_timeout_s:.0f} s; log: {self.log_path}\n"
+                    + log_tail(self.log_path)
+                )
+            time.sleep(0.5)
+        self.ready_s = time.perf_counter() - start
+        print(f"[bench] {self.name} ready after {self.ready_s:.1f} s", flush=True)
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        """One plain request (for readiness and sanity checks); (0, b"") when nothing answers."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, response.read()
+        except OSError:
+            return 0, b""
+        finally:
+            conn.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process_group(self.proc)
+
+
+@contextlib.contextmanager
+def running(server: Server, ready_timeout_s: float) -> Iterator[Server]:
+    try:
+        server.start(ready_timeout_s)
+        yield server
+    finally:
+        server.stop()
+
+
+def server_env(extra: dict[str, str]) -> dict[str, str]:
+    """A clean environment for a server: nothing inherited that would change its settings."""
+    env = {
+        k: v
+        for k, v in child_env().items()
+        if not k.startswith("LOOKBOOK_") and k not in {"REDIS_URL", "OPENBLAS_NUM_THREADS"}
+    }
+    env.update({"OPENBLAS_NUM_THREADS": "1", "LOOKBOOK_BUNDLE_POLL_SECONDS": "0"})
+    env.update(extra)
+    return env
+
+
+# -- scenarios -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    key: str
+    title: str
+    server: str  # "bare" | "lookbook" | "lookbook-redis"
+    paths: list[str]
+    note: str = ""
+
+
+@dataclass
+class Outcome:
+    key: str
+    title: str
+    offered_rps: float
+    result: LoadResult | None = None
+    server_cpu_ms_per_req: float | None = None
+    server_rss_bytes: int | None = None
+    error: str | None = None
+    note: str = ""
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def summarise(outcome: Outcome) -> None:
+    result = outcome.result
+    if result is None:
+        return
+    lat, srv = result.latencies_ms, result.server_ms
+    outcome.stats = {
+        "achieved_rps": result.ok / result.window_s if result.window_s > 0 else 0.0,
+        "p50": percentile(lat, 50),
+        "p95": percentile(lat, 95),
+        "p99": percentile(lat, 99),
+        "max": max(lat) if lat else float("nan"),
+        "server_p50": percentile(srv, 50),
+        "server_p99": percentile(srv, 99),
+        "errors": float(sum(result.errors.values())),
+    }
+
+
+def run_scenario(
+    scenario: Scenario, server: Server, args: argparse.Namespace, loadgen_cpu: int | None
+) -> Outcome:
+    outcome = Outcome(scenario.key, scenario.title, args.rate, note=scenario.note)
+    if not server.alive or server.proc is None:
+        outcome.error = f"{server.name} is not running (log: {server.log_path})"
+        return outcome
+    spec = LoadSpec(
+        port=server.port,
+        paths=scenario.paths,
+        rate=args.rate,
+        warmup_s=args.warmup,
+        duration_s=args.duration,
+        max_connections=args.max_connections,
+        timeout_s=args.timeout,
+        cpu=loadgen_cpu,
+    )
+    print(
+        f"[bench] {scenario.title}: {args.rate:g} req/s, {args.warmup:g} s warm-up + "
+        f"{args.duration:g} s …",
+        flush=True,
+    )
+    pid = server.proc.pid
+    cpu_before = proc_cpu_seconds(pid)
+    with mp.get_context("spawn").Pool(1) as pool:
+        # The warm-up counts into the CPU figure; it is subtracted proportionally below.
+        result = pool.apply(run_load, (spec,))
+    if server.alive:
+        cpu = proc_cpu_seconds(pid) - cpu_before
+        total_requests = round((args.warmup + args.duration) * args.rate)
+        outcome.server_cpu_ms_per_req = cpu * 1000.0 / max(total_requests, 1)
+        outcome.server_rss_bytes = proc_rss_bytes(pid)
+    else:
+        outcome.error = f"{server.name} died during the run (log: {server.log_path})"
+    outcome.result = result
+    summarise(outcome)
+    print(format_outcomes([outcome]), flush=True)
+    return outcome
+
+
+def fmt_ms(value: float | None) -> str:
+    if value is None or value != value:
+        return "–"
+    return f"{value:.2f}"
+
+
+def format_outcomes(outcomes: list[Outcome]) -> str:
+    headers = [
+        "scenario",
+        "offered/s",
+        "achieved/s",
+        "n",
+        "errors",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "server p50",
+        "server p99",
+        "server CPU ms/req",
+        "fallback",
+    ]
+    rows: list[list[object]] = []
+    for o in outcomes:
+        if o.result is None:
+            rows.append([o.title, f"{o.offered_rps:g}", f"not measured: {o.error}", *[""] * 10])
+            continue
+        r, s = o.result, o.stats
+        errors = ", ".join(f"{k}={v}" for k, v in sorted(r.errors.items())) or "0"
+        if o.error:
+            errors += f" ({o.error})"
+        rows.append(
+            [
+                o.title,
+                f"{o.offered_rps:g}",
+                f"{s['achieved_rps']:.1f}",
+                r.scheduled,
+                errors,
+                fmt_ms(s["p50"]),
+                fmt_ms(s["p95"]),
+                fmt_ms(s["p99"]),
+                fmt_ms(s["max"]),
+                fmt_ms(s["server_p50"]),
+                fmt_ms(s["server_p99"]),
+                fmt_ms(o.server_cpu_ms_per_req),
+                f"{r.fallbacks}/{r.ok}",
+            ]
+        )
+    return markdown_table(headers, rows)
+
+
+def healthy(outcome: Outcome | None) -> tuple[bool, str]:
+    """A latency figure only counts when the run had no errors and kept up with the offered rate."""
+    if outcome is None or outcome.result is None:
+        return False, "not measured"
+    if outcome.stats.get("errors", 0) > 0 or outcome.error:
+        return False, "errors"
+    if outcome.stats["achieved_rps"] < MIN_ACHIEVED_FRACTION * outcome.offered_rps:
+        return False, f"achieved {outcome.stats['achieved_rps']:.0f}/s"
+    return True, ""
+
+
+def format_targets(outcomes: dict[str, Outcome], rate: float) -> str:
+    rows: list[list[str]] = []
+
+    def row(label: str, key: str, stat: str, limit: float) -> None:
+        outcome = outcomes.get(key)
+        ok, why = healthy(outcome)
+        value = outcome.stats.get(stat) if outcome is not None and outcome.result else None
+        if value is None:
+            rows.append([label, f"≤ {limit:g} ms", "–", f"no ({why or 'skipped'})"])
+            return
+        met = ok and value <= limit
+        verdict = "yes" if met else ("no" if ok else f"no ({why})")
+        rows.append([label, f"≤ {limit:g} ms", f"{value:.2f} ms", verdict])
+
+    row(
+        f"personalized uncached, client p99 at {rate:g} req/s",
+        "personalized_uncached",
+        "p99",
+        TARGET_PERSONALIZED_P99_MS,
+    )
+    row("similar items uncached, client p99", "similar_uncached", "p99", TARGET_SIMILAR_P99_MS)
+    row("similar items cached, client p99", "similar_cached", "p99", TARGET_SIMILAR_P99_MS)
+    row(
+        "personalized cached, server p50",
+        "personalized_cached",
+        "server_p50",
+        TARGET_CACHED_SERVER_P50_MS,
+    )
+    row(
+        "similar items cached, server p50",
+        "similar_cached",
+        "server_p50",
+        TARGET_CACHED_SERVER_P50_MS,
+    )
+    if "personalized_uncached_redis" in outcomes:
+        row(
+            "personalized uncached with Redis, client p99 (same bar, informative)",
+            "personalized_uncached_redis",
+            "p99",
+            TARGET_PERSONALIZED_P99_MS,
+        )
+    return markdown_table(["target", "limit", "measured", "met"], rows)
+
+
+# -- workload --------------------------------------------------------------------------------------
+
+
+def known_ids(bundle: Path) -> tuple[list[str], np.ndarray, list[str]]:
+    """(customer ids, indices of customers with a training history, item ids) of a bundle."""
+    import pyarrow.parquet as pq
+
+    customers = pq.read_table(bundle / "customer_ids.parquet", columns=["id"]).column("id")
+    items = pq.read_table(bundle / "item_ids.parquet", columns=["id"]).column("id")
+    with np.load(bundle / "user_items.npz", allow_pickle=False) as arrays:
+        indptr = arrays["indptr"]
+    with_history = np.flatnonzero(np.diff(indptr) > 0)
+    return customers.to_pylist(), with_history, items.to_pylist()
+
+
+def distinct(
+    rng: np.random.Generator, population: int, n: int, what: str, warnings: list[str]
+) -> np.ndarray:
+    """``n`` distinct random indices below ``population`` (cycled with a warning if too few)."""
+    if n <= population:
+        return rng.choice(population, size=n, replace=False)
+    warnings.append(
+        f"only {population} distinct {what} for {n} requests: some repeat and may hit the cache"
+    )
+    return np.resize(rng.permutation(population), n)
+
+
+def build_scenarios(
+    bundle: Path, args: argparse.Namespace, with_redis: bool
+) -> tuple[list[Scenario], list[str]]:
+    customers, with_history, items = known_ids(bundle)
+    if len(with_history) == 0:
+        raise BenchError(f"bundle {bundle} has no customer with a history")
+    rng = np.random.default_rng(args.seed)
+    warnings: list[str] = []
+    n_total = round((args.warmup + args.duration) * args.rate)
+    k = args.k
+    # Disjoint customers for every scenario: uncached (in-process), uncached (Redis), cached.
+    wanted = n_total * (2 if with_redis else 1) + args.cached_keys
+    chosen = with_history[distinct(rng, len(with_history), wanted, "customers", warnings)]
+    uncached_c = chosen[:n_total]
+    redis_c = chosen[n_total : 2 * n_total] if with_redis else chosen[:0]
+    cached_c = chosen[len(chosen) - args.cached_keys :]
+    item_order = distinct(rng, len(items), n_total, "items", warnings)
+    cached_i = rng.choice(len(items), size=min(args.cached_keys, len(items)), replace=False)
+
+    def feed(idx: np.ndarray) -> list[str]:
+        return [f"/v1/customers/{quote(customers[i], safe='')}/recommendations?k={k}" for i in idx]
+
+    def similar(idx: np.ndarray) -> list[str]:
+        return [f"/v1/items/{quote(items[i], safe='')}/similar?k={k}" for i in idx]
+
+    n_cached = f"{args.cached_keys} keys repeated; all requested during warm-up"
+    scenarios = [
+        Scenario("bare", "bare FastAPI endpoint", "bare", ["/bare"]),
+        Scenario(
+            "personalized_uncached",
+            "personalized, uncached",
+            "lookbook",
+            feed(uncached_c),
+            "a distinct random known customer with history per request",
+        ),
+        Scenario(
+            "personalized_cached", "personalized, cached", "lookbook", feed(cached_c), n_cached
+        ),
+        Scenario(
+            "similar_uncached",
+            "similar items, uncached",
+            "lookbook",
+            similar(item_order),
+            "a distinct random item per request",
+        ),
+        Scenario(
+            "similar_cached", "similar items, cached", "lookbook", similar(cached_i), n_cached
+        ),
+    ]
+    if with_redis:
+        scenarios.append(
+            Scenario(
+                "personalized_uncached_redis",
+                "personalized, uncached, Redis",
+                "lookbook-redis",
+                feed(redis_c),
+                "REDIS_URL set: online store and cache in Redis; distinct customers",
+            )
+        )
+    if args.cached_keys > round(args.warmup * args.rate):
+        warnings.append("--cached-keys exceeds the warm-up requests: cached runs include misses")
+    return scenarios, warnings
+
+
+def redis_status(url: str) -> str | None:
+    """None when Redis answers at ``url``, else why not."""
+    try:
+        import redis
+    except ImportError:
+        return "the redis package is not installed"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2).ping()
+    except Exception as exc:
+        return f"no answer from {url}: {exc}"
+    return None
+
+
+def delete_redis_prefix(url: str, prefix: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=5)
+    deleted = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            deleted += int(client.delete(*batch))
+            batch.clear()
+    if batch:
+        deleted += int(client.delete(*batch))
+    return deleted
+
+
+# -- main ------------------------------------------------------------------------------------------
+
+
+def prepare_bundle(args: argparse.Namespace) -> Path:
+    spec = RetailerSpec(
+        customers=args.customers,
+        items=args.items,
+        seed=args.data_seed,
+        interactions_per_customer=args.interactions_per_customer,
+    )
+    data, record, reused = ensure_dataset(args.work, spec, echo=not args.quiet)
+    gen_s = record["stats"]["wall_s"]
+    print(
+        f"[bench] data: {data} ({'reused' if reused else 'generated'}; {gen_s:.1f} s to generate)"
+    )
+    bundles = args.work / "bundles" / spec.name
+    bundle = latest_bundle_dir(bundles)
+    if bundle is None or args.retrain:
+        print(f"[bench] training a bundle into {bundles} …", flush=True)
+        bundle, stats = train_bundle(
+            data,
+            bundles,
+            log_path=args.work / "logs" / f"train-{spec.name}.log",
+            echo=not args.quiet,
+        )
+        print(f"[bench] trained {bundle.name} in {stats.wall_s:.1f} s")
+    else:
+        print(f"[bench] bundle: {bundle} (reused)")
+    return bundle
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--work", type=Path, default=DEFAULT_WORK, help="cache of data, bundles, logs"
+    )
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--interactions-per-customer", type=float, default=10.0)
+    parser.add_argument("--data-seed", type=int, default=42, help="seed of `lookbook generate`")
+    parser.add_argument(
+        "--retrain", action="store_true", help="train a new bundle even if one exists"
+    )
+    parser.add_argument("--rate", type=float, default=300.0, help="requests per second (fixed)")
+    parser.add_argument(
+        "--duration", type=float, default=20.0, help="recorded seconds per scenario"
+    )
+    parser.add_argument("--warmup", type=float, default=5.0, help="unrecorded seconds first")
+    parser.add_argument("--k", type=int, default=12, help="list length asked for")
+    parser.add_argument("--cached-keys", type=int, default=50, help="keys in the cached scenarios")
+    parser.add_argument("--max-connections", type=int, default=64, help="keep-alive connections")
+    parser.add_argument("--timeout", type=float, default=5.0, help="per request, seconds")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the request mix")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--no-redis", action="store_true", help="skip the Redis scenario")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated scenario keys (bare, personalized_uncached, personalized_cached, "
+        "similar_uncached, similar_cached, personalized_uncached_redis)",
+    )
+    parser.add_argument(
+        "--pin", action="store_true", help="server on CPU 0, load generator on CPU 1"
+    )
+    parser.add_argument("--access-log", action="store_true", help="leave uvicorn's access log on")
+    parser.add_argument(
+        "--ready-timeout", type=float, default=900.0, help="seconds to wait for /readyz"
+    )
+    parser.add_argument("--quiet", action="store_true", help="do not echo generate/train output")
+    args = parser.parse_args(argv)
+    args.work = args.work.resolve()
+    return args
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # clean up the servers on kill too
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("\n[bench] interrupted; servers stopped", file=sys.stderr)
+        return 130
+    except BenchError as exc:
+        print(f"[bench] error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    started = now_iso()
+    load_before = load_average()
+    busy_before = busy_processes()
+    bundle = prepare_bundle(args)
+    manifest = read_manifest(bundle)
+
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    redis_skip = "--no-redis" if args.no_redis else redis_status(args.redis_url)
+    if only and "personalized_uncached_redis" not in only:
+        redis_skip = redis_skip or "not selected"
+    scenarios, warnings = build_scenarios(bundle, args, with_redis=redis_skip is None)
+    if only:
+        scenarios = [s for s in scenarios if s.key in only]
+    server_cpu, loadgen_cpu = (0, 1) if args.pin else (None, None)
+    run_id = uuid.uuid4().hex[:8]
+    logs = args.work / "logs"
+    access = args.access_log
+
+    common = {
+        "LOOKBOOK_BUNDLE_DIR": str(bundle.parent),
+        "LOOKBOOK_EVENT_LOG_DIR": str(args.work / "events" / run_id),
+    }
+    redis_prefix = f"lbbench:{run_id}:"
+    servers = {
+        "bare": Server(
+            "bare FastAPI",
+            "benchmarks.bare_app:create_app",
+            server_env({}),
+            logs / "serve-bare.log",
+            access,
+            server_cpu,
+        ),
+        "lookbook": Server(
+            "lookbook (in-process cache)",
+            "app.main:create_app",
+            server_env(common),
+            logs / "serve-lookbook.log",
+            access,
+            server_cpu,
+        ),
+        "lookbook-redis": Server(
+            "lookbook (Redis)",
+            "app.main:create_app",
+            server_env(
+                {**common, "REDIS_URL": args.redis_url, "LOOKBOOK_REDIS_PREFIX": redis_prefix}
+            ),
+            logs / "serve-lookbook-redis.log",
+            access,
+            server_cpu,
+        ),
+    }
+
+    outcomes: dict[str, Outcome] = {}
+    ready: dict[str, float] = {}
+    for name, server in servers.items():
+        group = [s for s in scenarios if s.server == name]
+        if not group:
+            continue
+        try:
+            with running(server, args.ready_timeout):
+                ready[name] = server.ready_s
+                if name != "bare":
+                    status, body = server.get(group[0].paths[0])
+                    if status != 200:
+                        warnings.append(f"{name}: sanity request answered {status}: {body[:200]!r}")
+                for scenario in group:
+                    outcomes[scenario.key] = run_scenario(scenario, server, args, loadgen_cpu)
+        except BenchError as exc:
+            print(f"[bench] {exc}", file=sys.stderr)
+            for scenario in group:
+                outcomes.setdefault(
+                    scenario.key,
+                    Outcome(
+                        scenario.key, scenario.title, args.rate, error=str(exc).splitlines()[0]
+                    ),
+                )
+        finally:
+            if name == "lookbook-redis":
+                with contextlib.suppress(Exception):
+                    deleted = delete_redis_prefix(args.redis_url, redis_prefix)
+                    print(f"[bench] deleted {deleted} Redis keys under {redis_prefix}")
+
+    load_after = load_average()
+    busy_after = busy_processes()
+    ordered = [outcomes[s.key] for s in scenarios if s.key in outcomes]
+    info = machine_info()
+    print()
+    print(f"## serve_latency — {started}")
+    print()
+    print(
+        f"machine: {info['cpu']}, {info['memory']}, Python {info['python']}; load average "
+        f"(1/5/15 min) before {load_before}, after {load_average()}"
+    )
+    for label, busy in (("before", busy_before), ("after", busy_after)):
+        if busy:
+            print(f"other busy processes {label}: " + "; ".join(busy))
+    print(
+        f"data: {manifest.get('customer_count')} customers, {manifest.get('item_count')} items, "
+        f"{manifest.get('data', {}).get('interactions')} interactions; bundle {bundle.name}"
+    )
+    print(
+        f"load: {args.rate:g} req/s open loop, {args.warmup:g} s warm-up + {args.duration:g} s "
+        f"recorded, k={args.k}, ≤{args.max_connections} keep-alive connections, one uvicorn "
+        f"worker{', pinned (server CPU 0, client CPU 1)' if args.pin else ''}, access log "
+        f"{'on' if access else 'off'}"
+    )
+    print("ready after: " + ", ".join(f"{k} {v:.1f} s" for k, v in ready.items()))
+    if redis_skip is not None:
+        print(f"Redis scenario skipped: {redis_skip}")
+    for warning in warnings:
+        print(f"warning: {warning}")
+    print()
+    print(format_outcomes(ordered))
+    print()
+    print(format_targets(outcomes, args.rate))
+    for o in ordered:
+        if o.result is not None and o.result.max_dispatch_lag_ms > 5:
+            print(
+                f"note: {o.title}: the load generator itself sent up to "
+                f"{o.result.max_dispatch_lag_ms:.1f} ms late (counted in the latencies)"
+            )
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    out = args.work / "results" / f"serve_latency-{stamp}.json"
+    save_json(
+        out,
+        {
+            "started": started,
+            "machine": info,
+            "load_average": {"before": load_before, "after": load_after},
+            "busy": {"before": busy_before, "after": busy_after},
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "bundle": str(bundle),
+            "redis_skipped": redis_skip,
+            "warnings": warnings,
+            "scenarios": [
+                {
+                    "key": o.key,
+                    "title": o.title,
+                    "note": o.note,
+                    "error": o.error,
+                    "stats": o.stats,
+                    "server_cpu_ms_per_req": o.server_cpu_ms_per_req,
+                    "server_rss": human_bytes(o.server_rss_bytes) if o.server_rss_bytes else None,
+                    "result": {
+                        k: v
+                        for k, v in asdict(o.result).items()
+                        if k not in {"latencies_ms", "server_ms"}
+                    }
+                    if o.result
+                    else None,
+                }
+                for o in ordered
+            ],
+        },
+    )
+    print(f"\nresults: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

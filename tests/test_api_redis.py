@@ -1,0 +1,140 @@
+"""The service on a real Redis: shared store and cache, invalidation, and surviving an outage."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+from helpers import RedisServer, build_small_retailer, redis_server_required
+
+
+@pytest.fixture(scope="module")
+def retailer(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return build_small_retailer(tmp_path_factory.mktemp("retailer"))
+
+
+@pytest.fixture(scope="module")
+def customer(retailer: tuple[Path, Path]) -> str:
+    data, _ = retailer
+    frame = pd.read_parquet(data / "interactions.parquet")
+    bought = frame[frame["type"] == "purchase"]
+    return str(bought.groupby("customer_id", observed=True).size().idxmax())
+
+
+@pytest.fixture
+def redis_client(
+    retailer: tuple[Path, Path], tmp_path: Path, redis_url: str, redis_prefix: str
+) -> Iterator[TestClient]:
+    _, bundles = retailer
+    settings = Settings(
+        bundle_dir=bundles,
+        event_log_dir=tmp_path / "events",
+        bundle_poll_seconds=0,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+    )
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+@pytest.mark.redis
+def test_redis_backed_service(
+    redis_client: TestClient, redis_url: str, redis_prefix: str, customer: str
+) -> None:
+    assert redis_client.get("/readyz").json()["cache"] == "redis"
+    url = f"/v1/customers/{customer}/recommendations?k=6"
+    first = redis_client.get(url).json()
+    keys = [k.decode() for k in redis.Redis.from_url(redis_url).scan_iter(f"{redis_prefix}*")]
+    assert any(customer in k for k in keys), "the list is cached in Redis"
+    second = redis_client.get(url).json()
+    assert second["items"] == first["items"]
+    top = first["items"][0]["item_id"]
+    event = {"customer_id": customer, "item_id": top, "type": "purchase"}
+    assert redis_client.post("/v1/events", json=event).json()["accepted"] == 1
+    recent = redis.Redis.from_url(redis_url).lrange(f"{redis_prefix}recent:{customer}", 0, -1)
+    assert len(recent) == 1, "the event is in the Redis online store"
+    third = redis_client.get(url).json()
+    assert top not in {it["item_id"] for it in third["items"]}, "event invalidated the cache"
+
+
+@pytest.mark.redis
+def test_two_replicas_share_state(
+    retailer: tuple[Path, Path], tmp_path: Path, redis_url: str, redis_prefix: str, customer: str
+) -> None:
+    _, bundles = retailer
+
+    def settings(name: str) -> Settings:
+        return Settings(
+            bundle_dir=bundles,
+            event_log_dir=tmp_path / name,
+            bundle_poll_seconds=0,
+            redis_url=redis_url,
+            redis_prefix=redis_prefix,
+        )
+
+    with (
+        TestClient(create_app(settings("a"))) as a,
+        TestClient(create_app(settings("b"))) as b,
+    ):
+        url = f"/v1/customers/{customer}/recommendations?k=6"
+        top = b.get(url).json()["items"][0]["item_id"]
+        a.post("/v1/events", json={"customer_id": customer, "item_id": top, "type": "purchase"})
+        assert top not in {it["item_id"] for it in b.get(url).json()["items"]}
+
+
+@pytest.mark.redis
+def test_redis_outage_keeps_serving_and_recovers(
+    retailer: tuple[Path, Path], tmp_path: Path, customer: str
+) -> None:
+    try:
+        server = RedisServer(tmp_path)
+    except FileNotFoundError as exc:
+        if redis_server_required():
+            pytest.fail(f"redis-server is required in CI: {exc}")
+        pytest.skip(str(exc))
+    server.start()
+    try:
+        _, bundles = retailer
+        settings = Settings(
+            bundle_dir=bundles,
+            event_log_dir=tmp_path / "events",
+            bundle_poll_seconds=0,
+            redis_url=server.url,
+        )
+        with TestClient(create_app(settings)) as c:
+            url = f"/v1/customers/{customer}/recommendations?k=6"
+            healthy = c.get(url).json()
+            server.stop()
+            started = time.perf_counter()
+            for _ in range(5):
+                response = c.get(url)
+                assert response.status_code == 200
+                assert response.json()["items"] == healthy["items"]
+            assert time.perf_counter() - started < 5.0
+            top = healthy["items"][0]["item_id"]
+            ack = c.post(
+                "/v1/events", json={"customer_id": customer, "item_id": top, "type": "view"}
+            )
+            assert ack.status_code == 200 and ack.json()["accepted"] == 1
+            assert c.get("/readyz").json()["cache_available"] is False
+            server.start()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                c.get(url)
+                if c.get("/readyz").json()["cache_available"]:
+                    break
+                time.sleep(0.2)
+            assert c.get("/readyz").json()["cache_available"] is True
+            c.get(url)
+            keys = list(redis.Redis.from_url(server.url).scan_iter("lb:*"))
+            assert keys, "after recovery the service writes to Redis again"
+    finally:
+        server.stop()

@@ -1,0 +1,357 @@
+"""Response cache: the same behaviour in memory and in Redis, and Redis outages survived."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from app.cache import Cache, InProcessCache, RedisCache
+
+# -- the shared contract ---------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def cache(request: pytest.FixtureRequest) -> Iterator[Cache]:
+    if request.param == "memory":
+        yield InProcessCache()
+        return
+    url: str = request.getfixturevalue("redis_url")
+    prefix: str = request.getfixturevalue("redis_prefix")
+    redis_cache = RedisCache(url, prefix=f"{prefix}cache:")
+    yield redis_cache
+    redis_cache.close()
+
+
+def test_is_a_cache(cache: Cache) -> None:
+    assert isinstance(cache, Cache)
+    assert cache.backend in ("memory", "redis")
+    assert cache.available() is True
+
+
+def test_miss_then_hit(cache: Cache) -> None:
+    assert cache.get("customer:c1", "feed:v1") is None
+    body = b'{"items":[1,2,3]}\x00\xff'
+    cache.set("customer:c1", "feed:v1", body, 60)
+    assert cache.get("customer:c1", "feed:v1") == body
+    assert cache.get("customer:c1", "feed:v2") is None
+    assert cache.get("customer:c2", "feed:v1") is None
+    cache.set("customer:c1", "empty", b"", 60)
+    assert cache.get("customer:c1", "empty") == b""
+    cache.set("customer:c1", "feed:v1", b"replaced", 60)
+    assert cache.get("customer:c1", "feed:v1") == b"replaced"
+
+
+def test_entries_expire_one_by_one(cache: Cache) -> None:
+    cache.set("g", "short", b"s", 0.15)
+    cache.set("g", "long", b"l", 30)
+    cache.set("h", "short", b"s", 0.15)
+    assert cache.get("g", "short") == b"s"
+    time.sleep(0.3)
+    assert cache.get("g", "short") is None
+    assert cache.get("h", "short") is None
+    assert cache.get("g", "long") == b"l"
+
+
+def test_non_positive_ttl_removes_the_entry(cache: Cache) -> None:
+    cache.set("g", "k", b"v", 30)
+    cache.set("g", "k", b"w", 0)
+    assert cache.get("g", "k") is None
+
+
+def test_invalidate_drops_the_whole_group_only(cache: Cache) -> None:
+    for key in ("feed", "similar:i1", "seasonal"):
+        cache.set("customer:c1", key, key.encode(), 60)
+    cache.set("customer:c2", "feed", b"other", 60)
+    cache.invalidate("customer:c1")
+    for key in ("feed", "similar:i1", "seasonal"):
+        assert cache.get("customer:c1", key) is None
+    assert cache.get("customer:c2", "feed") == b"other"
+    cache.invalidate("customer:never-cached")
+    cache.set("customer:c1", "feed", b"fresh", 60)  # the group is usable again
+    assert cache.get("customer:c1", "feed") == b"fresh"
+
+
+def test_stats(cache: Cache) -> None:
+    assert cache.stats() == {"hits": 0, "misses": 0, "errors": 0}
+    cache.get("g", "k")
+    cache.set("g", "k", b"v", 60)
+    cache.get("g", "k")
+    cache.get("g", "k")
+    cache.invalidate("g")
+    cache.get("g", "k")
+    assert cache.stats() == {"hits": 2, "misses": 2, "errors": 0}
+
+
+def test_concurrent_use(cache: Cache) -> None:
+    failures: list[str] = []
+
+    def worker(t: int) -> None:
+        for k in range(100):
+            group = f"c{k % 10}"
+            cache.set(group, f"t{t}", f"{t}-{k}".encode(), 60)
+            value = cache.get(group, f"t{t}")
+            if value != f"{t}-{k}".encode():
+                failures.append(f"{group}/t{t}: {value!r}")
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert cache.stats()["hits"] == 400
+
+
+# -- in-process specifics --------------------------------------------------------------------------
+
+
+def test_memory_cache_is_an_lru_over_groups() -> None:
+    cache = InProcessCache(max_groups=3)
+    for group in ("g1", "g2", "g3"):
+        cache.set(group, "k", group.encode(), 60)
+    assert cache.get("g1", "k") == b"g1"  # g1 is now the most recently used
+    cache.set("g4", "k", b"g4", 60)  # evicts g2, the least recently used
+    assert len(cache) == 3
+    assert cache.get("g2", "k") is None
+    assert [cache.get(g, "k") for g in ("g1", "g3", "g4")] == [b"g1", b"g3", b"g4"]
+    cache.set("g3", "k2", b"x", 60)  # writing refreshes too
+    cache.set("g5", "k", b"g5", 60)  # evicts g1 (used before g3, g4 were read)
+    assert cache.get("g1", "k") is None
+    assert cache.backend == "memory"
+    with pytest.raises(ValueError):
+        InProcessCache(max_groups=0)
+
+
+def test_memory_cache_bounds_entries_per_group() -> None:
+    cache = InProcessCache(max_entries_per_group=2)
+    cache.set("g", "a", b"1", 60)
+    cache.set("g", "b", b"2", 60)
+    cache.set("g", "c", b"3", 60)
+    assert cache.get("g", "a") is None
+    assert cache.get("g", "b") == b"2" and cache.get("g", "c") == b"3"
+
+
+# -- outages against a private redis-server ------------------------------------------------------
+
+REQUIRE_REDIS = os.environ.get("CI") == "true" or os.environ.get("LOOKBOOK_REQUIRE_REDIS") == "1"
+FAST = 0.5  # seconds: the most any cache call may take while Redis is down
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A throw-away ``redis-server`` without persistence, on a port of its own."""
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        probe = redis.Redis(port=self.port, socket_timeout=0.2, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if probe.ping():
+                    break
+            except redis.RedisError:
+                pass
+            assert self.process.poll() is None, f"redis-server exited ({self.process.returncode})"
+            assert time.monotonic() < deadline, "redis-server did not answer within 10 s"
+            time.sleep(0.02)
+        probe.close()
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def pause(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        reason = (
+            "the redis-server binary is not installed; the outage tests start and kill their own"
+        )
+        if REQUIRE_REDIS:
+            pytest.fail(f"{reason} (required here: CI / LOOKBOOK_REQUIRE_REDIS=1)")
+        pytest.skip(reason)
+    server = RedisServer(binary, tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def timed(call: Callable[[], object]) -> object:
+    """Run ``call``; fail if it raises (it propagates) or takes ``FAST`` seconds or more."""
+    started = time.monotonic()
+    result = call()
+    elapsed = time.monotonic() - started
+    assert elapsed < FAST, f"took {elapsed:.3f}s during the outage"
+    return result
+
+
+def wait_until_recovered(cache: RedisCache, timeout: float = 5.0) -> None:
+    """Write and read back until the cache answers from Redis again."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        cache.set("probe", "k", b"alive", 60)
+        if cache.get("probe", "k") == b"alive":
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the cache did not recover within {timeout}s: {cache.stats()}")
+
+
+def test_outage_kill_and_restart(redis_server: RedisServer) -> None:
+    """Kill Redis: calls return fast and never raise. Restart it on the same port: the cache
+    recovers by itself, and a group invalidated during the outage does not serve its old value
+    even though another replica (unaware of the outage) wrote that value back."""
+    cache = RedisCache(redis_server.url, prefix="lb:cache:", retry_interval=0.3)
+    cache.set("customer:c1", "feed", b"old-c1", 60)
+    cache.set("customer:c2", "feed", b"c2", 60)
+    assert cache.get("customer:c1", "feed") == b"old-c1"
+    assert cache.stats()["errors"] == 0
+
+    redis_server.kill()
+    assert timed(lambda: cache.get("customer:c1", "feed")) is None
+    assert cache.is_down and cache.stats()["errors"] == 1
+    timed(lambda: cache.set("customer:c2", "feed", b"during", 60))
+    timed(lambda: cache.invalidate("customer:c1"))  # an event for c1 arrives during the outage
+    assert timed(lambda: cache.get("customer:c2", "feed")) is None
+    assert timed(cache.available) is False
+    time.sleep(0.35)  # past retry_interval: the next call probes (and fails) again, quickly
+    assert timed(lambda: cache.get("customer:c2", "feed")) is None
+    assert cache.stats()["errors"] == 2
+
+    redis_server.start()  # same port; this server starts empty
+    other = RedisCache(redis_server.url, prefix="lb:cache:")
+    other.set("customer:c1", "feed", b"old-c1", 60)  # a stale list that survived elsewhere
+    other.set("customer:c2", "feed", b"c2", 60)
+
+    time.sleep(0.35)
+    wait_until_recovered(cache)
+    assert not cache.is_down
+    assert cache.available() is True
+    assert cache.get("customer:c1", "feed") is None  # the remembered invalidation ran first
+    assert other.get("customer:c1", "feed") is None  # ... in Redis itself, for every replica
+    assert cache.get("customer:c2", "feed") == b"c2"
+    cache.set("customer:c1", "feed", b"new-c1", 60)
+    assert other.get("customer:c1", "feed") == b"new-c1"
+    errors = cache.stats()["errors"]
+    cache.get("customer:c2", "feed")
+    assert cache.stats()["errors"] == errors
+    cache.close()
+    other.close()
+
+
+def test_outage_hung_server(redis_server: RedisServer) -> None:
+    """A Redis that stops answering (SIGSTOP) costs one socket timeout, then nothing until the
+    retry interval; its data survives, and the group invalidated meanwhile is dropped on return."""
+    cache = RedisCache(redis_server.url, prefix="lb:cache:", retry_interval=0.3)
+    cache.set("customer:c1", "feed", b"old-c1", 60)
+    cache.set("customer:c2", "feed", b"c2", 60)
+
+    redis_server.pause()
+    try:
+        assert timed(lambda: cache.get("customer:c2", "feed")) is None  # one socket timeout
+        assert cache.is_down
+        started = time.monotonic()
+        for _ in range(20):  # while down, nothing waits on Redis (each wait would be >= 50 ms)
+            assert cache.get("customer:c2", "feed") is None
+            cache.set("customer:c2", "feed", b"during", 60)
+        cache.invalidate("customer:c1")
+        assert time.monotonic() - started < 0.05
+    finally:
+        redis_server.resume()
+
+    time.sleep(0.35)
+    wait_until_recovered(cache)
+    assert cache.get("customer:c1", "feed") is None  # still in Redis until the replayed DEL
+    assert cache.get("customer:c2", "feed") == b"c2"  # survived; the skipped write did not land
+    cache.close()
+
+
+def test_too_many_pending_invalidations_drop_every_group(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(RedisCache, "MAX_PENDING_INVALIDATIONS", 3)
+    cache = RedisCache(redis_server.url, prefix="lb:cache:", retry_interval=0.2)
+    for k in range(6):
+        cache.set(f"customer:c{k}", "feed", b"v", 60)
+    raw = redis.Redis.from_url(redis_server.url)
+    raw.set("lb:other:untouched", b"1")
+
+    redis_server.pause()
+    try:
+        cache.get("customer:c0", "feed")  # notices the outage
+        for k in range(5):
+            cache.invalidate(f"customer:c{k}")
+    finally:
+        redis_server.resume()
+    time.sleep(0.25)
+    wait_until_recovered(cache)
+    assert cache.get("customer:c5", "feed") is None  # not invalidated, but dropped to be safe
+    assert raw.get("lb:other:untouched") == b"1"  # other prefixes are left alone
+    cache.close()
+    raw.close()
+
+
+def test_redis_cache_without_any_server_never_raises() -> None:
+    cache = RedisCache(f"redis://127.0.0.1:{free_port()}/0", retry_interval=10)
+    assert timed(lambda: cache.get("g", "k")) is None
+    timed(lambda: cache.set("g", "k", b"v", 60))
+    timed(lambda: cache.invalidate("g"))
+    assert timed(cache.available) is False
+    assert cache.stats() == {"hits": 0, "misses": 1, "errors": 1}
+    cache.close()

@@ -1,0 +1,352 @@
+"""The personalized blend: weights of the recommendation sources, fitted on a validation period.
+
+Sources (:data:`SOURCES`): the customer's own **repurchase** candidates, **als**, the LSTM
+**sequence** model and **popularity**. Each proposes a ranked list; the blend is the weighted
+reciprocal-rank fusion the service's pipeline uses (:mod:`app.pipeline`)::
+
+    score(item) = Σ_s  w_s / (rrf_k + rank_s(item) + 1)        (rank 0-based; absent = 0)
+
+ties broken by the lower item index — so weights fitted here can be handed to the service (and
+later to the bandit, as its prior) unchanged. ``rrf_k`` is fitted too (the service's constant is
+60); see :class:`BlendWeights`.
+
+Where the weights come from: :func:`carve_validation` cuts a validation period off the *end of the
+training period* (never the test period): the customers whose last purchase day before the end of
+training falls in the last ``days`` days are held out exactly as the test protocol holds out test
+customers (their last purchase day is the target; their own earlier events are their history; the
+sources are fitted on events before the validation period). :func:`fit_blend_weights` then picks
+the weights that maximise MAP@k of the fused list on those customers by coordinate ascent over a
+grid (deterministic; the default weights are kept when the validation set is too small).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from models.base import IntArray
+
+logger = logging.getLogger("lookbook.training.blend")
+
+SOURCES: tuple[str, ...] = ("repurchase", "als", "sequence", "popularity")
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "repurchase": 1.0,
+    "als": 0.5,
+    "sequence": 1.0,
+    "popularity": 0.5,
+}
+DEFAULT_RRF_K = 60.0
+WEIGHT_GRID: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+RRF_K_GRID: tuple[float, ...] = (1.0, 5.0, 20.0, 60.0)
+MIN_VALIDATION_CUSTOMERS = 30
+SECONDS_PER_DAY = 86_400
+
+
+@dataclass(frozen=True)
+class BlendWeights:
+    """Weights per source, the fusion constant, and how they were obtained."""
+
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    rrf_k: float = DEFAULT_RRF_K
+    fitted: bool = False
+    validation_map: float | None = None
+    default_validation_map: float | None = None
+    validation_customers: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "weights": dict(self.weights),
+            "rrf_k": self.rrf_k,
+            "fitted": self.fitted,
+            "validation_map": self.validation_map,
+            "default_validation_map": self.default_validation_map,
+            "validation_customers": self.validation_customers,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> BlendWeights:
+        return cls(
+            weights={str(k): float(v) for k, v in raw["weights"].items()},
+            rrf_k=float(raw.get("rrf_k", DEFAULT_RRF_K)),
+            fitted=bool(raw.get("fitted", False)),
+            validation_map=raw.get("validation_map"),
+            default_validation_map=raw.get("default_validation_map"),
+            validation_customers=int(raw.get("validation_customers", 0)),
+        )
+
+
+# --------------------------------------------------------------------------- validation carve
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """Customers to predict for, with one global training end.
+
+    Models that learn across customers see only events dated before ``train_end``; customer
+    ``users[r]`` is represented by their own events before ``cutoffs[r]`` (``>= train_end``) and
+    is scored against ``truths[r]`` (the items bought on the day starting at ``cutoffs[r]``, or in
+    a test window). Times are seconds since the epoch.
+    """
+
+    train_end: int
+    users: IntArray
+    cutoffs: npt.NDArray[np.int64]
+    truths: list[IntArray]
+
+    def __post_init__(self) -> None:
+        if not (len(self.users) == len(self.cutoffs) == len(self.truths)):
+            raise ValueError("users, cutoffs and truths differ in length")
+        if len(self.cutoffs) and int(self.cutoffs.min()) < self.train_end:
+            raise ValueError("a customer's cutoff is before train_end: their target would leak")
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+def last_purchase_day_holdout(
+    users: IntArray,
+    items: IntArray,
+    timestamps: npt.NDArray[np.int64],
+    is_purchase: npt.NDArray[np.bool_],
+    *,
+    end: int,
+    window_start: int,
+    train_end: int,
+) -> Holdout:
+    """The per-customer last-purchase-day protocol on the events dated before ``end``.
+
+    Customers whose last purchase day (before ``end``) starts at or after ``window_start`` are
+    held out: that day's purchases are their truth and the day's start their cutoff.
+    """
+    day = (timestamps // SECONDS_PER_DAY) * SECONDS_PER_DAY
+    mask = is_purchase & (timestamps < end)
+    if not mask.any():
+        return Holdout(train_end, np.empty(0, np.int64), np.empty(0, np.int64), [])
+    u, i, d = users[mask], items[mask], day[mask]
+    n_users = int(u.max()) + 1
+    last = np.full(n_users, np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(last, u, d)
+    chosen = np.flatnonzero(last >= window_start)
+    held = (d == last[u]) & (last[u] >= window_start)
+    hu, hi = u[held], i[held]
+    order = np.lexsort((hi, hu))
+    hu, hi = hu[order], hi[order]
+    bounds = np.searchsorted(hu, np.concatenate([chosen, [n_users]]))
+    truths = [np.unique(hi[bounds[r] : bounds[r + 1]]) for r in range(len(chosen))]
+    return Holdout(train_end, chosen.astype(np.int64), last[chosen].astype(np.int64), truths)
+
+
+def carve_validation(
+    users: IntArray,
+    items: IntArray,
+    timestamps: npt.NDArray[np.int64],
+    is_purchase: npt.NDArray[np.bool_],
+    *,
+    train_end: int,
+    days: int,
+) -> Holdout:
+    """A validation :class:`Holdout` cut from the training period ``[.., train_end)``.
+
+    The same protocol as the test (last purchase day per customer), on events before
+    ``train_end``: customers whose last purchase day before ``train_end`` lies in the final
+    ``days`` days are the validation customers, and the sources are to be fitted on the events
+    before ``train_end - days`` days. Nothing at or after ``train_end`` is read.
+    """
+    if days < 1:
+        raise ValueError(f"days must be >= 1, got {days}")
+    start = int(train_end) - int(days) * SECONDS_PER_DAY
+    start = (start // SECONDS_PER_DAY) * SECONDS_PER_DAY
+    return last_purchase_day_holdout(
+        users,
+        items,
+        timestamps,
+        is_purchase,
+        end=int(train_end),
+        window_start=start,
+        train_end=start,
+    )
+
+
+# --------------------------------------------------------------------------- fusion
+
+
+def fuse(
+    rankings: Mapping[str, IntArray], weights: BlendWeights, k: int
+) -> tuple[IntArray, npt.NDArray[np.float64]]:
+    """Fused top ``k`` per customer from each source's ranked lists.
+
+    ``rankings[source]`` is ``(n_customers, depth)`` item indices, best first, padded with -1.
+    Sources missing from ``weights`` get weight 0. Returns ``(n, k)`` items (padded with -1) and
+    their fused scores.
+    """
+    problem = _Problem.build(rankings)
+    scores = problem.scores(weights)
+    return problem.top(scores, k)
+
+
+@dataclass
+class _Problem:
+    """All customers' candidates in one padded array, so a weighting is scored in numpy."""
+
+    names: list[str]
+    candidates: IntArray  # (n, C) item indices sorted ascending, -1 padded
+    ranks: npt.NDArray[np.float64]  # (n, C, S) rank of the candidate in each source, inf if absent
+
+    @classmethod
+    def build(cls, rankings: Mapping[str, IntArray]) -> _Problem:
+        names = sorted(rankings)
+        if not names:
+            raise ValueError("no source rankings to fuse")
+        arrays = [np.asarray(rankings[s], dtype=np.int64) for s in names]
+        n = arrays[0].shape[0]
+        if any(a.ndim != 2 or a.shape[0] != n for a in arrays):
+            raise ValueError("every source ranking must be a 2-d array with one row per customer")
+        rows: list[IntArray] = []
+        for r in range(n):
+            items = np.concatenate([a[r] for a in arrays])
+            rows.append(np.unique(items[items >= 0]))
+        width = max((len(x) for x in rows), default=0)
+        candidates = np.full((n, max(width, 1)), -1, dtype=np.int64)
+        ranks = np.full((n, max(width, 1), len(names)), np.inf, dtype=np.float64)
+        for r, cand in enumerate(rows):
+            candidates[r, : len(cand)] = cand
+            for s, a in enumerate(arrays):
+                row = a[r]
+                valid = np.flatnonzero(row >= 0)
+                # first occurrence of each item in the source's list
+                items, first = np.unique(row[valid], return_index=True)
+                pos = np.searchsorted(cand, items)
+                ranks[r, pos, s] = valid[first].astype(np.float64)
+        return cls(names=names, candidates=candidates, ranks=ranks)
+
+    def scores(self, weights: BlendWeights) -> npt.NDArray[np.float64]:
+        w = np.asarray([weights.weights.get(s, 0.0) for s in self.names], dtype=np.float64)
+        contrib = 1.0 / (weights.rrf_k + self.ranks + 1.0)  # inf rank -> 0
+        out: npt.NDArray[np.float64] = contrib @ w
+        out[self.candidates < 0] = -np.inf
+        return out
+
+    def top(
+        self, scores: npt.NDArray[np.float64], k: int
+    ) -> tuple[IntArray, npt.NDArray[np.float64]]:
+        width = scores.shape[1]
+        k = int(k)
+        # candidates are sorted by item, so a stable sort of -score breaks ties by lower item
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        items = np.take_along_axis(self.candidates, order, axis=1)
+        values = np.take_along_axis(scores, order, axis=1)
+        keep = (values > 0) & np.isfinite(values)
+        items = np.where(keep, items, -1)
+        values = np.where(keep, values, -np.inf)
+        if width < k:
+            items = np.pad(items, ((0, 0), (0, k - width)), constant_values=-1)
+            values = np.pad(values, ((0, 0), (0, k - width)), constant_values=-np.inf)
+        return items, values
+
+
+def _ap_at_k(items: IntArray, truths: Sequence[IntArray], k: int) -> npt.NDArray[np.float64]:
+    """Kaggle AP@k of each row of ``items`` (no repeats within a row, -1 padding)."""
+    out = np.zeros(len(truths), dtype=np.float64)
+    for r, truth in enumerate(truths):
+        if len(truth) == 0:
+            continue
+        hits = np.isin(items[r, :k], truth) & (items[r, :k] >= 0)
+        if not hits.any():
+            continue
+        cum = np.cumsum(hits)
+        precision = cum / np.arange(1, len(hits) + 1)
+        out[r] = float((precision * hits).sum() / min(len(truth), k))
+    return out
+
+
+def fit_blend_weights(
+    rankings: Mapping[str, IntArray],
+    truths: Sequence[IntArray],
+    *,
+    k: int = 12,
+    weight_grid: Sequence[float] = WEIGHT_GRID,
+    rrf_k_grid: Sequence[float] = RRF_K_GRID,
+    rounds: int = 3,
+    min_customers: int = MIN_VALIDATION_CUSTOMERS,
+    initial: BlendWeights | None = None,
+) -> BlendWeights:
+    """Weights (and ``rrf_k``) maximising validation MAP@k of :func:`fuse`.
+
+    ``rankings`` are the sources' lists for the *validation* customers and ``truths`` their
+    validation targets — nothing else is read. Coordinate ascent from ``initial`` (default
+    :data:`DEFAULT_WEIGHTS`): for each ``rrf_k`` in the grid, each source's weight in turn is set to
+    the grid value with the best MAP (ties keep the current value), for ``rounds`` rounds; the best
+    over ``rrf_k`` wins. With fewer than ``min_customers`` validation customers (with a non-empty
+    truth) the initial weights are returned with ``fitted=False``.
+    """
+    start = initial or BlendWeights()
+    usable = [r for r, t in enumerate(truths) if len(t)]
+    if len(usable) < min_customers:
+        logger.warning(
+            "blend: %d validation customers (< %d); keeping the default weights",
+            len(usable),
+            min_customers,
+        )
+        return BlendWeights(
+            weights=dict(start.weights),
+            rrf_k=start.rrf_k,
+            fitted=False,
+            validation_customers=len(usable),
+        )
+    idx = np.asarray(usable, dtype=np.int64)
+    problem = _Problem.build({s: np.asarray(a)[idx] for s, a in rankings.items()})
+    kept = [truths[r] for r in usable]
+
+    def objective(weights: BlendWeights) -> float:
+        items, _ = problem.top(problem.scores(weights), k)
+        return float(_ap_at_k(items, kept, k).mean())
+
+    names = sorted(rankings)
+    base = {s: float(start.weights.get(s, 0.0)) for s in names}
+    default_map = objective(BlendWeights(weights=base, rrf_k=start.rrf_k))
+    best_weights, best_k, best_map = dict(base), start.rrf_k, default_map
+    for rrf_k in rrf_k_grid:
+        current = dict(base)
+        current_map = objective(BlendWeights(weights=current, rrf_k=rrf_k))
+        for _ in range(rounds):
+            improved = False
+            for s in names:
+                for value in weight_grid:
+                    if value == current[s]:
+                        continue
+                    trial = {**current, s: float(value)}
+                    if not any(v > 0 for v in trial.values()):
+                        continue
+                    m = objective(BlendWeights(weights=trial, rrf_k=rrf_k))
+                    if m > current_map + 1e-12:
+                        current, current_map, improved = trial, m, True
+            if not improved:
+                break
+        if current_map > best_map + 1e-12:
+            best_weights, best_k, best_map = current, float(rrf_k), current_map
+    logger.info(
+        "blend: fitted on %d validation customers: MAP@%d %.4f (defaults %.4f), rrf_k=%g, %s",
+        len(usable),
+        k,
+        best_map,
+        default_map,
+        best_k,
+        {s: round(v, 3) for s, v in best_weights.items()},
+    )
+    return BlendWeights(
+        weights=best_weights,
+        rrf_k=best_k,
+        fitted=True,
+        validation_map=best_map,
+        default_validation_map=default_map,
+        validation_customers=len(usable),
+    )

@@ -1,0 +1,186 @@
+"""The ``lookbook`` command line: generate, train, serve, bundles."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from feature_store.errors import LookbookError
+
+logger = logging.getLogger("lookbook.cli")
+
+cli = typer.Typer(
+    name="lookbook",
+    help="Lookbook: recommendations for fashion retail.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EMBEDDED_CUSTOMERS = 5_000
+EMBEDDED_ITEMS = 2_000
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _fail(exc: LookbookError) -> None:
+    typer.secho(f"error [{exc.code}]: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+@cli.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="folder to write the synthetic retailer into")] = Path(
+        "var/data/synthetic"
+    ),
+    customers: Annotated[int, typer.Option(min=1)] = EMBEDDED_CUSTOMERS,
+    items: Annotated[int, typer.Option(min=1)] = EMBEDDED_ITEMS,
+    seed: Annotated[int, typer.Option()] = 42,
+    stores: Annotated[int, typer.Option(min=1)] = 8,
+    interactions_per_customer: Annotated[float, typer.Option(min=0.1)] = 10.0,
+    verbose: bool = False,
+) -> None:
+    """Generate a deterministic synthetic fashion retailer (own Parquet format)."""
+    from feature_store.synthetic import generate as run_generate
+
+    _setup_logging(verbose)
+    report = run_generate(
+        out,
+        customers=customers,
+        items=items,
+        seed=seed,
+        stores=stores,
+        interactions_per_customer=interactions_per_customer,
+        show_progress=True,
+    )
+    typer.echo(json.dumps(report, indent=2, default=str))
+
+
+@cli.command()
+def train(
+    data: Annotated[Path, typer.Option(help="data folder: own format, H&M, or synthetic")],
+    out: Annotated[Path, typer.Option(help="bundles folder; a new version is added")] = Path(
+        "var/bundles"
+    ),
+    config: Annotated[Path | None, typer.Option(help="JSON file of training settings")] = None,
+    events: Annotated[
+        Path | None, typer.Option(help="event log folder to append to the data")
+    ] = None,
+    verbose: bool = False,
+) -> None:
+    """Train all models, evaluate them against baselines, and publish a versioned bundle."""
+    from training.train import TrainConfig
+    from training.train import train as run_train
+
+    _setup_logging(verbose)
+    try:
+        result = run_train(data, out, config=TrainConfig.from_file(config), events_dir=events)
+    except LookbookError as exc:
+        _fail(exc)
+        return
+    typer.echo(f"bundle {result.version} written to {result.bundle_path}")
+    typer.echo(_metrics_table(result.metrics))
+
+
+def _metrics_table(metrics: dict[str, dict[str, float]]) -> str:
+    names = list(metrics)
+    keys = sorted({key for values in metrics.values() for key in values})
+    header = f"{'metric':<14}" + "".join(f"{name:>14}" for name in names)
+    rows = [header, "-" * len(header)]
+    for key in keys:
+        cells = "".join(f"{metrics[name].get(key, float('nan')):>14.4f}" for name in names)
+        rows.append(f"{key:<14}{cells}")
+    return "\n".join(rows)
+
+
+@cli.command()
+def bundles(
+    out: Annotated[Path, typer.Option(help="bundles folder")] = Path("var/bundles"),
+) -> None:
+    """List the published bundle versions, newest last."""
+    from training.bundle import list_bundles
+
+    for info in list_bundles(out):
+        metrics = info.manifest.get("metrics", {})
+        typer.echo(f"{info.version}  items={info.manifest.get('item_count')}  metrics={metrics}")
+
+
+@cli.command()
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    embedded: Annotated[
+        bool,
+        typer.Option(
+            help="embedded default: generate a synthetic retailer and train a bundle when none exists"
+        ),
+    ] = False,
+    workers: int = 1,
+    verbose: bool = False,
+) -> None:
+    """Run the HTTP service (uvicorn)."""
+    import uvicorn
+
+    from app.settings import Settings
+
+    _setup_logging(verbose)
+    settings = Settings()
+    if embedded:
+        try:
+            ensure_embedded_bundle(settings.bundle_dir, settings.data_dir)
+        except LookbookError as exc:
+            _fail(exc)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="debug" if verbose else "info",
+    )
+
+
+def ensure_embedded_bundle(bundle_dir: Path, data_dir: Path) -> None:
+    """Generate the synthetic retailer and train on it when ``bundle_dir`` has no bundle yet."""
+    from feature_store.synthetic import generate as run_generate
+    from training.bundle import latest_bundle
+    from training.train import train as run_train
+
+    if latest_bundle(bundle_dir) is not None:
+        return
+    synthetic = data_dir / "synthetic"
+    if not (synthetic / "interactions.parquet").exists():
+        logger.info("no data yet: generating the synthetic retailer into %s", synthetic)
+        run_generate(
+            synthetic,
+            customers=EMBEDDED_CUSTOMERS,
+            items=EMBEDDED_ITEMS,
+            seed=42,
+            show_progress=True,
+        )
+    logger.info("no bundle yet: training on %s", synthetic)
+    run_train(synthetic, bundle_dir)
+
+
+def main() -> None:
+    try:
+        cli()
+    except LookbookError as exc:  # pragma: no cover - commands handle their own
+        typer.secho(f"error [{exc.code}]: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

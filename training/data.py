@@ -1,0 +1,110 @@
+"""From a :class:`~feature_store.dataset.Dataset` to the dense-index :class:`TrainingData` models fit on."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from feature_store.dataset import Dataset
+from feature_store.ids import IdMap
+from feature_store.schema import (
+    INTERACTION_WEIGHTS,
+    CustomerCols,
+    InteractionCols,
+    InteractionType,
+    ItemCols,
+)
+from models.base import TrainingData
+
+logger = logging.getLogger("lookbook.training")
+
+_TYPE_ORDER = list(InteractionType)
+_TYPE_CODE = {t.value: i for i, t in enumerate(_TYPE_ORDER)}
+_WEIGHT_BY_CODE = np.array([INTERACTION_WEIGHTS[t] for t in _TYPE_ORDER], dtype=np.float32)
+PURCHASE_CODE = _TYPE_CODE[InteractionType.PURCHASE.value]
+RETURN_CODE = _TYPE_CODE[InteractionType.RETURN.value]
+
+
+@dataclass(frozen=True)
+class IdMaps:
+    items: IdMap
+    customers: IdMap
+
+
+def build_id_maps(dataset: Dataset) -> IdMaps:
+    """Dense indices: items in catalog order; customers from the customer table, then any customer
+    seen only in interactions, in order of first appearance."""
+    items = IdMap(dataset.items[ItemCols.ID].astype(str).tolist())
+    known = dataset.customers[CustomerCols.ID].astype(str)
+    seen = pd.unique(dataset.interactions[InteractionCols.CUSTOMER_ID].astype(str))
+    extra = pd.Index(seen).difference(pd.Index(known), sort=False)
+    customers = IdMap([*known.tolist(), *extra.tolist()])
+    return IdMaps(items=items, customers=customers)
+
+
+def encode(values: pd.Series, id_map: IdMap) -> np.ndarray:
+    """Dense indices of a column of external ids (``-1`` for unknown), vectorised."""
+    categories = pd.Index(id_map.ids())
+    codes = pd.Categorical(values.astype(str), categories=categories).codes
+    return np.asarray(codes, dtype=np.int64)
+
+
+def to_training_data(
+    interactions: pd.DataFrame, maps: IdMaps, *, now: pd.Timestamp
+) -> TrainingData:
+    """Encode an interactions frame (sorted by time here) into :class:`TrainingData`.
+
+    The confidence matrix sums each pair's interaction weights (a return subtracts from a purchase)
+    and clips at zero; zero entries are dropped.
+    """
+    frame = interactions.sort_values(InteractionCols.TIMESTAMP, kind="stable")
+    users = encode(frame[InteractionCols.CUSTOMER_ID], maps.customers)
+    items = encode(frame[InteractionCols.ITEM_ID], maps.items)
+    types = frame[InteractionCols.TYPE].astype(str).map(_TYPE_CODE)
+    if types.isna().any():
+        bad = frame[InteractionCols.TYPE][types.isna()].iloc[0]
+        raise ValueError(f"unknown interaction type {bad!r}")
+    type_codes = types.to_numpy(dtype=np.int8)
+    keep = (users >= 0) & (items >= 0)
+    if not keep.all():
+        logger.warning("dropping %d interactions with unknown customer or item", int((~keep).sum()))
+    users, items, type_codes = users[keep], items[keep], type_codes[keep]
+    seconds = frame[InteractionCols.TIMESTAMP].dt.as_unit("s").astype("int64").to_numpy()
+    ts = seconds[keep].astype(np.int64)
+    weights = _WEIGHT_BY_CODE[type_codes]
+    matrix = sp.csr_matrix(
+        (weights, (users, items)), shape=(len(maps.customers), len(maps.items)), dtype=np.float32
+    )
+    matrix.sum_duplicates()
+    matrix.data = np.clip(matrix.data, 0.0, None)
+    matrix.eliminate_zeros()
+    return TrainingData(
+        user_items=matrix,
+        user_idx=users,
+        item_idx=items,
+        timestamps=ts,
+        event_types=type_codes,
+        weights=weights,
+        now=int(now.timestamp()),
+    )
+
+
+def purchase_matrix(data: TrainingData) -> sp.csr_matrix:
+    """Binary customer x item matrix of items bought and not returned (for 'exclude purchased')."""
+    sign = np.where(
+        data.event_types == PURCHASE_CODE, 1.0, np.where(data.event_types == RETURN_CODE, -1.0, 0.0)
+    ).astype(np.float32)
+    mask = sign != 0
+    matrix = sp.csr_matrix(
+        (sign[mask], (data.user_idx[mask], data.item_idx[mask])),
+        shape=data.user_items.shape,
+        dtype=np.float32,
+    )
+    matrix.sum_duplicates()
+    matrix.data = (matrix.data > 0).astype(np.float32)
+    matrix.eliminate_zeros()
+    return matrix

@@ -1,0 +1,992 @@
+"""The offline evaluation harness: every method on one split, in one run, with bootstrap CIs.
+
+Protocols
+    ``last_day`` (H&M next basket, :func:`training.split.last_day_holdout`): every customer's last
+    purchase day is held out; its purchases are the truth and the start of that day the customer's
+    *cutoff*. ``time_split`` (sparse data such as Rent the Runway): one global cutoff ``test_days``
+    before the end; the truth of each customer with a purchase in the test window is what they
+    bought in it, and their cutoff is the start of the window.
+
+No look-ahead, with per-customer cutoffs
+    A model fitted once on "everything before each customer's cutoff" cannot exist: the union of
+    those periods reaches the last customer's cutoff, so a global model (ALS, LSTM, item kNN, the
+    peer, popularity) would have seen, for an early customer, other customers' later purchases —
+    future popularity and future co-purchases. The harness therefore groups customers by cutoff
+    date into ``folds`` *cutoff folds* (equal numbers of customers, in cutoff order). For the
+    fold with customers ``F``, every model that learns across customers is fitted on the events
+    dated strictly before ``T_F = min_{u in F} cutoff_u``. A customer ``u`` of the fold is then
+    represented by their *own* events before ``cutoff_u`` (which may lie after ``T_F``: the
+    sequence model reads them, ALS folds them in, repurchase and kNN read them — exactly what the
+    service does with events that arrived after training). Popularity, a pure count, is computed
+    for each distinct cutoff day from the events strictly before that day (``popularity as of the
+    customer's cutoff``). So nothing dated on or after ``cutoff_u`` — of ``u`` or of anyone —
+    reaches anything used for ``u``; :func:`run_evaluation` checks this on every fold
+    (:class:`FoldAudit`) and ``tests/test_evaluate.py`` checks it by perturbing the future. The price
+    is staleness: a customer at the end of a fold is served by models up to one fold-width old
+    (reported per fold). A single global cutoff would avoid it but is a different protocol; training
+    only before the *earliest* cutoff (the first day of the data) would leave nothing to train on.
+
+Blend weights, never from test customers
+    For each fold, :func:`training.blend.carve_validation` cuts a validation period off the end of
+    that fold's training period (``[T_F - V, T_F)``, ``V`` = the fold's cutoff span, clipped to
+    ``[min_validation_days, max_validation_days]``): the customers whose last purchase before
+    ``T_F`` falls in it are held out by the same protocol, the sources are fitted on events before
+    ``T_F - V``, and the weights maximise validation MAP@k. Only then are the sources refitted on
+    everything before ``T_F`` and fused with those weights for the fold's test customers.
+
+Methods (all in the same run, each list topped up with as-of popularity when it is short)
+    ``popularity`` (time-decayed best sellers, the service's model), ``repurchase`` (the customer's
+    own purchases by recency-weighted frequency, then popular: the H&M "repurchase + popular"
+    heuristic), ``als`` (implicit ALS, customer vector folded in from their history),
+    ``item_knn`` (item-to-item cosine of co-purchase, summed over the history with recency decay),
+    ``sasrec`` (rectools' SASRec, the published peer; skipped with a message when rectools is not
+    installed), ``lstm`` (:class:`models.sequence.SequenceRecommender`) and ``blend``
+    (repurchase + ALS + LSTM + popularity fused with the fitted weights, :mod:`training.blend`).
+
+Metrics over customers: MAP@k (Kaggle H&M), Recall@k, NDCG@k (:mod:`training.metrics`), catalog
+coverage, 95% percentile-bootstrap CIs by resampling customers, and bootstrap CIs of the ratios
+``blend / best other`` and ``lstm / als`` (the same resamples for numerator and denominator).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+
+from feature_store.dataset import Dataset
+from feature_store.schema import InteractionCols, InteractionType
+from models.als import ALSRecommender
+from models.base import IntArray, TrainingData
+from models.popularity import PopularityRecommender
+from models.sequence import ItemFeatures, SequenceConfig, SequenceRecommender
+from training.blend import (
+    SECONDS_PER_DAY,
+    BlendWeights,
+    Holdout,
+    carve_validation,
+    fit_blend_weights,
+    fuse,
+)
+from training.data import IdMaps, build_id_maps, encode, to_training_data
+from training.metrics import (
+    average_precision_at_k,
+    bootstrap_ci,
+    catalog_coverage,
+    user_ndcg_at_k,
+    user_recall_at_k,
+)
+from training.split import last_day_holdout
+
+logger = logging.getLogger("lookbook.training.evaluate")
+
+METHODS: tuple[str, ...] = (
+    "popularity",
+    "repurchase",
+    "als",
+    "item_knn",
+    "sasrec",
+    "lstm",
+    "blend",
+)
+#: Methods the blend target is compared against (baselines and the peer).
+BASELINES: tuple[str, ...] = ("popularity", "repurchase", "als", "item_knn", "sasrec")
+PROTOCOLS: tuple[str, ...] = ("last_day", "time_split")
+_TYPE_ORDER = list(InteractionType)
+_PURCHASE = _TYPE_ORDER.index(InteractionType.PURCHASE)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class ALSParams:
+    factors: int = 64
+    regularization: float = 0.05
+    alpha: float = 2.0
+    iterations: int = 15
+
+
+@dataclass(frozen=True)
+class PeerParams:
+    """rectools SASRec settings (its defaults, shortened for a 2-core CPU)."""
+
+    epochs: int = 5
+    n_factors: int = 64
+    n_blocks: int = 2
+    n_heads: int = 2
+    session_max_len: int = 50
+    batch_size: int = 128
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Everything :func:`run_evaluation` can be told."""
+
+    protocol: str = "last_day"
+    k: int = 12
+    folds: int = 6
+    test_days: int = 28  # time_split only
+    min_validation_days: int = 28
+    max_validation_days: int = 91
+    depth: int = 100  # candidates per source handed to the blend
+    popularity_half_life_days: float = 14.0
+    repurchase_half_life_days: float = 60.0
+    knn_half_life_days: float = 60.0
+    als: ALSParams = field(default_factory=ALSParams)
+    sequence: SequenceConfig = field(default_factory=SequenceConfig)
+    peer: PeerParams = field(default_factory=PeerParams)
+    methods: tuple[str, ...] = METHODS
+    n_boot: int = 1000
+    seed: int = 42
+    threads: int = 2
+    max_customers: int | None = None  # a seeded sample of the evaluated customers
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown methods {unknown}; known: {METHODS}")
+        if self.k < 1 or self.folds < 1 or self.depth < self.k or self.test_days < 1:
+            raise ValueError("k, folds and test_days must be >= 1 and depth >= k")
+        if not 1 <= self.min_validation_days <= self.max_validation_days:
+            raise ValueError("need 1 <= min_validation_days <= max_validation_days")
+
+
+# --------------------------------------------------------------------------- prepared data
+
+
+@dataclass
+class Prepared:
+    """A dataset encoded once: events in time order, by customer, with sizes and features."""
+
+    name: str
+    maps: IdMaps
+    data: TrainingData  # every event (the full period)
+    sizes: list[str | None]  # per event of ``data``
+    features: ItemFeatures
+    by_user: IntArray  # event indices of ``data`` sorted by (customer, time)
+    user_ptr: IntArray  # CSR offsets into ``by_user`` per customer index
+    frame: pd.DataFrame  # the interactions frame (for the protocol functions)
+
+    @property
+    def n_items(self) -> int:
+        return self.data.n_items
+
+    def is_purchase(self) -> npt.NDArray[np.bool_]:
+        return np.asarray(self.data.event_types == _PURCHASE)
+
+    def history(self, user: int, cutoff: int) -> IntArray:
+        """Indices (into ``data``) of ``user``'s events dated strictly before ``cutoff``."""
+        events = self.by_user[self.user_ptr[user] : self.user_ptr[user + 1]]
+        end = int(np.searchsorted(self.data.timestamps[events], cutoff, side="left"))
+        return events[:end]
+
+
+def event_sizes(frame: pd.DataFrame, maps: IdMaps, data: TrainingData) -> list[str | None]:
+    """Sizes of ``data``'s events, where ``data = to_training_data(frame, maps, ...)``.
+
+    Repeats that function's ordering (stable sort by timestamp, unknown ids dropped) and checks
+    the result event by event against ``data`` so a change there is caught, not silently
+    misaligned.
+    """
+    ordered = frame.sort_values(InteractionCols.TIMESTAMP, kind="stable")
+    users = encode(ordered[InteractionCols.CUSTOMER_ID], maps.customers)
+    items = encode(ordered[InteractionCols.ITEM_ID], maps.items)
+    keep = (users >= 0) & (items >= 0)
+    if not (
+        np.array_equal(users[keep], data.user_idx) and np.array_equal(items[keep], data.item_idx)
+    ):
+        raise ValueError("the interactions frame does not line up with the TrainingData events")
+    if InteractionCols.SIZE not in ordered.columns:
+        return [None] * len(data.item_idx)
+    raw = ordered[InteractionCols.SIZE].astype("string").to_numpy(dtype=object, na_value=None)
+    return [None if v is None or str(v) == "" else str(v) for v in raw[keep]]
+
+
+def prepare(dataset: Dataset, name: str | None = None) -> Prepared:
+    """Encode ``dataset`` once (id maps, time-ordered events, sizes, item side features)."""
+    frame = dataset.interactions
+    maps = build_id_maps(dataset)
+    now = pd.Timestamp(frame[InteractionCols.TIMESTAMP].max())
+    data = to_training_data(frame, maps, now=now)
+    sizes = event_sizes(frame, maps, data)
+    features = ItemFeatures.from_frame(dataset.items, maps.items.ids())
+    by_user = np.lexsort((np.arange(len(data.user_idx)), data.timestamps, data.user_idx))
+    counts = np.bincount(data.user_idx, minlength=data.n_users)
+    user_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return Prepared(
+        name=name or dataset.source,
+        maps=maps,
+        data=data,
+        sizes=sizes,
+        features=features,
+        by_user=by_user.astype(np.int64),
+        user_ptr=user_ptr,
+        frame=frame,
+    )
+
+
+def subset(data: TrainingData, mask: npt.NDArray[np.bool_], now: int) -> TrainingData:
+    """The events of ``data`` where ``mask`` holds, encoded like :func:`to_training_data`
+    (weights summed per pair, clipped at zero)."""
+    users, items = data.user_idx[mask], data.item_idx[mask]
+    weights = data.weights[mask]
+    matrix = sp.csr_matrix((weights, (users, items)), shape=data.user_items.shape, dtype=np.float32)
+    matrix.sum_duplicates()
+    matrix.data = np.clip(matrix.data, 0.0, None)
+    matrix.eliminate_zeros()
+    return TrainingData(
+        user_items=matrix,
+        user_idx=users,
+        item_idx=items,
+        timestamps=data.timestamps[mask],
+        event_types=data.event_types[mask],
+        weights=weights,
+        now=int(now),
+    )
+
+
+# --------------------------------------------------------------------------- protocols
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One cutoff fold: its test customers and the validation carved before its training end."""
+
+    index: int
+    test: Holdout
+    validation: Holdout | None
+
+
+def _to_seconds(values: Any) -> npt.NDArray[np.int64]:
+    stamps = pd.to_datetime(pd.Series(values), utc=True).dt.tz_convert(None)
+    return np.asarray(stamps.to_numpy().astype("datetime64[s]").astype(np.int64), dtype=np.int64)
+
+
+def last_day_folds(prepared: Prepared, config: EvalConfig) -> list[Fold]:
+    """The ``last_day`` protocol (via :func:`training.split.last_day_holdout`) in cutoff folds."""
+    frame = prepared.frame
+    _, test_frame, cutoffs = last_day_holdout(frame, type_col=InteractionCols.TYPE)
+    users = encode(pd.Series(cutoffs.index.astype(str)), prepared.maps.customers)
+    cut = _to_seconds(cutoffs.to_numpy())
+    test_users = encode(test_frame[InteractionCols.CUSTOMER_ID], prepared.maps.customers)
+    test_items = encode(test_frame[InteractionCols.ITEM_ID], prepared.maps.items)
+    valid = (test_users >= 0) & (test_items >= 0)
+    truth_frame = pd.DataFrame({"u": test_users[valid], "i": test_items[valid]})
+    truth = truth_frame.groupby("u")["i"].agg(lambda s: np.unique(s.to_numpy()))
+    keep = users >= 0
+    users, cut = users[keep], cut[keep]
+    users, cut = _sample(users, cut, config)
+    order = np.lexsort((users, cut))
+    users, cut = users[order], cut[order]
+    folds: list[Fold] = []
+    for f, part in enumerate(np.array_split(np.arange(len(users)), min(config.folds, len(users)))):
+        if len(part) == 0:
+            continue
+        fold_users, fold_cut = users[part], cut[part]
+        train_end = int(fold_cut.min())
+        truths = [
+            np.asarray(truth.get(int(u), np.empty(0, np.int64)), dtype=np.int64) for u in fold_users
+        ]
+        test = Holdout(train_end, fold_users, fold_cut, truths)
+        span_days = int((fold_cut.max() - fold_cut.min()) // SECONDS_PER_DAY) + 1
+        days = min(max(span_days, config.min_validation_days), config.max_validation_days)
+        folds.append(Fold(f, test, _validation(prepared, train_end, days)))
+    return folds
+
+
+def time_split_folds(prepared: Prepared, config: EvalConfig) -> list[Fold]:
+    """The ``time_split`` protocol: one fold, test window = the last ``test_days`` days."""
+    data = prepared.data
+    end_day = (int(data.timestamps.max()) // SECONDS_PER_DAY + 1) * SECONDS_PER_DAY
+    start = end_day - config.test_days * SECONDS_PER_DAY
+    test = window_holdout(prepared, start, end_day)
+    users, cut = _sample(test.users, test.cutoffs, config)
+    chosen = {int(u): r for r, u in enumerate(test.users)}
+    truths = [test.truths[chosen[int(u)]] for u in users]
+    test = Holdout(start, users, cut, truths)
+    validation = window_holdout(prepared, start - config.test_days * SECONDS_PER_DAY, start)
+    return [Fold(0, test, validation)]
+
+
+def window_holdout(prepared: Prepared, start: int, end: int) -> Holdout:
+    """Customers who bought in ``[start, end)``: truth = those items, cutoff = ``start``."""
+    data = prepared.data
+    mask = prepared.is_purchase() & (data.timestamps >= start) & (data.timestamps < end)
+    u, i = data.user_idx[mask], data.item_idx[mask]
+    users = np.unique(u)
+    order = np.lexsort((i, u))
+    u, i = u[order], i[order]
+    bounds = np.searchsorted(u, np.concatenate([users, [np.iinfo(np.int64).max]]))
+    truths = [np.unique(i[bounds[r] : bounds[r + 1]]) for r in range(len(users))]
+    return Holdout(int(start), users.astype(np.int64), np.full(len(users), int(start)), truths)
+
+
+def _sample(
+    users: IntArray, cutoffs: npt.NDArray[np.int64], config: EvalConfig
+) -> tuple[IntArray, npt.NDArray[np.int64]]:
+    if config.max_customers is None or len(users) <= config.max_customers:
+        return users, cutoffs
+    rng = np.random.default_rng(config.seed)
+    chosen = np.sort(rng.choice(len(users), size=config.max_customers, replace=False))
+    return users[chosen], cutoffs[chosen]
+
+
+def _validation(prepared: Prepared, train_end: int, days: int) -> Holdout | None:
+    data = prepared.data
+    if not (data.timestamps < train_end).any():
+        return None
+    return carve_validation(
+        data.user_idx,
+        data.item_idx,
+        data.timestamps,
+        prepared.is_purchase(),
+        train_end=train_end,
+        days=days,
+    )
+
+
+# --------------------------------------------------------------------------- sources
+
+
+@dataclass
+class FoldAudit:
+    """What one holdout's models and features saw (checked to be before every cutoff)."""
+
+    fold: int
+    kind: str  # "test" or "validation"
+    train_end: int
+    max_train_timestamp: int | None
+    min_cutoff: int | None
+    max_cutoff: int | None
+    max_history_timestamp_minus_cutoff: int | None  # < 0 when no history reaches a cutoff
+    max_popularity_timestamp_minus_cutoff: int | None
+    customers: int
+    train_events: int
+
+    def check(self) -> None:
+        """Raise ``AssertionError`` if anything dated on/after a cutoff was used."""
+        if self.max_train_timestamp is not None and self.min_cutoff is not None:
+            assert self.max_train_timestamp < self.train_end <= self.min_cutoff, self
+        for gap in (
+            self.max_history_timestamp_minus_cutoff,
+            self.max_popularity_timestamp_minus_cutoff,
+        ):
+            assert gap is None or gap < 0, self
+
+
+@dataclass
+class _Context:
+    prepared: Prepared
+    holdout: Holdout
+    config: EvalConfig
+    histories: list[IntArray]  # event indices per holdout customer, before their cutoff
+    train: TrainingData
+    popularity: dict[int, IntArray]  # cutoff -> top ``depth`` items as of that day
+    audit: FoldAudit
+    timings: dict[str, float]
+
+
+class PeerUnavailable(RuntimeError):
+    """The published peer (rectools) is not installed."""
+
+
+def _popularity_asof(
+    prepared: Prepared, cutoffs: npt.NDArray[np.int64], config: EvalConfig
+) -> tuple[dict[int, IntArray], int | None]:
+    """Top ``depth`` popular items as of each distinct cutoff (events strictly before it)."""
+    data = prepared.data
+    out: dict[int, IntArray] = {}
+    worst: int | None = None
+    for cutoff in np.unique(cutoffs):
+        mask = data.timestamps < cutoff
+        snapshot = subset(data, mask, int(cutoff))
+        model = PopularityRecommender(half_life_days=config.popularity_half_life_days)
+        logging.getLogger("lookbook.models").disabled = True
+        try:
+            model.fit(snapshot)
+        finally:
+            logging.getLogger("lookbook.models").disabled = False
+        ranking = model.ranking()
+        ranking = ranking[model.scores[ranking] > 0][: config.depth]
+        out[int(cutoff)] = ranking
+        if mask.any():
+            gap = int(data.timestamps[mask].max()) - int(cutoff)
+            worst = gap if worst is None else max(worst, gap)
+    return out, worst
+
+
+def _context(
+    prepared: Prepared, holdout: Holdout, config: EvalConfig, fold: int, kind: str
+) -> _Context:
+    data = prepared.data
+    mask = data.timestamps < holdout.train_end
+    train = subset(data, mask, holdout.train_end)
+    histories = [
+        prepared.history(int(u), int(c))
+        for u, c in zip(holdout.users, holdout.cutoffs, strict=True)
+    ]
+    gaps = [
+        int(data.timestamps[h].max()) - int(c)
+        for h, c in zip(histories, holdout.cutoffs, strict=True)
+        if len(h)
+    ]
+    popularity, pop_gap = _popularity_asof(prepared, holdout.cutoffs, config)
+    audit = FoldAudit(
+        fold=fold,
+        kind=kind,
+        train_end=holdout.train_end,
+        max_train_timestamp=int(train.timestamps.max()) if len(train.timestamps) else None,
+        min_cutoff=int(holdout.cutoffs.min()) if len(holdout) else None,
+        max_cutoff=int(holdout.cutoffs.max()) if len(holdout) else None,
+        max_history_timestamp_minus_cutoff=max(gaps) if gaps else None,
+        max_popularity_timestamp_minus_cutoff=pop_gap,
+        customers=len(holdout),
+        train_events=int(mask.sum()),
+    )
+    audit.check()
+    return _Context(prepared, holdout, config, histories, train, popularity, audit, {})
+
+
+def _pad(rows: Sequence[IntArray], width: int) -> IntArray:
+    out = np.full((len(rows), width), -1, dtype=np.int64)
+    for r, row in enumerate(rows):
+        row = np.asarray(row, dtype=np.int64)[:width]
+        out[r, : len(row)] = row
+    return out
+
+
+def _decayed_counts(
+    ctx: _Context, r: int, half_life: float, purchases_only: bool
+) -> tuple[IntArray, npt.NDArray[np.float64]]:
+    data = ctx.prepared.data
+    events = ctx.histories[r]
+    if purchases_only:
+        events = events[data.event_types[events] == _PURCHASE]
+    if len(events) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.float64)
+    age = (int(ctx.holdout.cutoffs[r]) - data.timestamps[events]) / SECONDS_PER_DAY
+    weight = np.exp2(-age / half_life) * np.maximum(data.weights[events], 0)
+    items, inverse = np.unique(data.item_idx[events], return_inverse=True)
+    totals = np.bincount(inverse, weights=weight, minlength=len(items))
+    return items, totals
+
+
+def source_popularity(ctx: _Context) -> IntArray:
+    return _pad([ctx.popularity[int(c)] for c in ctx.holdout.cutoffs], ctx.config.depth)
+
+
+def source_repurchase(ctx: _Context) -> IntArray:
+    """The customer's own purchases by recency-weighted count (ties: more recent, lower index)."""
+    rows = []
+    for r in range(len(ctx.holdout)):
+        items, totals = _decayed_counts(ctx, r, ctx.config.repurchase_half_life_days, True)
+        order = np.lexsort((items, -totals))
+        rows.append(items[order])
+    return _pad(rows, ctx.config.depth)
+
+
+def source_als(ctx: _Context) -> IntArray:
+    c = ctx.config
+    model = ALSRecommender(
+        factors=c.als.factors,
+        regularization=c.als.regularization,
+        alpha=c.als.alpha,
+        iterations=c.als.iterations,
+        random_state=c.seed,
+        num_threads=c.threads,
+    )
+    start = time.perf_counter()
+    model.fit(ctx.train)
+    ctx.timings["als_fit"] = time.perf_counter() - start
+    data = ctx.prepared.data
+    rows = []
+    for events in ctx.histories:
+        if len(events) == 0 or not ctx.train.user_idx.size:
+            rows.append(np.empty(0, np.int64))
+            continue
+        items, _ = model.recommend_from_items(
+            data.item_idx[events], data.weights[events], N=c.depth, filter_already_liked_items=False
+        )
+        rows.append(items)
+    return _pad(rows, c.depth)
+
+
+def source_item_knn(ctx: _Context) -> IntArray:
+    """Item-to-item cosine of co-purchase (customers who bought both, before ``train_end``)."""
+    c = ctx.config
+    train = ctx.train
+    bought = train.event_types == _PURCHASE
+    x = sp.csr_matrix(
+        (np.ones(int(bought.sum()), np.float32), (train.user_idx[bought], train.item_idx[bought])),
+        shape=train.user_items.shape,
+    )
+    x.sum_duplicates()
+    x.data[:] = 1.0
+    co = (x.T @ x).tocsr()
+    counts = np.asarray(co.diagonal(), dtype=np.float64)
+    co.setdiag(0)
+    co.eliminate_zeros()
+    norm = np.sqrt(np.maximum(counts, 1.0))
+    sim = sp.diags(1.0 / norm) @ co @ sp.diags(1.0 / norm)
+    sim = sp.csr_matrix(sim)
+    rows = []
+    for r in range(len(ctx.holdout)):
+        items, totals = _decayed_counts(ctx, r, c.knn_half_life_days, False)
+        if len(items) == 0:
+            rows.append(np.empty(0, np.int64))
+            continue
+        profile = sp.csr_matrix(
+            (totals, (np.zeros(len(items), np.int64), items)), shape=(1, train.n_items)
+        )
+        scores = np.asarray((profile @ sim).todense()).ravel()
+        cand = np.flatnonzero(scores > 0)
+        order = np.lexsort((cand, -scores[cand]))
+        rows.append(cand[order][: c.depth])
+    return _pad(rows, c.depth)
+
+
+def source_lstm(ctx: _Context) -> IntArray:
+    c = ctx.config
+    data = ctx.prepared.data
+    train_mask = data.timestamps < ctx.holdout.train_end
+    sizes = [s for s, keep in zip(ctx.prepared.sizes, train_mask, strict=True) if keep]
+    model = SequenceRecommender(c.sequence, item_features=ctx.prepared.features)
+    start = time.perf_counter()
+    if len(ctx.train.item_idx) == 0:
+        return (
+            _pad([], c.depth) if not len(ctx.holdout) else np.full((len(ctx.holdout), c.depth), -1)
+        )
+    model.fit(ctx.train, sizes=sizes)
+    ctx.timings["lstm_fit"] = time.perf_counter() - start
+    have = [r for r, h in enumerate(ctx.histories) if len(h)]
+    out = np.full((len(ctx.holdout), c.depth), -1, dtype=np.int64)
+    if have:
+        histories = [ctx.histories[r] for r in have]
+        items, _ = model.recommend_sequences(
+            [data.item_idx[h] for h in histories],
+            sizes=[[ctx.prepared.sizes[e] for e in h] for h in histories],
+            event_types=[data.event_types[h].astype(np.int64) for h in histories],
+            k=c.depth,
+        )
+        out[np.asarray(have)] = items
+    return out
+
+
+def source_sasrec(ctx: _Context) -> IntArray:
+    """rectools' SASRec fitted on the events before ``train_end``; each customer's history up to
+    their cutoff is its input. Raises :class:`PeerUnavailable` without rectools."""
+    try:
+        from rectools import Columns
+        from rectools.dataset import Dataset as RecDataset
+        from rectools.models import SASRecModel
+    except ImportError as exc:  # pragma: no cover - depends on the optional extra
+        raise PeerUnavailable(
+            "rectools is not installed: `pip install 'rectools[torch]'` to measure the SASRec peer"
+        ) from exc
+    import torch
+    from pytorch_lightning import Trainer
+
+    c = ctx.config
+    data = ctx.prepared.data
+    train = ctx.train
+    out = np.full((len(ctx.holdout), c.depth), -1, dtype=np.int64)
+    if len(train.item_idx) == 0:
+        return out
+
+    def frame(users: IntArray, items: IntArray, ts: npt.NDArray[np.int64]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                Columns.User: users,
+                Columns.Item: items,
+                Columns.Weight: np.ones(len(users), dtype=np.float32),
+                Columns.Datetime: pd.to_datetime(ts, unit="s"),
+            }
+        )
+
+    keep = train.weights > 0
+    train_df = frame(train.user_idx[keep], train.item_idx[keep], train.timestamps[keep])
+    dataset = RecDataset.construct(train_df)
+
+    def trainer() -> Trainer:
+        return Trainer(
+            max_epochs=c.peer.epochs,
+            min_epochs=c.peer.epochs,
+            deterministic=True,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            logger=False,
+            enable_checkpointing=False,
+            accelerator="cpu",
+            devices=1,
+        )
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(c.threads)
+    start = time.perf_counter()
+    try:
+        torch.manual_seed(c.seed)
+        model = SASRecModel(
+            n_factors=c.peer.n_factors,
+            n_blocks=c.peer.n_blocks,
+            n_heads=c.peer.n_heads,
+            session_max_len=c.peer.session_max_len,
+            batch_size=c.peer.batch_size,
+            epochs=c.peer.epochs,
+            deterministic=True,
+            verbose=0,
+            get_trainer_func=trainer,
+            recommend_torch_device="cpu",
+        )
+        model.fit(dataset)
+        ctx.timings["sasrec_fit"] = time.perf_counter() - start
+        known = set(np.unique(train_df[Columns.Item]).tolist())
+        rows_u, rows_i, rows_t, targets = [], [], [], []
+        for r, events in enumerate(ctx.histories):
+            events = events[data.weights[events] > 0]
+            items = data.item_idx[events]
+            mask = np.isin(items, list(known))
+            if not mask.any():
+                continue
+            targets.append(r)
+            rows_u.append(np.full(int(mask.sum()), r, dtype=np.int64))
+            rows_i.append(items[mask])
+            rows_t.append(data.timestamps[events][mask])
+        if not targets:
+            return out
+        reco_df = frame(np.concatenate(rows_u), np.concatenate(rows_i), np.concatenate(rows_t))
+        reco_dataset = RecDataset.construct(reco_df)
+        reco = model.recommend(
+            users=np.asarray(targets, dtype=np.int64),
+            dataset=reco_dataset,
+            k=c.depth,
+            filter_viewed=False,
+            on_unsupported_targets="ignore",
+        )
+    finally:
+        torch.set_num_threads(previous)
+    reco = reco.sort_values([Columns.User, Columns.Rank])
+    for r, group in reco.groupby(Columns.User, sort=True):
+        items = group[Columns.Item].to_numpy(dtype=np.int64)[: c.depth]
+        out[int(r), : len(items)] = items  # type: ignore[call-overload]
+    return out
+
+
+SourceFn = Callable[[_Context], IntArray]
+SOURCE_FUNCTIONS: dict[str, SourceFn] = {
+    "popularity": source_popularity,
+    "repurchase": source_repurchase,
+    "als": source_als,
+    "item_knn": source_item_knn,
+    "lstm": source_lstm,
+    "sasrec": source_sasrec,
+}
+# source feeding each method (before the popularity top-up); the blend fuses BLEND_SOURCES
+METHOD_SOURCE: dict[str, str] = {
+    "popularity": "popularity",
+    "repurchase": "repurchase",
+    "als": "als",
+    "item_knn": "item_knn",
+    "sasrec": "sasrec",
+    "lstm": "lstm",
+}
+BLEND_SOURCES: dict[str, str] = {  # blend source name -> source function
+    "repurchase": "repurchase",
+    "als": "als",
+    "sequence": "lstm",
+    "popularity": "popularity",
+}
+
+
+def fill(primary: IntArray, popular: IntArray, k: int) -> IntArray:
+    """Each row of ``primary`` (first ``k`` distinct items) topped up from ``popular``."""
+    out = np.full((primary.shape[0], k), -1, dtype=np.int64)
+    for r in range(primary.shape[0]):
+        row = [int(i) for i in primary[r] if i >= 0]
+        seen: set[int] = set()
+        chosen: list[int] = []
+        for item in (*row, *(int(i) for i in popular[r] if i >= 0)):
+            if item not in seen:
+                seen.add(item)
+                chosen.append(item)
+                if len(chosen) == k:
+                    break
+        out[r, : len(chosen)] = chosen
+    return out
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class MethodResult:
+    name: str
+    ap: npt.NDArray[np.float64]  # per evaluated customer
+    recall: npt.NDArray[np.float64]
+    ndcg: npt.NDArray[np.float64]
+    coverage: float
+    metrics: dict[str, tuple[float, float, float]]  # metric -> (mean, low, high)
+
+
+@dataclass
+class EvaluationResult:
+    """Everything one run measured; ``predictions[method]`` is ``(n_customers, k)`` aligned with
+    ``users`` (customer indices) and ``cutoffs``."""
+
+    dataset: str
+    protocol: str
+    config: EvalConfig
+    users: IntArray
+    cutoffs: npt.NDArray[np.int64]
+    truths: list[IntArray]
+    warm: npt.NDArray[np.bool_]  # customer had history before their cutoff
+    fold_of: IntArray
+    predictions: dict[str, IntArray]
+    methods: dict[str, MethodResult]
+    ratios: dict[str, tuple[float, float, float]]
+    blend_weights: list[BlendWeights]
+    audits: list[FoldAudit]
+    skipped: dict[str, str]
+    timings: dict[str, float]
+    n_items: int
+
+    def table(self) -> str:
+        """A fixed-width table of the metrics with their 95% CIs."""
+        k = self.config.k
+        head = f"{'method':<12}{'MAP@' + str(k):>26}{'Recall@' + str(k):>26}{'NDCG@' + str(k):>26}{'coverage':>10}{'MAP warm':>10}"
+        lines = [
+            f"{self.dataset} ({self.protocol}, {len(self.users)} customers)",
+            head,
+            "-" * len(head),
+        ]
+        for name, m in self.methods.items():
+            cells = "".join(
+                f"{m.metrics[key][0]:>10.4f} [{m.metrics[key][1]:.4f},{m.metrics[key][2]:.4f}]"
+                for key in ("map", "recall", "ndcg")
+            )
+            warm = float(m.ap[self.warm].mean()) if self.warm.any() else float("nan")
+            lines.append(f"{name:<12}{cells}{m.coverage:>10.4f}{warm:>10.4f}")
+        for label, (mean, low, high) in self.ratios.items():
+            lines.append(f"ratio {label}: {mean:.3f} [{low:.3f}, {high:.3f}]")
+        for name, reason in self.skipped.items():
+            lines.append(f"skipped {name}: {reason}")
+        return "\n".join(lines)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "protocol": self.protocol,
+            "customers": len(self.users),
+            "warm_customers": int(self.warm.sum()),
+            "k": self.config.k,
+            "folds": int(self.fold_of.max()) + 1 if len(self.fold_of) else 0,
+            "methods": {
+                name: {
+                    **{key: list(v) for key, v in m.metrics.items()},
+                    "coverage": m.coverage,
+                    "map_warm": float(m.ap[self.warm].mean()) if self.warm.any() else None,
+                }
+                for name, m in self.methods.items()
+            },
+            "ratios": {key: list(v) for key, v in self.ratios.items()},
+            "blend_weights": [w.to_dict() for w in self.blend_weights],
+            "audits": [a.__dict__ for a in self.audits],
+            "skipped": self.skipped,
+            "timings_seconds": {k: round(v, 2) for k, v in self.timings.items()},
+        }
+
+
+def bootstrap_ratio_ci(
+    numerator: npt.ArrayLike,
+    denominator: npt.ArrayLike,
+    *,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """``(ratio of means, low, high)``: percentile bootstrap of ``mean(num) / mean(den)`` over the
+    same resampled customers (paired)."""
+    num = np.asarray(numerator, dtype=np.float64)
+    den = np.asarray(denominator, dtype=np.float64)
+    if num.shape != den.shape or num.size == 0:
+        raise ValueError("numerator and denominator need the same non-zero length")
+    ratio = float(num.mean() / den.mean()) if den.mean() > 0 else math.inf
+    rng = np.random.default_rng(seed)
+    n = num.size
+    ratios = np.empty(n_boot, dtype=np.float64)
+    chunk = max(1, 2_000_000 // n)
+    for start in range(0, n_boot, chunk):
+        stop = min(start + chunk, n_boot)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        d = den[idx].mean(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios[start:stop] = np.where(d > 0, num[idx].mean(axis=1) / d, np.inf)
+    low, high = np.quantile(ratios, [alpha / 2, 1 - alpha / 2])
+    return ratio, float(low), float(high)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _sources_for(
+    ctx: _Context, names: Sequence[str], skipped: dict[str, str]
+) -> dict[str, IntArray]:
+    out: dict[str, IntArray] = {}
+    for name in names:
+        if name in skipped:
+            continue
+        start = time.perf_counter()
+        try:
+            out[name] = SOURCE_FUNCTIONS[name](ctx)
+        except PeerUnavailable as exc:
+            skipped[name] = str(exc)
+            logger.warning("skipping %s: %s", name, exc)
+            continue
+        ctx.timings[name] = ctx.timings.get(name, 0.0) + time.perf_counter() - start
+    return out
+
+
+def run_evaluation(
+    dataset: Dataset | Prepared,
+    config: EvalConfig | None = None,
+    *,
+    name: str | None = None,
+    progress: bool = False,
+) -> EvaluationResult:
+    """Evaluate every method of ``config.methods`` on ``dataset`` under ``config.protocol``.
+
+    Returns per-customer predictions and metrics with bootstrap CIs (see the module docstring for
+    the protocol and why nothing dated on or after a customer's cutoff is used for them).
+    """
+    config = config or EvalConfig()
+    t0 = time.perf_counter()
+    prepared = dataset if isinstance(dataset, Prepared) else prepare(dataset, name)
+    folds = (
+        last_day_folds(prepared, config)
+        if config.protocol == "last_day"
+        else time_split_folds(prepared, config)
+    )
+    methods = list(config.methods)
+    needed = sorted(
+        {METHOD_SOURCE[m] for m in methods if m != "blend"}
+        | (set(BLEND_SOURCES.values()) if "blend" in methods else set())
+    )
+    skipped: dict[str, str] = {}
+    per_fold_predictions: dict[str, list[IntArray]] = {m: [] for m in methods}
+    weights_used: list[BlendWeights] = []
+    audits: list[FoldAudit] = []
+    timings: dict[str, float] = {"prepare": time.perf_counter() - t0}
+    k = config.k
+    for fold in folds:
+        tf = time.perf_counter()
+        weights = BlendWeights()
+        if "blend" in methods and fold.validation is not None and len(fold.validation):
+            vctx = _context(prepared, fold.validation, config, fold.index, "validation")
+            audits.append(vctx.audit)
+            vsources = _sources_for(vctx, sorted(set(BLEND_SOURCES.values())), skipped)
+            rankings = {b: vsources[s] for b, s in BLEND_SOURCES.items() if s in vsources}
+            weights = fit_blend_weights(rankings, fold.validation.truths, k=k)
+            for key, value in vctx.timings.items():
+                timings[f"validation_{key}"] = timings.get(f"validation_{key}", 0.0) + value
+        ctx = _context(prepared, fold.test, config, fold.index, "test")
+        audits.append(ctx.audit)
+        sources = _sources_for(ctx, needed, skipped)
+        popular = sources["popularity"] if "popularity" in sources else source_popularity(ctx)
+        for method in methods:
+            if method == "blend":
+                rankings = {b: sources[s] for b, s in BLEND_SOURCES.items() if s in sources}
+                fused, _ = fuse(rankings, weights, config.depth)
+                per_fold_predictions[method].append(fill(fused, popular, k))
+            elif METHOD_SOURCE[method] in sources:
+                per_fold_predictions[method].append(
+                    fill(sources[METHOD_SOURCE[method]], popular, k)
+                )
+        weights_used.append(weights)
+        for key, value in ctx.timings.items():
+            timings[key] = timings.get(key, 0.0) + value
+        logger.info(
+            "fold %d/%d: %d customers, train before %s, cutoffs up to %s, %d training events (%.1fs)",
+            fold.index + 1,
+            len(folds),
+            len(fold.test),
+            pd.Timestamp(fold.test.train_end, unit="s").date(),
+            pd.Timestamp(int(fold.test.cutoffs.max()), unit="s").date(),
+            ctx.audit.train_events,
+            time.perf_counter() - tf,
+        )
+    users = np.concatenate([f.test.users for f in folds]) if folds else np.empty(0, np.int64)
+    cutoffs = np.concatenate([f.test.cutoffs for f in folds]) if folds else np.empty(0, np.int64)
+    truths = [t for f in folds for t in f.test.truths]
+    fold_of = (
+        np.concatenate([np.full(len(f.test), f.index) for f in folds]).astype(np.int64)
+        if folds
+        else np.empty(0, np.int64)
+    )
+    warm = np.asarray(
+        [len(prepared.history(int(u), int(c))) > 0 for u, c in zip(users, cutoffs, strict=True)],
+        dtype=bool,
+    )
+    predictions = {
+        m: np.concatenate(p) for m, p in per_fold_predictions.items() if p and m not in skipped
+    }
+    results: dict[str, MethodResult] = {}
+    evaluated = np.asarray([len(t) > 0 for t in truths], dtype=bool)
+    for i, (method, pred) in enumerate(predictions.items()):
+        ap = np.asarray(
+            [average_precision_at_k(t, p, k) for t, p in zip(truths, pred, strict=True)]
+        )[evaluated]
+        rec = np.asarray([user_recall_at_k(t, p, k) for t, p in zip(truths, pred, strict=True)])[
+            evaluated
+        ]
+        ndcg = np.asarray([user_ndcg_at_k(t, p, k) for t, p in zip(truths, pred, strict=True)])[
+            evaluated
+        ]
+        metrics = {
+            key: bootstrap_ci(values, n_boot=config.n_boot, seed=config.seed + i)
+            for key, values in (("map", ap), ("recall", rec), ("ndcg", ndcg))
+        }
+        results[method] = MethodResult(
+            method, ap, rec, ndcg, catalog_coverage(pred, prepared.n_items, k), metrics
+        )
+    ratios: dict[str, tuple[float, float, float]] = {}
+    if "blend" in results:
+        others = [m for m in BASELINES if m in results]
+        if others:
+            best = max(others, key=lambda m: results[m].ap.mean())
+            ratios[f"blend/{best}"] = bootstrap_ratio_ci(
+                results["blend"].ap, results[best].ap, n_boot=config.n_boot, seed=config.seed
+            )
+    if "lstm" in results and "als" in results:
+        ratios["lstm/als"] = bootstrap_ratio_ci(
+            results["lstm"].ap, results["als"].ap, n_boot=config.n_boot, seed=config.seed
+        )
+    timings["total"] = time.perf_counter() - t0
+    keep = evaluated
+    return EvaluationResult(
+        dataset=prepared.name,
+        protocol=config.protocol,
+        config=config,
+        users=users,
+        cutoffs=cutoffs,
+        truths=truths,
+        warm=warm[keep],
+        fold_of=fold_of,
+        predictions=predictions,
+        methods=results,
+        ratios=ratios,
+        blend_weights=weights_used,
+        audits=audits,
+        skipped=skipped,
+        timings=timings,
+        n_items=prepared.n_items,
+    )

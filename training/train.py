@@ -1,0 +1,289 @@
+"""``lookbook train``: load data, split by time, fit, evaluate against baselines, write a bundle."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm.auto import tqdm
+
+from feature_store.dataset import Dataset
+from feature_store.errors import DataFormatError
+from feature_store.event_log import EventLog
+from feature_store.loaders import load_dataset
+from feature_store.schema import InteractionCols, InteractionType
+from models.als import ALSRecommender
+from models.base import Recommender, TrainingData
+from models.index import ItemIndex
+from models.popularity import PopularityRecommender
+from training.bundle import BundleWriter, new_version
+from training.data import IdMaps, build_id_maps, encode, purchase_matrix, to_training_data
+from training.metrics import catalog_coverage, map_at_k, recall_at_k
+from training.split import time_split
+
+logger = logging.getLogger("lookbook.training")
+
+
+class ALSConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    factors: int = Field(64, ge=2, le=1024)
+    regularization: float = Field(0.05, ge=0)
+    alpha: float = Field(2.0, gt=0)
+    iterations: int = Field(15, ge=1, le=200)
+
+
+class PopularityConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    half_life_days: float = Field(14.0, gt=0)
+
+
+class TrainConfig(BaseModel):
+    """Everything ``lookbook train`` can be told; ``--config`` takes a JSON file of these fields."""
+
+    model_config = ConfigDict(extra="forbid")
+    seed: int = 42
+    test_days: int = Field(7, ge=1, description="held-out period at the end of the data, in days")
+    k: int = Field(12, ge=1, le=100, description="cut-off of the evaluation metrics")
+    eval_customers: int = Field(
+        20_000, ge=1, description="at most this many held-out customers are scored (random, seeded)"
+    )
+    refit_full: bool = Field(True, description="refit on all data after evaluation for the bundle")
+    als: ALSConfig = Field(default_factory=ALSConfig)
+    popularity: PopularityConfig = Field(default_factory=PopularityConfig)
+    index_kind: str = Field("auto", pattern="^(auto|flat|hnsw)$")
+
+    @classmethod
+    def from_file(cls, path: Path | None) -> TrainConfig:
+        if path is None:
+            return cls()
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataFormatError(f"cannot read config: {exc}", file=str(path)) from exc
+        return cls.model_validate(raw)
+
+
+@dataclass
+class TrainResult:
+    bundle_path: Path
+    version: str
+    metrics: dict[str, dict[str, float]]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def load_training_frame(data: Path, events_dir: Path | None) -> Dataset:
+    """The dataset at ``data`` plus the durable event log (if any) appended to its interactions."""
+    dataset = load_dataset(data)
+    if events_dir is not None and events_dir.exists():
+        events = EventLog(events_dir).read_frame()
+        if len(events):
+            known = (
+                events[InteractionCols.ITEM_ID]
+                .astype(str)
+                .isin(dataset.items["item_id"].astype(str))
+            )
+            if not known.all():
+                logger.warning(
+                    "event log: %d events name items not in the catalog; skipped",
+                    int((~known).sum()),
+                )
+            logger.info("event log: appending %d events", int(known.sum()))
+            frames = [dataset.interactions, events[known]]
+            cols = list(dataset.interactions.columns)
+            merged = pd.concat([f.reindex(columns=cols) for f in frames], ignore_index=True)
+            for col in (InteractionCols.CUSTOMER_ID, InteractionCols.ITEM_ID):
+                merged[col] = merged[col].astype(str)
+            dataset = Dataset(
+                items=dataset.items,
+                interactions=merged,
+                customers=dataset.customers,
+                stock=dataset.stock,
+                source=dataset.source,
+            )
+    return dataset
+
+
+def _fit_models(
+    data: TrainingData, config: TrainConfig, progress: bool
+) -> tuple[ALSRecommender, PopularityRecommender]:
+    als = ALSRecommender(
+        factors=config.als.factors,
+        regularization=config.als.regularization,
+        alpha=config.als.alpha,
+        iterations=config.als.iterations,
+        random_state=config.seed,
+    )
+    als.fit(data, show_progress=progress)
+    popularity = PopularityRecommender(half_life_days=config.popularity.half_life_days)
+    popularity.fit(data, show_progress=progress)
+    return als, popularity
+
+
+def evaluate(
+    models: dict[str, Recommender],
+    train: TrainingData,
+    test: pd.DataFrame,
+    maps: IdMaps,
+    *,
+    k: int,
+    max_customers: int,
+    seed: int,
+    progress: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Recall@k / MAP@k of each model on the customers who bought something in ``test``.
+
+    Ground truth is the set of items each such customer bought in the held-out period; customers
+    unseen in training are scored too (every model then falls back to what it can do for them).
+    """
+    bought = test[test[InteractionCols.TYPE].astype(str) == InteractionType.PURCHASE.value]
+    users = encode(bought[InteractionCols.CUSTOMER_ID], maps.customers)
+    items = encode(bought[InteractionCols.ITEM_ID], maps.items)
+    mask = (users >= 0) & (items >= 0)
+    truth_frame = pd.DataFrame({"u": users[mask], "i": items[mask]})
+    truth = truth_frame.groupby("u")["i"].agg(lambda s: sorted(set(s.tolist())))
+    if len(truth) == 0:
+        logger.warning("no purchases in the held-out period: nothing to evaluate")
+        return {name: {} for name in models}
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(
+        rng.choice(truth.index.to_numpy(), size=min(max_customers, len(truth)), replace=False)
+    )
+    actual = [truth[u] for u in chosen]
+    results: dict[str, dict[str, float]] = {}
+    user_rows = train.user_items[chosen]
+    for name, model in models.items():
+        predicted: list[list[int]] = []
+        batch = 2048
+        for start in tqdm(
+            range(0, len(chosen), batch), desc=f"evaluate {name}", disable=not progress
+        ):
+            ids, _ = model.recommend(
+                chosen[start : start + batch],
+                user_rows[start : start + batch],
+                N=k,
+                filter_already_liked_items=False,
+            )
+            predicted.extend([row[row >= 0].tolist() for row in ids])
+        results[name] = {
+            f"recall@{k}": float(recall_at_k(actual, predicted, k)),
+            f"map@{k}": float(map_at_k(actual, predicted, k)),
+            "coverage": float(catalog_coverage(predicted, train.n_items)),
+            "customers": float(len(chosen)),
+        }
+    return results
+
+
+def train(
+    data: Path,
+    out: Path,
+    *,
+    config: TrainConfig | None = None,
+    events_dir: Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train every model on ``data`` (+ event log) and publish a new bundle under ``out``."""
+    config = config or TrainConfig()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    dataset = load_training_frame(data, events_dir)
+    timings["load"] = time.perf_counter() - t0
+    logger.info(
+        "loaded %s: %d items, %d customers, %d interactions",
+        data,
+        len(dataset.items),
+        len(dataset.customers),
+        dataset.n_interactions,
+    )
+    interactions = dataset.interactions
+    if len(interactions) == 0:
+        raise DataFormatError("no interactions to train on", file=str(data))
+    maps = build_id_maps(dataset)
+    now = pd.Timestamp(interactions[InteractionCols.TIMESTAMP].max())
+
+    t = time.perf_counter()
+    train_frame, test_frame = time_split(interactions, test_days=config.test_days)
+    train_now = pd.Timestamp(train_frame[InteractionCols.TIMESTAMP].max())
+    train_data = to_training_data(train_frame, maps, now=train_now)
+    timings["prepare"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    als, popularity = _fit_models(train_data, config, progress)
+    timings["fit_eval_models"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    metrics = evaluate(
+        {"als": als, "popularity": popularity},
+        train_data,
+        test_frame,
+        maps,
+        k=config.k,
+        max_customers=config.eval_customers,
+        seed=config.seed,
+        progress=progress,
+    )
+    timings["evaluate"] = time.perf_counter() - t
+
+    if config.refit_full:
+        t = time.perf_counter()
+        full = to_training_data(interactions, maps, now=now)
+        als, popularity = _fit_models(full, config, progress)
+        timings["refit_full"] = time.perf_counter() - t
+    else:
+        full = train_data
+
+    t = time.perf_counter()
+    fingerprint = dataset.fingerprint()
+    version = new_version(fingerprint)
+    writer = BundleWriter(out, version)
+    try:
+        writer.write_ids(maps.items, maps.customers)
+        writer.write_frame("catalog", dataset.items)
+        writer.write_frame("stock", dataset.stock)
+        writer.write_matrix("user_items", full.user_items)
+        writer.write_matrix("purchases", purchase_matrix(full))
+        als.save(writer.model_dir("als"))
+        popularity.save(writer.model_dir("popularity"))
+        # Inner product with raw factors ranks by the ALS score (personalized retrieval);
+        # normalised factors rank by cosine similarity (similar items).
+        ItemIndex.build(als.item_factors, kind=config.index_kind, seed=config.seed).save(
+            writer.index_path("als_items")
+        )
+        ItemIndex.build(als.item_vectors(), kind=config.index_kind, seed=config.seed).save(
+            writer.index_path("als_items_cosine")
+        )
+        timings["write"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t0
+        manifest: dict[str, Any] = {
+            "created": pd.Timestamp.now(tz="UTC").isoformat(),
+            "data": {
+                "path": str(data),
+                "source": dataset.source,
+                "fingerprint": fingerprint,
+                "first_interaction": str(interactions[InteractionCols.TIMESTAMP].min()),
+                "last_interaction": str(now),
+                "interactions": len(interactions),
+                "event_log": str(events_dir) if events_dir is not None else None,
+            },
+            "config": config.model_dump(),
+            "metrics": metrics,
+            "item_count": len(maps.items),
+            "customer_count": len(maps.customers),
+            "models": {"als": "models/als", "popularity": "models/popularity"},
+            "indexes": {
+                "als_items": "indexes/als_items.faiss",
+                "als_items_cosine": "indexes/als_items_cosine.faiss",
+            },
+            "timings_seconds": {key: round(value, 3) for key, value in timings.items()},
+        }
+        path = writer.commit(manifest)
+    except BaseException:
+        writer.abort()
+        raise
+    return TrainResult(bundle_path=path, version=version, metrics=metrics, timings=timings)
