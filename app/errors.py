@@ -88,12 +88,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
         details = _clean_validation_errors(exc.errors())
-        first = details[0] if details else {"loc": [], "message": "invalid request"}
-        where = ".".join(first["loc"])
+        where = ".".join(details[0]["loc"]) if details else ""
+        message = str(details[0]["message"]) if details else "invalid request"
         return error_response(
-            422, "validation_error", f"{where}: {first['message']}" if where else first["message"],
-            details,
-        )  # fmt: skip
+            422, "validation_error", f"{where}: {message}" if where else message, details
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:

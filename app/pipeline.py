@@ -158,6 +158,57 @@ class SimilarItemsSource:
         ]
 
 
+class AttributeSimilarSource:
+    """Content similarity within the anchor's category: product type, styles, colour, material,
+    pattern and price. Works for items nobody has bought yet (a new collection on day one)."""
+
+    name = "attributes"
+
+    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
+        if ctx.anchor_item is None:
+            return []
+        catalog = ctx.bundle.catalog
+        anchor = ctx.anchor_item
+        pool = catalog.by_category.get(str(catalog.categories[anchor]), np.empty(0, np.int64))
+        if len(pool) == 0:
+            return []
+        score = 2.0 * _same(catalog.product_types, pool, anchor)
+        score += 1.0 * _same(catalog.colours, pool, anchor)
+        score += 0.5 * _same(catalog.materials, pool, anchor)
+        score += 0.5 * _same(catalog.patterns, pool, anchor)
+        if catalog.styles.shape[1]:
+            mine = catalog.styles[anchor]
+            inter = catalog.styles[pool] @ mine
+            union = catalog.styles[pool].sum(axis=1) + mine.sum() - inter
+            score += 1.5 * np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        prices = np.maximum(catalog.prices, 0.01)
+        score -= 0.5 * np.abs(np.log(prices[pool] / prices[anchor]))
+        score += (
+            1e-3
+            * ctx.bundle.popularity.scores[pool]
+            / max(float(ctx.bundle.popularity.scores.max()), 1e-9)
+        )
+        score[pool == anchor] = -np.inf
+        if ctx.exclude:
+            score[np.isin(pool, sorted(ctx.exclude))] = -np.inf
+        top = np.argsort(-score, kind="stable")[:n]
+        top = top[np.isfinite(score[top])]
+        anchor_name = catalog.names[anchor]
+        return [
+            Candidate(int(pool[t]), float(score[t]), self.name, f"Same look as the {anchor_name}")
+            for t in top
+        ]
+
+
+def _same(
+    codes: npt.NDArray[np.int32], pool: npt.NDArray[np.int64], anchor: int
+) -> npt.NDArray[np.float64]:
+    value = codes[anchor]
+    if value < 0:
+        return np.zeros(len(pool))
+    return (codes[pool] == value).astype(np.float64)
+
+
 class ExcludeFilter:
     """Drops excluded items (already bought, the anchor item)."""
 

@@ -34,6 +34,12 @@ class Catalog:
     categories: npt.NDArray[np.str_]
     prices: npt.NDArray[np.float64]
     by_category: dict[str, npt.NDArray[np.int64]]
+    # attribute codes for content similarity (-1 = unknown)
+    product_types: npt.NDArray[np.int32]
+    colours: npt.NDArray[np.int32]
+    materials: npt.NDArray[np.int32]
+    patterns: npt.NDArray[np.int32]
+    styles: npt.NDArray[np.float32]  # n_items x n_styles multi-hot
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, ids: IdMap) -> Catalog:
@@ -50,6 +56,11 @@ class Catalog:
             categories=categories,
             prices=frame[ItemCols.PRICE].to_numpy(dtype=np.float64),
             by_category=by_category,
+            product_types=_codes(frame, ItemCols.PRODUCT_TYPE),
+            colours=_codes(frame, ItemCols.COLOUR),
+            materials=_codes(frame, ItemCols.MATERIAL),
+            patterns=_codes(frame, ItemCols.PATTERN),
+            styles=_multi_hot(frame, ItemCols.STYLES),
         )
 
     def describe(self, item: int) -> dict[str, Any]:
@@ -59,6 +70,25 @@ class Catalog:
             "category": str(self.categories[item]),
             "price": round(float(self.prices[item]), 2),
         }
+
+
+def _codes(frame: pd.DataFrame, column: str) -> npt.NDArray[np.int32]:
+    if column not in frame.columns:
+        return np.full(len(frame), -1, dtype=np.int32)
+    codes, _ = pd.factorize(frame[column].astype("string"), use_na_sentinel=True)
+    return np.asarray(codes, dtype=np.int32)
+
+
+def _multi_hot(frame: pd.DataFrame, column: str) -> npt.NDArray[np.float32]:
+    if column not in frame.columns:
+        return np.zeros((len(frame), 0), dtype=np.float32)
+    values = [list(v) if isinstance(v, list | tuple | np.ndarray) else [] for v in frame[column]]
+    vocab = {tag: i for i, tag in enumerate(sorted({str(t) for row in values for t in row}))}
+    matrix = np.zeros((len(frame), len(vocab)), dtype=np.float32)
+    for row, tags in enumerate(values):
+        for tag in tags:
+            matrix[row, vocab[str(tag)]] = 1.0
+    return matrix
 
 
 @dataclass(frozen=True)
@@ -79,6 +109,7 @@ class LoadedBundle:
     popular_order: npt.NDArray[np.int64]
     popular_by_category: dict[str, npt.NDArray[np.int64]]
     trained_until: datetime  # the newest interaction the bundle was trained on (UTC)
+    item_evidence: npt.NDArray[np.int64]  # customers who interacted with each item in training
 
     @classmethod
     def load(cls, path: Path) -> LoadedBundle:
@@ -118,6 +149,7 @@ class LoadedBundle:
             popular_order=order,
             popular_by_category=by_category,
             trained_until=pd.Timestamp(manifest["data"]["last_interaction"]).to_pydatetime(),
+            item_evidence=np.bincount(user_items.indices, minlength=len(items)).astype(np.int64),
         )
 
     def history(self, customer: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:

@@ -19,6 +19,7 @@ from app.cache import Cache
 from app.metrics import Metrics
 from app.pipeline import (
     ALSSource,
+    AttributeSimilarSource,
     Candidate,
     Context,
     Pipeline,
@@ -32,6 +33,8 @@ from feature_store.online_store import OnlineStore
 from feature_store.schema import INTERACTION_WEIGHTS, Category, Interaction, InteractionType
 
 logger = logging.getLogger("lookbook.app")
+
+SIMILAR_EVIDENCE_HALF = 5.0  # an item bought by this many customers gets CF and content alike
 
 
 def new_recommendation_id() -> str:
@@ -63,10 +66,12 @@ class RecommendationService:
         self.cache_ttl = cache_ttl_seconds
         self.recent_events = recent_events
         popular = PopularitySource()
+        self.popular = popular
         self.personalized_pipeline = Pipeline(
             sources=[(ALSSource(), 1.0), (popular, 0.2)], fallback=popular
         )
-        self.similar_pipeline = Pipeline(sources=[(SimilarItemsSource(), 1.0)], fallback=popular)
+        self.similar_source = SimilarItemsSource()
+        self.attribute_source = AttributeSimilarSource()
 
     # -- personalized ---------------------------------------------------------------------------
 
@@ -176,10 +181,20 @@ class RecommendationService:
             return with_recommendation_id(cached, rid)
         self.metrics.cache_requests.labels(kind="similar", result="miss").inc()
         ctx = Context(bundle=bundle, k=k, anchor_item=item, exclude={item})
-        ranked = self.similar_pipeline.run(ctx)
+        ranked = self._similar_pipeline(bundle, item).run(ctx)
         body = self._render(bundle, ranked, ctx, surface="similar", item_id=item_id)
         self.cache.set(group, key, body, self.cache_ttl)
         return with_recommendation_id(body, rid)
+
+    def _similar_pipeline(self, bundle: LoadedBundle, item: int) -> Pipeline:
+        """Collaborative similarity weighted by how much evidence the anchor item has; content
+        similarity carries items with little or no history."""
+        evidence = float(bundle.item_evidence[item])
+        cf_weight = evidence / (evidence + SIMILAR_EVIDENCE_HALF)
+        return Pipeline(
+            sources=[(self.similar_source, cf_weight), (self.attribute_source, 1.0 - cf_weight)],
+            fallback=self.popular,
+        )
 
     # -- events ---------------------------------------------------------------------------------
 

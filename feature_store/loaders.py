@@ -711,11 +711,13 @@ def _own_file(folder: Path, table: str) -> Path | None:
 
 
 _DICT_COLUMNS: Final = {
-    # Low-cardinality text columns, read from Parquet straight into dictionaries.
+    # Repetitive text columns, read straight into dictionaries (faster, smaller).
     "items": (ItemCols.CATEGORY, ItemCols.PRICE_BAND),
-    "stock": (StockCols.STORE_ID, StockCols.SIZE),
+    "stock": (StockCols.ITEM_ID, StockCols.STORE_ID, StockCols.SIZE),
     "customers": (CustomerCols.AGE_BAND,),
     "interactions": (
+        InteractionCols.CUSTOMER_ID,
+        InteractionCols.ITEM_ID,
         InteractionCols.TYPE,
         InteractionCols.CHANNEL,
         InteractionCols.SIZE,
@@ -1090,14 +1092,13 @@ def _hm_items(layout: _HmLayout, folder: Path) -> tuple[_Source, pa.DictionaryAr
     unknown_type = ptype_s.isna() | (ptype_s == "Unknown")
     garment_s = garment_s.where(garment_s != "Unknown")
     product_type = ptype_s.where(~unknown_type, garment_s)
-    empty_lists = pd.Series([[] for _ in range(n)], dtype=object)
     items = pd.DataFrame(
         {
             ItemCols.ID: pd.Series(_decode(ids).to_pandas(), dtype="str"),
             ItemCols.NAME: pd.Series(name.to_pandas(), dtype="str"),
             ItemCols.CATEGORY: _hm_category(pd.Series(group.to_pandas(), dtype="str"), ptype_s),
             ItemCols.PRODUCT_TYPE: product_type.astype("str"),
-            ItemCols.STYLES: empty_lists,
+            ItemCols.STYLES: pd.Series([[] for _ in range(n)], dtype=object),
             ItemCols.COLOUR: pd.Series(_hm_text(src, c["colour"], n).to_pandas(), dtype="str"),
             ItemCols.MATERIAL: pd.Series(pa.nulls(n, pa.string()).to_pandas(), dtype="str"),
             ItemCols.PATTERN: pd.Series(_hm_text(src, c["pattern"], n).to_pandas(), dtype="str"),
@@ -1118,8 +1119,9 @@ def _hm_prices(
     """Item price = median price paid; unsold items take their product type's (or category's,
     or the overall) median; price bands from within-category quartiles."""
     median = pd.Series(prices).groupby(positions).median()
-    price = pd.Series(np.nan, index=items.index)
-    price.iloc[median.index.to_numpy()] = median.to_numpy()
+    by_item = np.full(len(items), np.nan)
+    by_item[median.index.to_numpy(dtype=np.int64)] = median.to_numpy(dtype=np.float64)
+    price = pd.Series(by_item, index=items.index)
     for key in (ItemCols.PRODUCT_TYPE, ItemCols.CATEGORY):
         fill = price.groupby(items[key].fillna("")).transform("median")
         price = price.fillna(fill)
@@ -1325,16 +1327,14 @@ def _arrow_column(frame: pd.DataFrame, col: _Col, table: str) -> pa.Array:
         if col.kind == "int":
             return pa.array(series.astype("Int64"), type=pa.int64(), from_pandas=True)
         if col.kind == "date":
-            values = (
-                pd.to_datetime(series).dt.tz_localize(None)
-                if getattr(series.dt, "tz", None)
-                else pd.to_datetime(series)
-            )
-            return pa.array(values.dt.normalize(), from_pandas=True).cast(pa.date32())
+            dates = pd.to_datetime(series)
+            if isinstance(dates.dtype, pd.DatetimeTZDtype):
+                dates = dates.dt.tz_convert("UTC").dt.tz_localize(None)
+            return pa.array(dates.dt.normalize(), from_pandas=True).cast(pa.date32())
         # timestamp
         ts = pd.to_datetime(series, utc=True)
         return pa.array(ts, from_pandas=True).cast(pa.timestamp("us", "UTC"))
-    except (TypeError, ValueError, pa.ArrowException) as exc:
+    except (TypeError, ValueError, AttributeError, pa.ArrowException) as exc:
         raise DataFormatError(f"cannot write column: {exc}", file=table, column=col.name) from exc
 
 

@@ -600,7 +600,7 @@ def baskets_from_dataset(
     if frame.empty:
         return Outfits.empty()
     index = pd.Index(dataset.items[ItemCols.ID].astype(str))
-    frame["item"] = index.get_indexer(frame[InteractionCols.ITEM_ID].astype(str))
+    frame["item"] = index.get_indexer(pd.Index(frame[InteractionCols.ITEM_ID].astype(str)))
     frame = frame[frame["item"] >= 0]
     frame = frame.drop_duplicates(["customer", "day", "item"])
     sizes = frame.groupby(["day", "customer"], sort=True)["item"].transform("size")
@@ -612,8 +612,11 @@ def baskets_from_dataset(
         frame = frame[n_cats >= 2]
     frame = frame.sort_values(["day", "customer", "item"], kind="stable")
     grouped = frame.groupby(["day", "customer"], sort=True)["item"]
-    sets = [g.to_numpy() for _, g in grouped]
-    ids = [f"{c}@{d}" for d, c in grouped.groups]
+    sets: list[IntArray] = []
+    ids: list[str] = []
+    for (day, customer), group in grouped:
+        sets.append(group.to_numpy(dtype=np.int64))
+        ids.append(f"{customer}@{day}")
     return Outfits.from_lists(sets, ids)
 
 

@@ -673,27 +673,27 @@ def _make_catalog(n_items: int, seed: int, start_day: int, end_day: int) -> _Cat
     warm = np.array([True, True, False, False])
     cold = ~warm
     for mats, keep in ((("linen",), warm), (("wool", "cashmere"), cold)):
-        rows = np.isin(material, [_MAT[m] for m in mats])
-        narrowed = seasons[rows] & keep
+        made_of = np.isin(material, [_MAT[m] for m in mats])
+        narrowed = seasons[made_of] & keep
         empty = ~narrowed.any(axis=1)
         narrowed[empty] = keep & np.array([False, True, False, True])  # summer / winter
-        seasons[rows] = narrowed
+        seasons[made_of] = narrowed
 
     # Colours: base weights × material palette × season palette.
     n_col = len(COLOURS)
     col_w = np.tile(_COLOUR_BASE, (n, 1))
     for mat, palette in _MATERIAL_COLOURS.items():
-        rows = material == _MAT[mat]
-        if rows.any():
-            w = np.zeros(n_col)
+        made_of = material == _MAT[mat]
+        if made_of.any():
+            material_w = np.zeros(n_col)
             for c, v in palette.items():
-                w[_COL[c]] = v
-            col_w[rows] = w
+                material_w[_COL[c]] = v
+            col_w[made_of] = material_w
     only_cold = ~seasons[:, 0] & ~seasons[:, 1]
     only_warm = ~seasons[:, 2] & ~seasons[:, 3]
-    for rows, boost in ((only_cold, _WINTER_COLOURS), (only_warm, _SUMMER_COLOURS)):
-        idx = [_COL[c] for c in boost]
-        col_w[np.ix_(np.flatnonzero(rows), idx)] *= 2.5
+    for members, boost in ((only_cold, _WINTER_COLOURS), (only_warm, _SUMMER_COLOURS)):
+        boosted = np.array([_COL[c] for c in boost], dtype=np.int64)
+        col_w[np.ix_(np.flatnonzero(members), boosted)] *= 2.5
     colour = _choice_rows(rng, col_w)
 
     # Patterns by category; boho likes florals; denim, leather, metal stay plain.

@@ -210,9 +210,10 @@ class _Net(nn.Module):
         """Attribute pathway: ``codes (N, S)`` -> ``(e_attr (N, dim), b_attr (N,))``."""
         emb = self.table(codes)  # (N, S, A); padding rows are zero
         counts = ((codes > 0).float() @ self.averaging).clamp(min=1.0)  # (N, F)
-        fields = emb.transpose(1, 2) @ self.averaging  # (N, A, F): per-field sums
-        fields = (fields / counts[:, None, :]).transpose(1, 2)  # (N, F, A): per-field means
-        h = torch.relu(self.hidden(fields.reshape(fields.shape[0], -1)))
+        n, slots, width = emb.shape
+        sums = emb.transpose(1, 2).reshape(n * width, slots) @ self.averaging  # (N*A, F)
+        fields = sums.reshape(n, width, -1) / counts[:, None, :]  # (N, A, F): per-field means
+        h = torch.relu(self.hidden(fields.transpose(1, 2).reshape(n, -1)))
         return self.out(h), self.bias_head(h).squeeze(-1)
 
     def encode(
@@ -534,8 +535,8 @@ class ComplementaryModel:
         # context summed per category, then through the masks towards every target category:
         # G[b, c'] = Σ_c M[c, c'] ⊙ Σ_{i in set b, c_i = c} e_i; the target's own term is removed.
         onehot = nn.functional.one_hot(cats, n_cat).float() * validf[..., None]  # (B, L, C)
-        per_cat = torch.einsum("blc,bld->bcd", onehot, e)  # (B, C, D)
-        towards = torch.einsum("bcd,ced->bed", per_cat, masks)  # (B, C', D)
+        per_cat = (onehot[..., None] * e[:, :, None, :]).sum(dim=1)  # (B, C, D)
+        towards = (per_cat[:, :, None, :] * masks[None]).sum(dim=1)  # (B, C', D)
         own_mask = masks[cats, cats]  # (B, L, D)
         gathered = torch.gather(towards, 1, cats[..., None].expand(-1, -1, e.shape[-1]))
         n_valid = validf.sum(dim=1, keepdim=True)  # (B, 1)
@@ -544,7 +545,9 @@ class ComplementaryModel:
         ctx_bias = ((b * validf).sum(dim=1, keepdim=True) - b * validf) / n_ctx
         pos_score = (query * e).sum(-1) + b + ctx_bias  # (B, L)
         e_pool = e_all[pool_local]  # (P, D)
-        neg_score = torch.einsum("btd,pd->btp", query, e_pool) + b_all[pool_local]
+        n_b, n_l, dim = query.shape
+        neg_score = (query.reshape(n_b * n_l, dim) @ e_pool.T).reshape(n_b, n_l, -1)
+        neg_score = neg_score + b_all[pool_local]
         neg_score = (neg_score + ctx_bias[..., None]).masked_fill(~usable, -1e9)
         logits = torch.cat([pos_score[..., None], neg_score], dim=-1)
         nll = -torch.log_softmax(logits, dim=-1)[..., 0]  # (B, L)

@@ -145,7 +145,23 @@ def test_similar_items(client: TestClient, frames: dict[str, pd.DataFrame]) -> N
     assert body["item_id"] == item
     assert len(body["items"]) == 10
     assert item not in {it["item_id"] for it in body["items"]}
-    assert all(it["source"] == "similar" for it in body["items"])
+    assert {it["source"] for it in body["items"]} <= {"similar", "attributes"}
+    assert body["items"][0]["source"] == "similar", "a well-bought item is led by CF"
+
+
+def test_similar_for_item_nobody_bought(
+    client: TestClient, frames: dict[str, pd.DataFrame]
+) -> None:
+    seen = set(frames["interactions"]["item_id"].astype(str))
+    items = frames["items"]
+    fresh = items[~items["item_id"].astype(str).isin(seen)]
+    if fresh.empty:
+        pytest.skip("every item of the small retailer has interactions")
+    anchor = fresh.iloc[0]
+    body = client.get(f"/v1/items/{anchor['item_id']}/similar?k=5").json()
+    assert len(body["items"]) == 5
+    assert {it["source"] for it in body["items"]} == {"attributes"}
+    assert {it["category"] for it in body["items"]} == {anchor["category"]}
 
 
 def test_unknown_item_is_404(client: TestClient) -> None:

@@ -41,8 +41,9 @@ def build_id_maps(dataset: Dataset) -> IdMaps:
     items = IdMap(dataset.items[ItemCols.ID].astype(str).tolist())
     known = dataset.customers[CustomerCols.ID].astype(str)
     seen = pd.unique(dataset.interactions[InteractionCols.CUSTOMER_ID].astype(str))
-    extra = pd.Index(seen).difference(pd.Index(known), sort=False)
-    customers = IdMap([*known.tolist(), *extra.tolist()])
+    known_set = set(known.tolist())
+    extra = [str(c) for c in seen if c not in known_set]
+    customers = IdMap([*known.tolist(), *extra])
     return IdMaps(items=items, customers=customers)
 
 
@@ -68,7 +69,7 @@ def to_training_data(
     if types.isna().any():
         bad = frame[InteractionCols.TYPE][types.isna()].iloc[0]
         raise ValueError(f"unknown interaction type {bad!r}")
-    type_codes = types.to_numpy(dtype=np.int8)
+    type_codes = np.asarray(types.to_numpy(), dtype=np.int8)
     keep = (users >= 0) & (items >= 0)
     if not keep.all():
         logger.warning("dropping %d interactions with unknown customer or item", int((~keep).sum()))

@@ -82,7 +82,7 @@ def load_training_frame(data: Path, events_dir: Path | None) -> Dataset:
     """The dataset at ``data`` plus the durable event log (if any) appended to its interactions."""
     dataset = load_dataset(data)
     if events_dir is not None and events_dir.exists():
-        events = EventLog(events_dir).read_frame()
+        events = EventLog(events_dir, read_only=True).read_frame()
         if len(events):
             known = (
                 events[InteractionCols.ITEM_ID]
