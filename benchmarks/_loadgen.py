@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class LoadResult:
     max_dispatch_lag_ms: float = 0.0  # how late the client itself sent (client health)
     connections_opened: int = 0
     warmup_errors: int = 0
+    client_cpu_s: float = 0.0  # CPU the load-generator process used in all
 
 
 class _Conn:
@@ -208,6 +210,10 @@ def run_load(spec: LoadSpec) -> LoadResult:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvicorn[standard] brings it
-        return asyncio.run(_run(spec))
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_run(spec))
+        result = asyncio.run(_run(spec))
+    else:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            result = runner.run(_run(spec))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result.client_cpu_s = usage.ru_utime + usage.ru_stime
+    return result

@@ -149,9 +149,16 @@ class Server:
                     f"{self.name} exited with {self.proc.returncode} before it was ready; "
                     f"log: {self.log_path}\n{log_tail(self.log_path)}"
                 )
-            status, _ = self.get("/readyz")
+            status, body = self.get("/readyz")
             if status == 200:
                 break
+            if status == 503 and self.env.get("LOOKBOOK_BUNDLE_POLL_SECONDS") == "0":
+                # Up but without a bundle, and with polling off it will never load one.
+                raise BenchError(
+                    f"{self.name} answers /readyz with 503 {body[:200]!r}: it could not load the "
+                    f"bundle (one written by an older trainer? rerun with --retrain); "
+                    f"log: {self.log_path}\n{log_tail(self.log_path)}"
+                )
             if time.perf_counter() - start > ready_timeout_s:
                 raise BenchError(
                     f"{self.name} not ready after {ready_timeout_s:.0f} s; log: {self.log_path}\n"

@@ -160,28 +160,53 @@ _SPECS: Final = {
 
 @dataclass
 class _Source:
-    """One file's raw columns and how to name its rows in errors."""
+    """One file's raw columns and how to name its rows in errors.
+
+    A CSV file is parsed whole into ``table``; a Parquet file is read one column at a time (and
+    each column released once converted), which keeps the peak memory of big files low.
+    """
 
     path: Path
-    table: pa.Table
     row_base: int  # row number of the first record: 2 for CSV (header is row 1), 1 for Parquet
-    n: int = field(init=False)  # rows, kept when converted columns are dropped from ``table``
+    table: pa.Table | None = None
+    parquet: pq.ParquetFile | None = None
+    present: tuple[str, ...] = ()  # Parquet: the wanted columns the file has
+    n: int = field(init=False)
+    _cache: dict[str, pa.ChunkedArray] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.n = int(self.table.num_rows)
+        if self.table is not None:
+            self.n = int(self.table.num_rows)
+        else:
+            assert self.parquet is not None
+            self.n = int(self.parquet.metadata.num_rows)
 
     def has(self, column: str) -> bool:
-        return column in self.table.column_names
+        if self.table is not None:
+            return column in self.table.column_names
+        return column in self.present
 
     def column(self, column: str) -> pa.ChunkedArray:
-        return self.table.column(column)
+        if self.table is not None:
+            return self.table.column(column)
+        if column not in self._cache:
+            assert self.parquet is not None
+            try:
+                read = self.parquet.read(columns=[column], use_threads=True)
+            except (pa.ArrowException, OSError, ValueError) as exc:
+                self.fail(f"cannot be read ({str(exc).splitlines()[0]})", column=column)
+            self._cache[column] = read.column(0)
+        return self._cache[column]
+
+    def release(self, column: str) -> None:
+        """Forget a raw column once it has been converted."""
+        if self.table is not None and column in self.table.column_names:
+            self.table = self.table.drop_columns([column])
+        self._cache.pop(column, None)
 
     def fail(self, message: str, column: str | None = None, index: int | None = None) -> NoReturn:
         row = None if index is None else self.row_base + index
         raise DataFormatError(message, file=str(self.path), row=row, column=column)
-
-    def value(self, column: str, index: int) -> Any:
-        return self.table.column(column)[index].as_py()
 
 
 def _fail(path: Path, message: str, column: str | None = None) -> NoReturn:
@@ -216,6 +241,7 @@ def _read_csv(path: Path, wanted: Sequence[str], dictionary: Iterable[str]) -> _
     if duplicates:
         _fail(path, "column appears more than once in the header", column=duplicates[0])
     present = [c for c in wanted if c in header]
+    names = [h or f"__unnamed_{i}" for i, h in enumerate(header)]  # e.g. Kaggle's index column
     dict_cols = set(dictionary)
     types = {
         c: pa.dictionary(pa.int32(), pa.string()) if c in dict_cols else pa.string()
@@ -224,7 +250,9 @@ def _read_csv(path: Path, wanted: Sequence[str], dictionary: Iterable[str]) -> _
     try:
         table = pacsv.read_csv(
             path,
-            read_options=pacsv.ReadOptions(use_threads=True, block_size=1 << 24),
+            read_options=pacsv.ReadOptions(
+                use_threads=True, block_size=1 << 24, column_names=names, skip_rows=1
+            ),
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types=types,
@@ -237,7 +265,10 @@ def _read_csv(path: Path, wanted: Sequence[str], dictionary: Iterable[str]) -> _
         message = str(exc)
         if "UTF8" in message or "utf8" in message.lower():
             _fail(path, "is not valid UTF-8 text")
-        bad = _csv_bad_record(path, len(header))
+        try:
+            bad = _csv_bad_record(path, len(header))
+        except (UnicodeDecodeError, csv.Error):
+            bad = None
         if bad is not None:
             raise DataFormatError(
                 f"has {bad[1]} fields where the header has {len(header)}",
@@ -247,28 +278,26 @@ def _read_csv(path: Path, wanted: Sequence[str], dictionary: Iterable[str]) -> _
         _fail(path, f"cannot be parsed as CSV ({message.splitlines()[0]})")
     except OSError as exc:
         _fail(path, f"cannot be read ({exc})")
-    return _Source(path, table, row_base=2)
+    return _Source(path, row_base=2, table=table)
 
 
 def _read_parquet(path: Path, wanted: Sequence[str], dictionary: Iterable[str]) -> _Source:
     try:
-        handle = pq.ParquetFile(path)
-        names = handle.schema_arrow.names
-        present = [c for c in wanted if c in names]
-        string_cols = {
-            f.name
-            for f in handle.schema_arrow
-            if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-        }
-        read_dict = [c for c in dictionary if c in present and c in string_cols]
-        table = pq.read_table(
-            path, columns=present, read_dictionary=read_dict or None, use_threads=True
-        )
+        schema = pq.read_schema(path)
+        present = tuple(c for c in wanted if c in schema.names)
+        read_dict = [
+            c
+            for c in dictionary
+            if c in present
+            and (
+                pa.types.is_string(schema.field(c).type)
+                or pa.types.is_large_string(schema.field(c).type)
+            )
+        ]
+        handle = pq.ParquetFile(path, read_dictionary=read_dict or None)
     except (pa.ArrowException, OSError, ValueError) as exc:
-        if path.stat().st_size == 0:
-            _fail(path, "file is empty")
         _fail(path, f"is not a readable Parquet file ({str(exc).splitlines()[0]})")
-    return _Source(path, table, row_base=1)
+    return _Source(path, row_base=1, parquet=handle, present=present)
 
 
 def _read(
@@ -329,7 +358,8 @@ def _dict(src: _Source, name: str) -> pa.DictionaryArray:
         arr = pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], pa.string()))
     trimmed = pc.utf8_trim_whitespace(arr.dictionary)
     blank = pc.equal(trimmed, "")
-    if not pc.any(blank).as_py() and pc.all(pc.equal(trimmed, arr.dictionary)).as_py() is not False:
+    unchanged = pc.all(pc.equal(trimmed, arr.dictionary)).as_py() is not False
+    if arr.dictionary.null_count == 0 and not pc.any(blank).as_py() and unchanged:
         return arr  # the common case: nothing to clean
     return _remap(arr, pc.if_else(blank, pa.scalar(None, pa.string()), trimmed))
 
@@ -574,8 +604,7 @@ def _parse_all(src: _Source, spec: Sequence[_Col]) -> dict[str, pa.Array]:
     out: dict[str, pa.Array] = {}
     for col in spec:
         out[col.name] = _parse(src, col)
-        if src.has(col.name):
-            src.table = src.table.drop_columns([col.name])
+        src.release(col.name)
     return out
 
 
@@ -679,7 +708,7 @@ def _item_categorical(positions: np.ndarray[Any, Any], items: pd.DataFrame) -> p
 def _frame(arrays: dict[str, pa.Array], spec: Sequence[_Col], n: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for col in spec:
-        arr = arrays[col.name]
+        arr = arrays.pop(col.name)  # release the Arrow form as soon as pandas has it
         if col.kind == "int" and col.required:
             out[col.name] = pd.Series(arr.to_numpy(zero_copy_only=False), dtype="int64")
         else:
@@ -734,13 +763,16 @@ def _read_own(path: Path, table: str, *, required_file: bool) -> _Source | None:
         if required_file:
             _fail(path / f"{table}.parquet", f"{table} table not found (neither .parquet nor .csv)")
         return None
-    return _read(
+    src = _read(
         file,
         [c.name for c in spec],
         [c.name for c in spec if c.required],
         dictionary=_DICT_COLUMNS[table],
-        allow_empty=not required_file,
+        allow_empty=table != "items",  # a catalog without items is no catalog
     )
+    if src.n == 0 and table == "interactions":
+        logger.warning("%s: no interactions (header only)", file)
+    return src
 
 
 def _fill_price_bands(items: pd.DataFrame) -> None:
@@ -748,10 +780,10 @@ def _fill_price_bands(items: pd.DataFrame) -> None:
     missing = items[ItemCols.PRICE_BAND].isna()
     if not missing.any():
         return
-    pct = items.groupby(ItemCols.CATEGORY, sort=False)[ItemCols.PRICE].rank(
-        pct=True, method="average"
-    )
-    band = np.clip(np.ceil(pct.to_numpy(dtype=np.float64) * 4) - 1, 0, 3).astype(np.int64)
+    groups = items.groupby(ItemCols.CATEGORY, sort=False)[ItemCols.PRICE]
+    rank = groups.rank(method="average").to_numpy(dtype=np.float64)  # 1..n, ties share
+    size = groups.transform("size").to_numpy(dtype=np.float64)
+    band = np.clip(np.floor((rank - 0.5) / size * 4), 0, 3).astype(np.int64)  # mid-rank quartile
     bands = pd.Series(np.asarray(PRICE_BANDS, dtype=object)[band], index=items.index, dtype="str")
     items[ItemCols.PRICE_BAND] = items[ItemCols.PRICE_BAND].where(~missing, bands)
 
@@ -824,14 +856,12 @@ def _load_own(path: Path, on_orphans: str) -> Dataset:
     )
     inter_arrays = _filter(inter_arrays, keep)
     n_inter = len(positions)
+    customer_ids = _sorted_categorical(inter_arrays.pop(InteractionCols.CUSTOMER_ID))
+    del inter_arrays[InteractionCols.ITEM_ID]
     columns = _frame(
-        {k: v for k, v in inter_arrays.items() if k not in _CATEGORICAL},
-        [c for c in _INTERACTION_SPEC if c.name not in _CATEGORICAL],
-        n_inter,
+        inter_arrays, [c for c in _INTERACTION_SPEC if c.name not in _CATEGORICAL], n_inter
     )
-    columns[InteractionCols.CUSTOMER_ID] = _sorted_categorical(
-        inter_arrays[InteractionCols.CUSTOMER_ID]
-    )
+    columns[InteractionCols.CUSTOMER_ID] = customer_ids
     columns[InteractionCols.ITEM_ID] = _item_categorical(positions, items)
     interactions = pd.DataFrame({c: columns[c] for c in InteractionCols.ALL})
 
@@ -1317,8 +1347,10 @@ def _arrow_column(frame: pd.DataFrame, col: _Col, table: str) -> pa.Array:
             ]
             return pa.array(values, type=pa.list_(pa.string()))
         if col.kind in ("id", "text", "enum"):
-            if isinstance(series.dtype, pd.CategoricalDtype):
-                series = series.astype("str")
+            if isinstance(series.dtype, pd.CategoricalDtype):  # decode in Arrow: much faster
+                codes = series.cat.codes.to_numpy(dtype=np.int64)
+                categories = pa.array(series.cat.categories.astype("str"), type=pa.string())
+                return pc.take(categories, pa.array(codes, mask=codes < 0))
             return pa.array(series.astype("str"), type=pa.string(), from_pandas=True)
         if col.kind == "bool":
             return pa.array(series.astype("boolean"), type=pa.bool_(), from_pandas=True)

@@ -68,6 +68,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from .loaders import AGE_BANDS as _LOADER_AGE_BANDS
 from .schema import (
     ONLINE_STORE,
     PRICE_BANDS,
@@ -91,7 +92,7 @@ BoolArray = npt.NDArray[np.bool_]
 BLOCK_CUSTOMERS: Final = 50_000
 """Customers generated (and interaction rows sorted) together; also one Parquet row group."""
 
-AGE_BANDS: Final = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
+AGE_BANDS: Final = _LOADER_AGE_BANDS[1:]  # synthetic customers are adults
 LATENT_FILE: Final = "latent_customers.parquet"
 REPORT_FILE: Final = "synthetic.json"
 
@@ -691,9 +692,9 @@ def _make_catalog(n_items: int, seed: int, start_day: int, end_day: int) -> _Cat
             col_w[made_of] = material_w
     only_cold = ~seasons[:, 0] & ~seasons[:, 1]
     only_warm = ~seasons[:, 2] & ~seasons[:, 3]
-    for members, boost in ((only_cold, _WINTER_COLOURS), (only_warm, _SUMMER_COLOURS)):
+    for season_rows, boost in ((only_cold, _WINTER_COLOURS), (only_warm, _SUMMER_COLOURS)):
         boosted = np.array([_COL[c] for c in boost], dtype=np.int64)
-        col_w[np.ix_(np.flatnonzero(members), boosted)] *= 2.5
+        col_w[np.ix_(np.flatnonzero(season_rows), boosted)] *= 2.5
     colour = _choice_rows(rng, col_w)
 
     # Patterns by category; boho likes florals; denim, leather, metal stay plain.
@@ -1427,6 +1428,15 @@ def _generate_block(
 # --------------------------------------------------------------------------------------------
 
 
+_FILES: Final = (
+    "items.parquet",
+    "stock.parquet",
+    "customers.parquet",
+    LATENT_FILE,
+    "interactions.parquet",
+)
+
+
 def _write_table(table: pa.Table, path: Path) -> None:
     pq.write_table(table, path, compression="zstd", row_group_size=1_000_000)
 
@@ -1550,12 +1560,3 @@ def generate(
         report["seconds"],
     )
     return report
-
-
-_FILES: Final = (
-    "items.parquet",
-    "stock.parquet",
-    "customers.parquet",
-    LATENT_FILE,
-    "interactions.parquet",
-)

@@ -61,6 +61,7 @@ from .base import (
     load_arrays,
     read_model_config,
     save_arrays,
+    top_n,
     write_config,
 )
 from .index import ItemIndex
@@ -680,14 +681,20 @@ class ComplementaryModel:
         k_per_slot: int = 4,
         categories: Sequence[str] | None = None,
         exclude: Sequence[int] | IntArray | None = None,
+        *,
+        allowed: Sequence[int] | IntArray | None = None,
+        prior: npt.ArrayLike | None = None,
     ) -> dict[str, tuple[IntArray, FloatArray]]:
         """Complete the set ``item_indices`` (one item or a basket): for each slot, the
         ``k_per_slot`` items with the best mean compatibility with *all* the set's items.
 
         ``categories`` picks the slots (a set's own category only when asked for); by default
         :meth:`slots`. ``exclude`` never returns those items (the set itself is always excluded).
+        ``allowed`` restricts candidates (e.g. in stock in the customer's size or this store);
+        ``prior`` is an additive per-item score (``n_items``; e.g. the log of recent sales) —
+        with either, each slot is ranked exactly over its allowed items instead of through FAISS.
         Returns ``{category: (item indices, scores)}`` in slot order; scores are the mean
-        pairwise compatibility with the set (as :meth:`score_candidates`).
+        pairwise compatibility with the set (as :meth:`score_candidates`) plus ``prior``.
         """
         self._check_fitted()
         idx = self._indices(item_indices)
@@ -705,9 +712,16 @@ class ComplementaryModel:
                     f"unknown categories {unknown} (known: {', '.join(self.categories_)})"
                 )
             wanted = list(dict.fromkeys(categories))
-        banned = np.unique(
-            np.concatenate([idx, self._indices(exclude) if exclude is not None else idx])
-        )
+        banned = np.unique(np.concatenate([idx, self._indices(exclude)]))
+        prior_arr: FloatArray | None = None
+        if prior is not None:
+            prior_arr = np.asarray(prior, dtype=np.float32).reshape(-1)
+            if len(prior_arr) != self.n_items:
+                raise InvalidRequest(f"prior has {len(prior_arr)} entries, not {self.n_items}")
+        allowed_mask: npt.NDArray[np.bool_] | None = None
+        if allowed is not None:
+            allowed_mask = np.zeros(self.n_items, dtype=bool)
+            allowed_mask[self._indices(allowed)] = True
         ctx_bias = float(self.item_bias_[idx].mean())
         out: dict[str, tuple[IntArray, FloatArray]] = {}
         for name in wanted:
@@ -717,9 +731,21 @@ class ComplementaryModel:
                 continue
             index, members = self._indexes[c]
             query = self._query(idx, c)
-            local_ban = np.flatnonzero(np.isin(members, banned))
-            local, scores = index.search(query, int(k_per_slot), exclude=local_ban.tolist())
-            out[name] = (members[local].astype(np.int64), (scores + ctx_bias).astype(np.float32))
+            if prior_arr is None and allowed_mask is None:
+                local_ban = np.flatnonzero(np.isin(members, banned))
+                local, scores = index.search(query, int(k_per_slot), exclude=local_ban.tolist())
+                out[name] = (
+                    members[local].astype(np.int64),
+                    (scores + ctx_bias).astype(np.float32),
+                )
+                continue
+            cand = members if allowed_mask is None else members[allowed_mask[members]]
+            cand = cand[~np.isin(cand, banned)]
+            exact = self.item_vectors_[cand] @ query[:-1] + self.item_bias_[cand] + ctx_bias
+            if prior_arr is not None:
+                exact = exact + prior_arr[cand]
+            local, scores = top_n(exact, int(k_per_slot))
+            out[name] = (cand[local].astype(np.int64), scores.astype(np.float32))
         return out
 
     def anchors(

@@ -210,13 +210,13 @@ def _price_bands(frame: pd.DataFrame) -> pd.Series:
     if ItemCols.PRICE not in frame.columns:
         return pd.Series([UNKNOWN] * len(frame), dtype="string")
     price = pd.to_numeric(frame[ItemCols.PRICE], errors="coerce")
-    out = pd.Series([UNKNOWN] * len(frame), dtype="string")
-    valid = price.notna()
+    labels = np.full(len(frame), UNKNOWN, dtype=object)
+    valid = price.notna().to_numpy()
     if valid.sum() >= len(PRICE_BANDS):
         ranks = price[valid].rank(method="first", pct=True).to_numpy()
         idx = np.minimum((ranks * len(PRICE_BANDS)).astype(int), len(PRICE_BANDS) - 1)
-        out[valid] = [PRICE_BANDS[i] for i in idx]
-    return out
+        labels[valid] = np.asarray(PRICE_BANDS, dtype=object)[idx]
+    return pd.Series(labels, dtype="string")
 
 
 # --------------------------------------------------------------------------- config and module
@@ -234,12 +234,14 @@ class SequenceConfig:
     dropout: float = 0.2  # on the LSTM output
     id_dropout: float = 0.3  # probability of dropping an item's id embedding in a training step
     max_len: int = 50  # steps of history the LSTM reads
-    epochs: int = 15
-    batch_size: int = 64
-    learning_rate: float = 3e-3
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 5e-3
     weight_decay: float = 1e-5
     target: Literal["next_basket", "next_item"] = "next_basket"
     target_types: tuple[str, ...] = (InteractionType.PURCHASE.value,)
+    loss: Literal["full", "sampled"] = "sampled"
+    num_negatives: int = 1024  # sampled softmax: uniform negatives shared by a batch
     seed: int = 42
     num_threads: int = 2
 
@@ -251,6 +253,10 @@ class SequenceConfig:
             raise ValueError("epochs must be >= 0, batch_size and num_threads >= 1")
         if not (0 <= self.dropout < 1 and 0 <= self.id_dropout < 1):
             raise ValueError("dropout and id_dropout must be in [0, 1)")
+        if self.loss not in ("full", "sampled") or self.num_negatives < 1:
+            raise ValueError(
+                f"loss must be 'full' or 'sampled' (num_negatives >= 1), got {self.loss!r}"
+            )
         if self.target not in ("next_basket", "next_item"):
             raise ValueError(f"target must be 'next_basket' or 'next_item', got {self.target!r}")
         known = {t.value for t in InteractionType}
@@ -515,10 +521,12 @@ class SequenceRecommender(Recommender):
         losses: list[float] = []
         net.train()
         for epoch in range(c.epochs):
-            order = generator.permutation(n_windows)
+            # batches of windows of similar length (little padding), in random order
+            order = np.lexsort((generator.random(n_windows), w.lengths))
+            batches = [order[a : a + c.batch_size] for a in range(0, n_windows, c.batch_size)]
             total, count = 0.0, 0
-            for start in range(0, n_windows, c.batch_size):
-                batch = np.sort(order[start : start + c.batch_size])
+            for b in generator.permutation(len(batches)):
+                batch = np.sort(batches[b])
                 lo = w.pair_start[batch]
                 hi = w.pair_start[batch + 1]
                 pair_idx = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)])
@@ -532,10 +540,21 @@ class SequenceRecommender(Recommender):
                     items[rows, :length], sizes[rows, :length], types[rows, :length], table
                 )
                 picked = states[torch.from_numpy(local), torch.from_numpy(w.pair_pos[pair_idx])]
-                logits = picked @ table.T + net.biases()
-                loss = nn.functional.cross_entropy(
-                    logits, torch.from_numpy(w.pair_target[pair_idx])
-                )
+                targets = w.pair_target[pair_idx]
+                if c.loss == "full" or c.num_negatives >= self.n_items:
+                    logits = picked @ table.T + net.biases()
+                    labels = torch.from_numpy(targets)
+                else:
+                    # sampled softmax: the batch's targets plus uniform negatives (uniform
+                    # sampling needs no log-q correction; the bias still learns popularity)
+                    negatives = generator.choice(self.n_items, size=c.num_negatives, replace=False)
+                    candidates, inverse = np.unique(
+                        np.concatenate([targets, negatives]), return_inverse=True
+                    )
+                    cand = torch.from_numpy(candidates)
+                    logits = picked @ table[cand].T + net.biases()[cand]
+                    labels = torch.from_numpy(inverse[: len(targets)].astype(np.int64))
+                loss = nn.functional.cross_entropy(logits, labels)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(net.parameters(), 5.0)

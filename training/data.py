@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
@@ -40,18 +41,33 @@ def build_id_maps(dataset: Dataset) -> IdMaps:
     seen only in interactions, in order of first appearance."""
     items = IdMap(dataset.items[ItemCols.ID].astype(str).tolist())
     known = dataset.customers[CustomerCols.ID].astype(str)
-    seen = pd.unique(dataset.interactions[InteractionCols.CUSTOMER_ID].astype(str))
+    column = dataset.interactions[InteractionCols.CUSTOMER_ID]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        present = column.cat.remove_unused_categories().cat.categories
+        seen = [str(c) for c in present]
+    else:
+        seen = [str(c) for c in pd.unique(column.astype(str))]
     known_set = set(known.tolist())
     extra = [str(c) for c in seen if c not in known_set]
     customers = IdMap([*known.tolist(), *extra])
     return IdMaps(items=items, customers=customers)
 
 
-def encode(values: pd.Series, id_map: IdMap) -> np.ndarray:
-    """Dense indices of a column of external ids (``-1`` for unknown), vectorised."""
+def encode(values: pd.Series, id_map: IdMap) -> npt.NDArray[np.int64]:
+    """Dense indices of a column of external ids (``-1`` for unknown), vectorised.
+
+    A ``category`` column is encoded through its categories (no per-row strings are made).
+    """
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        lookup = id_map.indices([str(c) for c in values.cat.categories])
+        codes = values.cat.codes.to_numpy()
+        out = np.full(len(codes), -1, dtype=np.int64)
+        valid = codes >= 0
+        out[valid] = lookup[codes[valid]]
+        return out
     categories = pd.Index(id_map.ids())
-    codes = pd.Categorical(values.astype(str), categories=categories).codes
-    return np.asarray(codes, dtype=np.int64)
+    encoded = pd.Categorical(values.astype(str), categories=categories).codes
+    return np.asarray(encoded, dtype=np.int64)
 
 
 def to_training_data(

@@ -50,11 +50,13 @@ coverage, 95% percentile-bootstrap CIs by resampling customers, and bootstrap CI
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,7 +65,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from feature_store.dataset import Dataset
-from feature_store.schema import InteractionCols, InteractionType
+from feature_store.schema import CustomerCols, InteractionCols, InteractionType, ItemCols
 from models.als import ALSRecommender
 from models.base import IntArray, TrainingData
 from models.popularity import PopularityRecommender
@@ -209,8 +211,12 @@ def event_sizes(frame: pd.DataFrame, maps: IdMaps, data: TrainingData) -> list[s
         raise ValueError("the interactions frame does not line up with the TrainingData events")
     if InteractionCols.SIZE not in ordered.columns:
         return [None] * len(data.item_idx)
-    raw = ordered[InteractionCols.SIZE].astype("string").to_numpy(dtype=object, na_value=None)
-    return [None if v is None or str(v) == "" else str(v) for v in raw[keep]]
+    raw = ordered[InteractionCols.SIZE].astype("string").tolist()
+    return [
+        None if v is None or v is pd.NA or str(v) == "" else str(v)
+        for v, kept in zip(raw, keep, strict=True)
+        if kept
+    ]
 
 
 def prepare(dataset: Dataset, name: str | None = None) -> Prepared:
@@ -283,7 +289,9 @@ def last_day_folds(prepared: Prepared, config: EvalConfig) -> list[Fold]:
     test_items = encode(test_frame[InteractionCols.ITEM_ID], prepared.maps.items)
     valid = (test_users >= 0) & (test_items >= 0)
     truth_frame = pd.DataFrame({"u": test_users[valid], "i": test_items[valid]})
-    truth = truth_frame.groupby("u")["i"].agg(lambda s: np.unique(s.to_numpy()))
+    truth: dict[int, IntArray] = {
+        int(str(u)): np.unique(group.to_numpy()) for u, group in truth_frame.groupby("u")["i"]
+    }
     keep = users >= 0
     users, cut = users[keep], cut[keep]
     users, cut = _sample(users, cut, config)
@@ -478,8 +486,8 @@ def _decayed_counts(
     age = (int(ctx.holdout.cutoffs[r]) - data.timestamps[events]) / SECONDS_PER_DAY
     weight = np.exp2(-age / half_life) * np.maximum(data.weights[events], 0)
     items, inverse = np.unique(data.item_idx[events], return_inverse=True)
-    totals = np.bincount(inverse, weights=weight, minlength=len(items))
-    return items, totals
+    totals = np.bincount(inverse, weights=weight, minlength=len(items)).astype(np.float64)
+    return items.astype(np.int64), totals
 
 
 def source_popularity(ctx: _Context) -> IntArray:
@@ -576,7 +584,7 @@ def source_lstm(ctx: _Context) -> IntArray:
         items, _ = model.recommend_sequences(
             [data.item_idx[h] for h in histories],
             sizes=[[ctx.prepared.sizes[e] for e in h] for h in histories],
-            event_types=[data.event_types[h].astype(np.int64) for h in histories],
+            event_types=[data.event_types[h].astype(np.int64).tolist() for h in histories],
             k=c.depth,
         )
         out[np.asarray(have)] = items
@@ -678,7 +686,7 @@ def source_sasrec(ctx: _Context) -> IntArray:
     reco = reco.sort_values([Columns.User, Columns.Rank])
     for r, group in reco.groupby(Columns.User, sort=True):
         items = group[Columns.Item].to_numpy(dtype=np.int64)[: c.depth]
-        out[int(r), : len(items)] = items  # type: ignore[call-overload]
+        out[int(r), : len(items)] = items
     return out
 
 
@@ -990,3 +998,280 @@ def run_evaluation(
         timings=timings,
         n_items=prepared.n_items,
     )
+
+
+# --------------------------------------------------------------------------- data and reports
+
+
+RTR_FILE = "cleandata.parquet"
+_RTR_CATEGORY = {
+    "dress": "dress",
+    "gown": "dress",
+    "sheath": "dress",
+    "shift": "dress",
+    "jumpsuit": "dress",
+    "romper": "dress",
+    "maxi": "dress",
+    "midi": "dress",
+    "mini": "dress",
+    "frock": "dress",
+    "caftan": "dress",
+    "kaftan": "dress",
+    "ballgown": "dress",
+    "shirtdress": "dress",
+    "top": "top",
+    "blouse": "top",
+    "shirt": "top",
+    "sweater": "top",
+    "tee": "top",
+    "tank": "top",
+    "cami": "top",
+    "sweatshirt": "top",
+    "turtleneck": "top",
+    "pullover": "top",
+    "knit": "top",
+    "tunic": "top",
+    "skirt": "bottom",
+    "pants": "bottom",
+    "jeans": "bottom",
+    "culottes": "bottom",
+    "trousers": "bottom",
+    "leggings": "bottom",
+    "trouser": "bottom",
+    "pant": "bottom",
+    "skirts": "bottom",
+    "legging": "bottom",
+    "jacket": "outerwear",
+    "coat": "outerwear",
+    "blazer": "outerwear",
+    "vest": "outerwear",
+    "cardigan": "outerwear",
+    "parka": "outerwear",
+    "trench": "outerwear",
+    "bomber": "outerwear",
+    "peacoat": "outerwear",
+    "poncho": "outerwear",
+    "cape": "outerwear",
+    "overcoat": "outerwear",
+}
+
+
+def load_rtr(path: Path) -> Dataset:
+    """Rent the Runway (``cleandata.parquet``) as a :class:`Dataset`: each rental is a purchase
+    dated by its review date, with the RTR size; items carry RTR's category as product type.
+
+    Only item metadata that does not depend on time is kept (no popularity-derived attributes).
+    """
+    file = path / RTR_FILE if path.is_dir() else path
+    raw = pd.read_parquet(file, columns=["user_id", "item_id", "category", "size", "review_date"])
+    raw = raw.dropna(subset=["user_id", "item_id", "review_date"])
+    category = raw.groupby("item_id")["category"].agg(lambda s: str(s.mode().iloc[0]))
+    items = pd.DataFrame(
+        {
+            ItemCols.ID: category.index.astype(str),
+            ItemCols.NAME: [f"RTR {c} {i}" for i, c in zip(category.index, category, strict=True)],
+            ItemCols.CATEGORY: [_RTR_CATEGORY.get(str(c).lower(), "other") for c in category],
+            ItemCols.PRODUCT_TYPE: category.astype(str).to_numpy(),
+            ItemCols.PRICE: np.nan,
+        }
+    )
+    interactions = pd.DataFrame(
+        {
+            InteractionCols.CUSTOMER_ID: raw["user_id"].astype("int64").astype(str).to_numpy(),
+            InteractionCols.ITEM_ID: raw["item_id"].astype("int64").astype(str).to_numpy(),
+            InteractionCols.TYPE: InteractionType.PURCHASE.value,
+            InteractionCols.TIMESTAMP: pd.to_datetime(raw["review_date"], utc=True).to_numpy(),
+            InteractionCols.SIZE: raw["size"].astype("Int64").astype(str).to_numpy(),
+        }
+    )
+    interactions[InteractionCols.TIMESTAMP] = pd.to_datetime(
+        interactions[InteractionCols.TIMESTAMP], utc=True
+    )
+    customers = pd.DataFrame(
+        {CustomerCols.ID: pd.unique(interactions[InteractionCols.CUSTOMER_ID])}
+    )
+    return Dataset(
+        items=items, interactions=interactions, customers=customers, source=f"rtr:{path}"
+    )
+
+
+def load_for_evaluation(path: Path) -> tuple[Dataset, str]:
+    """``(dataset, default protocol)``: Rent the Runway (``time_split``) or anything
+    :func:`feature_store.loaders.load_dataset` reads (``last_day``)."""
+    from feature_store.loaders import load_dataset
+
+    if (path / RTR_FILE).is_file() or path.name == RTR_FILE:
+        return load_rtr(path), "time_split"
+    return load_dataset(path), "last_day"
+
+
+def plot_results(results: Sequence[EvaluationResult], path: Path, metric: str = "map") -> bool:
+    """A PNG of ``metric`` with its 95% CI per method, one panel per dataset. Returns False (and
+    logs why) when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning("matplotlib is not installed: no plot written (pip install matplotlib)")
+        return False
+    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.2), squeeze=False)
+    for ax, result in zip(axes[0], results, strict=True):
+        names = list(result.methods)
+        means = [result.methods[n].metrics[metric][0] for n in names]
+        lows = [
+            result.methods[n].metrics[metric][0] - result.methods[n].metrics[metric][1]
+            for n in names
+        ]
+        highs = [
+            result.methods[n].metrics[metric][2] - result.methods[n].metrics[metric][0]
+            for n in names
+        ]
+        colours = ["#c0392b" if n in ("lstm", "blend") else "#7f8c8d" for n in names]
+        ax.bar(range(len(names)), means, yerr=[lows, highs], capsize=4, color=colours)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=30, ha="right")
+        ax.set_ylabel(f"{metric.upper()}@{result.config.k} (95% bootstrap CI)")
+        ax.set_title(f"{result.dataset}: {result.protocol}, {len(result.users)} customers")
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _md_table(result: EvaluationResult) -> list[str]:
+    k = result.config.k
+    lines = [
+        f"| method | MAP@{k} [95% CI] | Recall@{k} [95% CI] | NDCG@{k} [95% CI] | coverage | MAP@{k} warm |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in result.methods.items():
+        cells = " | ".join(
+            f"{m.metrics[key][0]:.4f} [{m.metrics[key][1]:.4f}, {m.metrics[key][2]:.4f}]"
+            for key in ("map", "recall", "ndcg")
+        )
+        warm = float(m.ap[result.warm].mean()) if result.warm.any() else float("nan")
+        lines.append(f"| {name} | {cells} | {m.coverage:.4f} | {warm:.4f} |")
+    return lines
+
+
+def write_report(
+    results: Sequence[EvaluationResult], out: Path, *, command: str = ""
+) -> dict[str, Path]:
+    """``report.md``, ``results.json`` and ``map_at_k.png`` (when matplotlib is available) in
+    ``out``; returns the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"markdown": out / "report.md", "json": out / "results.json"}
+    lines = ["# Lookbook offline evaluation", ""]
+    if command:
+        lines += ["Command:", "", "```", command, "```", ""]
+    lines += [f"Generated {pd.Timestamp.now(tz='UTC').isoformat(timespec='seconds')}.", ""]
+    for result in results:
+        lines += [
+            f"## {result.dataset} — protocol `{result.protocol}`",
+            "",
+            f"{len(result.users)} customers evaluated ({int(result.warm.sum())} with history "
+            f"before their cutoff), {result.n_items} items, k={result.config.k}, "
+            f"{len(result.blend_weights)} fold(s), {result.config.n_boot} bootstrap resamples. "
+            "Every list is topped up with popularity as of the customer's cutoff.",
+            "",
+            *_md_table(result),
+            "",
+        ]
+        if result.ratios:
+            lines += ["Ratios of MAP@k (paired bootstrap over customers):", ""]
+            for label, (mean, low, high) in result.ratios.items():
+                target = 1.3 if label.startswith("blend/") else 1.5
+                verdict = "met" if mean >= target and low > 1.0 else "NOT met"
+                lines.append(
+                    f"- `{label}` = {mean:.3f} [95% CI {low:.3f}, {high:.3f}] — target ≥ {target} "
+                    f"with CI above 1.0: **{verdict}**"
+                )
+            lines.append("")
+        if result.skipped:
+            lines += [f"- skipped `{n}`: {why}" for n, why in result.skipped.items()] + [""]
+        lines += ["Blend weights per fold (fitted on the fold's validation period):", ""]
+        for f, w in enumerate(result.blend_weights):
+            weights = ", ".join(f"{s}={v:g}" for s, v in sorted(w.weights.items()))
+            lines.append(
+                f"- fold {f}: {weights}, rrf_k={w.rrf_k:g}, fitted={w.fitted}, "
+                f"validation customers={w.validation_customers}, validation MAP="
+                f"{'n/a' if w.validation_map is None else f'{w.validation_map:.4f}'}"
+            )
+        lines += ["", "Leak audit (every fold checked: training < train_end <= cutoffs):", ""]
+        for a in result.audits:
+            lines.append(
+                f"- fold {a.fold} {a.kind}: train_end {pd.Timestamp(a.train_end, unit='s').date()}, "
+                f"{a.train_events} training events, {a.customers} customers, cutoffs "
+                f"{'-' if a.min_cutoff is None else pd.Timestamp(a.min_cutoff, unit='s').date()}"
+                f"..{'-' if a.max_cutoff is None else pd.Timestamp(a.max_cutoff, unit='s').date()}"
+            )
+        timing = ", ".join(f"{k}={v:.1f}s" for k, v in result.timings.items())
+        lines += ["", f"Timings: {timing}", ""]
+    if plot_results(results, out / "map_at_k.png"):
+        paths["plot"] = out / "map_at_k.png"
+        lines += ["![MAP@k with 95% CI](map_at_k.png)", ""]
+    paths["markdown"].write_text("\n".join(lines))
+    paths["json"].write_text(
+        json.dumps(
+            {"command": command, "results": [r.summary() for r in results]},
+            indent=2,
+            default=_json_default,
+        )
+    )
+    return paths
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def evaluate_command(
+    data: Sequence[Path],
+    out: Path,
+    *,
+    protocol: str | None = None,
+    folds: int = 6,
+    methods: Sequence[str] | None = None,
+    k: int = 12,
+    test_days: int = 28,
+    max_customers: int | None = None,
+    n_boot: int = 1000,
+    seed: int = 42,
+    lstm_epochs: int | None = None,
+    command: str = "",
+) -> list[EvaluationResult]:
+    """What ``lookbook evaluate`` runs: evaluate each data folder (H&M-style folders with the
+    ``last_day`` protocol, Rent the Runway with ``time_split`` unless ``protocol`` says otherwise),
+    log the tables, and write ``report.md``, ``results.json`` and ``map_at_k.png`` into ``out``."""
+    results = []
+    for path in data:
+        dataset, default_protocol = load_for_evaluation(Path(path))
+        sequence = SequenceConfig(seed=seed)
+        if lstm_epochs is not None:
+            sequence = SequenceConfig(seed=seed, epochs=lstm_epochs)
+        config = EvalConfig(
+            protocol=protocol or default_protocol,
+            folds=folds,
+            methods=tuple(methods) if methods else METHODS,
+            k=k,
+            test_days=test_days,
+            max_customers=max_customers,
+            n_boot=n_boot,
+            seed=seed,
+            sequence=sequence,
+        )
+        result = run_evaluation(dataset, config, name=Path(path).name)
+        logger.info("\n%s", result.table())
+        results.append(result)
+    write_report(results, out, command=command)
+    return results

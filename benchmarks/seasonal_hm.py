@@ -1,0 +1,229 @@
+"""Seasonal picks on the H&M sample: hit rate in the following 4 weeks vs plain popularity.
+
+At the first of every month from 2019-01 to 2020-08 (the sample spans 2018-09-20 .. 2020-09-22),
+every model is fitted on the purchases *before* that date and names 12 items. Over the customers
+who buy something in the 4 weeks from the date:
+
+* **hit rate** — the share of them who buy at least one of the 12 picks;
+* **precision** — the share of the 12 picks that anybody buys in those 4 weeks.
+
+Dates of 2019-01 .. 2019-08 are the validation dates (the seasonal model's settings were chosen
+there; ``--tune`` reruns that search); 2019-09 .. 2020-08 are the test dates, each with a full
+year of history before it. Baselines in the same run: popularity of the last 4 weeks, time-decayed
+popularity (half-life 14 days, as ``models.popularity``), all-time popularity.
+
+    .venv/bin/python benchmarks/seasonal_hm.py [--data-root ../shared/data] [--k 12] [--tune]
+
+Prints Markdown tables; writes nothing. Deterministic (no randomness is involved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from feature_store.dataset import Dataset
+from feature_store.schema import InteractionCols, InteractionType, ItemCols
+from models.seasonal import SeasonalModel
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+HM_FOLDER = "hm_neo4j_customer_sample"
+HORIZON = pd.Timedelta(days=28)
+
+# Chosen on the validation dates (see --tune).
+SEASONAL_PARAMS: dict[str, Any] = {
+    "half_life_days": 14.0,
+    "trend_weight": 0.5,
+    "seasonal_weight": 1.0,
+}
+TUNE_GRID: dict[str, Sequence[Any]] = {
+    "half_life_days": (7.0, 14.0, 30.0, 60.0),
+    "trend_weight": (0.0, 0.5, 1.0),
+    "seasonal_weight": (0.0, 1.0, 2.0),
+}
+
+Picker = Callable[[pd.Timestamp], npt.NDArray[np.int64]]
+
+
+def purchases(dataset: Dataset) -> pd.DataFrame:
+    inter = dataset.interactions
+    index = pd.Index(dataset.items[ItemCols.ID].astype(str))
+    frame = pd.DataFrame(
+        {
+            "customer": inter[InteractionCols.CUSTOMER_ID].astype(str).to_numpy(),
+            "item": index.get_indexer(pd.Index(inter[InteractionCols.ITEM_ID].astype(str))),
+            "ts": pd.to_datetime(inter[InteractionCols.TIMESTAMP], utc=True).to_numpy(),
+            "type": inter[InteractionCols.TYPE].astype(str).to_numpy(),
+        }
+    )
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    return frame[(frame["type"] == InteractionType.PURCHASE.value) & (frame["item"] >= 0)]
+
+
+def top(scores: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.int64]:
+    order = np.lexsort((np.arange(len(scores)), -scores))[:k]
+    return order[scores[order] > 0].astype(np.int64)
+
+
+def popularity_picker(
+    frame: pd.DataFrame, n_items: int, k: int, *, window_days: float | None, half_life: float | None
+) -> Picker:
+    def pick(date: pd.Timestamp) -> npt.NDArray[np.int64]:
+        before = frame[frame["ts"] < date]
+        if window_days is not None:
+            before = before[before["ts"] >= date - pd.Timedelta(days=window_days)]
+        weights = np.ones(len(before))
+        if half_life is not None:
+            age = (date - before["ts"]).dt.total_seconds().to_numpy() / 86_400
+            weights = np.power(0.5, age / half_life)
+        scores = np.bincount(before["item"], weights=weights, minlength=n_items)
+        return top(scores, k)
+
+    return pick
+
+
+def seasonal_picker(dataset: Dataset, k: int, params: dict[str, Any]) -> Picker:
+    def pick(date: pd.Timestamp) -> npt.NDArray[np.int64]:
+        model = SeasonalModel(**params).fit(dataset, now=date - pd.Timedelta(seconds=1))
+        return model.recommend(date=date, k=k).items
+
+    return pick
+
+
+def evaluate(
+    picker: Picker, frame: pd.DataFrame, dates: Sequence[pd.Timestamp], k: int
+) -> tuple[float, float, int]:
+    """(hit rate, precision, customers) pooled over ``dates``."""
+    hits, customers, bought_picks = 0, 0, 0
+    for date in dates:
+        picks = set(picker(date).tolist())
+        window = frame[(frame["ts"] >= date) & (frame["ts"] < date + HORIZON)]
+        per_customer = window.groupby("customer")["item"].agg(lambda s: set(s.tolist()))
+        hits += sum(bool(items & picks) for items in per_customer)
+        customers += len(per_customer)
+        bought_picks += len(picks & set(window["item"].tolist()))
+    return hits / max(customers, 1), bought_picks / (k * len(dates)), customers
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def markdown(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(cells[0], widths, strict=True)) + " |"]
+    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in cells[1:]:
+        lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--k", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=0, help="accepted for symmetry; unused")
+    parser.add_argument("--tune", action="store_true", help="rerun the validation search")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    folder = args.data_root / HM_FOLDER
+    if not folder.is_dir():
+        print(f"data folder {folder} not found: nothing to evaluate (pass --data-root)")
+        return 0
+    from feature_store.loaders import load_dataset
+
+    t0 = time.perf_counter()
+    dataset = load_dataset(folder)
+    frame = purchases(dataset)
+    n_items = len(dataset.items)
+    k = args.k
+    dates = list(pd.date_range("2019-01-01", "2020-08-01", freq="MS", tz="UTC"))
+    valid = [d for d in dates if d < pd.Timestamp("2019-09-01", tz="UTC")]
+    test = [d for d in dates if d >= pd.Timestamp("2019-09-01", tz="UTC")]
+    print(f"# Seasonal picks on {folder}: {len(frame)} purchases, {n_items} items, k={k}\n")
+
+    if args.tune:
+        rows = []
+        keys = list(TUNE_GRID)
+        for values in itertools.product(*(TUNE_GRID[key] for key in keys)):
+            params = {**SEASONAL_PARAMS, **dict(zip(keys, values, strict=True))}
+            hit, prec, _ = evaluate(seasonal_picker(dataset, k, params), frame, valid, k)
+            rows.append([*values, pct(hit), pct(prec)])
+        rows.sort(key=lambda r: (-float(str(r[-2]).rstrip(" %")), str(r)))
+        print("## Validation search (dates 2019-01 .. 2019-08)\n")
+        print(markdown([*keys, "hit rate", "precision"], rows))
+        print()
+
+    methods: dict[str, Picker] = {
+        "seasonal model": seasonal_picker(dataset, k, SEASONAL_PARAMS),
+        "seasonal model, no season-of-year": seasonal_picker(
+            dataset, k, {**SEASONAL_PARAMS, "seasonal_weight": 0.0}
+        ),
+        "seasonal model, no trend": seasonal_picker(
+            dataset, k, {**SEASONAL_PARAMS, "trend_weight": 0.0}
+        ),
+        "popularity, last 4 weeks": popularity_picker(
+            frame, n_items, k, window_days=28, half_life=None
+        ),
+        "popularity, decayed (half-life 14 days)": popularity_picker(
+            frame, n_items, k, window_days=None, half_life=14.0
+        ),
+        "popularity, all time": popularity_picker(
+            frame, n_items, k, window_days=None, half_life=None
+        ),
+    }
+    rows = []
+    per_date: dict[str, list[str]] = {}
+    for name, picker in methods.items():
+        v_hit, v_prec, v_n = evaluate(picker, frame, valid, k)
+        t_hit, t_prec, t_n = evaluate(picker, frame, test, k)
+        rows.append([name, pct(v_hit), pct(v_prec), pct(t_hit), pct(t_prec)])
+        if name in ("seasonal model", "popularity, last 4 weeks"):
+            per_date[name] = [pct(evaluate(picker, frame, [d], k)[0]) for d in dates]
+    print("## Hit rate in the following 4 weeks\n")
+    print(
+        markdown(
+            [
+                "method",
+                f"valid hit rate (n={v_n})",
+                "valid precision",
+                f"test hit rate (n={t_n})",
+                "test precision",
+            ],
+            rows,
+        )
+    )
+    print("\n## Per date (hit rate)\n")
+    names = list(per_date)
+    print(
+        markdown(
+            ["date", *names],
+            [[str(d.date()), *(per_date[n][i] for n in names)] for i, d in enumerate(dates)],
+        )
+    )
+    print(
+        f"\nvalidation dates: {valid[0].date()} .. {valid[-1].date()} ({len(valid)}); test dates: "
+        f"{test[0].date()} .. {test[-1].date()} ({len(test)}); n = customer-windows with a "
+        f"purchase. Seasonal settings: {SEASONAL_PARAMS}. {time.perf_counter() - t0:.0f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Blend: reciprocal-rank fusion, weights fitted on validation customers only."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.pipeline import RRF_K
+from training.blend import (
+    DEFAULT_WEIGHTS,
+    SECONDS_PER_DAY,
+    BlendWeights,
+    carve_validation,
+    fit_blend_weights,
+    fuse,
+)
+
+
+def test_fuse_known_answer_and_ties() -> None:
+    rankings = {
+        "a": np.array([[5, 6, 7, -1]]),
+        "b": np.array([[7, 8, -1, -1]]),
+    }
+    # a=1, b=1, rrf_k=0: 5 -> 1/1, 6 -> 1/2, 7 -> 1/3 + 1/1, 8 -> 1/2
+    items, scores = fuse(rankings, BlendWeights(weights={"a": 1.0, "b": 1.0}, rrf_k=0.0), k=5)
+    assert items[0].tolist() == [7, 5, 6, 8, -1]  # 6 and 8 tie: the lower index first
+    np.testing.assert_allclose(scores[0, :4], [4 / 3, 1.0, 0.5, 0.5])
+    items, _ = fuse(rankings, BlendWeights(weights={"a": 1.0, "b": 0.0}, rrf_k=0.0), k=3)
+    assert items[0].tolist() == [5, 6, 7]
+
+
+def test_fuse_matches_the_service_formula() -> None:
+    rankings = {"x": np.array([[1, 2, 3]]), "y": np.array([[3, 1, 4]])}
+    weights = BlendWeights(weights={"x": 0.7, "y": 1.3}, rrf_k=RRF_K)
+    items, scores = fuse(rankings, weights, k=4)
+    expected = {
+        1: 0.7 / (RRF_K + 1) + 1.3 / (RRF_K + 2),
+        2: 0.7 / (RRF_K + 2),
+        3: 0.7 / (RRF_K + 3) + 1.3 / (RRF_K + 1),
+        4: 1.3 / (RRF_K + 3),
+    }
+    order = sorted(expected, key=lambda i: (-expected[i], i))
+    assert items[0].tolist() == order
+    np.testing.assert_allclose(scores[0], [expected[i] for i in order])
+
+
+def test_fit_prefers_the_informative_source() -> None:
+    rng = np.random.default_rng(0)
+    n = 200
+    truths = [np.array([int(t)]) for t in rng.integers(0, 50, size=n)]
+    # the informative source has each customer's answer first; the other is noise without it
+    good = np.stack([[t[0], *[x for x in rng.permutation(50) if x != t[0]][:9]] for t in truths])
+    noise = np.stack([[x for x in rng.permutation(50) if x != t[0]][:10] for t in truths])
+    weights = fit_blend_weights(
+        {"repurchase": noise, "als": good}, truths, k=12, initial=BlendWeights()
+    )
+    assert weights.fitted and weights.validation_customers == n
+    assert weights.weights["als"] > weights.weights["repurchase"]
+    assert weights.validation_map is not None and weights.default_validation_map is not None
+    assert weights.validation_map >= weights.default_validation_map
+    assert weights.validation_map > 0.99
+    restored = BlendWeights.from_dict(weights.to_dict())
+    assert restored == weights
+
+
+def test_too_few_validation_customers_keep_defaults() -> None:
+    truths = [np.array([1]), np.array([2])]
+    rankings = {"als": np.array([[1, 2], [2, 1]])}
+    weights = fit_blend_weights(rankings, truths, min_customers=30)
+    assert not weights.fitted and weights.weights == DEFAULT_WEIGHTS
+
+
+def test_carve_validation_reads_only_the_training_period() -> None:
+    day = SECONDS_PER_DAY
+    users = np.array([0, 0, 1, 1, 2, 2, 0])
+    items = np.array([1, 2, 3, 4, 5, 6, 9])
+    ts = np.array([1, 50, 10, 95, 20, 30, 120]) * day
+    purchase = np.ones(len(users), dtype=bool)
+    holdout = carve_validation(users, items, ts, purchase, train_end=100 * day, days=60)
+    # customer 2's last purchase (day 30) is before the window [40, 100): not held out;
+    # customer 0's event on day 120 is after train_end and is never read
+    assert holdout.users.tolist() == [0, 1]
+    assert holdout.cutoffs.tolist() == [50 * day, 95 * day]
+    assert [t.tolist() for t in holdout.truths] == [[2], [4]]
+    assert holdout.train_end == 40 * day
+    changed = ts.copy()
+    changed[-1] = 99 * day  # move a future event into the validation window
+    moved = carve_validation(users, items, changed, purchase, train_end=100 * day, days=60)
+    assert moved.truths[0].tolist() == [9]
+    items_future = items.copy()
+    items_future[-1] = 42  # what happens after train_end does not matter
+    again = carve_validation(users, items_future, ts, purchase, train_end=100 * day, days=60)
+    assert [t.tolist() for t in again.truths] == [[2], [4]]

@@ -1,0 +1,255 @@
+"""Known-answer, save/load, determinism and session tests of the LSTM sequence recommender."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from feature_store.schema import ItemCols
+from models.base import TrainingData
+from models.index import ItemIndex
+from models.sequence import ItemFeatures, SequenceConfig, SequenceRecommender
+
+DAY = 86_400
+PURCHASE = 5  # index of InteractionType.PURCHASE in declaration order
+TINY = SequenceConfig(
+    id_dim=16,
+    feature_dim=8,
+    hidden_dim=32,
+    output_dim=16,
+    epochs=25,
+    batch_size=32,
+    learning_rate=1e-2,
+    id_dropout=0.0,
+    dropout=0.0,
+    loss="full",
+    num_threads=1,
+    seed=3,
+)
+
+
+def training_data(
+    sequences: list[list[int]], n_items: int, sizes: list[list[str | None]] | None = None
+) -> tuple[TrainingData, list[str | None]]:
+    """One customer per sequence, one purchase per day, in order."""
+    users, items, ts, flat_sizes = [], [], [], []
+    for u, seq in enumerate(sequences):
+        for j, item in enumerate(seq):
+            users.append(u)
+            items.append(item)
+            ts.append(1_600_000_000 + j * DAY + u)
+            flat_sizes.append(None if sizes is None else sizes[u][j])
+    order = np.argsort(np.asarray(ts), kind="stable")
+    u_arr = np.asarray(users, dtype=np.int64)[order]
+    i_arr = np.asarray(items, dtype=np.int64)[order]
+    t_arr = np.asarray(ts, dtype=np.int64)[order]
+    weights = np.full(len(u_arr), 5.0, dtype=np.float32)
+    matrix = sp.csr_matrix((weights, (u_arr, i_arr)), shape=(len(sequences), n_items))
+    data = TrainingData(
+        user_items=matrix,
+        user_idx=u_arr,
+        item_idx=i_arr,
+        timestamps=t_arr,
+        event_types=np.full(len(u_arr), PURCHASE, dtype=np.int8),
+        weights=weights,
+        now=int(t_arr.max()),
+    )
+    return data, [flat_sizes[i] for i in order]
+
+
+def chains(n_users: int = 240, n_chains: int = 8, seed: int = 0) -> list[list[int]]:
+    """Chain ``c`` is items ``3c -> 3c+1 -> 3c+2`` (A -> B -> C)."""
+    rng = np.random.default_rng(seed)
+    return [[3 * c, 3 * c + 1, 3 * c + 2] for c in rng.integers(0, n_chains, size=n_users)]
+
+
+@pytest.fixture(scope="module")
+def chain_model() -> SequenceRecommender:
+    data, sizes = training_data(chains(), 24)
+    return SequenceRecommender(TINY).fit(data, sizes=sizes)
+
+
+def test_learns_a_then_b_then_c(chain_model: SequenceRecommender) -> None:
+    for c in range(8):
+        a, b, nxt = 3 * c, 3 * c + 1, 3 * c + 2
+        items, scores = chain_model.recommend_from_sequence([a, b], k=3)
+        assert items[0] == nxt, (c, items)
+        assert np.all(np.diff(scores) <= 0)
+        items, _ = chain_model.recommend_from_sequence([a], k=1)
+        assert items[0] == b
+
+
+def test_exclude_and_k(chain_model: SequenceRecommender) -> None:
+    items, _ = chain_model.recommend_from_sequence([0, 1], k=5, exclude=[2])
+    assert 2 not in items and len(items) == 5
+    assert len(chain_model.recommend_from_sequence([0], k=0)[0]) == 0
+
+
+def test_batch_agrees_with_single(chain_model: SequenceRecommender) -> None:
+    users = np.arange(12, dtype=np.int64)
+    matrix = sp.csr_matrix((12, 24), dtype=np.float32)
+    batch_items, batch_scores = chain_model.recommend(users, matrix, N=5)
+    for r, u in enumerate(users):
+        items, scores = chain_model.recommend(int(u), matrix, N=5)
+        np.testing.assert_array_equal(batch_items[r], items)
+        np.testing.assert_allclose(batch_scores[r], scores, rtol=1e-5, atol=1e-5)
+    histories = [[0], [3, 4], [6, 7, 8], []]
+    b_items, b_scores = chain_model.recommend_sequences(histories, k=4)
+    for r, h in enumerate(histories):
+        items, scores = chain_model.recommend_from_sequence(h, k=4)
+        np.testing.assert_array_equal(b_items[r, : len(items)], items)
+        np.testing.assert_allclose(b_scores[r, : len(scores)], scores, rtol=1e-5, atol=1e-5)
+
+
+def test_recommend_filters_liked(chain_model: SequenceRecommender) -> None:
+    data, _ = training_data(chains(), 24)
+    items, _ = chain_model.recommend(0, data.user_items, N=24)
+    assert not set(items) & set(data.user_items[0].indices)
+
+
+def test_anonymous_session_with_sizes(chain_model: SequenceRecommender) -> None:
+    items, scores = chain_model.recommend_from_sequence([0, 1], sizes=["M", None], k=3)
+    assert len(items) == 3 and np.isfinite(scores).all()
+    vector = chain_model.session_vector([0, 1], sizes=["never-seen", "M"])
+    assert vector.shape == (TINY.output_dim + 1,) and vector[-1] == 1.0
+    empty_items, _ = chain_model.recommend_from_sequence([], k=4)
+    assert len(empty_items) == 4
+    with pytest.raises(ValueError):
+        chain_model.recommend_from_sequence([999], k=3)
+    with pytest.raises(ValueError):
+        chain_model.session_vector([0, 1], sizes=["M"])
+
+
+def test_item_vectors_give_the_scores_and_faiss_agrees(chain_model: SequenceRecommender) -> None:
+    vector = chain_model.session_vector([3, 4])
+    items, scores = chain_model.recommend_from_sequence([3, 4], k=6)
+    np.testing.assert_allclose(chain_model.item_vectors()[items] @ vector, scores, rtol=1e-5)
+    chain_model.use_index(ItemIndex.build(chain_model.item_vectors(), kind="flat"))
+    try:
+        faiss_items, faiss_scores = chain_model.recommend_from_sequence([3, 4], k=6)
+    finally:
+        chain_model.use_index(None)
+    np.testing.assert_array_equal(faiss_items, items)
+    np.testing.assert_allclose(faiss_scores, scores, rtol=1e-4, atol=1e-5)
+
+
+def test_save_load_gives_identical_outputs(chain_model: SequenceRecommender, tmp_path: Path) -> None:
+    chain_model.save(tmp_path / "seq")
+    assert not list((tmp_path / "seq").glob("*.pt"))
+    loaded = SequenceRecommender.load(tmp_path / "seq")
+    np.testing.assert_array_equal(loaded.item_vectors(), chain_model.item_vectors())
+    for history in ([0, 1], [9], [12, 13, 14, 0]):
+        a_items, a_scores = chain_model.recommend_from_sequence(history, sizes=None, k=8)
+        b_items, b_scores = loaded.recommend_from_sequence(history, sizes=None, k=8)
+        np.testing.assert_array_equal(a_items, b_items)
+        np.testing.assert_array_equal(a_scores, b_scores)
+    matrix = sp.csr_matrix((240, 24), dtype=np.float32)
+    users = np.arange(20, dtype=np.int64)
+    np.testing.assert_array_equal(
+        chain_model.recommend(users, matrix, N=5)[1], loaded.recommend(users, matrix, N=5)[1]
+    )
+
+
+def test_two_fits_are_bit_identical() -> None:
+    config = SequenceConfig(
+        id_dim=8, feature_dim=4, hidden_dim=16, output_dim=8, epochs=3, num_threads=2, seed=11
+    )
+    data, sizes = training_data(chains(80), 24, [["S", "M", None]] * 80)
+    first = SequenceRecommender(config).fit(data, sizes=sizes)
+    second = SequenceRecommender(config).fit(data, sizes=sizes)
+    assert first.net is not None and second.net is not None
+    for (name, a), (_, b) in zip(
+        first.net.state_dict().items(), second.net.state_dict().items(), strict=True
+    ):
+        assert torch_equal(a, b), name
+    assert first.loss_history == second.loss_history
+    other = SequenceRecommender(SequenceConfig(**{**config.to_dict(), "seed": 12})).fit(
+        data, sizes=sizes
+    )
+    assert other.net is not None
+    assert not torch_equal(other.net.tower.weight, first.net.tower.weight)
+
+
+def torch_equal(a: object, b: object) -> bool:
+    import torch
+
+    assert isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
+    return bool(torch.equal(a, b))
+
+
+def category_world(seed: int = 0) -> tuple[pd.DataFrame, list[list[int]], list[int]]:
+    """Three categories of 12 items; after a top comes a bottom, then shoes, then a top. Items
+    4*c+3 of each category never occur in training (cold items)."""
+    categories = ["top", "bottom", "shoes"]
+    items = pd.DataFrame(
+        {
+            ItemCols.ID: [str(i) for i in range(36)],
+            ItemCols.NAME: [f"item {i}" for i in range(36)],
+            ItemCols.CATEGORY: [categories[i // 12] for i in range(36)],
+            ItemCols.COLOUR: ["black" if i % 2 else "white" for i in range(36)],
+            ItemCols.PRICE: [10.0 + i for i in range(36)],
+        }
+    )
+    cold = [i for i in range(36) if i % 4 == 3]
+    warm = [[i for i in range(12 * c, 12 * c + 12) if i not in cold] for c in range(3)]
+    rng = np.random.default_rng(seed)
+    sequences = []
+    for _ in range(300):
+        start = int(rng.integers(0, 3))
+        sequences.append([int(rng.choice(warm[(start + j) % 3])) for j in range(4)])
+    return items, sequences, cold
+
+
+def test_side_features_generalise_to_cold_items() -> None:
+    items, sequences, cold = category_world()
+    data, _ = training_data(sequences, 36)
+    config = SequenceConfig(**{**TINY.to_dict(), "epochs": 20})
+    with_features = SequenceRecommender(
+        config, item_features=ItemFeatures.from_frame(items)
+    ).fit(data)
+    ids_only = SequenceRecommender(config).fit(data)
+
+    def next_category_hit_rate(model: SequenceRecommender) -> float:
+        hits = 0
+        total = 0
+        for item in cold:
+            expected = (item // 12 + 1) % 3
+            found, _ = model.recommend_from_sequence([item], k=5)
+            hits += int(np.sum(found // 12 == expected))
+            total += len(found)
+        return hits / total
+
+    featured = next_category_hit_rate(with_features)
+    assert featured >= 0.9
+    assert featured > next_category_hit_rate(ids_only)
+
+
+def test_item_features_from_frame() -> None:
+    items, _, _ = category_world()
+    features = ItemFeatures.from_frame(items, [str(i) for i in (35, 0, 12)])
+    assert features.n_items == 3
+    category = features.codes[ItemCols.CATEGORY]
+    assert [features.vocabs[ItemCols.CATEGORY][c] for c in category] == ["shoes", "top", "bottom"]
+    assert features.vocabs[ItemCols.MATERIAL] == ["<unk>"]
+    # price bands are derived from price quartiles when the column is absent
+    everything = ItemFeatures.from_frame(items)
+    bands = everything.codes[ItemCols.PRICE_BAND]
+    vocab = everything.vocabs[ItemCols.PRICE_BAND]
+    assert vocab[bands[0]] == "budget" and vocab[bands[35]] == "luxury"
+
+
+def test_rejects_misaligned_inputs() -> None:
+    data, _ = training_data(chains(10), 24)
+    with pytest.raises(ValueError):
+        SequenceRecommender(TINY).fit(data, sizes=["M"])
+    items, _, _ = category_world()
+    with pytest.raises(ValueError):
+        SequenceRecommender(TINY, item_features=ItemFeatures.from_frame(items)).fit(data)
+    with pytest.raises(ValueError):
+        SequenceConfig(loss="other")  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError):
+        SequenceRecommender(TINY).item_vectors()
