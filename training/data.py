@@ -38,7 +38,8 @@ class IdMaps:
 
 def build_id_maps(dataset: Dataset) -> IdMaps:
     """Dense indices: items in catalog order; customers from the customer table, then any customer
-    seen only in interactions, in order of first appearance."""
+    seen only in interactions (in first-appearance order, or category order for a categorical
+    column) — deterministic for the same data."""
     items = IdMap(dataset.items[ItemCols.ID].astype(str).tolist())
     known = dataset.customers[CustomerCols.ID].astype(str)
     column = dataset.interactions[InteractionCols.CUSTOMER_ID]
