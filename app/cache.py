@@ -39,7 +39,9 @@ from redis.retry import Retry
 logger = logging.getLogger("lookbook.cache")
 
 #: Errors that mean "Redis cannot be reached now" (as opposed to a rejected command).
-_UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+# A connection broken mid-command can also surface as ValueError ("I/O operation on closed file")
+# or AttributeError from inside redis-py; all of them mean "Redis is not usable right now".
+_UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError, ValueError, AttributeError)
 
 # Stored value = 8-byte big-endian expiry (unix ms) + body: entries expire one by one even though
 # Redis expires only whole hashes (HEXPIRE needs Redis 7.4).
@@ -286,7 +288,7 @@ class RedisCache:
             return False
         try:
             self._client.ping()
-        except (RedisError, OSError) as exc:
+        except (RedisError, *_UNREACHABLE) as exc:
             self._mark_down(exc)
             return False
         return True
@@ -326,7 +328,7 @@ class RedisCache:
                 self._delete_groups(pending)
                 if probing and not (pending or flush_all):
                     self._client.ping()
-            except (RedisError, OSError) as exc:
+            except (RedisError, *_UNREACHABLE) as exc:
                 if pending_group is not None:
                     self._remember([pending_group])
                 self._mark_down(exc)
@@ -388,8 +390,10 @@ class RedisCache:
             )
         # Drop every pooled connection: after a Redis restart they are all dead, and the probe
         # must not trip over one of them.
+        # Connections other threads are using are left to them (closing those under their feet
+        # breaks their commands); they are dropped when they fail or are returned.
         with contextlib.suppress(RedisError, OSError):
-            self._client.connection_pool.disconnect()
+            self._client.connection_pool.disconnect(inuse_connections=False)
 
     def _count_error(self, operation: str, exc: RedisError) -> None:
         with self._lock:

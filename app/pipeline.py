@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.runtime import LoadedBundle
+from models.base import top_n
 
 RRF_K = 60.0
 
@@ -90,9 +91,8 @@ class ALSSource:
             scores = bundle.als.item_factors[allowed] @ ctx.user_vector
             if exclude:
                 scores[np.isin(allowed, exclude)] = -np.inf
-            top = np.argsort(-scores, kind="stable")[:n]
-            top = top[np.isfinite(scores[top])]
-            items, values = allowed[top], scores[top]
+            top, values = top_n(scores, n)
+            items = allowed[top]
         else:
             found, found_scores = bundle.index.search(
                 ctx.user_vector, n, exclude=[exclude] if exclude else None
@@ -143,19 +143,25 @@ class SimilarItemsSource:
         if ctx.anchor_item is None:
             return []
         bundle = ctx.bundle
-        vectors = bundle.als.item_vectors()
-        anchor_name = bundle.catalog.names[ctx.anchor_item]
-        exclude = sorted(ctx.exclude | {ctx.anchor_item})
-        found, scores = bundle.similar_index.search(vectors[ctx.anchor_item], n, exclude=[exclude])
-        items = np.asarray(found).reshape(-1)
-        values = np.asarray(scores).reshape(-1)
+        anchor = ctx.anchor_item
+        anchor_name = bundle.catalog.names[anchor]
+        exclude = ctx.exclude | {anchor}
+        if n + len(exclude) <= bundle.neighbour_ids.shape[1]:  # precomputed at training time
+            items = bundle.neighbour_ids[anchor]
+            values = bundle.neighbour_scores[anchor]
+        else:  # longer lists than precomputed: search live
+            vectors = bundle.als.item_vectors()
+            found, scores = bundle.similar_index.search(
+                vectors[anchor], n, exclude=[sorted(exclude)]
+            )
+            items, values = np.asarray(found).reshape(-1), np.asarray(scores).reshape(-1)
         return [
             Candidate(
                 int(i), float(s), self.name, f"Shoppers who liked the {anchor_name} chose this"
             )
             for i, s in zip(items, values, strict=True)
-            if i >= 0
-        ]
+            if i >= 0 and int(i) not in exclude
+        ][:n]
 
 
 class AttributeSimilarSource:
@@ -169,44 +175,24 @@ class AttributeSimilarSource:
             return []
         catalog = ctx.bundle.catalog
         anchor = ctx.anchor_item
-        pool = catalog.by_category.get(str(catalog.categories[anchor]), np.empty(0, np.int64))
+        category = str(catalog.categories[anchor])
+        pool = catalog.by_category.get(category, np.empty(0, np.int64))
         if len(pool) == 0:
             return []
-        score = 2.0 * _same(catalog.product_types, pool, anchor)
-        score += 1.0 * _same(catalog.colours, pool, anchor)
-        score += 0.5 * _same(catalog.materials, pool, anchor)
-        score += 0.5 * _same(catalog.patterns, pool, anchor)
-        if catalog.styles.shape[1]:
-            mine = catalog.styles[anchor]
-            inter = catalog.styles[pool] @ mine
-            union = catalog.styles[pool].sum(axis=1) + mine.sum() - inter
-            score += 1.5 * np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-        prices = np.maximum(catalog.prices, 0.01)
-        score -= 0.5 * np.abs(np.log(prices[pool] / prices[anchor]))
-        score += (
-            1e-3
-            * ctx.bundle.popularity.scores[pool]
-            / max(float(ctx.bundle.popularity.scores.max()), 1e-9)
-        )
+        query = catalog.attributes[anchor].toarray().ravel()
+        score = catalog.attributes_by_category[category] @ query
+        score -= 0.5 * np.abs(catalog.log_prices[pool] - catalog.log_prices[anchor])
+        popularity = ctx.bundle.popularity.scores
+        score += 1e-3 * popularity[pool] / max(float(popularity.max()), 1e-9)
         score[pool == anchor] = -np.inf
         if ctx.exclude:
             score[np.isin(pool, sorted(ctx.exclude))] = -np.inf
-        top = np.argsort(-score, kind="stable")[:n]
-        top = top[np.isfinite(score[top])]
+        top, values = top_n(score, n)
         anchor_name = catalog.names[anchor]
         return [
-            Candidate(int(pool[t]), float(score[t]), self.name, f"Same look as the {anchor_name}")
-            for t in top
+            Candidate(int(pool[t]), float(v), self.name, f"Same look as the {anchor_name}")
+            for t, v in zip(top, values, strict=True)
         ]
-
-
-def _same(
-    codes: npt.NDArray[np.int32], pool: npt.NDArray[np.int64], anchor: int
-) -> npt.NDArray[np.float64]:
-    value = codes[anchor]
-    if value < 0:
-        return np.zeros(len(pool))
-    return (codes[pool] == value).astype(np.float64)
 
 
 class ExcludeFilter:

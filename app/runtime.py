@@ -34,12 +34,12 @@ class Catalog:
     categories: npt.NDArray[np.str_]
     prices: npt.NDArray[np.float64]
     by_category: dict[str, npt.NDArray[np.int64]]
-    # attribute codes for content similarity (-1 = unknown)
-    product_types: npt.NDArray[np.int32]
-    colours: npt.NDArray[np.int32]
-    materials: npt.NDArray[np.int32]
-    patterns: npt.NDArray[np.int32]
-    styles: npt.NDArray[np.float32]  # n_items x n_styles multi-hot
+    # Content similarity: weighted one-hot attributes, so that attributes[a] . attributes[b]
+    # = 2 [same product type] + 1 [same colour] + .5 [same material] + .5 [same pattern]
+    #   + 1.5 cosine(styles); one CSR block per category.
+    attributes_by_category: dict[str, sp.csr_matrix]
+    attributes: sp.csr_matrix
+    log_prices: npt.NDArray[np.float64]
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, ids: IdMap) -> Catalog:
@@ -50,17 +50,16 @@ class Catalog:
             str(cat): np.flatnonzero(categories == cat).astype(np.int64)
             for cat in np.unique(categories)
         }
+        attributes = _attribute_matrix(frame)
         return cls(
             ids=ids,
             names=frame[ItemCols.NAME].astype(str).tolist(),
             categories=categories,
             prices=frame[ItemCols.PRICE].to_numpy(dtype=np.float64),
             by_category=by_category,
-            product_types=_codes(frame, ItemCols.PRODUCT_TYPE),
-            colours=_codes(frame, ItemCols.COLOUR),
-            materials=_codes(frame, ItemCols.MATERIAL),
-            patterns=_codes(frame, ItemCols.PATTERN),
-            styles=_multi_hot(frame, ItemCols.STYLES),
+            attributes_by_category={cat: attributes[rows] for cat, rows in by_category.items()},
+            attributes=attributes,
+            log_prices=np.log(np.maximum(frame[ItemCols.PRICE].to_numpy(dtype=np.float64), 0.01)),
         )
 
     def describe(self, item: int) -> dict[str, Any]:
@@ -72,23 +71,46 @@ class Catalog:
         }
 
 
-def _codes(frame: pd.DataFrame, column: str) -> npt.NDArray[np.int32]:
-    if column not in frame.columns:
-        return np.full(len(frame), -1, dtype=np.int32)
-    codes, _ = pd.factorize(frame[column].astype("string"), use_na_sentinel=True)
-    return np.asarray(codes, dtype=np.int32)
+ATTRIBUTE_WEIGHTS: dict[str, float] = {
+    ItemCols.PRODUCT_TYPE: 2.0,
+    ItemCols.COLOUR: 1.0,
+    ItemCols.MATERIAL: 0.5,
+    ItemCols.PATTERN: 0.5,
+}
+STYLE_WEIGHT = 1.5
 
 
-def _multi_hot(frame: pd.DataFrame, column: str) -> npt.NDArray[np.float32]:
-    if column not in frame.columns:
-        return np.zeros((len(frame), 0), dtype=np.float32)
-    values = [list(v) if isinstance(v, list | tuple | np.ndarray) else [] for v in frame[column]]
-    vocab = {tag: i for i, tag in enumerate(sorted({str(t) for row in values for t in row}))}
-    matrix = np.zeros((len(frame), len(vocab)), dtype=np.float32)
-    for row, tags in enumerate(values):
-        for tag in tags:
-            matrix[row, vocab[str(tag)]] = 1.0
-    return matrix
+def _attribute_matrix(frame: pd.DataFrame) -> sp.csr_matrix:
+    n = len(frame)
+    blocks: list[sp.csr_matrix] = []
+    for column, weight in ATTRIBUTE_WEIGHTS.items():
+        if column not in frame.columns:
+            continue
+        codes, uniques = pd.factorize(frame[column].astype("string"), use_na_sentinel=True)
+        known = codes >= 0
+        blocks.append(
+            sp.csr_matrix(
+                (
+                    np.full(int(known.sum()), np.sqrt(weight), np.float32),
+                    (np.flatnonzero(known), codes[known]),
+                ),
+                shape=(n, len(uniques)),
+            )
+        )
+    if ItemCols.STYLES in frame.columns:
+        tags = [
+            list(v) if isinstance(v, list | tuple | np.ndarray) else []
+            for v in frame[ItemCols.STYLES]
+        ]
+        vocab = {t: i for i, t in enumerate(sorted({str(t) for row in tags for t in row}))}
+        rows = [r for r, row in enumerate(tags) for _ in row]
+        cols = [vocab[str(t)] for row in tags for t in row]
+        counts = np.array([max(len(row), 1) for row in tags], dtype=np.float32)
+        values = np.sqrt(STYLE_WEIGHT / counts[rows]) if rows else np.empty(0, np.float32)
+        blocks.append(sp.csr_matrix((values, (rows, cols)), shape=(n, len(vocab))))
+    if not blocks:
+        return sp.csr_matrix((n, 0), dtype=np.float32)
+    return sp.hstack(blocks, format="csr", dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -106,6 +128,8 @@ class LoadedBundle:
     popularity: PopularityRecommender
     index: ItemIndex  # raw ALS item factors, inner product = ALS score
     similar_index: ItemIndex  # normalised ALS item factors, inner product = cosine
+    neighbour_ids: npt.NDArray[np.int32]  # n_items x m precomputed cosine neighbours (-1 padded)
+    neighbour_scores: npt.NDArray[np.float32]
     popular_order: npt.NDArray[np.int64]
     popular_by_category: dict[str, npt.NDArray[np.int64]]
     trained_until: datetime  # the newest interaction the bundle was trained on (UTC)
@@ -124,6 +148,9 @@ class LoadedBundle:
             popularity = PopularityRecommender.load(path / "models" / "popularity")
             index = ItemIndex.load(path / "indexes" / "als_items.faiss")
             similar_index = ItemIndex.load(path / "indexes" / "als_items_cosine.faiss")
+            with np.load(path / "similar_items.npz", allow_pickle=False) as table:
+                neighbour_ids = table["ids"]
+                neighbour_scores = table["scores"]
         except (OSError, KeyError, ValueError) as exc:
             raise BundleError(f"bundle {path} is incomplete or corrupt: {exc}") from exc
         order = np.argsort(-np.asarray(popularity.scores), kind="stable").astype(np.int64)
@@ -146,6 +173,8 @@ class LoadedBundle:
             popularity=popularity,
             index=index,
             similar_index=similar_index,
+            neighbour_ids=neighbour_ids,
+            neighbour_scores=neighbour_scores,
             popular_order=order,
             popular_by_category=by_category,
             trained_until=pd.Timestamp(manifest["data"]["last_interaction"]).to_pydatetime(),

@@ -239,7 +239,7 @@ class RetailerSpec:
 def human_count(n: float) -> str:
     for factor, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
         if n >= factor:
-            return f"{n / factor:g}{suffix}"
+            return f"{n / factor:.3g}{suffix}"
     return f"{n:g}"
 
 

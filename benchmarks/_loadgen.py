@@ -47,15 +47,22 @@ class LoadResult:
     window_s: float = 0.0  # first recorded scheduled time -> last recorded completion
     max_dispatch_lag_ms: float = 0.0  # how late the client itself sent (client health)
     connections_opened: int = 0
+    retries: int = 0  # requests resent once because a kept-alive connection had been closed
     warmup_errors: int = 0
     client_cpu_s: float = 0.0  # CPU the load-generator process used in all
 
 
+# uvicorn closes keep-alive connections idle for 5 s (--timeout-keep-alive); reusing one just as
+# it does so fails. Connections idle for longer than this are closed instead of reused.
+MAX_IDLE_S = 2.0
+
+
 class _Conn:
-    __slots__ = ("reader", "writer")
+    __slots__ = ("last_used", "reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.last_used = time.perf_counter()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -130,18 +137,37 @@ async def _run(spec: LoadSpec) -> LoadResult:
         try:
             async with asyncio.timeout(spec.timeout_s - (clock() - scheduled)):
                 async with slots:
-                    if idle:
-                        conn = idle.pop()
-                    else:
-                        reader, writer = await asyncio.open_connection(spec.host, spec.port)
-                        conn = _Conn(reader, writer)
-                        result.connections_opened += 1
-                    conn.writer.write(requests[i % len(requests)])
-                    status, headers, body = await _read_response(conn.reader)
+                    for attempt in (1, 2):
+                        conn = None
+                        while idle and conn is None:
+                            conn = idle.pop()  # most recently used first: keeps few conns hot
+                            if clock() - conn.last_used > MAX_IDLE_S:
+                                conn.close()
+                                conn = None
+                        reused = conn is not None
+                        if conn is None:
+                            reader, writer = await asyncio.open_connection(spec.host, spec.port)
+                            conn = _Conn(reader, writer)
+                            result.connections_opened += 1
+                        try:
+                            conn.writer.write(requests[i % len(requests)])
+                            status, headers, body = await _read_response(conn.reader)
+                        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                            # A kept-alive connection the server closed before answering: retry
+                            # once on a fresh one, as HTTP clients do. Anything else is an error.
+                            partial = getattr(exc, "partial", b"")
+                            if not (reused and attempt == 1 and not partial):
+                                raise
+                            conn.close()
+                            result.retries += 1
+                            continue
+                        break
+                    assert conn is not None
                     done = clock()
                     if headers.get(b"connection", b"").lower() == b"close":
                         conn.close()
                     else:
+                        conn.last_used = done
                         idle.append(conn)
                     conn = None
         except TimeoutError:

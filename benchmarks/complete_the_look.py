@@ -78,19 +78,21 @@ MANGO_PARAMS: dict[str, Any] = {
     "epochs": 20,
     "negatives": 32,
     "id_dropout": 0.5,
+    "attribute_dropout": 0.2,
     "lr": 3e-3,
     "set_aggregate": "min",
 }
 POLYVORE_PARAMS: dict[str, Any] = {**MANGO_PARAMS, "epochs": 8}
 HM_PARAMS: dict[str, Any] = {**MANGO_PARAMS, "epochs": 10}
 MANGO_TUNE_GRID: list[dict[str, Any]] = [
+    {},
     {"epochs": 10},
-    {"epochs": 20},
     {"epochs": 30},
-    {"epochs": 20, "id_dropout": 0.25},
-    {"epochs": 20, "id_dropout": 0.75},
-    {"epochs": 20, "dim": 32},
-    {"epochs": 20, "negatives": 8},
+    {"attribute_dropout": 0.0},
+    {"attribute_dropout": 0.1},
+    {"id_dropout": 0.25},
+    {"id_dropout": 0.75},
+    {"dim": 32},
 ]
 
 
@@ -385,7 +387,7 @@ def tune_mango(
         res_mean = evaluate(model, questions)
         rows.append(
             [
-                ", ".join(f"{k}={v}" for k, v in change.items()),
+                ", ".join(f"{k}={v}" for k, v in change.items()) or "(chosen settings)",
                 pct(res_min["fitb"]),
                 f"{res_min['auc']:.3f}",
                 f"{res_mean['auc']:.3f}",
@@ -510,15 +512,11 @@ def run_hm(root: Path, seed: int, threads: int) -> None:
         log_pop = np.log1p(popular).astype(np.float32)
         first_day = after.groupby("customer")["ts"].min()
         next_basket = after[after["ts"] == after["customer"].map(first_day)]
-        truth = next_basket.groupby("customer")["item"].agg(lambda v: set(v.tolist()))
+        truth = {c: set(v.tolist()) for c, v in items_by(next_basket).items()}
         last_day = before.groupby("customer")["ts"].max()
-        seeds_of = (
-            before[before["ts"] == before["customer"].map(last_day)]
-            .groupby("customer")["item"]
-            .agg(lambda v: np.unique(v.to_numpy()))
-        )
-        history = before.groupby("customer")["item"].agg(lambda v: np.unique(v.to_numpy()))
-        customers = [c for c in truth.index if c in seeds_of.index]
+        seeds_of = items_by(before[before["ts"] == before["customer"].map(last_day)])
+        history = items_by(before)
+        customers = [c for c in sorted(truth) if c in seeds_of]
         counts: dict[str, list[float]] = {}
         for customer in customers:
             seeds, bought = seeds_of[customer], history[customer]
@@ -599,6 +597,14 @@ def run_hm(root: Path, seed: int, threads: int) -> None:
         f"the customer's last basket before the cut-off; items the customer bought before are "
         f"never suggested. {time.perf_counter() - t0:.0f} s"
     )
+
+
+def items_by(frame: pd.DataFrame) -> dict[str, IntArray]:
+    """The distinct items of each customer in ``frame``."""
+    return {
+        str(customer): np.unique(group.to_numpy(dtype=np.int64))
+        for customer, group in frame.groupby("customer")["item"]
+    }
 
 
 def _top(scores: npt.NDArray[np.float64], banned: IntArray, k: int) -> IntArray:

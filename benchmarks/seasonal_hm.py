@@ -25,6 +25,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,17 +47,17 @@ HORIZON = pd.Timedelta(days=28)
 
 # Chosen on the validation dates (see --tune).
 SEASONAL_PARAMS: dict[str, Any] = {
-    "half_life_days": 14.0,
-    "trend_weight": 0.5,
+    "half_life_days": 90.0,
+    "trend_weight": 0.0,
     "seasonal_weight": 1.0,
 }
 TUNE_GRID: dict[str, Sequence[Any]] = {
-    "half_life_days": (7.0, 14.0, 30.0, 60.0),
+    "half_life_days": (30.0, 90.0, 365.0),
     "trend_weight": (0.0, 0.5, 1.0),
     "seasonal_weight": (0.0, 1.0, 2.0),
 }
 
-Picker = Callable[[pd.Timestamp], npt.NDArray[np.int64]]
+Picker = Callable[[pd.Timestamp], npt.NDArray[np.float64]]  # per-item scores at a date
 
 
 def purchases(dataset: Dataset) -> pd.DataFrame:
@@ -80,9 +81,9 @@ def top(scores: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.int64]:
 
 
 def popularity_picker(
-    frame: pd.DataFrame, n_items: int, k: int, *, window_days: float | None, half_life: float | None
+    frame: pd.DataFrame, n_items: int, *, window_days: float | None, half_life: float | None
 ) -> Picker:
-    def pick(date: pd.Timestamp) -> npt.NDArray[np.int64]:
+    def scores(date: pd.Timestamp) -> npt.NDArray[np.float64]:
         before = frame[frame["ts"] < date]
         if window_days is not None:
             before = before[before["ts"] >= date - pd.Timedelta(days=window_days)]
@@ -90,33 +91,63 @@ def popularity_picker(
         if half_life is not None:
             age = (date - before["ts"]).dt.total_seconds().to_numpy() / 86_400
             weights = np.power(0.5, age / half_life)
-        scores = np.bincount(before["item"], weights=weights, minlength=n_items)
-        return top(scores, k)
+        return np.bincount(before["item"], weights=weights, minlength=n_items).astype(np.float64)
 
-    return pick
+    return scores
 
 
-def seasonal_picker(dataset: Dataset, k: int, params: dict[str, Any]) -> Picker:
-    def pick(date: pd.Timestamp) -> npt.NDArray[np.int64]:
+def seasonal_picker(dataset: Dataset, params: dict[str, Any]) -> Picker:
+    def scores(date: pd.Timestamp) -> npt.NDArray[np.float64]:
         model = SeasonalModel(**params).fit(dataset, now=date - pd.Timedelta(seconds=1))
-        return model.recommend(date=date, k=k).items
+        return model.scores(date=date).astype(np.float64)
 
-    return pick
+    return scores
 
 
-def evaluate(
-    picker: Picker, frame: pd.DataFrame, dates: Sequence[pd.Timestamp], k: int
-) -> tuple[float, float, int]:
-    """(hit rate, precision, customers) pooled over ``dates``."""
-    hits, customers, bought_picks = 0, 0, 0
-    for date in dates:
-        picks = set(picker(date).tolist())
-        window = frame[(frame["ts"] >= date) & (frame["ts"] < date + HORIZON)]
-        per_customer = window.groupby("customer")["item"].agg(lambda s: set(s.tolist()))
-        hits += sum(bool(items & picks) for items in per_customer)
-        customers += len(per_customer)
-        bought_picks += len(picks & set(window["item"].tolist()))
-    return hits / max(customers, 1), bought_picks / (k * len(dates)), customers
+@dataclass
+class DateResult:
+    hits: int  # customers who bought one of the k picks
+    customers: int  # customers with a purchase in the window
+    picks_bought: int  # picks that somebody bought in the window
+    type_covered: float  # purchases of the window whose product type is among the top types
+    purchases: int
+
+
+def evaluate_date(
+    scores: npt.NDArray[np.float64],
+    frame: pd.DataFrame,
+    date: pd.Timestamp,
+    k: int,
+    item_type: npt.NDArray[np.int64],
+    n_types: int,
+    top_types: int,
+) -> DateResult:
+    picks = set(top(scores, k).tolist())
+    window = frame[(frame["ts"] >= date) & (frame["ts"] < date + HORIZON)]
+    per_customer = [set(group.tolist()) for _, group in window.groupby("customer")["item"]]
+    demand = np.bincount(item_type, weights=np.clip(scores, 0, None), minlength=n_types).astype(
+        np.float64
+    )
+    best_types = top(demand, top_types)
+    covered = np.isin(item_type[window["item"].to_numpy()], best_types).mean() if len(window) else 0
+    return DateResult(
+        hits=sum(bool(items & picks) for items in per_customer),
+        customers=len(per_customer),
+        picks_bought=len(picks & set(window["item"].tolist())),
+        type_covered=float(covered) * len(window),
+        purchases=len(window),
+    )
+
+
+def pooled(results: Sequence[DateResult], k: int) -> tuple[float, float, float, int]:
+    """(hit rate, precision, product-type coverage, customer-windows) over ``results``."""
+    customers = sum(r.customers for r in results)
+    return (
+        sum(r.hits for r in results) / max(customers, 1),
+        sum(r.picks_bought for r in results) / max(k * len(results), 1),
+        sum(r.type_covered for r in results) / max(sum(r.purchases for r in results), 1),
+        customers,
+    )
 
 
 def pct(x: float) -> str:
@@ -138,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--k", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0, help="accepted for symmetry; unused")
+    parser.add_argument("--top-types", type=int, default=10, help="product types for coverage")
     parser.add_argument("--tune", action="store_true", help="rerun the validation search")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -158,69 +190,91 @@ def main(argv: Sequence[str] | None = None) -> int:
     test = [d for d in dates if d >= pd.Timestamp("2019-09-01", tz="UTC")]
     print(f"# Seasonal picks on {folder}: {len(frame)} purchases, {n_items} items, k={k}\n")
 
+    item_type, type_names = pd.factorize(dataset.items[ItemCols.PRODUCT_TYPE].astype(str))
+    item_type = item_type.astype(np.int64)
+    n_types = len(type_names)
+    top_types = args.top_types
+
+    def run(picker: Picker, on: Sequence[pd.Timestamp]) -> list[DateResult]:
+        return [evaluate_date(picker(d), frame, d, k, item_type, n_types, top_types) for d in on]
+
     if args.tune:
         rows = []
         keys = list(TUNE_GRID)
         for values in itertools.product(*(TUNE_GRID[key] for key in keys)):
             params = {**SEASONAL_PARAMS, **dict(zip(keys, values, strict=True))}
-            hit, prec, _ = evaluate(seasonal_picker(dataset, k, params), frame, valid, k)
-            rows.append([*values, pct(hit), pct(prec)])
-        rows.sort(key=lambda r: (-float(str(r[-2]).rstrip(" %")), str(r)))
+            hit, prec, cover, _ = pooled(run(seasonal_picker(dataset, params), valid), k)
+            rows.append([*values, pct(hit), pct(prec), pct(cover)])
         print("## Validation search (dates 2019-01 .. 2019-08)\n")
-        print(markdown([*keys, "hit rate", "precision"], rows))
+        print(markdown([*keys, "hit rate", "precision", f"top-{top_types} type coverage"], rows))
         print()
 
     methods: dict[str, Picker] = {
-        "seasonal model": seasonal_picker(dataset, k, SEASONAL_PARAMS),
+        "seasonal model": seasonal_picker(dataset, SEASONAL_PARAMS),
         "seasonal model, no season-of-year": seasonal_picker(
-            dataset, k, {**SEASONAL_PARAMS, "seasonal_weight": 0.0}
+            dataset, {**SEASONAL_PARAMS, "seasonal_weight": 0.0}
         ),
-        "seasonal model, no trend": seasonal_picker(
-            dataset, k, {**SEASONAL_PARAMS, "trend_weight": 0.0}
+        "seasonal model, with trend (weight 0.5)": seasonal_picker(
+            dataset, {**SEASONAL_PARAMS, "trend_weight": 0.5}
         ),
         "popularity, last 4 weeks": popularity_picker(
-            frame, n_items, k, window_days=28, half_life=None
+            frame, n_items, window_days=28, half_life=None
         ),
         "popularity, decayed (half-life 14 days)": popularity_picker(
-            frame, n_items, k, window_days=None, half_life=14.0
+            frame, n_items, window_days=None, half_life=14.0
         ),
-        "popularity, all time": popularity_picker(
-            frame, n_items, k, window_days=None, half_life=None
-        ),
+        "popularity, all time": popularity_picker(frame, n_items, window_days=None, half_life=None),
     }
     rows = []
-    per_date: dict[str, list[str]] = {}
+    per_date: dict[str, list[DateResult]] = {}
     for name, picker in methods.items():
-        v_hit, v_prec, v_n = evaluate(picker, frame, valid, k)
-        t_hit, t_prec, t_n = evaluate(picker, frame, test, k)
-        rows.append([name, pct(v_hit), pct(v_prec), pct(t_hit), pct(t_prec)])
-        if name in ("seasonal model", "popularity, last 4 weeks"):
-            per_date[name] = [pct(evaluate(picker, frame, [d], k)[0]) for d in dates]
-    print("## Hit rate in the following 4 weeks\n")
+        results = run(picker, dates)
+        per_date[name] = results
+        v = pooled(results[: len(valid)], k)
+        t = pooled(results[len(valid) :], k)
+        rows.append([name, pct(v[0]), pct(v[1]), pct(v[2]), pct(t[0]), pct(t[1]), pct(t[2])])
+    n_valid = pooled(per_date["popularity, all time"][: len(valid)], k)[3]
+    n_test = pooled(per_date["popularity, all time"][len(valid) :], k)[3]
+    print("## Seasonal picks vs popularity, following 4 weeks\n")
     print(
         markdown(
             [
                 "method",
-                f"valid hit rate (n={v_n})",
+                f"valid hit rate (n={n_valid})",
                 "valid precision",
-                f"test hit rate (n={t_n})",
+                f"valid top-{top_types} type coverage",
+                f"test hit rate (n={n_test})",
                 "test precision",
+                f"test top-{top_types} type coverage",
             ],
             rows,
         )
     )
-    print("\n## Per date (hit rate)\n")
-    names = list(per_date)
+    shown = ["seasonal model", "popularity, last 4 weeks", "popularity, all time"]
+    print(f"\n## Per date: hit rate / top-{top_types} product-type coverage\n")
     print(
         markdown(
-            ["date", *names],
-            [[str(d.date()), *(per_date[n][i] for n in names)] for i, d in enumerate(dates)],
+            ["date", *shown],
+            [
+                [
+                    str(d.date()),
+                    *(
+                        f"{pct(pooled([per_date[n][i]], k)[0])} / "
+                        f"{pct(pooled([per_date[n][i]], k)[2])}"
+                        for n in shown
+                    ),
+                ]
+                for i, d in enumerate(dates)
+            ],
         )
     )
     print(
         f"\nvalidation dates: {valid[0].date()} .. {valid[-1].date()} ({len(valid)}); test dates: "
         f"{test[0].date()} .. {test[-1].date()} ({len(test)}); n = customer-windows with a "
-        f"purchase. Seasonal settings: {SEASONAL_PARAMS}. {time.perf_counter() - t0:.0f} s"
+        f"purchase. Hit rate: share of them buying one of the {k} picks; precision: share of the "
+        f"picks bought by anybody; type coverage: share of the window's purchases whose product "
+        f"type is among the method's top {top_types} product types (its item scores summed by "
+        f"type). Seasonal settings: {SEASONAL_PARAMS}. {time.perf_counter() - t0:.0f} s"
     )
     return 0
 

@@ -24,6 +24,7 @@ import contextlib
 import http.client
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -85,6 +86,29 @@ def proc_cpu_seconds(pid: int) -> float:
         stat = fh.read()
     fields = stat[stat.rfind(b")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine so far, summed over cores (/proc/stat)."""
+    with open("/proc/stat") as fh:
+        fields = [int(v) for v in fh.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
+def wait_quiet(pid: int, max_s: float, busy_below: float = 0.1, window_s: float = 0.5) -> float:
+    """Wait until process ``pid`` uses less than ``busy_below`` of a core over ``window_s``: an
+    overloaded server keeps working through requests whose clients gave up, and that backlog must
+    not land in the next scenario. Returns the seconds waited (``max_s`` or more if never quiet)."""
+    start = time.perf_counter()
+    while True:
+        before = proc_cpu_seconds(pid)
+        time.sleep(window_s)
+        if proc_cpu_seconds(pid) - before < busy_below * window_s:
+            return time.perf_counter() - start - window_s
+        if time.perf_counter() - start >= max_s:
+            return time.perf_counter() - start
 
 
 def proc_rss_bytes(pid: int) -> int:
@@ -233,6 +257,8 @@ class Outcome:
     error: str | None = None
     note: str = ""
     stats: dict[str, float] = field(default_factory=dict)
+    others_cores: float | None = None  # CPU used meanwhile by processes other than ours
+    steal_cores: float | None = None  # CPU the hypervisor took
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -254,6 +280,34 @@ def summarise(outcome: Outcome) -> None:
         "server_p99": percentile(srv, 99),
         "errors": float(sum(result.errors.values())),
     }
+
+
+@contextlib.contextmanager
+def profiling(pid: int, folder: Path | None, name: str) -> Iterator[None]:
+    """Sample ``pid`` with py-spy while the block runs (nothing when ``folder`` is None)."""
+    if folder is None:
+        yield
+        return
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        print("[bench] --profile: py-spy not found (pip install py-spy); not profiling")
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{name}.txt"
+    cmd = [spy, "record", "--pid", str(pid), "--native", "--format", "raw", "--output", str(out)]
+    with open(folder / f"{name}.py-spy.log", "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            stop_process_group(proc)
+        print(f"[bench] profile: {out}")
 
 
 def run_scenario(
@@ -279,12 +333,25 @@ def run_scenario(
         flush=True,
     )
     pid = server.proc.pid
+    with contextlib.suppress(OSError):
+        waited = wait_quiet(pid, args.drain_timeout)
+        if waited >= args.drain_timeout:
+            outcome.note += f"; server still busy after {waited:.0f} s of waiting before the run"
+        elif waited > 1:
+            outcome.note += f"; waited {waited:.1f} s for the server to finish earlier work"
     cpu_before = proc_cpu_seconds(pid)
-    with mp.get_context("spawn").Pool(1) as pool:
-        # The warm-up counts into the CPU figure; it is subtracted proportionally below.
+    busy_before, steal_before = machine_cpu_seconds()
+    wall_before = time.perf_counter()
+    with profiling(pid, args.profile, scenario.key), mp.get_context("spawn").Pool(1) as pool:
+        # Server CPU covers warm-up and recorded requests; divided by both below.
         result = pool.apply(run_load, (spec,))
+    wall = time.perf_counter() - wall_before
+    busy_after, steal_after = machine_cpu_seconds()
     if server.alive:
         cpu = proc_cpu_seconds(pid) - cpu_before
+        others = busy_after - busy_before - cpu - result.client_cpu_s
+        outcome.others_cores = max(others, 0.0) / wall
+        outcome.steal_cores = (steal_after - steal_before) / wall
         total_requests = round((args.warmup + args.duration) * args.rate)
         outcome.server_cpu_ms_per_req = cpu * 1000.0 / max(total_requests, 1)
         outcome.server_rss_bytes = proc_rss_bytes(pid)
@@ -317,11 +384,12 @@ def format_outcomes(outcomes: list[Outcome]) -> str:
         "server p99",
         "server CPU ms/req",
         "fallback",
+        "others' CPU (cores)",
     ]
     rows: list[list[object]] = []
     for o in outcomes:
         if o.result is None:
-            rows.append([o.title, f"{o.offered_rps:g}", f"not measured: {o.error}", *[""] * 10])
+            rows.append([o.title, f"{o.offered_rps:g}", f"not measured: {o.error}", *[""] * 11])
             continue
         r, s = o.result, o.stats
         errors = ", ".join(f"{k}={v}" for k, v in sorted(r.errors.items())) or "0"
@@ -342,6 +410,7 @@ def format_outcomes(outcomes: list[Outcome]) -> str:
                 fmt_ms(s["server_p99"]),
                 fmt_ms(o.server_cpu_ms_per_req),
                 f"{r.fallbacks}/{r.ok}",
+                "–" if o.others_cores is None else f"{o.others_cores:.2f}",
             ]
         )
     return markdown_table(headers, rows)
@@ -586,6 +655,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "similar_uncached, similar_cached, personalized_uncached_redis)",
     )
     parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="record a py-spy profile (collapsed stacks, with native frames) of the server during "
+        "each scenario into this folder; needs `pip install py-spy`",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=180.0,
+        help="seconds to wait, before each scenario, for the server to finish earlier requests",
+    )
+    parser.add_argument(
         "--pin", action="store_true", help="server on CPU 0, load generator on CPU 1"
     )
     parser.add_argument("--access-log", action="store_true", help="leave uvicorn's access log on")
@@ -729,6 +811,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     print()
     print(format_outcomes(ordered))
+    for o in ordered:
+        if o.note:
+            print(f"- {o.title}: {o.note.strip('; ')}")
     print()
     print(format_targets(outcomes, args.rate))
     for o in ordered:
@@ -758,6 +843,8 @@ def run(args: argparse.Namespace) -> int:
                     "error": o.error,
                     "stats": o.stats,
                     "server_cpu_ms_per_req": o.server_cpu_ms_per_req,
+                    "others_cores": o.others_cores,
+                    "steal_cores": o.steal_cores,
                     "server_rss": human_bytes(o.server_rss_bytes) if o.server_rss_bytes else None,
                     "result": {
                         k: v

@@ -5,7 +5,8 @@ the time ``lookbook generate`` took to make each.
 Both commands run as child processes; peak memory is the kernel's high-water mark of the largest
 process (``wait4`` rusage) and the largest sampled sum over the live process tree (``/proc``).
 Generated data is reused from ``--work`` (its generation figures were recorded when it was made);
-every run trains afresh into a scratch bundles folder.
+every run trains afresh, and the new bundle then replaces the one ``serve_latency.py`` reuses for
+the same data (``<work>/bundles/<data>/``).
 
     .venv/bin/python benchmarks/train_scale.py                          # 1M and 10M interactions
     .venv/bin/python benchmarks/train_scale.py --sizes 2000x10 --items 500     # smoke test
@@ -14,6 +15,7 @@ every run trains afresh into a scratch bundles folder.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
@@ -85,6 +87,19 @@ def count_rows(path: Path) -> int | None:
         return None
 
 
+def publish_for_serving(work: Path, spec: RetailerSpec, bundle: Path) -> Path:
+    """Move the fresh bundle to where ``serve_latency.py`` reuses bundles from, replacing the
+    older ones there (they are the benchmarks' own cache), so that it serves the current trainer."""
+    serving = work / "bundles" / spec.name
+    serving.mkdir(parents=True, exist_ok=True)
+    for old in serving.iterdir():
+        if old.is_dir() and old.name != bundle.name:
+            shutil.rmtree(old, ignore_errors=True)
+    target = serving / bundle.name
+    os.replace(bundle, target)
+    return target
+
+
 def measure(args: argparse.Namespace, customers: int, per_customer: float) -> dict[str, Any]:
     spec = RetailerSpec(
         customers=customers,
@@ -106,6 +121,7 @@ def measure(args: argparse.Namespace, customers: int, per_customer: float) -> di
         echo=not args.quiet,
     )
     manifest = read_manifest(bundle)
+    bundle = publish_for_serving(args.work, spec, bundle)
     row = {
         "spec": asdict(spec),
         "label": spec.label,
@@ -159,12 +175,15 @@ def format_tables(rows: list[dict[str, Any]]) -> str:
         ],
         main_rows,
     )
+    phases = [p for p in PHASES if any(p in r["phases"] for r in rows)]
+    for r in rows:  # phases a newer trainer records, before the total
+        phases[-1:-1] = [p for p in r["phases"] if p not in phases]
     phase_rows = [
-        [r["label"], *(f"{r['phases'][p]:.1f}" if p in r["phases"] else "–" for p in PHASES)]
+        [r["label"], *(f"{r['phases'][p]:.1f}" if p in r["phases"] else "–" for p in phases)]
         for r in rows
     ]
     out += "\n\n`lookbook train` phases (seconds, from the bundle manifest):\n\n"
-    out += markdown_table(["data", *PHASES], phase_rows)
+    out += markdown_table(["data", *phases], phase_rows)
     metric_rows = []
     for r in rows:
         for model, values in r["metrics"].items():

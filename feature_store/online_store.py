@@ -250,7 +250,8 @@ class RedisOnlineStore:
     def _guard(self, operation: str) -> Iterator[None]:
         try:
             yield
-        except RedisError as exc:
+        except (RedisError, OSError, ValueError, AttributeError) as exc:
+            # ValueError / AttributeError: a connection closed mid-command inside redis-py
             raise StoreUnavailable(
                 f"Redis online store at {self._where}: {operation} failed: "
                 f"{type(exc).__name__}: {exc}"

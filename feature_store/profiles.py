@@ -17,31 +17,36 @@ Equal values therefore always get equal scores, and the online update scores wit
 edges. A score at or above ``r_high`` / ``f_high`` / ``m_high`` (default 4: the top two
 quintiles) counts as high (↑):
 
-================  ===  ===  ===  ===========================================================
-tier              R    F    M    meaning
-================  ===  ===  ===  ===========================================================
-high_value        ↑    ↑    ↑    recent, frequent, big spenders
-potential         ↑    ↓    ↑    recent big spenders who have not bought often yet
-active_low_spend  ↑    ↑    ↓    recent and frequent, but small baskets
-sleeping_high_value ↓  ↑    ↑    used to buy often and a lot, not recently
-new_low_value     ↑    ↓    ↓    recent, one or two small orders (typically new customers)
-at_risk           ↓    ↓    ↑    spent a lot in few orders, long ago
-lapsing_regular   ↓    ↑    ↓    used to buy often but little, not recently
-lost              ↓    ↓    ↓    long ago, rarely, little
-prospect          –    –    –    no purchase yet (no scores)
-================  ===  ===  ===  ===========================================================
+===================  ===  ===  ===  ========================================================
+tier                 R    F    M    meaning
+===================  ===  ===  ===  ========================================================
+high_value           ↑    ↑    ↑    recent, frequent, big spenders
+potential            ↑    ↓    ↑    recent big spenders who have not bought often yet
+active_low_spend     ↑    ↑    ↓    recent and frequent, but small baskets
+sleeping_high_value  ↓    ↑    ↑    used to buy often and a lot, not recently
+new_low_value        ↑    ↓    ↓    recent, one or two small orders (typically new customers)
+at_risk              ↓    ↓    ↑    spent a lot in few orders, long ago
+lapsing_regular      ↓    ↑    ↓    used to buy often but little, not recently
+lost                 ↓    ↓    ↓    long ago, rarely, little
+prospect             –    –    –    no purchase yet (no scores)
+===================  ===  ===  ===  ========================================================
 
 **Lifecycle stage** at ``now``: ``prospect`` (no purchase), ``new`` (first purchase ≤ ``new_days``
 ago), ``active`` (last purchase ≤ ``active_days`` ago), ``cooling`` (up to ``sleeping_days``),
 ``sleeping`` (≥ ``sleeping_days``), ``churned`` (≥ ``churned_days``); checked in that order.
 
 **Size profile** per category: the size the customer keeps. Every purchase in a size votes for
-it; a return whose reason is ``too_small`` / ``too_large`` takes that vote back and votes
-``size_shift_weight`` for the next larger / smaller size in the returned item's own size order
-(nothing when the item offers no such size). Votes decay with half-life
-``size_half_life_days``. The profile's size is the label with the most votes (ties: the lower
-label in string order); ``confidence = share × (1 − exp(−total / size_confidence_scale))`` where
-``share`` is the winner's share of the positive votes and ``total`` their sum, so one kept
+it; a return whose reason is ``too_small`` / ``too_large`` takes ``size_return_weight`` of that
+vote back (1: purchases minus size returns) and votes ``size_shift_weight`` for the next larger
+/ smaller size in the returned item's own size order (nothing when the item offers no such
+size). Votes decay with half-life ``size_half_life_days``. (Rental fit verdicts are not returns:
+on Rent the Runway ``size_return_weight = size_shift_weight = 0`` is what a validation split
+picks — see ``benchmarks/customer_intelligence.py``.) The profile's size is the label with the
+most votes (ties: the lower label in string order), with
+
+    confidence = share × (1 − exp(−total / size_confidence_scale))
+
+where ``share`` is the winner's share of the positive votes and ``total`` their sum: one kept
 purchase gives 0.39, three consistent ones 0.78 (defaults), a split vote less.
 
 **Affinities** to style, colour, material and price band: the sum over interactions of
@@ -77,6 +82,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import json
 import logging
 import math
@@ -201,6 +207,7 @@ class ProfileConfig:
     m_high: int = 4
     affinity_half_life_days: float | None = 90.0
     size_half_life_days: float | None = 365.0
+    size_return_weight: float = 1.0
     size_shift_weight: float = 1.0
     size_confidence_scale: float = 2.0
     size_keep: int = 3
@@ -230,8 +237,8 @@ class ProfileConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.size_confidence_scale > 0:
             raise ValueError("size_confidence_scale must be > 0")
-        if self.size_shift_weight < 0:
-            raise ValueError("size_shift_weight must be >= 0")
+        if self.size_shift_weight < 0 or self.size_return_weight < 0:
+            raise ValueError("size_shift_weight and size_return_weight must be >= 0")
         unknown = set(self.event_weights) - set(_KIND_CODE)
         if unknown:
             raise ValueError(f"event_weights has unknown interaction types {sorted(unknown)}")
@@ -345,6 +352,60 @@ def _whole_days(seconds: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Whole days elapsed (floor, at least 0); NaN stays NaN."""
     with np.errstate(invalid="ignore"):
         return np.maximum(np.floor(np.asarray(seconds, np.float64) / DAY), 0.0)
+
+
+def stage_of(
+    first_purchase: float | None, last_purchase: float | None, now_s: float, config: ProfileConfig
+) -> str:
+    """:func:`stage_codes` for one customer (epoch seconds; None: no purchase), as a name."""
+    if first_purchase is None or last_purchase is None:
+        return PROSPECT
+    since_first = max(math.floor((now_s - first_purchase) / DAY), 0)
+    recency = max(math.floor((now_s - last_purchase) / DAY), 0)
+    if since_first <= config.new_days:
+        return "new"
+    if recency <= config.active_days:
+        return "active"
+    if recency < config.sleeping_days:
+        return "cooling"
+    if recency < config.churned_days:
+        return "sleeping"
+    return "churned"
+
+
+def _score_one(value: float, edges: Sequence[float], *, higher_is_better: bool) -> int:
+    if not edges:
+        return 3
+    if higher_is_better:
+        return 1 + bisect.bisect_left(edges, value)
+    return 1 + len(edges) - bisect.bisect_right(edges, value)
+
+
+def _tier_one(r: int, f: int, m: int, config: ProfileConfig) -> str:
+    return TIER_OF_RFM[(r >= config.r_high, f >= config.f_high, m >= config.m_high)]
+
+
+def _lifetime_value_one(
+    monetary: float,
+    frequency: int,
+    first_purchase: float | None,
+    now_s: float,
+    churn_risk: float | None,
+    horizon_days: int | None,
+    config: ProfileConfig,
+) -> float:
+    """:func:`lifetime_value` for one customer."""
+    if frequency <= 0 or first_purchase is None:
+        return 0.0
+    aov = monetary / frequency
+    tenure_years = max((now_s - first_purchase) / DAY, 0.0) / YEAR_DAYS
+    per_year = frequency / max(tenure_years, config.ltv_min_tenure_days / YEAR_DAYS)
+    if horizon_days is None or churn_risk is None or math.isnan(churn_risk):
+        lifetime = config.ltv_default_lifetime_years
+    else:
+        p = min(max(churn_risk, 1e-6), 1.0)
+        lifetime = min((horizon_days / YEAR_DAYS) * (1.0 - p) / p, config.ltv_max_lifetime_years)
+    return max(aov * per_year * lifetime, 0.0)
 
 
 def lifetime_value(
@@ -565,7 +626,7 @@ class EventTable:
             inter_codes = np.asarray(codes_f, np.int64)
             inter_cats = pd.Index(pd.Series(uniques, dtype="str"))
         table_ids = pd.Index(dataset.customers[CustomerCols.ID].astype("str")).dropna().unique()
-        universe = pd.Index(inter_cats.dropna().unique()).union(table_ids)
+        universe = pd.Index(inter_cats.dropna().unique()).union(table_ids).sort_values()
         customer_ids = universe.to_numpy(dtype=object)
         position = np.append(universe.get_indexer(inter_cats), -1).astype(np.int64)
         cust = position[inter_codes]  # code -1 → trailing -1
@@ -867,7 +928,7 @@ class CustomerProfiles:
             return None if math.isnan(value) else value
 
         sizes: dict[str, dict[str, float]] = {}
-        lo, hi = np.searchsorted(snap.size_row, [row, row + 1])
+        lo, hi = _span(snap.size_row, row)
         for k in range(int(lo), int(hi)):
             cat = self.categories[int(snap.size_cat[k])]
             sizes.setdefault(cat, {})[self.size_labels[int(snap.size_label[k])]] = float(
@@ -875,8 +936,7 @@ class CustomerProfiles:
             )
         affinities: dict[str, dict[str, Any]] = {}
         for facet in FACETS:
-            rows = snap.aff_row[facet]
-            lo, hi = np.searchsorted(rows, [row, row + 1])
+            lo, hi = _span(snap.aff_row[facet], row)
             values = self.facet_values[facet]
             top = {
                 values[int(snap.aff_code[facet][k])]: float(snap.aff_mass[facet][k])
@@ -933,6 +993,34 @@ class CustomerProfiles:
         """A new state: ``state`` (None: a new customer) updated by ``event`` (see :func:`apply_event`)."""
         base = state if state is not None else new_state(event.customer_id, self.as_of_s)
         return apply_event(base, event, item_attrs, now, config=self.config)
+
+    def size_table(self) -> pd.DataFrame:
+        """Every customer's size per category at the batch date, one row per (customer,
+        category): ``customer_id``, ``category``, ``size``, ``confidence`` (as in profiles)."""
+        snap = self._snap
+        columns = ["customer_id", "category", "size", "confidence"]
+        if len(snap.size_row) == 0:
+            return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
+        group = snap.size_row.astype(np.int64) * 1024 + snap.size_cat.astype(np.int64)
+        total = pd.Series(snap.size_vote).groupby(group).transform("sum").to_numpy()
+        labels = np.asarray(self.size_labels, dtype=object)[snap.size_label]
+        frame = pd.DataFrame(
+            {"group": group, "vote": snap.size_vote, "label": labels, "total": total}
+        ).sort_values(["group", "vote", "label"], ascending=[True, False, True], kind="stable")
+        best = frame.drop_duplicates("group", keep="first")
+        rows = (best["group"].to_numpy() // 1024).astype(np.int64)
+        cats = (best["group"].to_numpy() % 1024).astype(np.int64)
+        share = best["vote"].to_numpy() / best["total"].to_numpy()
+        scale = self.config.size_confidence_scale
+        confidence = share * (1.0 - np.exp(-best["total"].to_numpy() / scale))
+        return pd.DataFrame(
+            {
+                "customer_id": snap.ids[rows],
+                "category": np.asarray(self.categories, dtype=object)[cats],
+                "size": best["label"].to_numpy(),
+                "confidence": np.round(confidence, 4),
+            }
+        ).reset_index(drop=True)
 
     def counts(self) -> dict[str, Any]:
         """Customers per tier and per stage (every name present, zeros included)."""
@@ -1031,33 +1119,21 @@ class CustomerProfiles:
             row = self._row(snap, customer_id)
             if row is None:
                 return False
-            keep = np.ones(len(snap.ids), dtype=bool)
-            keep[row] = False
 
-            def drop_rows(rows: npt.NDArray[np.int32]) -> tuple[Array, npt.NDArray[np.int32]]:
-                kept = rows != row
-                shifted = rows[kept] - (rows[kept] > row).astype(rows.dtype)
-                return kept, shifted.astype(np.int32)
-
-            size_keep, size_row = drop_rows(snap.size_row)
-            aff_row: dict[str, npt.NDArray[np.int32]] = {}
-            aff_code: dict[str, npt.NDArray[np.int32]] = {}
-            aff_mass: dict[str, npt.NDArray[np.float64]] = {}
-            for facet in FACETS:
-                kept, shifted = drop_rows(snap.aff_row[facet])
-                aff_row[facet] = shifted
-                aff_code[facet] = snap.aff_code[facet][kept]
-                aff_mass[facet] = snap.aff_mass[facet][kept]
+            # A customer's entries are one contiguous span of each row-sorted table: cut it out
+            # (memcpy) and shift the later row numbers down by one.
+            s_lo, s_hi = _span(snap.size_row, row)
+            spans = {facet: _span(snap.aff_row[facet], row) for facet in FACETS}
             self._snap = _Snapshot(
-                ids=snap.ids[keep],
-                cols={k: v[keep] for k, v in snap.cols.items()},
-                size_row=size_row,
-                size_cat=snap.size_cat[size_keep],
-                size_label=snap.size_label[size_keep],
-                size_vote=snap.size_vote[size_keep],
-                aff_row=aff_row,
-                aff_code=aff_code,
-                aff_mass=aff_mass,
+                ids=_cut(snap.ids, row, row + 1),
+                cols={k: _cut(v, row, row + 1) for k, v in snap.cols.items()},
+                size_row=_cut_rows(snap.size_row, s_lo, s_hi),
+                size_cat=_cut(snap.size_cat, s_lo, s_hi),
+                size_label=_cut(snap.size_label, s_lo, s_hi),
+                size_vote=_cut(snap.size_vote, s_lo, s_hi),
+                aff_row={f: _cut_rows(snap.aff_row[f], *spans[f]) for f in FACETS},
+                aff_code={f: _cut(snap.aff_code[f], *spans[f]) for f in FACETS},
+                aff_mass={f: _cut(snap.aff_mass[f], *spans[f]) for f in FACETS},
             )
         logger.info("erased one customer from the profiles (%d remain)", len(self._snap.ids))
         return True
@@ -1076,18 +1152,18 @@ class CustomerProfiles:
                 name = f"aff_total_{facet}"
                 cols[name] = cols[name].copy()
                 cols[name][row] = 0.0
-            size_keep = snap.size_row != row
-            aff_keep = {f: snap.aff_row[f] != row for f in FACETS}
+            s_lo, s_hi = _span(snap.size_row, row)
+            spans = {facet: _span(snap.aff_row[facet], row) for facet in FACETS}
             self._snap = replace(
                 snap,
                 cols=cols,
-                size_row=snap.size_row[size_keep],
-                size_cat=snap.size_cat[size_keep],
-                size_label=snap.size_label[size_keep],
-                size_vote=snap.size_vote[size_keep],
-                aff_row={f: snap.aff_row[f][aff_keep[f]] for f in FACETS},
-                aff_code={f: snap.aff_code[f][aff_keep[f]] for f in FACETS},
-                aff_mass={f: snap.aff_mass[f][aff_keep[f]] for f in FACETS},
+                size_row=_cut(snap.size_row, s_lo, s_hi),
+                size_cat=_cut(snap.size_cat, s_lo, s_hi),
+                size_label=_cut(snap.size_label, s_lo, s_hi),
+                size_vote=_cut(snap.size_vote, s_lo, s_hi),
+                aff_row={f: _cut(snap.aff_row[f], *spans[f]) for f in FACETS},
+                aff_code={f: _cut(snap.aff_code[f], *spans[f]) for f in FACETS},
+                aff_mass={f: _cut(snap.aff_mass[f], *spans[f]) for f in FACETS},
             )
         return True
 
@@ -1190,6 +1266,23 @@ class CustomerProfiles:
         )
 
 
+def _span(rows: npt.NDArray[np.int32], row: int) -> tuple[int, int]:
+    """``[lo, hi)`` of the entries of ``row`` in a sorted row array (the query keeps the array's
+    dtype: a mismatched one would make numpy convert the whole array on every call)."""
+    lo, hi = np.searchsorted(rows, np.array([row, row + 1], dtype=rows.dtype))
+    return int(lo), int(hi)
+
+
+def _cut(array: Array, lo: int, hi: int) -> Array:
+    """``array`` without ``array[lo:hi]``."""
+    return np.concatenate([array[:lo], array[hi:]])
+
+
+def _cut_rows(rows: npt.NDArray[np.int32], lo: int, hi: int) -> npt.NDArray[np.int32]:
+    """A row-number array without ``rows[lo:hi]`` (one customer), later rows shifted down."""
+    return np.concatenate([rows[:lo], rows[hi:] - 1]).astype(np.int32, copy=False)
+
+
 def _encode_cursor(segment: str, min_churn_risk: float | None, after: str) -> str:
     raw = json.dumps({"s": segment, "r": min_churn_risk, "a": after}, separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
@@ -1272,7 +1365,7 @@ def _size_votes(
         rows_l.append(ev.cust[mask])
         cats_l.append(item_cat[mask])
         labels_l.append(ev.size[mask])
-        votes_l.append(-weight[mask])
+        votes_l.append(-config.size_return_weight * weight[mask])
         shifted = cat.shifted_label(ev.item[mask], ev.size[mask], np.full(int(mask.sum()), step))
         ok = shifted >= 0
         rows_l.append(ev.cust[mask][ok])
@@ -1620,7 +1713,7 @@ def apply_event(
         if kind is InteractionType.PURCHASE:
             votes[event.size] = votes.get(event.size, 0.0) + w
         elif size_return:
-            votes[event.size] = votes.get(event.size, 0.0) - w
+            votes[event.size] = votes.get(event.size, 0.0) - config.size_return_weight * w
             step = 1 if event.return_reason is ReturnReason.TOO_SMALL else -1
             target = _shift_size(attrs, event.size, step)
             if target is not None:
@@ -1667,14 +1760,13 @@ def render_state(
     """The JSON-ready profile of a state at ``now``: tier, RFM, stage, sizes, affinities, churn
     risk, lifetime value, last purchase."""
     now_s = _epoch_seconds(now)
-    first = state.get("first_purchase")
-    last = state.get("last_purchase")
+    first_raw = state.get("first_purchase")
+    last_raw = state.get("last_purchase")
+    first = None if first_raw is None else float(first_raw)
+    last = None if last_raw is None else float(last_raw)
     frequency = int(state.get("frequency", 0))
     monetary = float(state.get("monetary", 0.0))
-    purchased = last is not None
-    first_f = float(first) if first is not None else math.nan
-    last_f = float(last) if last is not None else math.nan
-    stage = STAGES[int(stage_codes(np.array([first_f]), np.array([last_f]), now_s, config)[0])]
+    stage = stage_of(first, last, now_s, config)
     rfm: dict[str, Any] = {
         "recency_days": None,
         "frequency": frequency,
@@ -1684,40 +1776,42 @@ def render_state(
         "m_score": None,
     }
     tier = PROSPECT
-    if purchased:
-        recency = float(_whole_days(np.array([now_s - last_f]))[0])
-        r, f, m = thresholds.scores(
-            np.array([recency]), np.array([frequency]), np.array([monetary])
-        )
-        tier = TIERS[int(tier_codes(r, f, m, config)[0])]
-        rfm.update(
-            recency_days=int(recency), r_score=int(r[0]), f_score=int(f[0]), m_score=int(m[0])
-        )
+    if last is not None:
+        recency = max(math.floor((now_s - last) / DAY), 0)
+        r = _score_one(recency, thresholds.recency, higher_is_better=False)
+        f = _score_one(frequency, thresholds.frequency, higher_is_better=True)
+        m = _score_one(monetary, thresholds.monetary, higher_is_better=True)
+        tier = _tier_one(r, f, m, config)
+        rfm.update(recency_days=recency, r_score=r, f_score=f, m_score=m)
     risk = state.get("churn_risk")
-    ltv = lifetime_value(
+    ltv = _lifetime_value_one(
         monetary,
         frequency,
-        first_f,
+        first,
         now_s,
-        math.nan if risk is None else float(risk),
+        None if risk is None else float(risk),
         churn_horizon_days,
         config,
     )
     sizes: dict[str, Any] = {}
+    decay_as_of = state.get("decay_as_of")
+    # Votes were decayed to ``decay_as_of``; confidence uses their mass at ``now``.
+    age = 0.0 if decay_as_of is None else now_s - float(decay_as_of)
+    to_now = _factor(config.size_half_life_days, age)
     for category in sorted(state.get("sizes", {})):
         votes = {k: float(v) for k, v in state["sizes"][category].items() if float(v) > 1e-12}
-        total = sum(votes.values())
+        total = sum(votes.values()) * to_now
         if total <= 0:
             continue
         ranked = sorted(votes.items(), key=lambda lv: (-lv[1], lv[0]))
         best, best_vote = ranked[0]
-        share = best_vote / total
+        share = best_vote * to_now / total
         confidence = share * (1.0 - math.exp(-total / config.size_confidence_scale))
         sizes[category] = {
             "size": best,
             "confidence": round(confidence, 4),
             "alternatives": [
-                {"size": label, "share": round(v / total, 4)} for label, v in ranked[1:]
+                {"size": label, "share": round(v * to_now / total, 4)} for label, v in ranked[1:]
             ],
         }
     affinities: dict[str, list[dict[str, Any]]] = {}
@@ -1737,8 +1831,8 @@ def render_state(
         "tier": tier,
         "stage": stage,
         "rfm": rfm,
-        "first_purchase": _iso(first_f),
-        "last_purchase": _iso(last_f),
+        "first_purchase": _iso(first),
+        "last_purchase": _iso(last),
         "sizes": sizes,
         "affinities": affinities,
         "churn_risk": None if risk is None else round(float(risk), 4),
@@ -1950,5 +2044,6 @@ __all__ = [
     "render_state",
     "revoke_personalization",
     "stage_codes",
+    "stage_of",
     "tier_codes",
 ]

@@ -3,12 +3,18 @@
 Model
 -----
 Every item is a vector computed from its **attributes** (category, product type, colour, material,
-style, ... — whatever columns the item table has), plus, for items seen in the training sets, a
-learned id vector::
+style, ... — whatever columns the item table has), followed, for items seen in the training sets,
+by a learned id vector (zero for the others)::
 
     h_i = ReLU(W1 · concat_f mean(emb_f(values of field f of item i)))
-    e_i = normalise(W2 · h_i + [i has history] · id_i)          (dim)
-    b_i = w · h_i + [i has history] · idbias_i                  (scalar, "versatility")
+    e_i = [normalise(W2 · h_i), [i has history] · id_i]          (2 · dim; dim without ids)
+    b_i = w · h_i + [i has history] · idbias_i                   (scalar, "versatility")
+
+An attribute value that no training set showed has no learned vector and counts as missing; whole
+attribute fields are dropped at random while training (``attribute_dropout``) so missing values
+are handled. Because the id part is a separate half of the vector, a query without history (a new
+item) compares every candidate on attributes alone, and seen candidates are not penalised for
+having an id vector.
 
 Two items are compatible through a *type-aware* bilinear form (Vasileva et al. 2018): a non-negative
 mask per pair of categories selects the sub-space in which, say, tops and shoes are compared::
@@ -24,9 +30,10 @@ so retrieval is one FAISS search per target category (:class:`~models.index.Item
 per category over the keys ``[e_j, b_j]``), each answering with the best items *for the whole set*.
 
 Training is a set objective that is exactly fill-in-the-blank: for every item ``t`` of every
-training set, the model must pick ``t`` among ``t`` and ``negatives`` random items of the same
-kind (``negative_group``, by default the category) given the rest of the set (softmax over the mean
-compatibility with the rest). Baskets (same-day purchases) train the same way with a smaller
+training set, the model must pick ``t`` among itself and a pool of random items of the same
+kind (``negatives`` per kind and batch, drawn uniformly from the catalog; ``negative_group``, by
+default the category) given the rest of the set (softmax over the mean compatibility with the
+rest). Baskets (same-day purchases) train the same way with a smaller
 weight. Id vectors are dropped at random (``id_dropout``) so the attribute pathway alone must
 explain the sets: an item never seen in any outfit — a new collection on day one — is scored from
 its attributes, and :meth:`ComplementaryModel.add_items` adds such items after training.
@@ -86,7 +93,7 @@ SetAggregate = Literal["mean", "min"]
 @dataclass(frozen=True)
 class _Field:
     name: str
-    vocab: tuple[str, ...]  # value -> code 1 + position; code 0 = unknown / missing
+    vocab: tuple[str, ...]  # the values with a learned vector; others count as missing
     slots: int  # 1 for a single-valued column, up to MAX_LIST_VALUES for a list column
 
 
@@ -110,11 +117,19 @@ def _values(cell: Any) -> list[str]:
     return [text] if text else []
 
 
-def _build_fields(items: pd.DataFrame, columns: Sequence[str]) -> list[_Field]:
+def _build_fields(
+    items: pd.DataFrame, columns: Sequence[str], learn_from: IntArray, always: Sequence[str] = ()
+) -> list[_Field]:
+    """One field per column. A field's vocabulary holds the values of the items ``learn_from``
+    (the members of the training sets): a value no training set ever showed has no learned
+    meaning, so it is coded like a missing value (no contribution) rather than as an untrained
+    vector that items sharing it would spuriously agree on. Columns in ``always`` take the values
+    of every item."""
     fields: list[_Field] = []
     for col in columns:
         cells = [_values(c) for c in items[col].tolist()]
-        vocab = tuple(sorted({v for vs in cells for v in vs}))
+        rows = range(len(cells)) if col in always else learn_from.tolist()
+        vocab = tuple(sorted({v for r in rows for v in cells[r]}))
         width = max((len(vs) for vs in cells), default=1)
         fields.append(_Field(col, vocab, 1 if width <= 1 else min(width, MAX_LIST_VALUES)))
     return fields
@@ -123,30 +138,27 @@ def _build_fields(items: pd.DataFrame, columns: Sequence[str]) -> list[_Field]:
 def _encode(items: pd.DataFrame, fields: Sequence[_Field]) -> IntArray:
     """``(n_items, total_slots)`` codes into the one global embedding table.
 
-    The table holds, per field, ``1 + len(vocab)`` rows (its unknown row first), after a shared
-    padding row 0. Empty slots of list fields are 0 (padding); a field with no known value at all
-    gets its unknown row in its first slot.
+    Row 0 of the table is padding (a zero vector, never trained); then each field's vocabulary.
+    Missing and unknown values are 0: the field then contributes nothing to the item.
     """
     n = len(items)
     blocks: list[IntArray] = []
     offset = 1
     for f in fields:
-        lookup = {v: i + 1 for i, v in enumerate(f.vocab)}
+        lookup = {v: i for i, v in enumerate(f.vocab)}
         codes = np.zeros((n, f.slots), dtype=np.int64)
         column = items[f.name].tolist() if f.name in items.columns else [None] * n
         for r, cell in enumerate(column):
             known = [lookup[v] for v in _values(cell) if v in lookup][: f.slots]
-            if not known:
-                codes[r, 0] = offset
-            else:
+            if known:
                 codes[r, : len(known)] = offset + np.asarray(known)
         blocks.append(codes)
-        offset += 1 + len(f.vocab)
+        offset += len(f.vocab)
     return np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0), dtype=np.int64)
 
 
 def _table_size(fields: Sequence[_Field]) -> int:
-    return 1 + sum(1 + len(f.vocab) for f in fields)
+    return 1 + sum(len(f.vocab) for f in fields)
 
 
 def _slot_fields(fields: Sequence[_Field]) -> IntArray:
@@ -202,9 +214,13 @@ class _Net(nn.Module):
         self.bias_head = nn.Linear(hidden, 1)
         # id vector and id bias (last column) of the items with history; sparse gradients
         self.ids = nn.Embedding(int(history.sum()) + 1, dim + 1, padding_idx=0, sparse=True)
-        nn.init.zeros_(self.ids.weight)
+        nn.init.normal_(self.ids.weight, std=0.01)
+        with torch.no_grad():
+            self.ids.weight[0].zero_()
+            self.ids.weight[:, -1].zero_()
         # softplus(0.55) ≈ 1: masks start near all-ones (plain inner product)
-        self.mask_raw = nn.Parameter(torch.full((n_categories, n_categories, dim), 0.55))
+        width = 2 * dim if use_ids else dim
+        self.mask_raw = nn.Parameter(torch.full((n_categories, n_categories, width), 0.55))
         self.log_scale = nn.Parameter(torch.tensor(math.log(5.0)))
 
     def attributes(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,18 +234,30 @@ class _Net(nn.Module):
         return self.out(h), self.bias_head(h).squeeze(-1)
 
     def encode(
-        self, items: torch.Tensor, id_keep: torch.Tensor | None = None
+        self,
+        items: torch.Tensor,
+        id_keep: torch.Tensor | None = None,
+        slot_keep: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``items (N,)`` -> ``(e (N, dim) unit rows, b (N,))``; ``id_keep (N,)`` in {0, 1}."""
-        e, b = self.attributes(self.codes[items])
+        """``items (N,)`` -> ``(v (N, width), b (N,))``; ``id_keep (N,)`` in {0, 1}.
+
+        ``v = [unit attribute vector (dim), id vector (dim; zero without history or when
+        dropped)]`` when ids are used, else the unit attribute vector alone. ``slot_keep
+        (N, S)`` in {0, 1} blanks attribute values (attribute dropout while training).
+        """
+        codes = self.codes[items]
+        if slot_keep is not None:
+            codes = codes * slot_keep
+        e_attr, b = self.attributes(codes)
+        e = nn.functional.normalize(e_attr, dim=-1)
         if self.use_ids:
             rows = self.id_row[items]
             if id_keep is not None:
                 rows = rows * id_keep.long()
             own = self.ids(rows)  # (N, D + 1); row 0 is zero
-            e = e + own[:, :-1]
+            e = torch.cat([e, own[:, :-1]], dim=-1)
             b = b + own[:, -1]
-        return nn.functional.normalize(e, dim=-1), b
+        return e, b
 
     def masks(self) -> torch.Tensor:
         raw = nn.functional.softplus(self.mask_raw)
@@ -258,6 +286,7 @@ class ComplementaryModel:
         hidden: int = 128,
         use_ids: bool = True,
         id_dropout: float = 0.5,
+        attribute_dropout: float = 0.2,
         min_history: int = 1,
         epochs: int = 20,
         batch_size: int = 256,
@@ -270,12 +299,12 @@ class ComplementaryModel:
         min_slot_share: float = 0.05,
         index_kind: str = "auto",
         seed: int = 42,
-        threads: int | None = None,
+        threads: int | None = 1,
     ) -> None:
         if dim < 2 or attr_dim < 1 or hidden < 1:
             raise ValueError("dim must be >= 2, attr_dim and hidden >= 1")
-        if not 0.0 <= id_dropout <= 1.0:
-            raise ValueError(f"id_dropout must be in [0, 1], got {id_dropout}")
+        if not (0.0 <= id_dropout <= 1.0 and 0.0 <= attribute_dropout < 1.0):
+            raise ValueError("id_dropout must be in [0, 1] and attribute_dropout in [0, 1)")
         if epochs < 0 or batch_size < 1 or negatives < 1 or max_set_size < 2:
             raise ValueError("epochs >= 0, batch_size >= 1, negatives >= 1, max_set_size >= 2")
         if set_aggregate not in ("mean", "min"):
@@ -285,6 +314,7 @@ class ComplementaryModel:
         self.hidden = int(hidden)
         self.use_ids = bool(use_ids)
         self.id_dropout = float(id_dropout)
+        self.attribute_dropout = float(attribute_dropout)
         self.min_history = int(min_history)
         self.epochs = int(epochs)
         self.batch_size = int(batch_size)
@@ -305,9 +335,9 @@ class ComplementaryModel:
         self.codes_: IntArray = np.zeros((0, 0), dtype=np.int64)
         self.history_: npt.NDArray[np.bool_] = np.zeros(0, dtype=bool)
         self.item_category_: IntArray = np.zeros(0, dtype=np.int64)
-        self.item_vectors_: FloatArray = np.zeros((0, self.dim), dtype=np.float32)
+        self.item_vectors_: FloatArray = np.zeros((0, self.width), dtype=np.float32)
         self.item_bias_: FloatArray = np.zeros(0, dtype=np.float32)
-        self.masks_: FloatArray = np.zeros((0, 0, self.dim), dtype=np.float32)
+        self.masks_: FloatArray = np.zeros((0, 0, self.width), dtype=np.float32)
         self.slot_prior_: FloatArray = np.zeros((0, 0), dtype=np.float32)
         self.state_: dict[str, npt.NDArray[Any]] = {}
         self.n_fit_items_: int = 0
@@ -319,6 +349,11 @@ class ComplementaryModel:
     @property
     def n_items(self) -> int:
         return int(self.item_vectors_.shape[0])
+
+    @property
+    def width(self) -> int:
+        """Length of an item vector: attribute part (``dim``) + id part (``dim``, with ids)."""
+        return 2 * self.dim if self.use_ids else self.dim
 
     @property
     def is_fitted(self) -> bool:
@@ -378,9 +413,14 @@ class ComplementaryModel:
         self.categories_ = sorted(set(category_values.tolist()))
         cat_lookup = {c: k for k, c in enumerate(self.categories_)}
         self.item_category_ = np.array([cat_lookup[c] for c in category_values], dtype=np.int64)
-        self.fields_ = _build_fields(items, [ItemCols.CATEGORY, *columns])
-        self.codes_ = _encode(items, self.fields_)
         counts = np.bincount(np.concatenate(sets), minlength=n_items)
+        self.fields_ = _build_fields(
+            items,
+            [ItemCols.CATEGORY, *columns],
+            np.flatnonzero(counts > 0),
+            always=[ItemCols.CATEGORY],
+        )
+        self.codes_ = _encode(items, self.fields_)
         self.history_ = counts >= max(self.min_history, 1)
         self.n_fit_items_ = n_items
         self.slot_prior_ = _slot_prior(sets, self.item_category_, len(self.categories_))
@@ -448,6 +488,8 @@ class ComplementaryModel:
         callback: Callable[[int, float], None] | None,
     ) -> None:
         rng = np.random.default_rng(self.seed)
+        slot_fields = _slot_fields(self.fields_)
+        n_fields = len(self.fields_)
         dense = [p for n, p in net.named_parameters() if not n.startswith("ids.")]
         optimizers: list[torch.optim.Optimizer] = [
             torch.optim.AdamW(dense, lr=self.lr, weight_decay=self.weight_decay),
@@ -482,6 +524,10 @@ class ComplementaryModel:
                 every = np.concatenate([padded.reshape(-1), pool])
                 uniq, inverse = np.unique(every, return_inverse=True)
                 keep_ids = (rng.random(len(uniq)) >= self.id_dropout).astype(np.float32)
+                # attribute dropout: whole fields (never the category) go missing at random
+                keep_fields = rng.random((len(uniq), n_fields)) >= self.attribute_dropout
+                keep_fields[:, 0] = True
+                keep_slots = keep_fields[:, slot_fields].astype(np.int64)
                 loss = self._batch_loss(
                     net,
                     torch.as_tensor(uniq),
@@ -491,6 +537,7 @@ class ComplementaryModel:
                     torch.as_tensor(usable),
                     torch.as_tensor(set_weights[batch]),
                     torch.as_tensor(keep_ids),
+                    torch.as_tensor(keep_slots),
                     item_cat,
                 )
                 for optimizer in optimizers:
@@ -519,6 +566,7 @@ class ComplementaryModel:
         usable: torch.Tensor,
         set_weight: torch.Tensor,
         keep_ids: torch.Tensor,
+        keep_slots: torch.Tensor,
         item_cat: torch.Tensor,
     ) -> torch.Tensor:
         """Softmax cross-entropy of each set member against the batch's pool of same-kind
@@ -526,7 +574,7 @@ class ComplementaryModel:
 
         ``pos_local (B, L)`` and ``pool_local (P,)`` index ``uniq``; ``usable (B, L, P)`` marks
         the pool items that are negatives of each target."""
-        e_all, b_all = net.encode(uniq, keep_ids)
+        e_all, b_all = net.encode(uniq, keep_ids, keep_slots)
         masks = net.masks()  # (C, C, D)
         e = e_all[pos_local]  # (B, L, D)
         b = b_all[pos_local]  # (B, L)
@@ -560,7 +608,7 @@ class ComplementaryModel:
         """Item vectors, biases and masks from the trained net; rebuild the FAISS indexes."""
         net.eval()
         n = self.codes_.shape[0]
-        vecs = np.zeros((n, self.dim), dtype=np.float32)
+        vecs = np.zeros((n, self.width), dtype=np.float32)
         bias = np.zeros(n, dtype=np.float32)
         with torch.no_grad():
             for s in range(0, n, 8192):
@@ -614,6 +662,8 @@ class ComplementaryModel:
         with torch.no_grad():
             e_attr, b = net.attributes(torch.as_tensor(codes))
             e = nn.functional.normalize(e_attr, dim=-1)
+            if self.use_ids:
+                e = torch.cat([e, torch.zeros_like(e)], dim=-1)
         self.item_vectors_ = np.concatenate([self.item_vectors_, e.numpy().astype(np.float32)])
         self.item_bias_ = np.concatenate([self.item_bias_, b.numpy().astype(np.float32)])
         self._build_indexes()
@@ -793,6 +843,7 @@ class ComplementaryModel:
                 "hidden": self.hidden,
                 "use_ids": self.use_ids,
                 "id_dropout": self.id_dropout,
+                "attribute_dropout": self.attribute_dropout,
                 "min_history": self.min_history,
                 "epochs": self.epochs,
                 "batch_size": self.batch_size,

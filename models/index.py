@@ -27,6 +27,7 @@ from typing import Any, Literal, Self
 import faiss
 import numpy as np
 import numpy.typing as npt
+from tqdm.auto import tqdm
 
 from feature_store.errors import BundleError
 
@@ -41,11 +42,27 @@ _FORMAT = 1
 ExcludeArg = Sequence[Sequence[int] | npt.NDArray[np.integer[Any]]] | Sequence[int] | None
 
 
+_search_threads: int | None = None
+
+
 def set_threads(n: int) -> None:
-    """Set FAISS's OpenMP thread count for this process (``faiss.omp_set_num_threads``)."""
+    """Use ``n`` OpenMP threads for every FAISS search from now on, in every thread.
+
+    OpenMP's thread count is per calling thread, and a web server searches from a pool of worker
+    threads, so the number is remembered here and applied by :meth:`ItemIndex.search` in whichever
+    thread runs it (a cheap check). Without this, a search from a fresh worker thread uses all
+    cores and, on a busy 2-core machine, runs ten times slower.
+    """
+    global _search_threads
     if n < 1:
         raise ValueError(f"thread count must be >= 1, got {n}")
+    _search_threads = int(n)
     faiss.omp_set_num_threads(int(n))
+
+
+def _apply_search_threads() -> None:
+    if _search_threads is not None and faiss.omp_get_max_threads() != _search_threads:
+        faiss.omp_set_num_threads(_search_threads)
 
 
 def _meta_path(path: Path) -> Path:
@@ -158,6 +175,7 @@ class ItemIndex:
         a single query also a flat list of indices. FAISS is asked for ``k + len(exclude)``
         neighbours, so exclusions do not shorten the answer (HNSW may still return fewer).
         """
+        _apply_search_threads()
         q = np.asarray(queries, dtype=np.float32)
         single = q.ndim == 1
         q = np.ascontiguousarray(q.reshape(1, -1) if single else q)
@@ -189,6 +207,29 @@ class ItemIndex:
             valid = out_ids[0] >= 0
             return out_ids[0][valid], out_scores[0][valid]
         return out_ids, out_scores
+
+    def all_neighbours(
+        self, vectors: npt.ArrayLike, n: int, *, batch: int = 4096, show_progress: bool = False
+    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+        """For every row of ``vectors`` (the vectors this index was built from), its ``n`` nearest
+        other items, best first: ``(ids, scores)`` of shape ``n_items x n``, padded with ``-1`` /
+        ``-inf``. Batched, so the whole catalog is answered offline in seconds (exact for flat)."""
+        v = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
+        total = v.shape[0]
+        ids = np.full((total, n), -1, dtype=np.int32)
+        scores = np.full((total, n), -np.inf, dtype=np.float32)
+        for start in tqdm(
+            range(0, total, batch), desc="item neighbours", disable=not show_progress
+        ):
+            stop = min(start + batch, total)
+            found, sims = self.index.search(v[start:stop], min(n + 1, len(self)))
+            for row in range(stop - start):
+                item = start + row
+                keep = (found[row] >= 0) & (found[row] != item)
+                got = found[row][keep][:n]
+                ids[item, : len(got)] = got
+                scores[item, : len(got)] = sims[row][keep][:n]
+        return ids, scores
 
     @staticmethod
     def _exclusions(exclude: ExcludeArg, n_queries: int, single: bool) -> list[IntArray]:

@@ -11,14 +11,18 @@ Demand is read from purchases (item, time). Four estimates per item, all at the 
   week ``w``". Shares, not counts, so growth or a slump of the whole business is not mistaken for
   a season. Two years of H&M dates show the cycle (coats in winter, swimwear in summer).
 * **Deseasonalised level**: recency-weighted sales (half-life ``half_life_days``) divided by the
-  recency-weighted seasonal exposure since the item's first sale,
-  ``L_i = Σ_e 0.5^{Δt_e/h} / Σ_{days d} 0.5^{Δd/h} S_g(week(d))`` — the item's rate as if every
-  week were an average week. A swimsuit that sold well last summer keeps its level in December
-  even though it sells nothing then.
-* **Trend**: the deseasonalised rate of the last ``trend_days`` over the item's own long-run
-  deseasonalised rate (half-life ``baseline_half_life_days``). *Trending* items are rising now
-  against their own baseline (at least ``trend_min_sales`` recent sales and a ratio of at least
-  ``trend_threshold``).
+  recency-weighted seasonal exposure since the item's first sale, shrunk towards the rate of an
+  average item of its group with ``prior_days`` of pseudo-exposure,
+  ``L_i = (Σ_e 0.5^{Δt_e/h} + m·r_g) / (Σ_{days d} 0.5^{Δd/h} S_g(week(d)) + m)`` — the item's
+  rate as if every week were an average week. A swimsuit that sold well last summer keeps its
+  level in December even though it sells nothing then; two lucky sales do not make a bestseller.
+* **Trend**: the deseasonalised rate of the last ``trend_days`` over the item's own rate before
+  them (both shrunk), divided by the same ratio for its whole group — a rise all coats share is
+  the season, not a trend of one coat. *Trending* items are rising now against their own baseline (at least
+  ``trend_min_sales`` recent sales, a ratio of at least ``trend_threshold``, and more recent
+  sales than the baseline rate makes plausible: Poisson tail probability below
+  ``trend_p_value``). The trend enters the forecast as ``trend^γ`` (``trend_weight`` = γ; 0 by
+  default, which did best on the H&M validation dates).
 * **Evergreen**: items whose group has a flat yearly profile (peak / trough below
   ``evergreen_max_amplitude``) and that sold in most 4-week periods of their life.
 
@@ -47,6 +51,7 @@ from typing import Any, ClassVar, Final, NamedTuple, Self
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from scipy.stats import poisson
 
 from feature_store.dataset import Dataset
 from feature_store.errors import BundleError, InvalidRequest
@@ -67,6 +72,7 @@ logger = logging.getLogger("lookbook.models")
 _FORMAT = 1
 WEEKS: Final = 52
 SECONDS_PER_DAY: Final = 86_400
+DateLike = Date | datetime | pd.Timestamp | str  # a date, or an ISO 8601 string
 
 # Northern-hemisphere meteorological seasons, by month.
 SEASON_MONTHS: Final[dict[str, tuple[int, ...]]] = {
@@ -141,7 +147,7 @@ class SeasonalPicks(NamedTuple):
     reasons: list[str]
 
 
-def season_of(when: Date | datetime | pd.Timestamp, hemisphere: str = "north") -> str:
+def season_of(when: DateLike, hemisphere: str = "north") -> str:
     """The meteorological season of a date (``"spring"``, ``"summer"``, ``"autumn"``,
     ``"winter"``)."""
     month = pd.Timestamp(when).month
@@ -159,7 +165,7 @@ def weather_hint(temperature_c: float) -> str:
 def week_of_year(days: npt.NDArray[np.int64]) -> IntArray:
     """Week-of-year bin (0..51) of days since the epoch (days 358+ of the year fall in bin 51)."""
     stamps = pd.to_datetime(np.asarray(days, dtype=np.int64), unit="D")
-    return np.minimum((stamps.dayofyear.to_numpy() - 1) // 7, WEEKS - 1).astype(np.int64)
+    return np.minimum((stamps.day_of_year.to_numpy() - 1) // 7, WEEKS - 1).astype(np.int64)
 
 
 def _season_weeks(season: str, hemisphere: str) -> IntArray:
@@ -167,7 +173,7 @@ def _season_weeks(season: str, hemisphere: str) -> IntArray:
     months = SEASON_MONTHS[name]
     days = pd.date_range("2021-01-01", "2021-12-31", freq="D")
     mask = np.isin(days.month, months)
-    return np.unique(np.minimum((days.dayofyear[mask].to_numpy() - 1) // 7, WEEKS - 1))
+    return np.unique(np.minimum((days.day_of_year[mask].to_numpy() - 1) // 7, WEEKS - 1))
 
 
 def _circular_smooth(matrix: FloatArray, sigma: float) -> FloatArray:
@@ -211,12 +217,13 @@ class SeasonalModel:
     def __init__(
         self,
         *,
-        half_life_days: float = 30.0,
-        baseline_half_life_days: float = 180.0,
+        half_life_days: float = 90.0,
+        prior_days: float = 30.0,
         trend_days: int = 28,
         trend_threshold: float = 1.5,
         trend_min_sales: int = 3,
-        trend_weight: float = 0.5,
+        trend_p_value: float = 0.01,
+        trend_weight: float = 0.0,
         smoothing_weeks: float = 3.0,
         seasonal_weight: float = 1.0,
         evergreen_max_amplitude: float = 1.6,
@@ -225,14 +232,15 @@ class SeasonalModel:
         min_exposure_days: float = 14.0,
         hemisphere: str = "north",
     ) -> None:
-        if half_life_days <= 0 or baseline_half_life_days <= 0 or trend_days < 1:
-            raise ValueError("half lives must be positive and trend_days >= 1")
+        if half_life_days <= 0 or prior_days < 0 or trend_days < 1:
+            raise ValueError("half_life_days > 0, prior_days >= 0 and trend_days >= 1 required")
         if hemisphere not in ("north", "south"):
             raise ValueError(f"hemisphere must be 'north' or 'south', got {hemisphere!r}")
         self.half_life_days = float(half_life_days)
-        self.baseline_half_life_days = float(baseline_half_life_days)
+        self.prior_days = float(prior_days)
         self.trend_days = int(trend_days)
         self.trend_threshold = float(trend_threshold)
+        self.trend_p_value = float(trend_p_value)
         self.trend_min_sales = int(trend_min_sales)
         self.trend_weight = float(trend_weight)
         self.smoothing_weeks = float(smoothing_weeks)
@@ -295,7 +303,10 @@ class SeasonalModel:
         if len(returned):
             bought = bought.merge(returned.assign(_r=True), on=["customer", "item"], how="left")
             bought = bought[bought["_r"].isna()]
-        seconds = pd.to_datetime(bought["ts"], utc=True).astype("int64").to_numpy() // 10**9
+        epoch = pd.Timestamp(0, tz="UTC")
+        seconds = (
+            (pd.to_datetime(bought["ts"], utc=True) - epoch) // pd.Timedelta(seconds=1)
+        ).to_numpy(dtype=np.int64)
         return self.fit_events(
             dataset.items,
             bought["item"].to_numpy(dtype=np.int64),
@@ -373,23 +384,35 @@ class SeasonalModel:
         self, idx: IntArray, days: IntArray, w: npt.NDArray[np.float64], n_items: int
     ) -> None:
         n_groups, n_cats = len(self.groups_), len(self.categories_)
-        weeks = week_of_year(days) if len(days) else np.zeros(0, dtype=np.int64)
         group_cat = np.zeros(n_groups, dtype=np.int64)
         group_cat[self.item_group_] = self.item_category_
+        observed = np.zeros(WEEKS)
+        deflated = w.copy()
+        if len(days):
+            # deflate by the business's volume trend (a centred 52-week mean of all purchases), so
+            # growth or a slump is not mistaken for a season while seasons stay in the counts
+            first_day = int(days.min())
+            abs_week = (days - first_day) // 7
+            n_abs = int(abs_week.max()) + 1
+            volume = pd.Series(np.bincount(abs_week, weights=w, minlength=n_abs))
+            trend = volume.rolling(52, center=True, min_periods=1).mean().to_numpy()
+            deflated = w / np.maximum(trend[abs_week], 1e-9) * float(trend.mean())
+            span = np.arange(first_day, int(days.max()) + 1, 7, dtype=np.int64)
+            np.add.at(observed, week_of_year(span), 1.0)
+        weeks = week_of_year(days) if len(days) else np.zeros(0, dtype=np.int64)
         by_group = np.zeros((n_groups, WEEKS))
-        np.add.at(by_group, (self.item_group_[idx], weeks), w)
+        np.add.at(by_group, (self.item_group_[idx], weeks), deflated)
         by_cat = np.zeros((n_cats, WEEKS))
-        np.add.at(by_cat, (self.item_category_[idx], weeks), w)
-        totals = by_cat.sum(axis=0)
+        np.add.at(by_cat, (self.item_category_[idx], weeks), deflated)
+        seen = observed > 0
 
         def profile(counts: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-            """Share of all purchases by week over its yearly mean, shrunk towards flat (1)."""
-            with np.errstate(invalid="ignore", divide="ignore"):
-                share = np.where(totals[None, :] > 0, counts / totals[None, :], np.nan)
-            observed = ~np.isnan(share)
-            mean = np.nanmean(np.where(observed, share, np.nan), axis=1, keepdims=True)
-            mean = np.nan_to_num(mean, nan=0.0)
-            raw = np.where(observed & (mean > 0), share / np.where(mean > 0, mean, 1.0), 1.0)
+            """Deflated purchases per observed week of year over their yearly mean, smoothed
+            and shrunk towards flat (1) by the number of sales."""
+            rate = np.divide(counts, observed[None, :], out=np.zeros_like(counts), where=seen)
+            mean = rate[:, seen].mean(axis=1, keepdims=True) if seen.any() else rate[:, :1] * 0
+            raw = np.divide(rate, mean, out=np.ones_like(rate), where=mean > 0)
+            raw[:, ~seen] = 1.0
             raw = _circular_smooth(raw, self.smoothing_weeks)
             n = counts.sum(axis=1, keepdims=True)
             weight = n / (n + _GROUP_PRIOR)
@@ -433,33 +456,69 @@ class SeasonalModel:
         span_weeks = week_of_year(span)
         span_age = (now_day - span).astype(np.float64)
 
-        def exposure(half_life: float, window: int | None = None) -> npt.NDArray[np.float64]:
-            """Per item: Σ over days since its first sale of 0.5^(age/h) · S_g(week)."""
+        def exposure(
+            half_life: float, lo: float = 0.0, hi: float = np.inf
+        ) -> npt.NDArray[np.float64]:
+            """Per item: Σ over days since its first sale with ``lo <= age < hi`` of
+            0.5^(age/h) · S_g(week), at least ``min_exposure_days / 2``."""
             decay = np.power(0.5, span_age / half_life)
-            if window is not None:
-                decay = np.where(span_age < window, decay, 0.0)
+            decay = np.where((span_age >= lo) & (span_age < hi), decay, 0.0)
             per_day = self.profiles_[:, span_weeks].astype(np.float64) * decay[None, :]
             cum = np.cumsum(per_day[:, ::-1], axis=1)[:, ::-1]  # Σ from day d to now
             start = np.clip(first - start_day, 0, len(span) - 1)
-            floor_days = min(self.min_exposure_days, window or self.min_exposure_days)
-            return np.maximum(cum[group, start], floor_days * 0.5)
+            return np.maximum(cum[group, start], self.min_exposure_days * 0.5)
 
-        level = decayed(self.half_life_days) / exposure(self.half_life_days)
-        recent_mask_age = age < self.trend_days
+        # long-run deseasonalised rate, shrunk towards the rate of an average item of its group
+        sales = decayed(self.half_life_days)
+        exposed = exposure(self.half_life_days)
+        n_groups = len(self.groups_)
+        sold = sales > 0
+        group_sales = np.bincount(group, weights=sales, minlength=n_groups)
+        group_exposure = np.bincount(
+            group, weights=np.where(sold, exposed, 0.0), minlength=n_groups
+        )
+        n_sold = np.bincount(group, weights=sold.astype(np.float64), minlength=n_groups)
+        share_sold = n_sold / np.maximum(np.bincount(group, minlength=n_groups), 1)
+        prior_rate = (
+            np.divide(group_sales, group_exposure, out=np.zeros(n_groups), where=group_exposure > 0)
+            * share_sold
+        )
+        m = self.prior_days
+        level = (sales + m * prior_rate[group]) / (exposed + m)
+        # trend: the rate of the last trend_days over the item's own rate before them (each
+        # shrunk: the baseline towards the group's, the recent rate towards the baseline)
+        window = float(self.trend_days)
+        in_window = age < window
         recent = np.zeros(n_items)
-        np.add.at(recent, idx[recent_mask_age], w[recent_mask_age])
-        long_rate = decayed(self.baseline_half_life_days) / exposure(self.baseline_half_life_days)
-        flat = 1e9  # no decay inside the trend window
-        recent_rate = recent / exposure(flat, window=self.trend_days)
-        smoothing = 1.0 / max(self.trend_days, 1)
-        trend = (recent_rate + smoothing) / (long_rate + smoothing)
+        np.add.at(recent, idx[in_window], w[in_window])
+        before = np.zeros(n_items)
+        np.add.at(
+            before, idx[~in_window], (w * np.power(0.5, age / self.half_life_days))[~in_window]
+        )
+        baseline = (before + m * prior_rate[group]) / (exposure(self.half_life_days, lo=window) + m)
+        half = window / 2.0
+        recent_rate = (recent + half * baseline) / (exposure(1e9, hi=window) + half)  # per day
+        trend = np.divide(recent_rate, baseline, out=np.ones(n_items), where=baseline > 0)
+        # net of the group's own movement: a rise every coat shares is the season (or a profile
+        # that under-states its peak), not a trend of one coat
+        recent_exposure = exposure(1e9, hi=window)
+        expected = baseline * recent_exposure
+        group_recent = np.bincount(group, weights=recent, minlength=n_groups)
+        group_expected = np.bincount(group, weights=expected, minlength=n_groups)
+        group_trend = (group_recent + 1.0) / (group_expected + 1.0)
+        trend = trend / group_trend[group]
+        expected = expected * group_trend[group]
         old_enough = (now_day - first) >= 2 * self.trend_days
-        trend = np.where(old_enough, trend, 1.0)
         self.level_ = level.astype(np.float32)
         self.trend_ = trend.astype(np.float32)
         self.recent_sales_ = recent.astype(np.float32)
+        # significant too: recent sales unlikely (Poisson, p < trend_p_value) at the baseline rate
+        surprise = poisson.sf(recent - 1.0, np.maximum(expected, 1e-9)) < self.trend_p_value
         self.trending_ = (
-            old_enough & (recent >= self.trend_min_sales) & (trend >= self.trend_threshold)
+            old_enough
+            & (recent >= self.trend_min_sales)
+            & (trend >= self.trend_threshold)
+            & surprise
         )
         # evergreen: flat group profile and sold in most 4-week periods of its (last year of) life
         periods = np.zeros((n_items, 13), dtype=bool)
@@ -512,9 +571,7 @@ class SeasonalModel:
         if self.n_items == 0:
             raise BundleError("the seasonal model is not fitted")
 
-    def _target_weeks(
-        self, date: Date | datetime | pd.Timestamp | None, season: str | None
-    ) -> tuple[IntArray, str]:
+    def _target_weeks(self, date: DateLike | None, season: str | None) -> tuple[IntArray, str]:
         if season is not None:
             name = season.strip().lower()
             if name not in SEASONS:
@@ -528,7 +585,7 @@ class SeasonalModel:
         return np.unique(week_of_year(days)), season_of(when, self.hemisphere)
 
     def seasonal_factor(
-        self, date: Date | datetime | pd.Timestamp | None = None, season: str | None = None
+        self, date: DateLike | None = None, season: str | None = None
     ) -> FloatArray:
         """Per item: its group's mean seasonal index over the target window (1 = average)."""
         self._check_fitted()
@@ -537,7 +594,7 @@ class SeasonalModel:
 
     def scores(
         self,
-        date: Date | datetime | pd.Timestamp | None = None,
+        date: DateLike | None = None,
         season: str | None = None,
         weather: str | None = None,
         *,
@@ -575,13 +632,13 @@ class SeasonalModel:
         if spec.season is not None:
             weeks = _season_weeks(spec.season, self.hemisphere)
             towards = self.profiles_[:, weeks].mean(axis=1)[self.item_group_]
-            out *= np.sqrt(towards / np.maximum(factor, 1e-6))
+            out *= towards / np.maximum(factor, 1e-6)
         out *= np.where(self.weather_match_[hint], self.weather_boost, 1.0)
         return out
 
     def recommend(
         self,
-        date: Date | datetime | pd.Timestamp | None = None,
+        date: DateLike | None = None,
         season: str | None = None,
         weather: str | None = None,
         category: str | None = None,
@@ -711,9 +768,10 @@ class SeasonalModel:
     def _params(self) -> dict[str, Any]:
         return {
             "half_life_days": self.half_life_days,
-            "baseline_half_life_days": self.baseline_half_life_days,
+            "prior_days": self.prior_days,
             "trend_days": self.trend_days,
             "trend_threshold": self.trend_threshold,
+            "trend_p_value": self.trend_p_value,
             "trend_min_sales": self.trend_min_sales,
             "trend_weight": self.trend_weight,
             "smoothing_weeks": self.smoothing_weeks,

@@ -4,10 +4,15 @@ What it learns
     Each step of a customer's time-ordered history is one interaction. Its input is the *item
     vector* of the item (see below), plus an embedding of the size bought (when known) and of the
     interaction type. An LSTM reads the steps; a linear head turns its state after the last step
-    into a *session vector* ``u`` (``output_dim``). An item's score is ``u · v_i + b_i``, trained
-    with a full-softmax cross-entropy over the whole catalog to predict the items of the **next
-    basket** (the next distinct timestamp with a target-type event; ``target="next_item"`` predicts
-    the very next event instead).
+    into a *session vector* ``u`` (``output_dim``). An item's score is ``u · v_i + b_i`` plus, for
+    items already in the history, a learned *repeat term* ``beta(u) · [log1p(count),
+    log1p(recency-decayed count)]`` with ``beta(u) = softplus(W u + c)`` — shoppers rebuy (another
+    size, colour or a basic), and the LSTM's gate decides per session how much (RepeatNet's idea,
+    Ren et al., AAAI 2019, in its simplest form). It is trained with a softmax cross-entropy
+    (``loss="sampled"``: the batch's targets and history items plus ``num_negatives`` uniform
+    negatives; ``loss="full"``: the whole catalog) to predict the items of the **next basket** (the
+    next distinct timestamp with a target-type event; ``target="next_item"`` predicts the very next
+    event instead).
 
 Item vectors (tied between input and output)
     ``v_i = W [ item_embedding(i) ; category ; product_type ; colour ; material ; pattern ;
@@ -20,7 +25,9 @@ Item vectors (tied between input and output)
 Retrieval
     :meth:`SequenceRecommender.item_vectors` returns ``[v_i, b_i]`` (``n_items x (output_dim+1)``)
     and :meth:`SequenceRecommender.session_vector` returns ``[u, 1]``, so a FAISS inner-product
-    :class:`~models.index.ItemIndex` built over the item vectors ranks exactly by the model's score.
+    :class:`~models.index.ItemIndex` built over the item vectors ranks by ``u · v_i + b_i``; the
+    repeat term (:meth:`SequenceRecommender.repeat_scores`, non-zero only for the history's items)
+    is added to the FAISS candidates plus the history items, so the final ranking is exact.
     Without an index the scores are computed exactly with numpy (a 13k-item catalog takes < 1 ms).
 
 Inputs the trainer passes
@@ -81,6 +88,7 @@ from .base import (
 logger = logging.getLogger("lookbook.models.sequence")
 
 _FORMAT = 1
+SECONDS_PER_DAY = 86_400
 UNKNOWN = "<unk>"
 #: The categorical item columns used as side features, in this order.
 CATEGORICAL_FEATURES: tuple[str, ...] = (
@@ -242,6 +250,8 @@ class SequenceConfig:
     target_types: tuple[str, ...] = (InteractionType.PURCHASE.value,)
     loss: Literal["full", "sampled"] = "sampled"
     num_negatives: int = 1024  # sampled softmax: uniform negatives shared by a batch
+    repeat: bool = True  # learned, session-gated repeat term for items in the history
+    repeat_half_life_days: float = 60.0
     seed: int = 42
     num_threads: int = 2
 
@@ -259,6 +269,8 @@ class SequenceConfig:
             )
         if self.target not in ("next_basket", "next_item"):
             raise ValueError(f"target must be 'next_basket' or 'next_item', got {self.target!r}")
+        if not self.repeat_half_life_days > 0:
+            raise ValueError("repeat_half_life_days must be > 0")
         known = {t.value for t in InteractionType}
         bad = [t for t in self.target_types if t not in known]
         if bad or not self.target_types:
@@ -340,6 +352,14 @@ class SequenceNet(nn.Module):
         )
         self.out_dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden_dim, c.output_dim)
+        self.repeat_gate = nn.Linear(c.output_dim, 2)
+
+    def repeat_weight(self, sessions: torch.Tensor) -> torch.Tensor:
+        """``(..., D) -> (..., 2)``: the session's weights ``beta(u) = softplus(W u + c)`` of the
+        two repeat features of an item in the history: ``log1p(count)`` and
+        ``log1p(recency-decayed count)``."""
+        out: torch.Tensor = nn.functional.softplus(self.repeat_gate(sessions))
+        return out
 
     def item_table(self) -> torch.Tensor:
         """``() -> (n_items, D)``: every item's vector ``v_i`` (row ``i`` = item index ``i``)."""
@@ -399,10 +419,22 @@ class _Histories:
     items: IntArray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     sizes: IntArray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     types: IntArray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    times: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
-    def row(self, user: int) -> tuple[IntArray, IntArray, IntArray]:
+    def row(self, user: int) -> _Coded:
         a, b = int(self.indptr[user]), int(self.indptr[user + 1])
-        return self.items[a:b], self.sizes[a:b], self.types[a:b]
+        return _Coded(self.items[a:b], self.sizes[a:b], self.types[a:b], self.times[a:b])
+
+
+@dataclass
+class _Coded:
+    """One history ready for the network: item indices, size codes, type codes, timestamps
+    (``None``: unknown, every event counts as recent)."""
+
+    items: IntArray
+    sizes: IntArray
+    types: IntArray
+    times: npt.NDArray[np.int64] | None
 
 
 @contextlib.contextmanager
@@ -428,6 +460,25 @@ def _torch_session(threads: int, seed: int | None) -> Iterator[None]:
 SequenceInput = Sequence[int] | npt.NDArray[np.integer[Any]]
 
 
+def repeat_features(
+    items: IntArray, times: npt.NDArray[np.int64] | None, now: int | None, half_life_days: float
+) -> tuple[IntArray, npt.NDArray[np.float32]]:
+    """``(distinct items, features (n x 2))`` of a history: ``log1p(count)`` and
+    ``log1p(Σ 0.5 ** (age_days / half_life))``; with unknown times every occurrence is recent."""
+    if len(items) == 0:
+        return np.empty(0, np.int64), np.empty((0, 2), np.float32)
+    if times is None or now is None:
+        weight = np.ones(len(items), dtype=np.float64)
+    else:
+        age = np.maximum(int(now) - np.asarray(times, dtype=np.int64), 0) / SECONDS_PER_DAY
+        weight = np.exp2(-age / half_life_days)
+    distinct, inverse = np.unique(items, return_inverse=True)
+    counts = np.bincount(inverse, minlength=len(distinct)).astype(np.float64)
+    decayed = np.bincount(inverse, weights=weight, minlength=len(distinct))
+    features = np.log1p(np.stack([counts, decayed], axis=1))
+    return distinct.astype(np.int64), features.astype(np.float32)
+
+
 class SequenceRecommender(Recommender):
     """The LSTM sequence recommender (see the module docstring for the model).
 
@@ -448,6 +499,7 @@ class SequenceRecommender(Recommender):
         self.histories = _Histories()
         self.n_users = 0
         self.n_items = 0 if item_features is None else item_features.n_items
+        self.trained_until = 0
         self.train_seconds = 0.0
         self.loss_history: list[float] = []
         self._vectors: FloatArray | None = None
@@ -476,6 +528,7 @@ class SequenceRecommender(Recommender):
                 f"item_features has {self.item_features.n_items} items, the data {data.n_items}"
             )
         self.n_items, self.n_users = data.n_items, data.n_users
+        self.trained_until = int(data.now)
         self.size_vocab = [UNKNOWN, *sorted({s for s in (sizes or []) if s is not None})]
         size_lookup = {s: k for k, s in enumerate(self.size_vocab)}
         size_codes = np.asarray(
@@ -504,6 +557,19 @@ class SequenceRecommender(Recommender):
             c.seed,
         )
         return self
+
+    def _batch_repeat(
+        self, w: _Windows, batch: IntArray, local: IntArray, pair_idx: IntArray
+    ) -> tuple[IntArray, IntArray, npt.NDArray[np.float64]]:
+        """``(pair rows, history items, decayed weights)`` of the steps each loss pair has read."""
+        c = self.config
+        pos = w.pair_pos[pair_idx]
+        items = w.items[batch][local]  # (P, L) item + 1
+        times = w.times[batch][local]
+        mask = (np.arange(items.shape[1])[None, :] <= pos[:, None]) & (items > 0)
+        rows, cols = np.nonzero(mask)
+        age = np.maximum(w.pair_time[pair_idx][rows] - times[rows, cols], 0) / SECONDS_PER_DAY
+        return rows, items[rows, cols] - 1, np.exp2(-age / c.repeat_half_life_days)
 
     def _train(self, w: _Windows, show_progress: bool) -> list[float]:
         assert self.net is not None
@@ -541,20 +607,33 @@ class SequenceRecommender(Recommender):
                 )
                 picked = states[torch.from_numpy(local), torch.from_numpy(w.pair_pos[pair_idx])]
                 targets = w.pair_target[pair_idx]
-                if c.loss == "full" or c.num_negatives >= self.n_items:
-                    logits = picked @ table.T + net.biases()
-                    labels = torch.from_numpy(targets)
+                if c.repeat:
+                    rep_rows, rep_items, rep_weights = self._batch_repeat(w, batch, local, pair_idx)
                 else:
-                    # sampled softmax: the batch's targets plus uniform negatives (uniform
-                    # sampling needs no log-q correction; the bias still learns popularity)
+                    rep_items = np.empty(0, np.int64)
+                if c.loss == "full" or c.num_negatives >= self.n_items:
+                    candidates = np.arange(self.n_items)
+                    labels = targets
+                    logits = picked @ table.T + net.biases()
+                else:
+                    # sampled softmax: the batch's targets, the items its histories hold, and
+                    # uniform negatives (uniform sampling needs no log-q correction; the bias
+                    # still learns popularity)
                     negatives = generator.choice(self.n_items, size=c.num_negatives, replace=False)
                     candidates, inverse = np.unique(
-                        np.concatenate([targets, negatives]), return_inverse=True
+                        np.concatenate([targets, negatives, rep_items]), return_inverse=True
                     )
+                    labels = inverse[: len(targets)].astype(np.int64)
                     cand = torch.from_numpy(candidates)
                     logits = picked @ table[cand].T + net.biases()[cand]
-                    labels = torch.from_numpy(inverse[: len(targets)].astype(np.int64))
-                loss = nn.functional.cross_entropy(logits, labels)
+                if c.repeat and len(rep_items):
+                    feature = np.zeros((len(pair_idx), len(candidates), 2), dtype=np.float64)
+                    cols = np.searchsorted(candidates, rep_items)
+                    np.add.at(feature[:, :, 0], (rep_rows, cols), 1.0)
+                    np.add.at(feature[:, :, 1], (rep_rows, cols), rep_weights)
+                    boost = torch.from_numpy(np.log1p(feature).astype(np.float32))
+                    logits = logits + (boost * net.repeat_weight(picked)[:, None, :]).sum(dim=2)
+                loss = nn.functional.cross_entropy(logits, torch.from_numpy(labels))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -575,7 +654,8 @@ class SequenceRecommender(Recommender):
 
     def item_vectors(self) -> FloatArray:
         """``[v_i, b_i]`` for every item (``n_items x (output_dim + 1)``, float32, read-only):
-        the inner product with :meth:`session_vector` is the model's score."""
+        the inner product with :meth:`session_vector` is the model's score before the repeat
+        term."""
         net = self._check_fitted()
         if self._vectors is None:
             with _torch_session(self.config.num_threads, None), torch.no_grad():
@@ -609,7 +689,8 @@ class SequenceRecommender(Recommender):
         item_indices: SequenceInput,
         sizes: Sequence[str | None] | None,
         event_types: Sequence[int] | None,
-    ) -> tuple[IntArray, IntArray, IntArray]:
+        timestamps: SequenceInput | None,
+    ) -> _Coded:
         items = np.asarray(item_indices, dtype=np.int64).reshape(-1)
         if len(items) and (items.min() < 0 or items.max() >= self.n_items):
             bad = items[(items < 0) | (items >= self.n_items)][0]
@@ -621,12 +702,15 @@ class SequenceRecommender(Recommender):
             types = np.asarray(event_types, dtype=np.int64).reshape(-1)
             if types.shape != items.shape:
                 raise ValueError(f"{len(types)} event types for {len(items)} items")
-        return items, codes, types
+        times = None
+        if timestamps is not None:
+            times = np.asarray(timestamps, dtype=np.int64).reshape(-1)
+            if times.shape != items.shape:
+                raise ValueError(f"{len(times)} timestamps for {len(items)} items")
+        return _Coded(items, codes, types, times)
 
-    def session_vectors_coded(
-        self, histories: Sequence[tuple[IntArray, IntArray, IntArray]]
-    ) -> FloatArray:
-        """``[u, 1]`` for each ``(items, size codes, type codes)`` history (``B x (D+1)``).
+    def _encode(self, histories: Sequence[_Coded]) -> tuple[FloatArray, FloatArray]:
+        """``([u, 1]`` per history ``(B x (D+1))``, repeat weights ``beta(u)`` ``(B x 2))``.
 
         Only the last ``max_len`` steps are read; an empty history gives the LSTM's state before
         any step (its scores rank items by what follows "nothing", close to popularity).
@@ -636,30 +720,33 @@ class SequenceRecommender(Recommender):
         n = len(histories)
         out = np.ones((n, c.output_dim + 1), dtype=np.float32)
         if n == 0:
-            return out
-        lengths = np.asarray([min(len(h[0]), c.max_len) for h in histories], dtype=np.int64)
+            return out, np.zeros((0, 2), dtype=np.float32)
+        lengths = np.asarray([min(len(h.items), c.max_len) for h in histories], dtype=np.int64)
         width = max(int(lengths.max()), 1)
         items = np.zeros((n, width), dtype=np.int64)
         sizes = np.zeros((n, width), dtype=np.int64)
         types = np.zeros((n, width), dtype=np.int64)
-        for r, (h_items, h_sizes, h_types) in enumerate(histories):
+        for r, h in enumerate(histories):
             length = int(lengths[r])
             if length:
-                items[r, :length] = h_items[-length:] + 1
-                sizes[r, :length] = h_sizes[-length:]
-                types[r, :length] = h_types[-length:] + 1
+                items[r, :length] = h.items[-length:] + 1
+                sizes[r, :length] = h.sizes[-length:]
+                types[r, :length] = h.types[-length:] + 1
         with _torch_session(c.num_threads, None), torch.no_grad():
             table = torch.from_numpy(self.item_vectors()[:, :-1].copy())
             states = net(
                 torch.from_numpy(items), torch.from_numpy(sizes), torch.from_numpy(types), table
             )
             last = torch.from_numpy(np.maximum(lengths - 1, 0))
-            vectors = states[torch.arange(n), last].numpy()
+            sessions = states[torch.arange(n), last]
             if (lengths == 0).any():
-                empty = net.head(torch.zeros(1, c.hidden_dim)).numpy()[0]
-                vectors[lengths == 0] = empty
-        out[:, :-1] = vectors
-        return out
+                empty = net.head(torch.zeros(1, c.hidden_dim))[0]
+                sessions[torch.from_numpy(lengths == 0)] = empty
+            betas = net.repeat_weight(sessions).numpy()
+            out[:, :-1] = sessions.numpy()
+        if not c.repeat:
+            betas = np.zeros((n, 2), dtype=np.float32)
+        return out, np.asarray(betas, dtype=np.float32)
 
     def session_vector(
         self,
@@ -671,25 +758,62 @@ class SequenceRecommender(Recommender):
 
         ``sizes`` are the sizes bought (strings as in the training data, ``None`` when unknown);
         ``event_types`` index :class:`~feature_store.schema.InteractionType` in declaration order
-        (default: purchases).
+        (default: purchases). The full score of item ``i`` is ``item_vectors()[i] · [u, 1]`` plus,
+        for items in the history, the repeat term of :meth:`repeat_scores`.
         """
-        return self.session_vectors_coded([self._prepare(item_indices, sizes, event_types)])[0]
+        return self._encode([self._prepare(item_indices, sizes, event_types, None)])[0][0]
+
+    def repeat_scores(
+        self,
+        item_indices: SequenceInput,
+        sizes: Sequence[str | None] | None = None,
+        event_types: Sequence[int] | None = None,
+        timestamps: SequenceInput | None = None,
+        now: int | None = None,
+    ) -> tuple[IntArray, FloatArray]:
+        """``(items, boost)``: the repeat term added to the scores of the history's items,
+        ``beta_1(u) · log1p(count) + beta_2(u) · log1p(Σ 0.5 ** (age_days / half_life))`` (ages
+        from ``timestamps`` and ``now``, seconds since the epoch; without them every occurrence
+        counts as recent)."""
+        coded = self._prepare(item_indices, sizes, event_types, timestamps)
+        _, betas = self._encode([coded])
+        items, feature = repeat_features(
+            coded.items, coded.times, now, self.config.repeat_half_life_days
+        )
+        return items, (feature @ betas[0]).astype(np.float32)
 
     def _rank(
-        self, vectors: FloatArray, k: int, excludes: Sequence[IntArray | None]
+        self,
+        coded: Sequence[_Coded],
+        nows: Sequence[int | None],
+        k: int,
+        excludes: Sequence[IntArray | None],
     ) -> tuple[IntArray, FloatArray]:
-        n = vectors.shape[0]
-        out_ids = np.full((n, max(k, 0)), -1, dtype=np.int64)
-        out_scores = np.full((n, max(k, 0)), -np.inf, dtype=np.float32)
-        if self._index is not None:
-            found, scores = self._index.search(
-                vectors, k, exclude=[e if e is not None else [] for e in excludes]
-            )
-            return np.asarray(found, dtype=np.int64), np.asarray(scores, dtype=np.float32)
+        vectors, betas = self._encode(coded)
+        n = len(coded)
+        width = max(int(k), 0)
+        out_ids = np.full((n, width), -1, dtype=np.int64)
+        out_scores = np.full((n, width), -np.inf, dtype=np.float32)
         item_vectors = self.item_vectors()
         for r in range(n):
-            scores = item_vectors @ vectors[r]
-            ids, vals = top_n(scores, k, excludes[r])
+            rep_items, feature = repeat_features(
+                coded[r].items, coded[r].times, nows[r], self.config.repeat_half_life_days
+            )
+            boost = feature @ betas[r]
+            if self._index is None:
+                scores = item_vectors @ vectors[r]
+                scores[rep_items] += boost
+                ids, vals = top_n(scores, width, excludes[r])
+            else:
+                given = excludes[r]
+                blocked: IntArray = given if given is not None else np.empty(0, np.int64)
+                found, _ = self._index.search(vectors[r], width + len(rep_items), exclude=blocked)
+                pool = np.unique(np.concatenate([np.asarray(found, np.int64), rep_items]))
+                pool = pool[~np.isin(pool, blocked)]
+                scores = np.full(self.n_items, -np.inf, dtype=np.float32)
+                scores[pool] = item_vectors[pool] @ vectors[r]
+                scores[rep_items] += boost
+                ids, vals = top_n(scores, width)
             out_ids[r, : len(ids)] = ids
             out_scores[r, : len(vals)] = vals
         return out_ids, out_scores
@@ -701,13 +825,16 @@ class SequenceRecommender(Recommender):
         k: int = 12,
         exclude: SequenceInput | None = None,
         event_types: Sequence[int] | None = None,
+        timestamps: SequenceInput | None = None,
+        now: int | None = None,
     ) -> tuple[IntArray, FloatArray]:
         """Top ``k`` items (1-d indices, scores) for a history in time order — a known customer's
         history including events after training, or an anonymous session. ``exclude`` lists item
-        indices never to return (e.g. what was already bought)."""
-        vector = self.session_vector(item_indices, sizes, event_types)[None, :]
+        indices never to return (e.g. what was already bought); ``timestamps``/``now`` (seconds)
+        age the repeat term."""
+        coded = self._prepare(item_indices, sizes, event_types, timestamps)
         excl = None if exclude is None else np.asarray(exclude, dtype=np.int64).reshape(-1)
-        ids, scores = self._rank(vector, k, [excl])
+        ids, scores = self._rank([coded], [now], k, [excl])
         keep = ids[0] >= 0
         return ids[0][keep], scores[0][keep]
 
@@ -718,6 +845,8 @@ class SequenceRecommender(Recommender):
         k: int = 12,
         exclude: Sequence[SequenceInput | None] | None = None,
         event_types: Sequence[Sequence[int] | None] | None = None,
+        timestamps: Sequence[SequenceInput | None] | None = None,
+        now: Sequence[int | None] | None = None,
     ) -> tuple[IntArray, FloatArray]:
         """Batched :meth:`recommend_from_sequence`: 2-d arrays, one row per history, padded with
         ``-1`` / ``-inf``."""
@@ -726,17 +855,18 @@ class SequenceRecommender(Recommender):
                 h,
                 None if sizes is None else sizes[r],
                 None if event_types is None else event_types[r],
+                None if timestamps is None else timestamps[r],
             )
             for r, h in enumerate(histories)
         ]
-        vectors = self.session_vectors_coded(coded)
         excludes = [
             None
             if exclude is None or exclude[r] is None
             else np.asarray(exclude[r], dtype=np.int64)
             for r in range(len(histories))
         ]
-        return self._rank(vectors, k, excludes)
+        nows = list(now) if now is not None else [None] * len(histories)
+        return self._rank(coded, nows, k, excludes)
 
     def recommend(
         self,
@@ -747,14 +877,16 @@ class SequenceRecommender(Recommender):
         filter_already_liked_items: bool = True,
         filter_items: IntArray | None = None,
     ) -> tuple[IntArray, FloatArray]:
-        """Top ``N`` for training customers from the histories kept at fit (see the base class for
-        the shapes). A customer without history gets the empty-history ranking."""
+        """Top ``N`` for training customers from the histories kept at fit, as of the end of
+        training (see the base class for the shapes). A customer without history gets the
+        empty-history ranking."""
         self._check_fitted()
         ids, single = as_userids(userid)
         if len(ids) and (ids.min() < 0 or ids.max() >= self.n_users):
+            bad = ids[(ids < 0) | (ids >= self.n_users)][0]
             raise ValueError(
-                f"customer index {int(ids.max() if ids.max() >= self.n_users else ids.min())} is not "
-                f"in the model ({self.n_users} customers); use recommend_from_sequence"
+                f"customer index {int(bad)} is not in the model ({self.n_users} customers); "
+                "use recommend_from_sequence"
             )
         rows = user_rows(user_items, ids, self.n_items) if filter_already_liked_items else None
         extra = (
@@ -770,8 +902,8 @@ class SequenceRecommender(Recommender):
             if extra is not None:
                 parts.append(extra)
             excludes.append(np.concatenate(parts) if parts else None)
-        vectors = self.session_vectors_coded([self.histories.row(int(u)) for u in ids])
-        out_ids, out_scores = self._rank(vectors, int(N), excludes)
+        coded = [self.histories.row(int(u)) for u in ids]
+        out_ids, out_scores = self._rank(coded, [self.trained_until] * len(ids), int(N), excludes)
         if single:
             keep = out_ids[0] >= 0
             return out_ids[0][keep], out_scores[0][keep]
@@ -808,6 +940,7 @@ class SequenceRecommender(Recommender):
             hist_items=self.histories.items,
             hist_sizes=self.histories.sizes,
             hist_types=self.histories.types,
+            hist_times=self.histories.times,
         )
         save_arrays(path, **arrays)
         write_config(
@@ -818,6 +951,7 @@ class SequenceRecommender(Recommender):
                 "config": self.config.to_dict(),
                 "n_items": self.n_items,
                 "n_users": self.n_users,
+                "trained_until": self.trained_until,
                 "size_vocab": self.size_vocab,
                 "item_features": None
                 if self.item_features is None
@@ -841,6 +975,7 @@ class SequenceRecommender(Recommender):
             model = cls(SequenceConfig.from_dict(config["config"]), item_features=features)
             model.n_items = int(config["n_items"])
             model.n_users = int(config["n_users"])
+            model.trained_until = int(config["trained_until"])
             model.size_vocab = [str(s) for s in config["size_vocab"]]
             model.train_seconds = float(config.get("train_seconds", 0.0))
             model.loss_history = [float(v) for v in config.get("loss_history", [])]
@@ -849,6 +984,7 @@ class SequenceRecommender(Recommender):
                 items=arrays["hist_items"].astype(np.int64),
                 sizes=arrays["hist_sizes"].astype(np.int64),
                 types=arrays["hist_types"].astype(np.int64),
+                times=arrays["hist_times"].astype(np.int64),
             )
             state = {
                 k[len("param.") :]: torch.from_numpy(v.copy())
@@ -907,11 +1043,13 @@ def _keep_histories(sequences: dict[int, _Sequence], n_users: int, max_len: int)
     items = np.zeros(int(indptr[-1]), dtype=np.int64)
     sizes = np.zeros_like(items)
     types = np.zeros_like(items)
+    times = np.zeros_like(items)
     for user, seq in sequences.items():
         a, b = int(indptr[user]), int(indptr[user + 1])
         n = b - a
         items[a:b], sizes[a:b], types[a:b] = seq.items[-n:], seq.sizes[-n:], seq.types[-n:]
-    return _Histories(indptr=indptr, items=items, sizes=sizes, types=types)
+        times[a:b] = seq.times[-n:]
+    return _Histories(indptr=indptr, items=items, sizes=sizes, types=types, times=times)
 
 
 @dataclass
@@ -921,23 +1059,25 @@ class _Windows:
     items: IntArray  # (W, max_len) item index + 1
     sizes: IntArray
     types: IntArray  # type code + 1
+    times: npt.NDArray[np.int64]  # (W, max_len) seconds
     lengths: IntArray
     pair_window: IntArray
     pair_pos: IntArray
     pair_target: IntArray
+    pair_time: npt.NDArray[np.int64]  # when the target happened (the repeat term's "now")
     pair_start: IntArray  # (W + 1,) CSR offsets of each window's pairs (pairs sorted by window)
 
 
-def _targets(seq: _Sequence, target_codes: IntArray, mode: str) -> list[tuple[int, int]]:
-    """``(position, target item)`` pairs of one customer's sequence."""
+def _targets(seq: _Sequence, target_codes: IntArray, mode: str) -> list[tuple[int, int, int]]:
+    """``(position, target item, target time)`` triples of one customer's sequence."""
     n = len(seq.items)
     is_target = np.isin(seq.types, target_codes)
-    pairs: list[tuple[int, int]] = []
+    pairs: list[tuple[int, int, int]] = []
     if mode == "next_item":
         nxt = -1
         for p in range(n - 1, -1, -1):
             if nxt >= 0:
-                pairs.append((p, int(seq.items[nxt])))
+                pairs.append((p, int(seq.items[nxt]), int(seq.times[nxt])))
             if is_target[p]:
                 nxt = p
         return pairs
@@ -947,12 +1087,14 @@ def _targets(seq: _Sequence, target_codes: IntArray, mode: str) -> list[tuple[in
     starts = np.concatenate([[0], change]).astype(np.int64)
     ends = np.concatenate([change, [n]]).astype(np.int64)
     upcoming: list[int] = []
+    upcoming_time = 0
     for a, b in zip(starts[::-1], ends[::-1], strict=True):
         if upcoming:
-            pairs.extend((int(b - 1), item) for item in upcoming)
+            pairs.extend((int(b - 1), item, upcoming_time) for item in upcoming)
         basket = [int(seq.items[j]) for j in range(a, b) if is_target[j]]
         if basket:
             upcoming = basket
+            upcoming_time = int(seq.times[a])
     return pairs
 
 
@@ -968,14 +1110,16 @@ def _training_windows(
     pw: list[int] = []
     pp: list[int] = []
     pt: list[int] = []
+    ptime: list[int] = []
     for user in sorted(sequences):
         seq = sequences[user]
         pairs = _targets(seq, target_codes, config.target)
         if not pairs:
             continue
         pairs.sort()
-        positions = np.asarray([p for p, _ in pairs], dtype=np.int64)
-        targets = np.asarray([t for _, t in pairs], dtype=np.int64)
+        positions = np.asarray([p for p, _, _ in pairs], dtype=np.int64)
+        targets = np.asarray([t for _, t, _ in pairs], dtype=np.int64)
+        when = np.asarray([t for _, _, t in pairs], dtype=np.int64)
         n = len(seq.items)
         start = 0
         while True:
@@ -988,6 +1132,7 @@ def _training_windows(
                 pw.extend([w] * int(mask.sum()))
                 pp.extend((positions[mask] - start).tolist())
                 pt.extend(targets[mask].tolist())
+                ptime.extend(when[mask].tolist())
             if stop >= n:
                 break
             start += step
@@ -995,12 +1140,14 @@ def _training_windows(
     items = np.zeros((W, L), dtype=np.int64)
     sizes = np.zeros((W, L), dtype=np.int64)
     types = np.zeros((W, L), dtype=np.int64)
+    times = np.zeros((W, L), dtype=np.int64)
     lengths = np.zeros(W, dtype=np.int64)
     for w, (seq, a, b) in enumerate(rows):
         n = b - a
         items[w, :n] = seq.items[a:b] + 1
         sizes[w, :n] = seq.sizes[a:b]
         types[w, :n] = seq.types[a:b] + 1
+        times[w, :n] = seq.times[a:b]
         lengths[w] = n
     pair_window = np.asarray(pw, dtype=np.int64)
     pair_start = np.searchsorted(pair_window, np.arange(W + 1)).astype(np.int64)
@@ -1008,9 +1155,11 @@ def _training_windows(
         items=items,
         sizes=sizes,
         types=types,
+        times=times,
         lengths=lengths,
         pair_window=pair_window,
         pair_pos=np.asarray(pp, dtype=np.int64),
         pair_target=np.asarray(pt, dtype=np.int64),
+        pair_time=np.asarray(ptime, dtype=np.int64),
         pair_start=pair_start,
     )

@@ -13,6 +13,7 @@ from training.blend import (
     fit_blend_weights,
     fuse,
 )
+from training.evaluate import fit_served_blend
 
 
 def test_fuse_known_answer_and_ties() -> None:
@@ -90,3 +91,15 @@ def test_carve_validation_reads_only_the_training_period() -> None:
     items_future[-1] = 42  # what happens after train_end does not matter
     again = carve_validation(users, items_future, ts, purchase, train_end=100 * day, days=60)
     assert [t.tolist() for t in again.truths] == [[2], [4]]
+
+
+def test_served_blend_is_fitted_on_the_last_days() -> None:
+    from dataclasses import replace
+
+    from test_evaluate import FAST, synthetic_retailer
+
+    weights = fit_served_blend(
+        synthetic_retailer(), replace(FAST, methods=("blend",)), validation_days=40
+    )
+    assert weights.validation_customers > 0
+    assert set(weights.weights) == {"repurchase", "als", "sequence", "popularity"}

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import shared_dataset
+
 from feature_store.dataset import Dataset
 from feature_store.schema import CustomerCols, InteractionCols, ItemCols
 from models.sequence import SequenceConfig
@@ -151,9 +151,7 @@ def test_the_future_does_not_change_anyones_recommendations(
     for method, preds in result.predictions.items():
         np.testing.assert_array_equal(again.predictions[method][earlier], preds[earlier], method)
     # the held-out truths did change for u, so the metrics are really computed on new answers
-    assert any(
-        not np.array_equal(a, b) for a, b in zip(again.truths, result.truths, strict=True)
-    )
+    assert any(not np.array_equal(a, b) for a, b in zip(again.truths, result.truths, strict=True))
 
 
 def test_blend_weights_come_from_validation_only(retailer: Dataset) -> None:
@@ -282,7 +280,9 @@ def test_hm_sample_folds_cover_every_customer() -> None:
     assert sum(len(f.test) for f in folds) == 1000
     assert all(f.test.train_end <= int(f.test.cutoffs.min()) for f in folds)
     later = [f for f in folds if f.validation is not None and len(f.validation)]
-    assert later and all(f.validation is not None and f.validation.train_end < f.test.train_end for f in later)
+    assert later and all(
+        f.validation is not None and f.validation.train_end < f.test.train_end for f in later
+    )
 
 
 @pytest.mark.realdata

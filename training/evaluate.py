@@ -420,11 +420,7 @@ def _popularity_asof(
         mask = data.timestamps < cutoff
         snapshot = subset(data, mask, int(cutoff))
         model = PopularityRecommender(half_life_days=config.popularity_half_life_days)
-        logging.getLogger("lookbook.models").disabled = True
-        try:
-            model.fit(snapshot)
-        finally:
-            logging.getLogger("lookbook.models").disabled = False
+        model.fit(snapshot)
         ranking = model.ranking()
         ranking = ranking[model.scores[ranking] > 0][: config.depth]
         out[int(cutoff)] = ranking
@@ -572,9 +568,7 @@ def source_lstm(ctx: _Context) -> IntArray:
     model = SequenceRecommender(c.sequence, item_features=ctx.prepared.features)
     start = time.perf_counter()
     if len(ctx.train.item_idx) == 0:
-        return (
-            _pad([], c.depth) if not len(ctx.holdout) else np.full((len(ctx.holdout), c.depth), -1)
-        )
+        return np.full((len(ctx.holdout), c.depth), -1, dtype=np.int64)
     model.fit(ctx.train, sizes=sizes)
     ctx.timings["lstm_fit"] = time.perf_counter() - start
     have = [r for r, h in enumerate(ctx.histories) if len(h)]
@@ -585,6 +579,8 @@ def source_lstm(ctx: _Context) -> IntArray:
             [data.item_idx[h] for h in histories],
             sizes=[[ctx.prepared.sizes[e] for e in h] for h in histories],
             event_types=[data.event_types[h].astype(np.int64).tolist() for h in histories],
+            timestamps=[data.timestamps[h] for h in histories],
+            now=[int(ctx.holdout.cutoffs[r]) for r in have],
             k=c.depth,
         )
         out[np.asarray(have)] = items
@@ -979,17 +975,17 @@ def run_evaluation(
             results["lstm"].ap, results["als"].ap, n_boot=config.n_boot, seed=config.seed
         )
     timings["total"] = time.perf_counter() - t0
-    keep = evaluated
+    keep = evaluated  # customers whose truth is empty (unknown items only) are not scored
     return EvaluationResult(
         dataset=prepared.name,
         protocol=config.protocol,
         config=config,
-        users=users,
-        cutoffs=cutoffs,
-        truths=truths,
+        users=users[keep],
+        cutoffs=cutoffs[keep],
+        truths=[t for t, kept in zip(truths, keep, strict=True) if kept],
         warm=warm[keep],
-        fold_of=fold_of,
-        predictions=predictions,
+        fold_of=fold_of[keep],
+        predictions={m: p[keep] for m, p in predictions.items()},
         methods=results,
         ratios=ratios,
         blend_weights=weights_used,
@@ -1275,3 +1271,25 @@ def evaluate_command(
         results.append(result)
     write_report(results, out, command=command)
     return results
+
+
+def fit_served_blend(
+    dataset: Dataset | Prepared,
+    config: EvalConfig | None = None,
+    *,
+    validation_days: int = 28,
+) -> BlendWeights:
+    """Blend weights for a bundle trained on all of ``dataset``: the validation period is the last
+    ``validation_days`` days of the data, held out by the ``last_day`` protocol, with the sources
+    fitted on the events before it (what :func:`run_evaluation` does per fold). The result goes in
+    the bundle manifest for the service's personalized pipeline (and as the bandit's prior)."""
+    config = config or EvalConfig()
+    prepared = dataset if isinstance(dataset, Prepared) else prepare(dataset)
+    end = (int(prepared.data.timestamps.max()) // SECONDS_PER_DAY + 1) * SECONDS_PER_DAY
+    holdout = _validation(prepared, end, validation_days)
+    if holdout is None or not len(holdout):
+        return BlendWeights()
+    ctx = _context(prepared, holdout, config, 0, "validation")
+    sources = _sources_for(ctx, sorted(set(BLEND_SOURCES.values())), {})
+    rankings = {b: sources[s] for b, s in BLEND_SOURCES.items() if s in sources}
+    return fit_blend_weights(rankings, holdout.truths, k=config.k)

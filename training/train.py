@@ -58,6 +58,9 @@ class TrainConfig(BaseModel):
     als: ALSConfig = Field(default_factory=ALSConfig)
     popularity: PopularityConfig = Field(default_factory=PopularityConfig)
     index_kind: str = Field("auto", pattern="^(auto|flat|hnsw)$")
+    similar_items_precomputed: int = Field(
+        50, ge=1, le=1000, description="neighbours per item precomputed for similar-items lists"
+    )
 
     @classmethod
     def from_file(cls, path: Path | None) -> TrainConfig:
@@ -255,9 +258,13 @@ def train(
         ItemIndex.build(als.item_factors, kind=config.index_kind, seed=config.seed).save(
             writer.index_path("als_items")
         )
-        ItemIndex.build(als.item_vectors(), kind=config.index_kind, seed=config.seed).save(
-            writer.index_path("als_items_cosine")
+        cosine = ItemIndex.build(als.item_vectors(), kind=config.index_kind, seed=config.seed)
+        cosine.save(writer.index_path("als_items_cosine"))
+        # Similar items are answered from a precomputed neighbour table (live search beyond it).
+        neighbour_ids, neighbour_scores = cosine.all_neighbours(
+            als.item_vectors(), config.similar_items_precomputed, show_progress=progress
         )
+        np.savez(writer.path / "similar_items.npz", ids=neighbour_ids, scores=neighbour_scores)
         timings["write"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
         manifest: dict[str, Any] = {

@@ -1,0 +1,118 @@
+"""Offline accuracy on real data: H&M next basket (per-customer last day) and Rent the Runway.
+
+Runs the evaluation harness (:mod:`training.evaluate`) on
+``../shared/data/hm_neo4j_customer_sample`` (protocol ``last_day``, cutoff folds) and
+``../shared/data/renttherunway_clean`` (protocol ``time_split``), measuring every method in the
+same run: popularity, repurchase + popular, ALS, item kNN, rectools' SASRec (the peer; skipped with
+a message when rectools is not installed), Lookbook's LSTM and Lookbook's blend. Prints the tables
+and writes ``report.md``, ``results.json`` and ``map_at_k.png`` into the folder given.
+
+    python benchmarks/offline_hm.py var/offline            # both datasets
+    python benchmarks/offline_hm.py var/offline --only hm --folds 6
+
+The peer and the plot need the optional extras: ``pip install 'rectools[torch]' matplotlib``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from models.sequence import SequenceConfig  # noqa: E402
+from training.evaluate import (  # noqa: E402
+    METHODS,
+    EvalConfig,
+    EvaluationResult,
+    PeerParams,
+    load_for_evaluation,
+    run_evaluation,
+    write_report,
+)
+
+SHARED = REPO.parent / "shared" / "data"
+DATASETS = {"hm": SHARED / "hm_neo4j_customer_sample", "rtr": SHARED / "renttherunway_clean"}
+
+
+def config_for(name: str, args: argparse.Namespace) -> EvalConfig:
+    methods = tuple(args.methods.split(",")) if args.methods else METHODS
+    if name == "rtr":
+        # 192k rentals, 106k customers: fewer, larger LSTM/SASRec steps to stay in minutes
+        return EvalConfig(
+            protocol="time_split",
+            test_days=args.rtr_test_days,
+            max_customers=args.rtr_customers,
+            methods=methods,
+            n_boot=args.n_boot,
+            seed=args.seed,
+            sequence=SequenceConfig(
+                epochs=args.rtr_lstm_epochs, batch_size=256, learning_rate=1e-2, seed=args.seed
+            ),
+            peer=PeerParams(epochs=args.rtr_peer_epochs, batch_size=256),
+        )
+    return EvalConfig(
+        protocol="last_day",
+        folds=args.folds,
+        methods=methods,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        sequence=SequenceConfig(seed=args.seed),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="folder for report.md, results.json, map_at_k.png")
+    parser.add_argument("--only", choices=sorted(DATASETS), action="append")
+    parser.add_argument("--folds", type=int, default=6)
+    parser.add_argument("--methods", default="", help=f"comma-separated subset of {METHODS}")
+    parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--rtr-test-days", type=int, default=28)
+    parser.add_argument("--rtr-customers", type=int, default=3000)
+    parser.add_argument("--rtr-lstm-epochs", type=int, default=3)
+    parser.add_argument("--rtr-peer-epochs", type=int, default=2)
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("lookbook.models", "lookbook.data", "pytorch_lightning", "lightning"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    command = "python benchmarks/offline_hm.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
+    results: list[EvaluationResult] = []
+    for name in args.only or list(DATASETS):
+        path = DATASETS[name]
+        if not path.exists():
+            print(f"skipping {name}: {path} not found")
+            continue
+        start = time.perf_counter()
+        dataset, _ = load_for_evaluation(path)
+        result = run_evaluation(dataset, config_for(name, args), name=path.name)
+        print(result.table())
+        print(f"({name}: {time.perf_counter() - start:.0f}s)\n", flush=True)
+        results.append(result)
+        write_report(results, args.out, command=command)  # after each dataset: partial results
+    if not results:
+        print("no dataset found")
+        return 1
+    paths = write_report(results, args.out, command=command)
+    for label, path in paths.items():
+        print(f"{label}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
