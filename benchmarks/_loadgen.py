@@ -34,6 +34,7 @@ class LoadSpec:
     max_connections: int = 64  # in-flight bound; more requests wait (and that wait is measured)
     timeout_s: float = 5.0  # per request, from its scheduled time
     cpu: int | None = None  # pin the load generator to this CPU
+    nice: int = 0  # scheduling priority of the load generator
 
 
 @dataclass
@@ -233,6 +234,9 @@ def run_load(spec: LoadSpec) -> LoadResult:
     if spec.cpu is not None:
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, {spec.cpu})
+    if spec.nice:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, spec.nice)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvicorn[standard] brings it

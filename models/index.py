@@ -222,7 +222,7 @@ class ItemIndex:
             range(0, total, batch), desc="item neighbours", disable=not show_progress
         ):
             stop = min(start + batch, total)
-            found, sims = self.index.search(v[start:stop], min(n + 1, len(self)))
+            sims, found = self.index.search(v[start:stop], min(n + 1, len(self)))  # (D, I)
             for row in range(stop - start):
                 item = start + row
                 keep = (found[row] >= 0) & (found[row] != item)

@@ -203,3 +203,32 @@ def test_index_over_als_item_vectors_matches_similar_items() -> None:
         ids, scores = index.search(als.item_vectors()[item], 5, exclude=[item])
         np.testing.assert_array_equal(ids, expected_ids)
         np.testing.assert_allclose(scores, expected_scores, rtol=1e-5, atol=1e-6)
+
+
+def test_all_neighbours_match_single_searches(vectors: np.ndarray) -> None:
+    index = ItemIndex.build(vectors, kind="flat")
+    ids, scores = index.all_neighbours(vectors, 7, batch=33)
+    assert ids.shape == (len(vectors), 7)
+    for item in (0, 5, len(vectors) - 1):
+        expected_ids, expected_scores = index.search(vectors[item], 7, exclude=[item])
+        np.testing.assert_array_equal(ids[item], expected_ids)
+        np.testing.assert_allclose(scores[item], expected_scores, rtol=1e-5, atol=1e-6)
+    assert not (ids == np.arange(len(vectors))[:, None]).any(), "an item is not its own neighbour"
+
+
+def test_search_threads_apply_in_every_thread(vectors: np.ndarray, restore_threads: None) -> None:
+    import threading
+
+    index = ItemIndex.build(vectors, kind="flat")
+    set_threads(1)
+    seen: list[int] = []
+
+    def worker() -> None:
+        faiss.omp_set_num_threads(2)  # a fresh pool thread may start with any count
+        index.search(vectors[0], 3)
+        seen.append(faiss.omp_get_max_threads())
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == [1]
