@@ -353,21 +353,46 @@ def run_scenario(
         # Server CPU covers warm-up and recorded requests; divided by both below.
         result = pool.apply(run_load, (spec,))
     wall = time.perf_counter() - wall_before
+    try:
+        measure_server(outcome, server, args, result, cpu_before, wall, busy_before, steal_before)
+    except OSError:  # /proc entry gone: the server died
+        outcome.error = f"{server.name} died during the run (log: {server.log_path})"
+    outcome.result = result
+    summarise(outcome)
+    print(format_outcomes([outcome]), flush=True)
+    return outcome
+
+
+def measure_server(
+    outcome: Outcome,
+    server: Server,
+    args: argparse.Namespace,
+    result: LoadResult,
+    cpu_before: float,
+    wall: float,
+    busy_before: float,
+    steal_before: float,
+) -> None:
+    """Server-side figures of a scenario: CPU per request, memory, and what else ran meanwhile."""
+    assert server.proc is not None
+    pid = server.proc.pid
     busy_after, steal_after = machine_cpu_seconds()
     if server.alive:
         cpu = proc_cpu_seconds(pid) - cpu_before
         others = busy_after - busy_before - cpu - result.client_cpu_s
         outcome.others_cores = max(others, 0.0) / wall
         outcome.steal_cores = (steal_after - steal_before) / wall
+        # An overloaded server is still working through requests whose clients gave up: let it
+        # finish, so that the CPU per request covers every request it was sent.
+        drained = wait_quiet(pid, args.drain_timeout)
+        if drained > 1:
+            outcome.note += f"; the server needed {drained:.1f} s after the run to catch up"
+        total_cpu = proc_cpu_seconds(pid) - cpu_before
         total_requests = round((args.warmup + args.duration) * args.rate)
-        outcome.server_cpu_ms_per_req = cpu * 1000.0 / max(total_requests, 1)
+        outcome.server_cpu_ms_per_req = total_cpu * 1000.0 / max(total_requests, 1)
         outcome.server_rss_bytes = proc_rss_bytes(pid)
     else:
         outcome.error = f"{server.name} died during the run (log: {server.log_path})"
-    outcome.result = result
-    summarise(outcome)
-    print(format_outcomes([outcome]), flush=True)
-    return outcome
 
 
 def fmt_ms(value: float | None) -> str:

@@ -147,6 +147,19 @@ def test_similar_items(client: TestClient, frames: dict[str, pd.DataFrame]) -> N
     assert item not in {it["item_id"] for it in body["items"]}
     assert {it["source"] for it in body["items"]} <= {"similar", "attributes"}
     assert body["items"][0]["source"] == "similar", "a well-bought item is led by CF"
+    from app.runtime import LoadedBundle
+    from training.bundle import latest_bundle
+
+    info = latest_bundle(client.app.state.settings.bundle_dir)  # type: ignore[attr-defined]
+    assert info is not None
+    bundle = LoadedBundle.load(info.path)
+    anchor = bundle.catalog.ids.index(item)
+    assert anchor is not None
+    expected, _ = bundle.als.similar_items(anchor, N=30)
+    expected_ids = set(bundle.catalog.ids.ids(expected))
+    for it in body["items"]:
+        if it["source"] == "similar":
+            assert it["item_id"] in expected_ids, "CF neighbours are the ALS cosine neighbours"
 
 
 def test_similar_for_item_nobody_bought(
