@@ -29,7 +29,21 @@ from feature_store.errors import (
 
 logger = logging.getLogger("lookbook.app")
 
+
+class UnknownStore(LookbookError):
+    code = "unknown_store"
+
+    def __init__(self, store_id: str) -> None:
+        self.store_id = store_id
+        super().__init__(f"unknown store {store_id!r}")
+
+
+class CustomerRequired(InvalidRequest):
+    code = "customer_required"
+
+
 STATUS: dict[type[LookbookError], int] = {
+    UnknownStore: 404,
     UnknownItem: 404,
     UnknownCustomer: 404,
     InvalidEvent: 422,

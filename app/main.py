@@ -17,13 +17,19 @@ from threadpoolctl import threadpool_limits
 from app.cache import Cache, InProcessCache, RedisCache
 from app.errors import install_error_handlers
 from app.metrics import Metrics
-from app.routes import admin, customers, events, health, items
+from app.routes import admin, customers, events, health, items, profiles, segments
 from app.runtime import BundleManager
 from app.service import RecommendationService
 from app.settings import Settings
 from feature_store.errors import LookbookError
 from feature_store.event_log import EventLog
-from feature_store.online_store import InMemoryOnlineStore, OnlineStore, RedisOnlineStore
+from feature_store.online_store import (
+    InMemoryOnlineStore,
+    OnlineStore,
+    RedisOnlineStore,
+    RedisProfileStates,
+)
+from feature_store.profiles import InMemoryProfileStates, ProfileStateStore
 from models.index import ItemIndex
 
 logger = logging.getLogger("lookbook.app")
@@ -74,6 +80,14 @@ def build_store(settings: Settings) -> OnlineStore:
     return InMemoryOnlineStore(max_recent=settings.recent_events_per_customer)
 
 
+def build_profile_states(settings: Settings) -> ProfileStateStore:
+    """Online profile states: one JSON document per customer in Redis when ``REDIS_URL`` is set
+    (``{prefix}profile:{customer_id}``, shared by replicas), else in this process."""
+    if settings.redis_url:
+        return RedisProfileStates(url=settings.redis_url, prefix=settings.redis_prefix)
+    return InMemoryProfileStates()
+
+
 def build_cache(settings: Settings) -> Cache:
     if settings.redis_url:
         return RedisCache(settings.redis_url, prefix=f"{settings.redis_prefix}cache:")
@@ -111,6 +125,8 @@ def create_app(
         metrics,
         cache_ttl_seconds=settings.cache_ttl_seconds,
         recent_events=settings.recent_events_per_customer,
+        profile_states=build_profile_states(settings),
+        strategies_file=settings.strategies_file,
     )
 
     @asynccontextmanager
@@ -122,6 +138,7 @@ def create_app(
         try:
             if await run_in_threadpool(bundles.refresh):
                 metrics.set_model(bundles.current.version)
+                await run_in_threadpool(service.profiles)  # live profiles over the batch
         except LookbookError as exc:
             logger.error("no usable bundle at start-up: %s", exc)
         if not bundles.loaded:
@@ -149,7 +166,15 @@ def create_app(
     app.state.bundles = bundles
     app.state.service = service
     install_error_handlers(app)
-    for router in (customers.router, items.router, events.router, admin.router, health.router):
+    for router in (
+        customers.router,
+        profiles.router,
+        segments.router,
+        items.router,
+        events.router,
+        admin.router,
+        health.router,
+    ):
         app.include_router(router)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     return app

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from app.runtime import LoadedBundle
+from feature_store.profiles import preferred_size
+from feature_store.schema import Interaction
 from models.base import top_n
 
 RRF_K = 60.0
@@ -43,6 +45,34 @@ class Context:
     exclude: set[int] = field(default_factory=set)
     anchor_item: int | None = None
     fallback_used: bool = False
+    # Customer intelligence: the rendered profile (None: unknown or no consent), the customer's
+    # recent online events, and the size-aware filter (in stock in the customer's size).
+    profile: dict[str, Any] | None = None
+    customer_index: int | None = None  # the customer's row in the bundle (None: unknown/erased)
+    recent: list[Interaction] = field(default_factory=list)
+    in_stock_in_my_size: bool = False
+    store_id: str | None = None
+    _sizes: dict[int, str | None] = field(default_factory=dict)
+
+    def size_for(self, item: int) -> str | None:
+        """The customer's size for ``item`` (their size of its category the item offers; the
+        only size of a one-size item), or None when unknown."""
+        if item in self._sizes:
+            return self._sizes[item]
+        catalog = self.bundle.catalog
+        offered = catalog.sizes[item]
+        size: str | None = None
+        if self.profile is not None:
+            found = preferred_size(self.profile, str(catalog.categories[item]), offered)
+            size = None if found is None else found[0]
+        if size is None and len(offered) == 1:
+            size = offered[0]
+        self._sizes[item] = size
+        return size
+
+    def in_stock_in_size(self, item: int) -> bool:
+        size = self.size_for(item)
+        return size is not None and self.bundle.stock.quantity(item, size, self.store_id) > 0
 
     def allowed_items(self) -> npt.NDArray[np.int64] | None:
         """Item indices the request is restricted to (``None`` = the whole catalog)."""
@@ -207,7 +237,15 @@ class CategoryFilter:
         return ctx.category is None or ctx.bundle.catalog.categories[candidate.item] == ctx.category
 
 
-DEFAULT_FILTERS: tuple[Filter, ...] = (ExcludeFilter(), CategoryFilter())
+class SizeStockFilter:
+    """With ``in_stock_in_my_size``: only items in stock (in ``store_id``, or anywhere) in the
+    customer's size for the item's category; items whose size is unknown are dropped."""
+
+    def keep(self, ctx: Context, candidate: Candidate) -> bool:
+        return not ctx.in_stock_in_my_size or ctx.in_stock_in_size(candidate.item)
+
+
+DEFAULT_FILTERS: tuple[Filter, ...] = (ExcludeFilter(), CategoryFilter(), SizeStockFilter())
 
 
 @dataclass
@@ -221,7 +259,10 @@ class Pipeline:
 
     def run(self, ctx: Context) -> list[Candidate]:
         n = max(ctx.k * self.oversample, ctx.k + 8)
+        if ctx.in_stock_in_my_size:  # the size filter drops many: look further down each list
+            n *= 4
         fused: dict[int, Candidate] = {}
+        best: dict[int, float] = {}
         for source, weight in self.sources:
             if weight <= 0:
                 continue
@@ -231,15 +272,21 @@ class Pipeline:
                 seen = fused.get(cand.item)
                 if seen is None:
                     fused[cand.item] = Candidate(cand.item, contribution, cand.source, cand.reason)
+                    best[cand.item] = contribution
                 else:  # keep the reason of the source that ranked it best; add the evidence
                     seen.score += contribution
+                    if contribution > best[cand.item]:
+                        best[cand.item] = contribution
+                        seen.source, seen.reason = cand.source, cand.reason
         ranked = sorted(fused.values(), key=lambda c: (-c.score, c.item))[: ctx.k]
         if len(ranked) < ctx.k and self.fallback is not None:
             taken = {c.item for c in ranked}
             lowest = ranked[-1].score if ranked else 1.0 / RRF_K
             extra = [
                 c
-                for c in self.fallback.candidates(ctx, ctx.k + len(taken))
+                for c in self.fallback.candidates(
+                    ctx, (ctx.k + len(taken)) * (10 if ctx.in_stock_in_my_size else 1)
+                )
                 if c.item not in taken and self._keep(ctx, c)
             ]
             for rank, cand in enumerate(extra[: ctx.k - len(ranked)]):

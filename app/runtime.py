@@ -16,7 +16,8 @@ import scipy.sparse as sp
 
 from feature_store.errors import BundleError, ModelNotLoaded
 from feature_store.ids import IdMap
-from feature_store.schema import ItemCols
+from feature_store.profiles import CustomerProfiles
+from feature_store.schema import ItemCols, StockCols
 from models.als import ALSRecommender
 from models.index import ItemIndex
 from models.popularity import PopularityRecommender
@@ -40,6 +41,9 @@ class Catalog:
     attributes_by_category: dict[str, sp.csr_matrix]
     attributes: sp.csr_matrix
     log_prices: npt.NDArray[np.float64]
+    frame: pd.DataFrame  # the catalog table in item-index order (profile updates read records)
+    sizes: list[tuple[str, ...]]  # sizes offered per item, in size order
+    launch: npt.NDArray[np.float64]  # launch date per item, epoch seconds (NaN unknown)
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, ids: IdMap) -> Catalog:
@@ -60,7 +64,22 @@ class Catalog:
             attributes_by_category={cat: attributes[rows] for cat, rows in by_category.items()},
             attributes=attributes,
             log_prices=np.log(np.maximum(frame[ItemCols.PRICE].to_numpy(dtype=np.float64), 0.01)),
+            frame=frame.reset_index(drop=True),
+            sizes=[_labels(v) for v in frame[ItemCols.SIZES]]
+            if ItemCols.SIZES in frame.columns
+            else [() for _ in range(len(frame))],
+            launch=_epoch_seconds(frame[ItemCols.LAUNCH_DATE])
+            if ItemCols.LAUNCH_DATE in frame.columns
+            else np.full(len(frame), np.nan),
         )
+
+    def record(self, item: int) -> dict[str, Any]:
+        """The catalog row of an item as a plain dict (list columns as lists of strings)."""
+        row: dict[str, Any] = {str(k): v for k, v in self.frame.iloc[item].to_dict().items()}
+        for column in ItemCols.LIST_COLUMNS:
+            if column in row:
+                row[column] = list(_labels(row[column]))
+        return row
 
     def describe(self, item: int) -> dict[str, Any]:
         return {
@@ -69,6 +88,68 @@ class Catalog:
             "category": str(self.categories[item]),
             "price": round(float(self.prices[item]), 2),
         }
+
+
+def _labels(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list | tuple | np.ndarray):
+        return tuple(str(v) for v in value)
+    return ()
+
+
+def _epoch_seconds(column: pd.Series) -> npt.NDArray[np.float64]:
+    stamps = pd.to_datetime(column, utc=True, errors="coerce")
+    seconds = stamps.astype("int64").to_numpy(dtype=np.float64) / 1e9
+    return np.where(stamps.isna().to_numpy(), np.nan, seconds)
+
+
+class StockTable:
+    """Stock per (item, size), in total and per store, from the bundle's ``stock.parquet``.
+
+    Lookups are binary searches over sorted int64 keys, so a catalog of 100k items with sizes in
+    dozens of stores stays a few arrays rather than millions of Python objects.
+    """
+
+    def __init__(self, frame: pd.DataFrame, items: IdMap) -> None:
+        position = pd.Index(items.ids()).get_indexer(pd.Index(frame[StockCols.ITEM_ID].astype(str)))
+        frame = frame[position >= 0]
+        item = position[position >= 0].astype(np.int64)
+        size_codes, size_labels = pd.factorize(frame[StockCols.SIZE].astype(str))
+        store_codes, store_labels = pd.factorize(frame[StockCols.STORE_ID].astype(str))
+        quantity = frame[StockCols.QUANTITY].to_numpy(dtype=np.int64)
+        self.size_code = {str(label): i for i, label in enumerate(size_labels)}
+        self.store_code = {str(label): i for i, label in enumerate(store_labels)}
+        self._n_sizes = max(len(size_labels), 1)
+        self._n_items = max(len(items), 1)
+        total_key = item * self._n_sizes + size_codes
+        order = np.argsort(total_key, kind="stable")
+        keys, start = np.unique(total_key[order], return_index=True)
+        self._total_keys = keys
+        self._total_qty = np.add.reduceat(quantity[order], start) if len(order) else quantity
+        store_key = (store_codes * self._n_items + item) * self._n_sizes + size_codes
+        order = np.argsort(store_key, kind="stable")
+        keys, start = np.unique(store_key[order], return_index=True)
+        self._store_keys = keys
+        self._store_qty = np.add.reduceat(quantity[order], start) if len(order) else quantity
+
+    @property
+    def stores(self) -> list[str]:
+        return list(self.store_code)
+
+    def quantity(self, item: int, size: str, store: str | None = None) -> int:
+        """Units of ``item`` in ``size`` (in ``store``, or across every store)."""
+        size_code = self.size_code.get(size)
+        if size_code is None:
+            return 0
+        if store is None:
+            keys, qty, key = self._total_keys, self._total_qty, item * self._n_sizes + size_code
+        else:
+            store_code = self.store_code.get(store)
+            if store_code is None:
+                return 0
+            key = (store_code * self._n_items + item) * self._n_sizes + size_code
+            keys, qty = self._store_keys, self._store_qty
+        at = int(np.searchsorted(keys, key))
+        return int(qty[at]) if at < len(keys) and keys[at] == key else 0
 
 
 ATTRIBUTE_WEIGHTS: dict[str, float] = {
@@ -134,6 +215,8 @@ class LoadedBundle:
     popular_by_category: dict[str, npt.NDArray[np.int64]]
     trained_until: datetime  # the newest interaction the bundle was trained on (UTC)
     item_evidence: npt.NDArray[np.int64]  # customers who interacted with each item in training
+    stock: StockTable
+    profiles: CustomerProfiles | None  # None for bundles trained before customer intelligence
 
     @classmethod
     def load(cls, path: Path) -> LoadedBundle:
@@ -151,6 +234,18 @@ class LoadedBundle:
             with np.load(path / "similar_items.npz", allow_pickle=False) as table:
                 neighbour_ids = table["ids"]
                 neighbour_scores = table["scores"]
+            stock_path = path / "stock.parquet"
+            stock = StockTable(
+                pd.read_parquet(stock_path)
+                if stock_path.exists()
+                else pd.DataFrame({c: pd.Series([], dtype=object) for c in StockCols.ALL}),
+                items,
+            )
+            profiles = (
+                CustomerProfiles.load(path / "profiles")
+                if (path / "profiles" / "profiles.json").exists()
+                else None
+            )
         except (OSError, KeyError, ValueError) as exc:
             raise BundleError(f"bundle {path} is incomplete or corrupt: {exc}") from exc
         order = np.argsort(-np.asarray(popularity.scores), kind="stable").astype(np.int64)
@@ -179,6 +274,8 @@ class LoadedBundle:
             popular_by_category=by_category,
             trained_until=pd.Timestamp(manifest["data"]["last_interaction"]).to_pydatetime(),
             item_evidence=np.bincount(user_items.indices, minlength=len(items)).astype(np.int64),
+            stock=stock,
+            profiles=profiles,
         )
 
     def history(self, customer: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:

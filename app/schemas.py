@@ -13,6 +13,7 @@ class RecommendedItem(BaseModel):
     name: str
     category: str
     price: float
+    size: str | None = Field(None, description="the customer's size for this item, when known")
 
 
 class RecommendationList(BaseModel):

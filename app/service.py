@@ -7,8 +7,11 @@ without the ``recommendation_id``, which is spliced in fresh for every response.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +19,7 @@ import orjson
 from pydantic import ValidationError
 
 from app.cache import Cache
+from app.errors import CustomerRequired, UnknownStore
 from app.metrics import Metrics
 from app.pipeline import (
     ALSSource,
@@ -27,10 +31,13 @@ from app.pipeline import (
     SimilarItemsSource,
 )
 from app.runtime import BundleManager, LoadedBundle
-from feature_store.errors import StoreUnavailable, UnknownItem
+from app.strategies import StrategyConfig, build_sources, segment_of
+from feature_store.errors import StoreUnavailable, UnknownCustomer, UnknownItem
 from feature_store.event_log import EventLog
 from feature_store.online_store import OnlineStore
+from feature_store.profiles import InMemoryProfileStates, LiveProfiles, ProfileStateStore
 from feature_store.schema import INTERACTION_WEIGHTS, Category, Interaction, InteractionType
+from training.bundle import list_bundles
 
 logger = logging.getLogger("lookbook.app")
 
@@ -57,6 +64,8 @@ class RecommendationService:
         *,
         cache_ttl_seconds: float,
         recent_events: int = 100,
+        profile_states: ProfileStateStore | None = None,
+        strategies_file: Path | None = None,
     ) -> None:
         self.bundles = bundles
         self.store = store
@@ -72,28 +81,205 @@ class RecommendationService:
         )
         self.similar_source = SimilarItemsSource()
         self.attribute_source = AttributeSimilarSource()
+        self.non_personalized_pipeline = Pipeline(sources=[(popular, 1.0)], fallback=popular)
+        sources = build_sources()
+        sources["popular"] = popular
+        self.strategies = StrategyConfig.from_file(strategies_file, sources)
+        self.profile_states: ProfileStateStore = (
+            profile_states if profile_states is not None else InMemoryProfileStates()
+        )
+        self.live: LiveProfiles | None = None
+        self._live_version: str | None = None
+        self._live_lock = threading.Lock()
+        # Customers erased (tombstoned in the event log) and when: bundle data about them that
+        # predates the erasure is never served.
+        self.erased: dict[str, datetime] = event_log.erased_customers()
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        # Revocations this replica has seen: honoured even while the online store is down.
+        self._revoked: set[str] = set()
+
+    # -- customer intelligence ------------------------------------------------------------------
+
+    def now(self, bundle: LoadedBundle | None = None) -> datetime:
+        """Wall-clock time, never before the bundle's data (profiles are not read in the past)."""
+        now = self.clock()
+        if bundle is not None and bundle.profiles is not None:
+            now = max(now, bundle.profiles.as_of)
+        return now
+
+    def profiles(self, bundle: LoadedBundle | None = None) -> LiveProfiles | None:
+        """The live profiles over the served bundle's batch (swapped when the bundle changes)."""
+        bundle = bundle if bundle is not None else self.bundles.current
+        batch = bundle.profiles
+        if batch is None:
+            return None
+        with self._live_lock:
+            if self.live is None or self._live_version != bundle.version:
+                for customer_id, erased_at in self.erased.items():
+                    if batch.as_of < erased_at:  # the batch predates the erasure
+                        batch.erase(customer_id)
+                if self.live is None:
+                    self.live = LiveProfiles(batch, states=self.profile_states)
+                else:
+                    self.live.swap(batch)
+                self._live_version = bundle.version
+            return self.live
+
+    def _bundle_index(self, bundle: LoadedBundle, customer_id: str) -> int | None:
+        erased_at = self.erased.get(customer_id)
+        if erased_at is not None and bundle.trained_until < erased_at:
+            return None
+        return bundle.customers.index(customer_id)
+
+    def _profile(self, bundle: LoadedBundle, customer_id: str) -> dict[str, Any] | None:
+        """The live profile; the batch one while the profile-state store is unreachable."""
+        live = self.profiles(bundle)
+        if live is None:
+            return None
+        now = self.now(bundle)
+        try:
+            return live.profile(customer_id, now)
+        except StoreUnavailable as exc:
+            self.metrics.online_store_errors.inc()
+            logger.warning("profile states unavailable, serving the batch profile: %s", exc)
+            return live.batch.lookup(customer_id, now)
+
+    def customer_profile(self, customer_id: str) -> dict[str, Any]:
+        bundle = self.bundles.current
+        profile = self._profile(bundle, customer_id)
+        if profile is None:
+            raise UnknownCustomer(customer_id)
+        consent = self.consent(customer_id, profile)
+        profile["personalization_consent"] = consent
+        profile["segment"] = segment_of(profile) if consent else "default"
+        profile["model_version"] = bundle.version
+        return profile
+
+    def consent(self, customer_id: str, profile: dict[str, Any] | None = None) -> bool:
+        """Personalization consent: the flag set through the API (online store, shared by
+        replicas), else the batch's (the retailer's customers table), else True. While the online
+        store cannot be reached, revocations this replica has seen still count."""
+        flag: bool | None = None
+        try:
+            flag = self.store.consent(customer_id)
+        except StoreUnavailable as exc:
+            self.metrics.online_store_errors.inc()
+            logger.warning("online store unavailable, consent from this replica only: %s", exc)
+            if customer_id in self._revoked:
+                return False
+        if flag is not None:
+            return flag
+        if profile is not None:
+            return bool(profile.get("personalization_consent", True))
+        if self.bundles.loaded:
+            live = self.profiles()
+            if live is not None:
+                state = live.batch.state(customer_id)
+                if state is not None:
+                    return bool(state.get("consent", True))
+        return True
+
+    def set_consent(self, customer_id: str, personalization: bool) -> dict[str, Any]:
+        if personalization:
+            self._revoked.discard(customer_id)
+        else:
+            self._revoked.add(customer_id)
+        self.store.set_consent(customer_id, personalization)
+        if self.bundles.loaded:
+            live = self.profiles()
+            if live is not None:
+                live.set_consent(customer_id, personalization)
+        self._invalidate_customer(customer_id)
+        return {"customer_id": customer_id, "personalization": personalization}
+
+    def erase(self, customer_id: str) -> dict[str, Any]:
+        """Erase a customer everywhere: a durable tombstone in the event log first (readers skip
+        their events at once; compaction and the next training remove them physically), then the
+        online store (recent events, purchases, consent), the profile states and batch profiles
+        (so segments), and every cached list of theirs."""
+        self.event_log.erase_customer(customer_id)
+        self.erased[customer_id] = datetime.now(UTC)
+        self._revoked.discard(customer_id)
+        self.store.erase_customer(customer_id)
+        self.profile_states.delete(customer_id)
+        if self.bundles.loaded:
+            live = self.profiles()
+            if live is not None:
+                live.erase(customer_id)
+        self._invalidate_customer(customer_id)
+        return {
+            "customer_id": customer_id,
+            "erased": True,
+            "event_log": "tombstoned: removed from disk at the next compaction or training",
+        }
+
+    def _invalidate_customer(self, customer_id: str) -> None:
+        versions = {info.version for info in list_bundles(self.bundles.bundle_dir)}
+        if self.bundles.loaded:
+            versions.add(self.bundles.current.version)
+        versions.add("none")
+        for version in versions:
+            self.cache.invalidate(f"{version}:c:{customer_id}")
+
+    def _check_store(self, bundle: LoadedBundle, store_id: str | None) -> None:
+        if store_id is not None and store_id not in bundle.stock.store_code:
+            raise UnknownStore(store_id)
 
     # -- personalized ---------------------------------------------------------------------------
 
     def personalized(
-        self, customer_id: str, *, k: int, category: Category | None, exclude_purchased: bool
+        self,
+        customer_id: str,
+        *,
+        k: int,
+        category: Category | None,
+        exclude_purchased: bool,
+        surface: str = "home",
+        in_stock_in_my_size: bool = False,
+        store_id: str | None = None,
     ) -> bytes:
         bundle = self.bundles.current
+        self._check_store(bundle, store_id)
+        self.strategies.for_segment(surface, "default")  # unknown surface → 422 before caching
         cat = category.value if category is not None else None
         group = f"{bundle.version}:c:{customer_id}"
-        key = f"rec:{k}:{cat or ''}:{int(exclude_purchased)}"
+        key = (
+            f"rec:{k}:{cat or ''}:{int(exclude_purchased)}:{surface}:"
+            f"{int(in_stock_in_my_size)}:{store_id or ''}"
+        )
         rid = new_recommendation_id()
         cached = self.cache.get(group, key)
         if cached is not None:
             self.metrics.cache_requests.labels(kind="personalized", result="hit").inc()
             return with_recommendation_id(cached, rid)
         self.metrics.cache_requests.labels(kind="personalized", result="miss").inc()
-        ctx = self._customer_context(bundle, customer_id, k=k, category=cat)
+        profile = self._profile(bundle, customer_id)
+        consent = self.consent(customer_id, profile)
+        if consent:
+            ctx = self._customer_context(bundle, customer_id, k=k, category=cat)
+            ctx.profile = profile
+            segment = segment_of(profile)
+            pipeline = Pipeline(
+                sources=self.strategies.for_segment(surface, segment), fallback=self.popular
+            )
+        else:  # no consent: a non-personalized list, nothing of theirs is used
+            ctx = Context(bundle=bundle, k=k, category=cat, customer_id=customer_id)
+            segment = "default"
+            pipeline = self.non_personalized_pipeline
+        ctx.in_stock_in_my_size = in_stock_in_my_size
+        ctx.store_id = store_id
         if not exclude_purchased:
             ctx.exclude = set()
-        ranked = self.personalized_pipeline.run(ctx)
+        ranked = pipeline.run(ctx)
         ctx.fallback_used = ctx.fallback_used or ctx.user_vector is None  # nothing to personalize
-        body = self._render(bundle, ranked, ctx, surface="personalized", customer_id=customer_id)
+        body = self._render(
+            bundle,
+            ranked,
+            ctx,
+            surface="personalized",
+            customer_id=customer_id,
+            extra={"segment": segment, "personalized": consent, "strategy_surface": surface},
+        )
         self.cache.set(group, key, body, self.cache_ttl)
         return with_recommendation_id(body, rid)
 
@@ -103,7 +289,8 @@ class RecommendationService:
         """History, exclusions and the customer's vector: the trained one, or folded in afresh
         from training history plus events that arrived since (so every event counts at once)."""
         ctx = Context(bundle=bundle, k=k, category=category, customer_id=customer_id)
-        idx = bundle.customers.index(customer_id)
+        idx = self._bundle_index(bundle, customer_id)
+        ctx.customer_index = idx
         items = np.empty(0, dtype=np.int64)
         weights = np.empty(0, dtype=np.float32)
         exclude: set[int] = set()
@@ -111,6 +298,7 @@ class RecommendationService:
             items, weights = bundle.history(idx)
             exclude.update(int(i) for i in bundle.purchased(idx))
         recent = self._recent(customer_id)
+        ctx.recent = recent
         if recent:
             new_items, new_weights, bought, returned = self._encode_events(bundle, recent)
             exclude.update(bought)
@@ -167,22 +355,53 @@ class RecommendationService:
 
     # -- similar --------------------------------------------------------------------------------
 
-    def similar(self, item_id: str, *, k: int) -> bytes:
+    def similar(
+        self,
+        item_id: str,
+        *,
+        k: int,
+        customer_id: str | None = None,
+        in_stock_in_my_size: bool = False,
+        store_id: str | None = None,
+    ) -> bytes:
         bundle = self.bundles.current
         item = bundle.catalog.ids.index(item_id)
         if item is None:
             raise UnknownItem(item_id)
-        group = f"{bundle.version}:i:{item_id}"
-        key = f"sim:{k}"
+        self._check_store(bundle, store_id)
+        if in_stock_in_my_size and customer_id is None:
+            raise CustomerRequired("in_stock_in_my_size needs customer_id (whose size?)")
+        profile = None
+        if customer_id is not None:
+            # Customer-specific lists (sizes) are cached with the customer's lists, so their
+            # events, consent changes and erasure drop them too.
+            group = f"{bundle.version}:c:{customer_id}"
+            key = f"sim:{item_id}:{k}:{int(in_stock_in_my_size)}:{store_id or ''}"
+        else:
+            group = f"{bundle.version}:i:{item_id}"
+            key = f"sim:{k}:{store_id or ''}"
         rid = new_recommendation_id()
         cached = self.cache.get(group, key)
         if cached is not None:
             self.metrics.cache_requests.labels(kind="similar", result="hit").inc()
             return with_recommendation_id(cached, rid)
         self.metrics.cache_requests.labels(kind="similar", result="miss").inc()
-        ctx = Context(bundle=bundle, k=k, anchor_item=item, exclude={item})
+        if customer_id is not None and self.consent(customer_id):
+            profile = self._profile(bundle, customer_id)
+        ctx = Context(
+            bundle=bundle,
+            k=k,
+            anchor_item=item,
+            exclude={item},
+            customer_id=customer_id,
+            profile=profile,
+            in_stock_in_my_size=in_stock_in_my_size,
+            store_id=store_id,
+        )
         ranked = self._similar_pipeline(bundle, item).run(ctx)
-        body = self._render(bundle, ranked, ctx, surface="similar", item_id=item_id)
+        body = self._render(
+            bundle, ranked, ctx, surface="similar", item_id=item_id, customer_id=customer_id
+        )
         self.cache.set(group, key, body, self.cache_ttl)
         return with_recommendation_id(body, rid)
 
@@ -224,9 +443,38 @@ class RecommendationService:
             version = self.bundles.current.version if self.bundles.loaded else "none"
             for customer in {event.customer_id for event in valid}:
                 self.cache.invalidate(f"{version}:c:{customer}")
+            self._update_profiles(valid)
         self.metrics.events.labels(outcome="accepted").inc(len(valid))
         self.metrics.events.labels(outcome="rejected").inc(len(rejected))
         return len(valid), rejected
+
+    def _update_profiles(self, events: Sequence[Interaction]) -> None:
+        """Fold accepted events into the live profiles (RFM, stage at once; sizes and affinities
+        only with consent). A profile-store outage is logged: the event is already durable."""
+        if not self.bundles.loaded:
+            return
+        bundle = self.bundles.current
+        live = self.profiles(bundle)
+        if live is None:
+            return
+        now = self.now(bundle)
+        consent: dict[str, bool] = {}
+        try:
+            for event in events:
+                if event.customer_id not in consent:
+                    consent[event.customer_id] = self.consent(event.customer_id)
+                attrs: dict[str, Any] | None = None
+                try:
+                    attrs = self.store.get_item(event.item_id)
+                except StoreUnavailable:
+                    attrs = None
+                if attrs is None:
+                    item = bundle.catalog.ids.index(event.item_id)
+                    attrs = bundle.catalog.record(item) if item is not None else None
+                live.apply(event, attrs, now, personalization=consent[event.customer_id])
+        except StoreUnavailable as exc:
+            self.metrics.online_store_errors.inc()
+            logger.warning("profile states unavailable; events are in the durable log: %s", exc)
 
     # -- rendering ------------------------------------------------------------------------------
 
@@ -239,6 +487,7 @@ class RecommendationService:
         surface: str,
         customer_id: str | None = None,
         item_id: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> bytes:
         self.metrics.recommendations.labels(
             surface=surface, fallback=str(ctx.fallback_used).lower()
@@ -254,6 +503,7 @@ class RecommendationService:
             described = bundle.catalog.describe(cand.item)
             del described["item_id"]
             entry.update(described)
+            entry["size"] = ctx.size_for(cand.item)
             items.append(entry)
         body: dict[str, Any] = {
             "model_version": bundle.version,
@@ -261,6 +511,7 @@ class RecommendationService:
             "customer_id": customer_id,
             "item_id": item_id,
             "fallback": ctx.fallback_used,
+            **(extra or {}),
             "items": items,
         }
         return orjson.dumps(body)

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     )
     max_batch_events: int = Field(1000, ge=1)
     recent_events_per_customer: int = Field(100, ge=1)
+    strategies_file: Path | None = Field(
+        None, description="JSON of segment strategies per surface (app/strategies.py defaults)"
+    )
 
     @model_validator(mode="after")
     def _production_needs_redis(self) -> Settings:

@@ -117,6 +117,10 @@ def proc_rss_bytes(pid: int) -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+class BundleRejected(BenchError):
+    """The service started but could not load the bundle."""
+
+
 @dataclass
 class Server:
     """A uvicorn process serving an app factory on a free loopback port, in its own process group."""
@@ -179,15 +183,14 @@ class Server:
                     f"{self.name} exited with {self.proc.returncode} before it was ready; "
                     f"log: {self.log_path}\n{log_tail(self.log_path)}"
                 )
-            status, body = self.get("/readyz")
+            status, _ = self.get("/readyz")
             if status == 200:
                 break
             if status == 503 and self.env.get("LOOKBOOK_BUNDLE_POLL_SECONDS") == "0":
                 # Up but without a bundle, and with polling off it will never load one.
-                raise BenchError(
-                    f"{self.name} answers /readyz with 503 {body[:200]!r}: it could not load the "
-                    f"bundle (one written by an older trainer? rerun with --retrain); "
-                    f"log: {self.log_path}\n{log_tail(self.log_path)}"
+                raise BundleRejected(
+                    f"{self.name} could not load the bundle (/readyz: 503); log: "
+                    f"{self.log_path}\n{log_tail(self.log_path)}"
                 )
             if time.perf_counter() - start > ready_timeout_s:
                 raise BenchError(
@@ -422,7 +425,8 @@ def format_outcomes(outcomes: list[Outcome]) -> str:
     rows: list[list[object]] = []
     for o in outcomes:
         if o.result is None:
-            rows.append([o.title, f"{o.offered_rps:g}", f"not measured: {o.error}", *[""] * 12])
+            error = (o.error or "")[:60] + ("…" if len(o.error or "") > 60 else "")
+            rows.append([o.title, f"{o.offered_rps:g}", f"not measured: {error}", *[""] * 12])
             continue
         r, s = o.result, o.stats
         errors = ", ".join(f"{k}={v}" for k, v in sorted(r.errors.items())) or "0"
@@ -469,7 +473,7 @@ def format_targets(outcomes: dict[str, Outcome], rate: float) -> str:
         ok, why = healthy(outcome)
         value = outcome.stats.get(stat) if outcome is not None and outcome.result else None
         if value is None:
-            rows.append([label, f"≤ {limit:g} ms", "–", f"no ({why or 'skipped'})"])
+            rows.append([label, f"≤ {limit:g} ms", "–", why or "skipped"])
             return
         met = ok and value <= limit
         verdict = "yes" if met else ("no" if ok else f"no ({why})")
@@ -596,6 +600,17 @@ def build_scenarios(
     return scenarios, warnings
 
 
+def record_failure(
+    outcomes: dict[str, Outcome], group: list[Scenario], exc: BenchError, rate: float
+) -> None:
+    print(f"[bench] {exc}", file=sys.stderr)
+    first_line = str(exc).splitlines()[0]
+    for scenario in group:
+        outcomes.setdefault(
+            scenario.key, Outcome(scenario.key, scenario.title, rate, error=first_line)
+        )
+
+
 def redis_status(url: str) -> str | None:
     """None when Redis answers at ``url``, else why not."""
     try:
@@ -628,7 +643,8 @@ def delete_redis_prefix(url: str, prefix: str) -> int:
 # -- main ------------------------------------------------------------------------------------------
 
 
-def prepare_bundle(args: argparse.Namespace) -> Path:
+def prepare_bundle(args: argparse.Namespace, *, retrain: bool = False) -> tuple[Path, bool]:
+    """(bundle, trained in this call?) for the retailer the arguments describe."""
     spec = RetailerSpec(
         customers=args.customers,
         items=args.items,
@@ -642,7 +658,7 @@ def prepare_bundle(args: argparse.Namespace) -> Path:
     )
     bundles = args.work / "bundles" / spec.name
     bundle = latest_bundle_dir(bundles)
-    if bundle is None or args.retrain:
+    if bundle is None or retrain or args.retrain:
         print(f"[bench] training a bundle into {bundles} …", flush=True)
         bundle, stats = train_bundle(
             data,
@@ -651,9 +667,9 @@ def prepare_bundle(args: argparse.Namespace) -> Path:
             echo=not args.quiet,
         )
         print(f"[bench] trained {bundle.name} in {stats.wall_s:.1f} s")
-    else:
-        print(f"[bench] bundle: {bundle} (reused)")
-    return bundle
+        return bundle, True
+    print(f"[bench] bundle: {bundle} (reused)")
+    return bundle, False
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -742,8 +758,7 @@ def run(args: argparse.Namespace) -> int:
     started = now_iso()
     load_before = load_average()
     busy_before = busy_processes()
-    bundle = prepare_bundle(args)
-    manifest = read_manifest(bundle)
+    bundle, trained = prepare_bundle(args)
 
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     redis_skip = "--no-redis" if args.no_redis else redis_status(args.redis_url)
@@ -800,29 +815,37 @@ def run(args: argparse.Namespace) -> int:
         group = [s for s in scenarios if s.server == name]
         if not group:
             continue
-        try:
-            with running(server, args.ready_timeout):
-                ready[name] = server.ready_s
-                if name != "bare":
-                    status, body = server.get(group[0].paths[0])
-                    if status != 200:
-                        warnings.append(f"{name}: sanity request answered {status}: {body[:200]!r}")
-                for scenario in group:
-                    outcomes[scenario.key] = run_scenario(scenario, server, args, loadgen_cpu)
-        except BenchError as exc:
-            print(f"[bench] {exc}", file=sys.stderr)
-            for scenario in group:
-                outcomes.setdefault(
-                    scenario.key,
-                    Outcome(
-                        scenario.key, scenario.title, args.rate, error=str(exc).splitlines()[0]
-                    ),
-                )
-        finally:
-            if name == "lookbook-redis":
-                with contextlib.suppress(Exception):
-                    deleted = delete_redis_prefix(args.redis_url, redis_prefix)
-                    print(f"[bench] deleted {deleted} Redis keys under {redis_prefix}")
+        for attempt in (1, 2):
+            try:
+                with running(server, args.ready_timeout):
+                    ready[name] = server.ready_s
+                    if name != "bare":
+                        status, body = server.get(group[0].paths[0])
+                        if status != 200:
+                            warnings.append(
+                                f"{name}: sanity request answered {status}: {body[:200]!r}"
+                            )
+                    for scenario in group:
+                        outcomes[scenario.key] = run_scenario(scenario, server, args, loadgen_cpu)
+                break
+            except BundleRejected as exc:
+                if attempt == 1 and not trained:
+                    # The service cannot read the reused bundle (the bundle format moved on):
+                    # train one with the current trainer (same data, so same ids) and retry.
+                    print(f"[bench] {exc}\n[bench] retraining with the current trainer", flush=True)
+                    bundle, trained = prepare_bundle(args, retrain=True)
+                    continue
+                record_failure(outcomes, group, exc, args.rate)
+                break
+            except BenchError as exc:
+                record_failure(outcomes, group, exc, args.rate)
+                break
+            finally:
+                if name == "lookbook-redis":
+                    with contextlib.suppress(Exception):
+                        deleted = delete_redis_prefix(args.redis_url, redis_prefix)
+                        print(f"[bench] deleted {deleted} Redis keys under {redis_prefix}")
+    manifest = read_manifest(bundle)
 
     load_after = load_average()
     busy_after = busy_processes()

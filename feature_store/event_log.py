@@ -461,6 +461,15 @@ class EventLog:
             )
         return frame
 
+    def erased_customers(self) -> dict[str, datetime]:
+        """Every customer with a tombstone in the log, with the latest erasure time (UTC).
+
+        The trainer drops these customers from its data before fitting anything; the service
+        treats bundle data about them that predates the erasure as gone.
+        """
+        _, erasures = self._snapshot()
+        return {customer_id: e.erased_at for customer_id, e in erasures.items()}
+
     def _lines(self) -> Iterator[_Line]:
         """Complete, non-erased event lines of a snapshot of the log, in log order."""
         snapshot, erasures = self._snapshot()

@@ -51,8 +51,16 @@ class OnlineStore(Protocol):
 
     def get_items(self, item_ids: Sequence[str]) -> list[dict[str, Any] | None]: ...
 
+    def set_consent(self, customer_id: str, personalization: bool) -> None:
+        """Record the customer's personalization consent (seen by every replica)."""
+        ...
+
+    def consent(self, customer_id: str) -> bool | None:
+        """The consent recorded online, or None when the customer never set one."""
+        ...
+
     def erase_customer(self, customer_id: str) -> None:
-        """Remove everything the store holds about the customer."""
+        """Remove everything the store holds about the customer (consent flag included)."""
         ...
 
     def ping(self) -> bool:
@@ -131,6 +139,7 @@ class InMemoryOnlineStore:
         self._recent: dict[str, deque[Interaction]] = {}
         self._purchased: dict[str, set[str]] = {}
         self._items: dict[str, bytes] = {}
+        self._consent: dict[str, bool] = {}
 
     def record(self, events: Sequence[Interaction]) -> None:
         _check_events(events)
@@ -175,10 +184,24 @@ class InMemoryOnlineStore:
             payloads = [self._items.get(item_id) for item_id in item_ids]
         return [orjson.loads(p) if p is not None else None for p in payloads]
 
+    def set_consent(self, customer_id: str, personalization: bool) -> None:
+        with self._lock:
+            self._consent[customer_id] = bool(personalization)
+
+    def consent(self, customer_id: str) -> bool | None:
+        with self._lock:
+            return self._consent.get(customer_id)
+
     def erase_customer(self, customer_id: str) -> None:
         with self._lock:
             self._recent.pop(customer_id, None)
             self._purchased.pop(customer_id, None)
+            self._consent.pop(customer_id, None)
+
+    def customer_keys(self) -> set[str]:
+        """Customer ids the store holds anything about (for erasure audits and tests)."""
+        with self._lock:
+            return set(self._recent) | set(self._purchased) | set(self._consent)
 
     def ping(self) -> bool:
         return True
@@ -197,6 +220,7 @@ class RedisOnlineStore:
     * ``{prefix}recent:{customer_id}``    list of interaction JSON, newest first (LPUSH + LTRIM)
     * ``{prefix}purchased:{customer_id}`` set of item ids bought and not returned
     * ``{prefix}item:{item_id}``          item record as a JSON string
+    * ``{prefix}consent:{customer_id}``   ``"1"`` / ``"0"``: personalization consent
 
     Every Redis failure surfaces as :class:`~feature_store.errors.StoreUnavailable`; socket timeouts
     are short (``socket_timeout``) so a sick Redis costs a request milliseconds, not seconds.
@@ -245,6 +269,9 @@ class RedisOnlineStore:
 
     def _item_key(self, item_id: str) -> str:
         return f"{self.prefix}item:{item_id}"
+
+    def _consent_key(self, customer_id: str) -> str:
+        return f"{self.prefix}consent:{customer_id}"
 
     @contextmanager
     def _guard(self, operation: str) -> Iterator[None]:
@@ -327,9 +354,22 @@ class RedisOnlineStore:
             payloads = self._client.mget([self._item_key(item_id) for item_id in item_ids])
         return [orjson.loads(p) if p is not None else None for p in payloads]
 
+    def set_consent(self, customer_id: str, personalization: bool) -> None:
+        with self._guard("set_consent"):
+            self._client.set(self._consent_key(customer_id), b"1" if personalization else b"0")
+
+    def consent(self, customer_id: str) -> bool | None:
+        with self._guard("consent"):
+            raw = self._client.get(self._consent_key(customer_id))
+        return None if raw is None else _text(raw) == "1"
+
     def erase_customer(self, customer_id: str) -> None:
         with self._guard("erase_customer"):
-            self._client.delete(self._recent_key(customer_id), self._purchased_key(customer_id))
+            self._client.delete(
+                self._recent_key(customer_id),
+                self._purchased_key(customer_id),
+                self._consent_key(customer_id),
+            )
 
     def ping(self) -> bool:
         try:
@@ -340,6 +380,75 @@ class RedisOnlineStore:
 
     def close(self) -> None:
         """Release the connections (only those of a client this store created from a url)."""
+        if self._owns_client:
+            self._client.close()
+
+
+class RedisProfileStates:
+    """Online customer-profile states in Redis (a :class:`feature_store.profiles.ProfileStateStore`):
+    one JSON document per customer at ``{prefix}profile:{customer_id}``, shared by replicas.
+
+    Every Redis failure surfaces as :class:`~feature_store.errors.StoreUnavailable`.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis | None = None,
+        *,
+        url: str | None = None,
+        prefix: str = "lb:",
+        socket_timeout: float = 0.25,
+    ) -> None:
+        if (client is None) == (url is None):
+            raise ValueError("give RedisProfileStates a redis client or a url (one of them)")
+        self._owns_client = client is None
+        if client is None:
+            assert url is not None
+            client = redis.Redis.from_url(
+                url,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+                retry=Retry(NoBackoff(), 1),
+            )
+        self._client = client
+        self._where = url if url is not None else _describe(client)
+        self.prefix = prefix
+
+    def _key(self, customer_id: str) -> str:
+        return f"{self.prefix}profile:{customer_id}"
+
+    @contextmanager
+    def _guard(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except (RedisError, OSError, ValueError, AttributeError) as exc:
+            raise StoreUnavailable(
+                f"Redis profile states at {self._where}: {operation} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    def get(self, customer_id: str) -> dict[str, Any] | None:
+        with self._guard("get"):
+            raw = self._client.get(self._key(customer_id))
+        if raw is None:
+            return None
+        try:
+            state = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            _log.warning("ignoring a malformed profile state at %s", self._key(customer_id))
+            return None
+        return state if isinstance(state, dict) else None
+
+    def put(self, customer_id: str, state: Mapping[str, Any]) -> None:
+        payload = orjson.dumps(dict(state), default=_json_default, option=_JSON_OPTIONS)
+        with self._guard("put"):
+            self._client.set(self._key(customer_id), payload)
+
+    def delete(self, customer_id: str) -> None:
+        with self._guard("delete"):
+            self._client.delete(self._key(customer_id))
+
+    def close(self) -> None:
         if self._owns_client:
             self._client.close()
 

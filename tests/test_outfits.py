@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import shared_dataset
+from conftest import SHARED_DATA, shared_dataset
 
 from feature_store.dataset import Dataset
 from feature_store.outfits import (
@@ -181,7 +181,7 @@ def test_polyvore_nondisjoint_counts_match_the_readme() -> None:
     assert not any(frozenset(o.tolist()) in held_out for o in data.splits["train"])
     assert len(data.splits["train"]) > 25_000
     # fine categories from the Vasileva subset: 80.0 % of the items
-    if shared_dataset("polyvore_outfits_vasileva_subset").exists():
+    if (SHARED_DATA / "polyvore_outfits_vasileva_subset").exists():
         assert round(float(data.items["fine_type"].notna().mean()), 3) == 0.800
 
 

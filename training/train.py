@@ -12,15 +12,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from feature_store.dataset import Dataset
 from feature_store.errors import DataFormatError
 from feature_store.event_log import EventLog
 from feature_store.loaders import load_dataset
-from feature_store.schema import InteractionCols, InteractionType
+from feature_store.profiles import STAGES, TIERS, EventTable, ProfileConfig, compute_profiles
+from feature_store.schema import CustomerCols, InteractionCols, InteractionType
 from models.als import ALSRecommender
 from models.base import Recommender, TrainingData
+from models.churn import ChurnConfig, ChurnModel
+from models.churn import evaluate as evaluate_churn
 from models.index import ItemIndex
 from models.popularity import PopularityRecommender
 from training.bundle import BundleWriter, new_version
@@ -61,6 +65,13 @@ class TrainConfig(BaseModel):
     similar_items_precomputed: int = Field(
         50, ge=1, le=1000, description="neighbours per item precomputed for similar-items lists"
     )
+    customer_profiles: bool = Field(
+        True, description="compute RFM tiers, stages, sizes, affinities and churn into the bundle"
+    )
+    churn_horizon_days: int = Field(90, ge=1, le=730)
+    profiles: dict[str, Any] = Field(
+        default_factory=dict, description="ProfileConfig fields (day counts, thresholds, weights)"
+    )
 
     @classmethod
     def from_file(cls, path: Path | None) -> TrainConfig:
@@ -81,11 +92,45 @@ class TrainResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def drop_customers(dataset: Dataset, customer_ids: set[str]) -> Dataset:
+    """``dataset`` without any row of ``customer_ids`` (customers table and interactions)."""
+    if not customer_ids:
+        return dataset
+    inter = dataset.interactions
+    keep = ~inter[InteractionCols.CUSTOMER_ID].astype(str).isin(customer_ids).to_numpy()
+    customers = dataset.customers
+    keep_c = ~customers[CustomerCols.ID].astype(str).isin(customer_ids).to_numpy()
+    logger.info(
+        "erasure: dropping %d interactions and %d customer rows of %d erased customers",
+        int((~keep).sum()),
+        int((~keep_c).sum()),
+        len(customer_ids),
+    )
+    kept = inter[keep].reset_index(drop=True)
+    ids = kept[InteractionCols.CUSTOMER_ID]
+    if isinstance(ids.dtype, pd.CategoricalDtype):  # categories would keep the erased ids
+        kept[InteractionCols.CUSTOMER_ID] = ids.cat.remove_unused_categories()
+    return Dataset(
+        items=dataset.items,
+        interactions=kept,
+        customers=customers[keep_c].reset_index(drop=True),
+        stock=dataset.stock,
+        source=dataset.source,
+    )
+
+
 def load_training_frame(data: Path, events_dir: Path | None) -> Dataset:
-    """The dataset at ``data`` plus the durable event log (if any) appended to its interactions."""
+    """The dataset at ``data`` plus the durable event log (if any) appended to its interactions.
+
+    Erasure: customers with a tombstone in the event log are removed from the dataset's customers
+    and interactions before anything is fitted; the log itself yields none of their events logged
+    or dated before the tombstone. The next bundle therefore holds nothing of them.
+    """
     dataset = load_dataset(data)
     if events_dir is not None and events_dir.exists():
-        events = EventLog(events_dir, read_only=True).read_frame()
+        log = EventLog(events_dir, read_only=True)
+        dataset = drop_customers(dataset, set(log.erased_customers()))
+        events = log.read_frame()
         if len(events):
             known = (
                 events[InteractionCols.ITEM_ID]
@@ -183,6 +228,57 @@ def evaluate(
     return results
 
 
+def _customer_intelligence(
+    dataset: Dataset, now: pd.Timestamp, config: TrainConfig
+) -> tuple[tuple[Any, ChurnModel | None], dict[str, Any]]:
+    """Churn model and customer profiles as of the data's last day, plus a manifest summary.
+
+    The churn AUC is measured on a time split: a model fitted with labels ending one horizon
+    before ``now`` is scored on the customers at that cutoff (labels from the last horizon),
+    beside the recency-only baseline. Too little history for churn → profiles without churn risk.
+    """
+    as_of = now.to_pydatetime()
+    events = EventTable.from_dataset(dataset)
+    churn_config = ChurnConfig(horizon_days=config.churn_horizon_days, seed=config.seed)
+    churn: ChurnModel | None = None
+    churn_summary: dict[str, Any] = {"horizon_days": config.churn_horizon_days}
+    try:
+        churn = ChurnModel(churn_config).fit_until(events, as_of)
+    except ValueError as exc:
+        logger.warning("churn model not fitted (profiles carry no churn risk): %s", exc)
+        churn_summary["skipped"] = str(exc)
+    if churn is not None:
+        cutoff = as_of - pd.Timedelta(days=config.churn_horizon_days)
+        try:
+            held = ChurnModel(churn_config).fit_until(events, cutoff)
+            result = evaluate_churn(held, events, cutoff, n_boot=0, seed=config.seed)
+            churn_summary.update(
+                {
+                    "eval_cutoff": result.cutoff.isoformat(),
+                    "eval_customers": result.customers,
+                    "auc": round(result.model.auc, 4),
+                    "recency_auc": round(result.recency.auc, 4),
+                }
+            )
+        except ValueError as exc:
+            logger.warning("churn AUC not measured: %s", exc)
+            churn_summary["eval_skipped"] = str(exc)
+    profiles = compute_profiles(
+        events, as_of, ProfileConfig.from_dict(config.profiles), churn=churn
+    )
+    counts = profiles.counts()
+    summary = {
+        "as_of": counts["as_of"],
+        "customers": counts["customers"],
+        "tiers": {name: counts["tiers"][name] for name in TIERS},
+        "stages": {name: counts["stages"][name] for name in STAGES},
+        "churn": churn_summary,
+        "path": "profiles",
+        "churn_model": "churn" if churn is not None else None,
+    }
+    return (profiles, churn), summary
+
+
 def train(
     data: Path,
     out: Path,
@@ -241,6 +337,16 @@ def train(
     else:
         full = train_data
 
+    profiles = None
+    profile_summary: dict[str, Any] = {}
+    if config.customer_profiles:
+        t = time.perf_counter()
+        # The churn model's small Newton steps are slower with threaded BLAS (thread start-up
+        # and contention dominate a (d+1)² Hessian): one thread is ~10x faster here.
+        with threadpool_limits(limits=1, user_api="blas"):
+            profiles, profile_summary = _customer_intelligence(dataset, now, config)
+        timings["profiles"] = time.perf_counter() - t
+
     t = time.perf_counter()
     fingerprint = dataset.fingerprint()
     version = new_version(fingerprint)
@@ -265,6 +371,11 @@ def train(
             als.item_vectors(), config.similar_items_precomputed, show_progress=progress
         )
         np.savez(writer.path / "similar_items.npz", ids=neighbour_ids, scores=neighbour_scores)
+        if profiles is not None:
+            profiles_batch, churn = profiles
+            profiles_batch.save(writer.path / "profiles")
+            if churn is not None:
+                churn.save(writer.path / "churn")
         timings["write"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
         manifest: dict[str, Any] = {
@@ -289,6 +400,8 @@ def train(
             },
             "timings_seconds": {key: round(value, 3) for key, value in timings.items()},
         }
+        if profile_summary:
+            manifest["profiles"] = profile_summary
         path = writer.commit(manifest)
     except BaseException:
         writer.abort()

@@ -27,11 +27,29 @@ def recommendations(
     k: Annotated[int | None, Query(ge=1, le=1000, description="list length")] = None,
     category: Annotated[Category | None, Query(description="only this category")] = None,
     exclude_purchased: Annotated[bool, Query(description="leave out items already bought")] = True,
+    surface: Annotated[
+        str, Query(pattern="^[a-z_]{1,32}$", description="strategy surface: home, email")
+    ] = "home",
+    in_stock_in_my_size: Annotated[
+        bool, Query(description="only items in stock in the customer's size for their category")
+    ] = False,
+    store_id: Annotated[
+        str | None, Query(min_length=1, max_length=64, description="stock of this store only")
+    ] = None,
 ) -> Response:
     """Collaborative filtering over the customer's history (including events that arrived since
-    the last training), blended with what is popular now. Unknown customers get popular items."""
+    the last training), blended with what is popular now and with the strategy of the customer's
+    segment (new, high value, active low-spend, sleeping). Unknown customers get popular items;
+    customers without personalization consent get popular items only. Each item carries the
+    customer's ``size`` for it when known."""
     size = check_k(k, settings)
     body = service.personalized(
-        customer_id, k=size, category=category, exclude_purchased=exclude_purchased
+        customer_id,
+        k=size,
+        category=category,
+        exclude_purchased=exclude_purchased,
+        surface=surface,
+        in_stock_in_my_size=in_stock_in_my_size,
+        store_id=store_id,
     )
     return Response(body, media_type="application/json")

@@ -24,7 +24,22 @@ def similar(
     service: ServiceDep,
     settings: SettingsDep,
     k: Annotated[int | None, Query(ge=1, le=1000, description="list length")] = None,
+    customer_id: Annotated[
+        str | None, Query(min_length=1, max_length=128, description="whose size to show / filter")
+    ] = None,
+    in_stock_in_my_size: Annotated[
+        bool, Query(description="only items in stock in the customer's size (needs customer_id)")
+    ] = False,
+    store_id: Annotated[
+        str | None, Query(min_length=1, max_length=64, description="stock of this store only")
+    ] = None,
 ) -> Response:
     """Nearest items in the collaborative-filtering space (bought by the same shoppers)."""
-    body = service.similar(item_id, k=check_k(k, settings))
+    body = service.similar(
+        item_id,
+        k=check_k(k, settings),
+        customer_id=customer_id,
+        in_stock_in_my_size=in_stock_in_my_size,
+        store_id=store_id,
+    )
     return Response(body, media_type="application/json")

@@ -1,0 +1,460 @@
+"""Segment strategies: which candidate sources a customer's feed blends, by segment and surface.
+
+A customer's *segment* comes from their live profile (:func:`segment_of`):
+
+=================  ==========================================================================
+segment            who
+=================  ==========================================================================
+``new``            lifecycle stage ``new`` (first purchase within ``new_days``)
+``high_value``     tier ``high_value``
+``active_low_spend`` tier ``active_low_spend``
+``sleeping``       tier ``sleeping_high_value``, or stage ``sleeping`` / ``churned``
+``default``        everyone else, unknown customers and customers without consent
+=================  ==========================================================================
+
+Each segment of each *surface* (``home``, ``email``; ``?surface=`` on the feed) names sources with
+weights; the pipeline fuses them (weighted reciprocal-rank fusion) and every item's ``reason``
+says which strategy put it there. Defaults are :data:`DEFAULT_STRATEGIES`; a JSON file of the same
+shape (``LOOKBOOK_STRATEGIES_FILE``) replaces them. The strategy sources:
+
+* ``starter`` — best sellers priced at or below their category's median ("Best seller to start
+  with"): approachable basics for new customers.
+* ``new_in_style`` — items launched in the newest window of the catalog whose style tags match the
+  customer's style affinities ("New arrival in your style: casual").
+* ``complementary`` — items of *other* categories bought by the customers who bought what this
+  customer kept (basket co-occurrence) ("Completes your look with the ...").
+* ``bundles`` — items of any category most often bought together with what the customer kept
+  ("Bundle: often bought with the ...").
+* ``step_up`` — popular items in the customer's categories priced 1.25–2.5x what they usually pay,
+  in their style when known ("Step up: ...").
+* ``win_back`` — items the customer looked at (or the nearest neighbours of what they bought) that
+  are now cheaper than the price they saw, or in stock in their size ("Now cheaper: ...",
+  "In your size M and in stock: ...").
+* ``als`` and ``popular`` — the collaborative and best-seller sources of every feed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import scipy.sparse as sp
+
+from app.pipeline import ALSSource, Candidate, CandidateSource, Context, PopularitySource
+from app.runtime import LoadedBundle
+from feature_store.errors import InvalidRequest
+from feature_store.schema import InteractionType, ItemCols
+
+SEGMENTS: Final = ("new", "high_value", "active_low_spend", "sleeping", "default")
+
+DEFAULT_STRATEGIES: Final[dict[str, dict[str, list[dict[str, Any]]]]] = {
+    # Reciprocal-rank fusion with k=60 is flat: a weight of 0.95 against 1.0 already places the
+    # strategy's first item around the other source's fourth, so weights stay close to 1.
+    "home": {
+        "new": [
+            {"source": "starter", "weight": 1.0},
+            {"source": "als", "weight": 0.9},
+            {"source": "popular", "weight": 0.2},
+        ],
+        "high_value": [
+            {"source": "als", "weight": 1.0},
+            {"source": "complementary", "weight": 0.95},
+            {"source": "new_in_style", "weight": 0.95},
+            {"source": "popular", "weight": 0.1},
+        ],
+        "active_low_spend": [
+            {"source": "als", "weight": 1.0},
+            {"source": "step_up", "weight": 0.95},
+            {"source": "bundles", "weight": 0.95},
+            {"source": "popular", "weight": 0.1},
+        ],
+        "sleeping": [
+            {"source": "win_back", "weight": 1.0},
+            {"source": "als", "weight": 0.95},
+            {"source": "popular", "weight": 0.2},
+        ],
+        "default": [{"source": "als", "weight": 1.0}, {"source": "popular", "weight": 0.2}],
+    },
+    "email": {
+        "new": [{"source": "starter", "weight": 1.0}, {"source": "als", "weight": 0.8}],
+        "high_value": [
+            {"source": "new_in_style", "weight": 1.0},
+            {"source": "complementary", "weight": 1.0},
+            {"source": "als", "weight": 0.8},
+        ],
+        "active_low_spend": [
+            {"source": "step_up", "weight": 1.0},
+            {"source": "bundles", "weight": 1.0},
+            {"source": "als", "weight": 0.8},
+        ],
+        "sleeping": [{"source": "win_back", "weight": 1.0}, {"source": "als", "weight": 0.8}],
+        "default": [{"source": "als", "weight": 1.0}, {"source": "popular", "weight": 0.2}],
+    },
+}
+
+NEW_ARRIVAL_DAYS: Final = 60.0
+NEW_ARRIVAL_MIN_SHARE: Final = 0.1  # the window widens to at least the newest 10 % of the catalog
+STEP_UP_RANGE: Final = (1.25, 2.5)
+CO_PURCHASE_ANCHORS: Final = 10
+
+
+def segment_of(profile: Mapping[str, Any] | None) -> str:
+    """The strategy segment of a rendered profile (``default`` when None)."""
+    if profile is None:
+        return "default"
+    tier, stage = profile.get("tier"), profile.get("stage")
+    if stage == "new":
+        return "new"
+    if tier in ("high_value", "active_low_spend"):
+        return str(tier)
+    if tier == "sleeping_high_value" or stage in ("sleeping", "churned"):
+        return "sleeping"
+    return "default"
+
+
+class _BundleStats:
+    """Per-bundle tables the strategy sources share (computed once per bundle version)."""
+
+    def __init__(self, bundle: LoadedBundle) -> None:
+        catalog = bundle.catalog
+        n = len(catalog.names)
+        self.median_price: dict[str, float] = {
+            cat: float(np.median(catalog.prices[rows])) for cat, rows in catalog.by_category.items()
+        }
+        frame = catalog.frame
+        if ItemCols.STYLES in frame.columns:
+            self.styles: list[frozenset[str]] = [
+                frozenset(str(t) for t in v)
+                if isinstance(v, list | tuple | np.ndarray)
+                else frozenset()
+                for v in frame[ItemCols.STYLES]
+            ]
+        else:
+            self.styles = [frozenset()] * n
+        launch = catalog.launch
+        known = ~np.isnan(launch)
+        self.new_items = np.empty(0, dtype=np.int64)
+        if known.any():
+            newest = float(np.nanmax(launch))
+            window_start = newest - NEW_ARRIVAL_DAYS * 86_400.0
+            share_start = float(np.quantile(launch[known], 1.0 - NEW_ARRIVAL_MIN_SHARE))
+            start = min(window_start, share_start)
+            self.new_items = np.flatnonzero(known & (launch >= start)).astype(np.int64)
+        self.purchases_csc: sp.csc_matrix = bundle.purchases.tocsc()
+
+
+_STATS_LOCK: Final = threading.Lock()
+_STATS: dict[str, _BundleStats] = {}
+
+
+def bundle_stats(bundle: LoadedBundle) -> _BundleStats:
+    with _STATS_LOCK:
+        stats = _STATS.get(bundle.version)
+        if stats is None:
+            _STATS.clear()  # one bundle is served at a time
+            stats = _STATS[bundle.version] = _BundleStats(bundle)
+        return stats
+
+
+def _top_styles(ctx: Context) -> dict[str, float]:
+    if ctx.profile is None:
+        return {}
+    return {
+        str(a["value"]): float(a["score"])
+        for a in ctx.profile.get("affinities", {}).get("style", [])
+    }
+
+
+def _allowed(ctx: Context, item: int) -> bool:
+    if item in ctx.exclude or item == ctx.anchor_item:
+        return False
+    return ctx.category is None or ctx.bundle.catalog.categories[item] == ctx.category
+
+
+def _kept_items(ctx: Context) -> list[int]:
+    """Items the customer bought and kept: the bundle's purchases plus recent online purchases
+    (most recent first)."""
+    bundle = ctx.bundle
+    out: list[int] = []
+    returned: set[int] = set()
+    for event in ctx.recent:  # newest first
+        item = bundle.catalog.ids.index(event.item_id)
+        if item is None:
+            continue
+        if event.type is InteractionType.RETURN:
+            returned.add(item)
+        elif event.type is InteractionType.PURCHASE and item not in returned and item not in out:
+            out.append(item)
+    if ctx.customer_index is not None:
+        for item in bundle.purchased(ctx.customer_index).tolist():
+            if item not in out and item not in returned:
+                out.append(int(item))
+    return out
+
+
+class StarterSource:
+    """Approachable best sellers: popular items at or below their category's median price."""
+
+    name = "starter"
+
+    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
+        bundle = ctx.bundle
+        stats = bundle_stats(bundle)
+        order = (
+            bundle.popular_order
+            if ctx.category is None
+            else bundle.popular_by_category.get(ctx.category, np.empty(0, dtype=np.int64))
+        )
+        scores = bundle.popularity.scores
+        out: list[Candidate] = []
+        for raw in order:
+            if len(out) >= n:
+                break
+            item = int(raw)
+            category = str(bundle.catalog.categories[item])
+            if (
+                not _allowed(ctx, item)
+                or bundle.catalog.prices[item] > stats.median_price[category]
+            ):
+                continue
+            out.append(
+                Candidate(
+                    item, float(scores[item]), self.name, f"Best seller to start with: {category}"
+                )
+            )
+        return out
+
+
+class NewInStyleSource:
+    """New arrivals whose style tags match the customer's style affinities."""
+
+    name = "new_in_style"
+
+    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
+        styles = _top_styles(ctx)
+        if not styles:
+            return []
+        bundle = ctx.bundle
+        stats = bundle_stats(bundle)
+        popularity = bundle.popularity.scores
+        top = max(float(popularity.max()), 1e-9) if len(popularity) else 1.0
+        scored: list[tuple[float, int, str]] = []
+        for raw in stats.new_items:
+            item = int(raw)
+            matched = stats.styles[item] & styles.keys()
+            if not matched or not _allowed(ctx, item):
+                continue
+            best = max(matched, key=lambda s: (styles[s], s))
+            score = sum(styles[s] for s in matched) + 1e-3 * float(popularity[item]) / top
+            scored.append((score, item, best))
+        scored.sort(key=lambda t: (-t[0], t[1]))
+        return [
+            Candidate(item, score, self.name, f"New arrival in your style: {style}")
+            for score, item, style in scored[:n]
+        ]
+
+
+class CoPurchaseSource:
+    """Items most often bought by the customers who bought what this customer kept.
+
+    ``other_categories=True`` keeps only items of categories other than the anchor's
+    (complementary pieces); False keeps any (bundles)."""
+
+    def __init__(self, name: str, *, other_categories: bool) -> None:
+        self.name = name
+        self.other_categories = other_categories
+
+    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
+        anchors = _kept_items(ctx)[:CO_PURCHASE_ANCHORS]
+        if not anchors:
+            return []
+        bundle = ctx.bundle
+        stats = bundle_stats(bundle)
+        catalog = bundle.catalog
+        totals: dict[int, float] = {}
+        best_anchor: dict[int, tuple[float, int]] = {}
+        owned = set(anchors)
+        for anchor in anchors:
+            buyers = stats.purchases_csc[:, anchor].indices
+            if len(buyers) == 0:
+                continue
+            counts = np.asarray(bundle.purchases[buyers].sum(axis=0)).ravel()
+            counts[anchor] = 0
+            if self.other_categories:
+                counts[catalog.by_category[str(catalog.categories[anchor])]] = 0
+            for item in np.flatnonzero(counts).tolist():
+                if item in owned or not _allowed(ctx, item):
+                    continue
+                value = float(counts[item]) / math.sqrt(len(buyers))
+                totals[item] = totals.get(item, 0.0) + value
+                if value > best_anchor.get(item, (-1.0, -1))[0]:
+                    best_anchor[item] = (value, anchor)
+        ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+        out = []
+        for item, score in ranked:
+            anchor_name = catalog.names[best_anchor[item][1]]
+            reason = (
+                f"Completes your look with the {anchor_name}"
+                if self.other_categories
+                else f"Bundle: often bought with the {anchor_name}"
+            )
+            out.append(Candidate(item, score, self.name, reason))
+        return out
+
+
+class StepUpSource:
+    """Popular items in the customer's categories priced a notch above what they usually pay."""
+
+    name = "step_up"
+
+    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
+        kept = _kept_items(ctx)
+        if not kept:
+            return []
+        bundle = ctx.bundle
+        catalog = bundle.catalog
+        stats = bundle_stats(bundle)
+        usual: dict[str, list[float]] = {}
+        for item in kept:
+            usual.setdefault(str(catalog.categories[item]), []).append(float(catalog.prices[item]))
+        styles = _top_styles(ctx)
+        low, high = STEP_UP_RANGE
+        scores = bundle.popularity.scores
+        top = max(float(scores.max()), 1e-9) if len(scores) else 1.0
+        scored: list[tuple[float, int, str]] = []
+        for category, prices in usual.items():
+            if ctx.category is not None and category != ctx.category:
+                continue
+            typical = float(np.median(prices))
+            for raw in bundle.popular_by_category.get(category, np.empty(0, dtype=np.int64)):
+                item = int(raw)
+                price = float(catalog.prices[item])
+                if not low * typical <= price <= high * typical or not _allowed(ctx, item):
+                    continue
+                style_match = sum(styles.get(s, 0.0) for s in stats.styles[item])
+                scored.append((style_match + float(scores[item]) / top, item, category))
+        scored.sort(key=lambda t: (-t[0], t[1]))
+        return [
+            Candidate(
+                item,
+                score,
+                self.name,
+                f"Step up: the {catalog.names[item]}, a notch above your usual {category}",
+            )
+            for score, item, category in scored[:n]
+        ]
+
+
+class WinBackSource:
+    """For sleeping customers: what they looked at (and the nearest neighbours of what they
+    bought) that is now cheaper than the price they saw, or in stock in their size."""
+
+    name = "win_back"
+    NEIGHBOURS: Final = 3
+
+    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
+        bundle = ctx.bundle
+        catalog = bundle.catalog
+        seen_price: dict[int, float] = {}
+        pool: dict[int, float] = {}  # item -> interest (recency rank based)
+        for rank, event in enumerate(ctx.recent):  # newest first
+            item = catalog.ids.index(event.item_id)
+            if item is None:
+                continue
+            if event.price is not None:
+                seen_price[item] = max(seen_price.get(item, 0.0), float(event.price))
+            if event.type is not InteractionType.PURCHASE:
+                pool.setdefault(item, 1.0 / (1.0 + rank))
+        for rank, item in enumerate(ctx.history.tolist()):
+            pool.setdefault(int(item), 0.5 / (1.0 + rank))
+        for anchor in _kept_items(ctx)[:CO_PURCHASE_ANCHORS]:
+            for neighbour in bundle.neighbour_ids[anchor][: self.NEIGHBOURS].tolist():
+                if neighbour >= 0:
+                    pool.setdefault(int(neighbour), 0.25)
+        out: list[Candidate] = []
+        for item, interest in sorted(pool.items(), key=lambda kv: (-kv[1], kv[0])):
+            if len(out) >= n:
+                break
+            if not _allowed(ctx, item):
+                continue
+            now_price = float(catalog.prices[item])
+            was = seen_price.get(item)
+            name = catalog.names[item]
+            if was is not None and now_price < 0.99 * was:
+                reason = (
+                    f"Now cheaper: the {name} you looked at, was {was:.2f}, now {now_price:.2f}"
+                )
+                out.append(Candidate(item, interest + 1.0, self.name, reason))
+            elif ctx.in_stock_in_size(item):
+                size = ctx.size_for(item)
+                reason = f"In your size {size} and in stock: the {name}"
+                out.append(Candidate(item, interest, self.name, reason))
+        return out
+
+
+def build_sources() -> dict[str, CandidateSource]:
+    return {
+        "als": ALSSource(),
+        "popular": PopularitySource(),
+        "starter": StarterSource(),
+        "new_in_style": NewInStyleSource(),
+        "complementary": CoPurchaseSource("complementary", other_categories=True),
+        "bundles": CoPurchaseSource("bundles", other_categories=False),
+        "step_up": StepUpSource(),
+        "win_back": WinBackSource(),
+    }
+
+
+class StrategyConfig:
+    """Validated strategies: surface → segment → [(source, weight)]."""
+
+    def __init__(
+        self,
+        raw: Mapping[str, Mapping[str, Any]],
+        sources: Mapping[str, CandidateSource],
+    ) -> None:
+        self.surfaces: dict[str, dict[str, list[tuple[CandidateSource, float]]]] = {}
+        for surface, segments in raw.items():
+            if not isinstance(segments, Mapping):
+                raise ValueError(f"strategies: surface {surface!r} must map segments to lists")
+            unknown = set(segments) - set(SEGMENTS)
+            if unknown:
+                raise ValueError(f"strategies: unknown segments {sorted(unknown)} in {surface!r}")
+            table: dict[str, list[tuple[CandidateSource, float]]] = {}
+            for segment in SEGMENTS:
+                entries = segments.get(segment, segments.get("default", []))
+                chosen: list[tuple[CandidateSource, float]] = []
+                for entry in entries:
+                    name, weight = entry.get("source"), float(entry.get("weight", 1.0))
+                    if name not in sources:
+                        raise ValueError(
+                            f"strategies: unknown source {name!r} in {surface}/{segment}; "
+                            f"known: {sorted(sources)}"
+                        )
+                    if weight < 0:
+                        raise ValueError(f"strategies: negative weight in {surface}/{segment}")
+                    chosen.append((sources[name], weight))
+                table[segment] = chosen
+            self.surfaces[surface] = table
+        if not self.surfaces:
+            raise ValueError("strategies: no surface configured")
+
+    @classmethod
+    def from_file(cls, path: Path | None, sources: Mapping[str, CandidateSource]) -> StrategyConfig:
+        if path is None:
+            return cls(DEFAULT_STRATEGIES, sources)
+        raw = json.loads(Path(path).read_text())
+        return cls(raw.get("surfaces", raw), sources)
+
+    def for_segment(self, surface: str, segment: str) -> list[tuple[CandidateSource, float]]:
+        table = self.surfaces.get(surface)
+        if table is None:
+            raise InvalidRequest(
+                f"surface: unknown surface {surface!r}; configured: {sorted(self.surfaces)}"
+            )
+        return table[segment]

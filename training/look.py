@@ -1,0 +1,203 @@
+"""Training of the "complete the look" (complementary) and seasonal models for the bundle.
+
+``lookbook train`` calls :func:`fit_look_models` after the collaborative models: the complementary
+model learns from the retailer's same-day baskets (:func:`feature_store.outfits.baskets_from_dataset`)
+and the seasonal model from its purchases (a return cancels the customer's purchases of the item).
+
+Cost is capped for large retailers: at most ``max_baskets`` customer-days are drawn (seeded) from
+the last ``basket_days`` days *before* the baskets are built, and the complementary model runs a
+few epochs. Everything is deterministic under the training seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from feature_store.dataset import Dataset
+from feature_store.outfits import Outfits, baskets_from_dataset
+from feature_store.schema import InteractionCols, InteractionType
+from models.base import TrainingData
+from models.complementary import ComplementaryModel
+from models.seasonal import SeasonalModel
+from training.data import PURCHASE_CODE, RETURN_CODE, IdMaps, encode
+
+logger = logging.getLogger("lookbook.training")
+
+SECONDS_PER_DAY = 86_400
+
+
+class ComplementaryConfig(BaseModel):
+    """Complementary ("complete the look") model settings for ``lookbook train``."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    max_baskets: int = Field(
+        100_000, ge=1, description="at most this many same-day baskets are sampled (seeded)"
+    )
+    basket_days: int | None = Field(
+        365, ge=1, description="baskets of the last this many days only (None: all history)"
+    )
+    cross_category_only: bool = Field(
+        True, description="ignore baskets whose items all share one category"
+    )
+    epochs: int = Field(3, ge=1, le=100)
+    dim: int = Field(32, ge=2, le=512)
+    attr_dim: int = Field(16, ge=1, le=256)
+    hidden: int = Field(64, ge=1, le=1024)
+    batch_size: int = Field(512, ge=8, le=65_536)
+    negatives: int = Field(32, ge=1, le=1024)
+    lr: float = Field(3e-3, gt=0)
+
+
+class SeasonalConfig(BaseModel):
+    """Seasonal / trending model settings for ``lookbook train``."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    half_life_days: float = Field(90.0, gt=0)
+    trend_weight: float = Field(0.0, ge=0, le=4)
+    hemisphere: str = Field("north", pattern="^(north|south)$")
+
+
+def sample_baskets(
+    dataset: Dataset,
+    maps: IdMaps,
+    config: ComplementaryConfig,
+    *,
+    now: pd.Timestamp,
+    seed: int,
+) -> tuple[Outfits, dict[str, Any]]:
+    """Same-day baskets of the last ``basket_days`` days, at most ``max_baskets`` of them.
+
+    Customer-days with two or more purchase rows are counted with integer keys first; when there
+    are more than ``max_baskets``, a seeded sample of them is drawn and only their rows (plus the
+    returns of their customers, so returned items leave their baskets) go to
+    :func:`baskets_from_dataset`. Building baskets for every customer-day of a 10M-interaction
+    retailer would otherwise cost more than fitting on them.
+    """
+    inter = dataset.interactions
+    start = None if config.basket_days is None else now - pd.Timedelta(days=config.basket_days)
+    types = inter[InteractionCols.TYPE].astype(str).to_numpy()
+    stamps = inter[InteractionCols.TIMESTAMP]
+    in_window = np.ones(len(inter), dtype=bool)
+    if start is not None:
+        in_window = (stamps >= start).to_numpy()
+    is_purchase = (types == InteractionType.PURCHASE.value) & in_window
+    is_return = (types == InteractionType.RETURN.value) & in_window
+    customers = encode(inter[InteractionCols.CUSTOMER_ID], maps.customers)
+    days = stamps.dt.as_unit("s").astype("int64").to_numpy() // SECONDS_PER_DAY
+    rows = np.flatnonzero(is_purchase & (customers >= 0))
+    n_customers = max(len(maps.customers), 1)
+    keys = days[rows] * n_customers + customers[rows]
+    uniq, counts = np.unique(keys, return_counts=True)
+    candidates = uniq[counts >= 2]
+    summary: dict[str, Any] = {
+        "window_start": None if start is None else str(start),
+        "customer_days_with_2plus_purchases": len(candidates),
+    }
+    if len(candidates) > config.max_baskets:
+        rng = np.random.default_rng(seed)
+        chosen = np.sort(rng.choice(candidates, size=config.max_baskets, replace=False))
+        rows = rows[np.isin(keys, chosen)]
+    else:
+        rows = rows[np.isin(keys, candidates)]
+    picked_customers = np.unique(customers[rows])
+    return_rows = np.flatnonzero(is_return & np.isin(customers, picked_customers))
+    subset = inter.iloc[np.sort(np.concatenate([rows, return_rows]))]
+    reduced = Dataset(
+        items=dataset.items,
+        interactions=subset.reset_index(drop=True),
+        source=dataset.source,
+    )
+    baskets = baskets_from_dataset(
+        reduced, start=start, cross_category_only=config.cross_category_only
+    )
+    summary["baskets"] = len(baskets)
+    return baskets, summary
+
+
+def fit_complementary(
+    dataset: Dataset,
+    maps: IdMaps,
+    config: ComplementaryConfig,
+    *,
+    now: pd.Timestamp,
+    seed: int,
+    index_kind: str = "auto",
+) -> tuple[ComplementaryModel | None, dict[str, Any]]:
+    """The complementary model fitted on sampled same-day baskets, or ``None`` (with the reason
+    in the summary) when the data has no basket of two or more items."""
+    t = time.perf_counter()
+    baskets, summary = sample_baskets(dataset, maps, config, now=now, seed=seed)
+    summary["basket_seconds"] = round(time.perf_counter() - t, 3)
+    model = ComplementaryModel(
+        dim=config.dim,
+        attr_dim=config.attr_dim,
+        hidden=config.hidden,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        negatives=config.negatives,
+        lr=config.lr,
+        index_kind=index_kind,
+        seed=seed,
+        threads=1,
+    )
+    t = time.perf_counter()
+    try:
+        # Baskets are the only sets here, so they are the "outfits" (weight 1).
+        model.fit(dataset.items.reset_index(drop=True), baskets)
+    except ValueError as exc:
+        logger.warning("complementary model not fitted: %s", exc)
+        summary["skipped"] = str(exc)
+        return None, summary
+    summary["fit_seconds"] = round(time.perf_counter() - t, 3)
+    summary["epochs"] = config.epochs
+    summary["final_loss"] = round(model.loss_history_[-1], 4) if model.loss_history_ else None
+    summary["items_with_history"] = int(model.history_.sum())
+    summary["path"] = "models/complementary"
+    return model, summary
+
+
+def purchase_events(
+    data: TrainingData,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(item indices, timestamps in seconds) of purchases that the customer did not return."""
+    types = data.event_types
+    n_items = int(data.user_items.shape[1])
+    keys = data.user_idx.astype(np.int64) * n_items + data.item_idx.astype(np.int64)
+    bought = types == PURCHASE_CODE
+    returned = np.unique(keys[types == RETURN_CODE])
+    if len(returned):
+        bought &= ~np.isin(keys, returned)
+    return data.item_idx[bought].astype(np.int64), data.timestamps[bought].astype(np.int64)
+
+
+def fit_seasonal(
+    dataset: Dataset, data: TrainingData, config: SeasonalConfig
+) -> tuple[SeasonalModel | None, dict[str, Any]]:
+    """The seasonal model fitted on ``data``'s purchases (``data.now`` ends the period)."""
+    t = time.perf_counter()
+    items, seconds = purchase_events(data)
+    if len(items) == 0:
+        logger.warning("seasonal model not fitted: no purchases")
+        return None, {"skipped": "no purchases"}
+    model = SeasonalModel(
+        half_life_days=config.half_life_days,
+        trend_weight=config.trend_weight,
+        hemisphere=config.hemisphere,
+    )
+    model.fit_events(dataset.items.reset_index(drop=True), items, seconds, now=int(data.now))
+    return model, {
+        "purchases": len(items),
+        "trending": int(model.trending_.sum()),
+        "evergreen": int(model.evergreen_.sum()),
+        "fit_seconds": round(time.perf_counter() - t, 3),
+        "path": "models/seasonal",
+    }
