@@ -17,7 +17,17 @@ from threadpoolctl import threadpool_limits
 from app.cache import Cache, InProcessCache, RedisCache
 from app.errors import install_error_handlers
 from app.metrics import Metrics
-from app.routes import admin, customers, events, health, items, profiles, segments
+from app.routes import (
+    admin,
+    complementary,
+    customers,
+    events,
+    health,
+    items,
+    profiles,
+    seasonal,
+    segments,
+)
 from app.runtime import BundleManager
 from app.service import RecommendationService
 from app.settings import Settings
@@ -171,6 +181,8 @@ def create_app(
         profiles.router,
         segments.router,
         items.router,
+        complementary.router,
+        seasonal.router,
         events.router,
         admin.router,
         health.router,

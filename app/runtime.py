@@ -19,8 +19,10 @@ from feature_store.ids import IdMap
 from feature_store.profiles import CustomerProfiles
 from feature_store.schema import ItemCols, StockCols
 from models.als import ALSRecommender
+from models.complementary import ComplementaryModel
 from models.index import ItemIndex
 from models.popularity import PopularityRecommender
+from models.seasonal import SeasonalModel
 from training.bundle import BundleInfo, latest_bundle, load_csr, read_manifest
 
 logger = logging.getLogger("lookbook.app")
@@ -151,6 +153,16 @@ class StockTable:
         at = int(np.searchsorted(keys, key))
         return int(qty[at]) if at < len(keys) and keys[at] == key else 0
 
+    @property
+    def empty(self) -> bool:
+        return len(self._total_keys) == 0
+
+    def in_stock_items(self) -> npt.NDArray[np.bool_]:
+        """Per item: True when some size of it is in stock somewhere."""
+        mask = np.zeros(self._n_items, dtype=bool)
+        mask[self._total_keys[self._total_qty > 0] // self._n_sizes] = True
+        return mask
+
 
 ATTRIBUTE_WEIGHTS: dict[str, float] = {
     ItemCols.PRODUCT_TYPE: 2.0,
@@ -217,6 +229,9 @@ class LoadedBundle:
     item_evidence: npt.NDArray[np.int64]  # customers who interacted with each item in training
     stock: StockTable
     profiles: CustomerProfiles | None  # None for bundles trained before customer intelligence
+    # "Complete the look" and seasonal models (None for bundles trained before them).
+    complementary: ComplementaryModel | None = None
+    seasonal: SeasonalModel | None = None
 
     @classmethod
     def load(cls, path: Path) -> LoadedBundle:
@@ -246,6 +261,19 @@ class LoadedBundle:
                 if (path / "profiles" / "profiles.json").exists()
                 else None
             )
+            complementary = (
+                ComplementaryModel.load(path / "models" / "complementary")
+                if (path / "models" / "complementary" / "config.json").exists()
+                else None
+            )
+            seasonal = (
+                SeasonalModel.load(path / "models" / "seasonal")
+                if (path / "models" / "seasonal" / "config.json").exists()
+                else None
+            )
+            for look_model in (complementary, seasonal):
+                if look_model is not None and look_model.n_items != len(items):
+                    raise ValueError(f"{look_model.name} model has {look_model.n_items} items")
         except (OSError, KeyError, ValueError) as exc:
             raise BundleError(f"bundle {path} is incomplete or corrupt: {exc}") from exc
         order = np.argsort(-np.asarray(popularity.scores), kind="stable").astype(np.int64)
@@ -276,6 +304,8 @@ class LoadedBundle:
             item_evidence=np.bincount(user_items.indices, minlength=len(items)).astype(np.int64),
             stock=stock,
             profiles=profiles,
+            complementary=complementary,
+            seasonal=seasonal,
         )
 
     def history(self, customer: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:

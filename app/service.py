@@ -20,7 +20,9 @@ from pydantic import ValidationError
 
 from app.cache import Cache
 from app.errors import CustomerRequired, UnknownStore
+from app.look import LookService
 from app.metrics import Metrics
+from app.outfit_sources import look_sources, with_look_sources
 from app.pipeline import (
     ALSSource,
     AttributeSimilarSource,
@@ -84,6 +86,11 @@ class RecommendationService:
         self.non_personalized_pipeline = Pipeline(sources=[(popular, 1.0)], fallback=popular)
         sources = build_sources()
         sources["popular"] = popular
+        # Complete the look and seasonal picks: nameable in a strategies file, and added to every
+        # strategy at modest weights (app/outfit_sources.py) when it does not name them.
+        self.look_sources = look_sources(lambda: self.clock())
+        sources.update(self.look_sources)
+        self.look = LookService(self)
         self.strategies = StrategyConfig.from_file(strategies_file, sources)
         self.profile_states: ProfileStateStore = (
             profile_states if profile_states is not None else InMemoryProfileStates()
@@ -260,7 +267,10 @@ class RecommendationService:
             ctx.profile = profile
             segment = segment_of(profile)
             pipeline = Pipeline(
-                sources=self.strategies.for_segment(surface, segment), fallback=self.popular
+                sources=with_look_sources(
+                    self.strategies.for_segment(surface, segment), self.look_sources
+                ),
+                fallback=self.popular,
             )
         else:  # no consent: a non-personalized list, nothing of theirs is used
             ctx = Context(bundle=bundle, k=k, category=cat, customer_id=customer_id)

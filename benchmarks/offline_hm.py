@@ -27,13 +27,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from models.sequence import SequenceConfig  # noqa: E402
 from training.evaluate import (  # noqa: E402
     METHODS,
     EvalConfig,
     EvaluationResult,
-    PeerParams,
     load_for_evaluation,
+    preset_config,
     run_evaluation,
     write_report,
 )
@@ -42,29 +41,27 @@ SHARED = REPO.parent / "shared" / "data"
 DATASETS = {"hm": SHARED / "hm_neo4j_customer_sample", "rtr": SHARED / "renttherunway_clean"}
 
 
-def config_for(name: str, args: argparse.Namespace) -> EvalConfig:
-    methods = tuple(args.methods.split(",")) if args.methods else METHODS
+def config_for(name: str, n_interactions: int, args: argparse.Namespace) -> EvalConfig:
+    """The harness's preset (:func:`training.evaluate.preset_config`) with the command's flags."""
+    methods = tuple(args.methods.split(",")) if args.methods else None
     if name == "rtr":
-        # 192k rentals, 106k customers: fewer, larger LSTM/SASRec steps to stay in minutes
-        return EvalConfig(
-            protocol="time_split",
+        return preset_config(
+            "time_split",
+            n_interactions=n_interactions,
+            seed=args.seed,
             test_days=args.rtr_test_days,
             max_customers=args.rtr_customers,
             methods=methods,
             n_boot=args.n_boot,
-            seed=args.seed,
-            sequence=SequenceConfig(
-                epochs=args.rtr_lstm_epochs, batch_size=256, learning_rate=1e-2, seed=args.seed
-            ),
-            peer=PeerParams(epochs=args.rtr_peer_epochs, batch_size=256),
+            lstm_epochs=args.rtr_lstm_epochs,
         )
-    return EvalConfig(
-        protocol="last_day",
+    return preset_config(
+        "last_day",
+        n_interactions=n_interactions,
+        seed=args.seed,
         folds=args.folds,
         methods=methods,
         n_boot=args.n_boot,
-        seed=args.seed,
-        sequence=SequenceConfig(seed=args.seed),
     )
 
 
@@ -79,7 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rtr-test-days", type=int, default=28)
     parser.add_argument("--rtr-customers", type=int, default=3000)
     parser.add_argument("--rtr-lstm-epochs", type=int, default=3)
-    parser.add_argument("--rtr-peer-epochs", type=int, default=2)
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -100,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         start = time.perf_counter()
         dataset, _ = load_for_evaluation(path)
-        result = run_evaluation(dataset, config_for(name, args), name=path.name)
+        config = config_for(name, dataset.n_interactions, args)
+        result = run_evaluation(dataset, config, name=path.name)
         print(result.table())
         print(f"({name}: {time.perf_counter() - start:.0f}s)\n", flush=True)
         results.append(result)

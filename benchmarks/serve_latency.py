@@ -472,7 +472,7 @@ def format_targets(outcomes: dict[str, Outcome], rate: float) -> str:
         outcome = outcomes.get(key)
         ok, why = healthy(outcome)
         value = outcome.stats.get(stat) if outcome is not None and outcome.result else None
-        if value is None:
+        if value is None or value != value:  # not measured, or no successful request
             rows.append([label, f"≤ {limit:g} ms", "–", why or "skipped"])
             return
         met = ok and value <= limit

@@ -252,6 +252,7 @@ class SequenceConfig:
     num_negatives: int = 1024  # sampled softmax: uniform negatives shared by a batch
     repeat: bool = True  # learned, session-gated repeat term for items in the history
     repeat_half_life_days: float = 60.0
+    repeat_prior: float = 3.0  # initial repeat weight, softplus(prior): history items start strong
     seed: int = 42
     num_threads: int = 2
 
@@ -353,6 +354,8 @@ class SequenceNet(nn.Module):
         self.out_dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.hidden_dim, c.output_dim)
         self.repeat_gate = nn.Linear(c.output_dim, 2)
+        nn.init.zeros_(self.repeat_gate.weight)
+        nn.init.constant_(self.repeat_gate.bias, c.repeat_prior)
 
     def repeat_weight(self, sessions: torch.Tensor) -> torch.Tensor:
         """``(..., D) -> (..., 2)``: the session's weights ``beta(u) = softplus(W u + c)`` of the
@@ -908,6 +911,21 @@ class SequenceRecommender(Recommender):
             keep = out_ids[0] >= 0
             return out_ids[0][keep], out_scores[0][keep]
         return out_ids, out_scores
+
+    def history_of(
+        self, user: int
+    ) -> tuple[IntArray, list[str | None], IntArray, npt.NDArray[np.int64]]:
+        """``(items, sizes, event types, timestamps)`` kept at fit for training customer ``user``
+        (time order, at most ``max_len``): the service appends the events that arrived since and
+        calls :meth:`recommend_from_sequence` with them."""
+        if not 0 <= int(user) < self.n_users:
+            raise ValueError(
+                f"customer index {user} is not in the model ({self.n_users} customers)"
+            )
+        row = self.histories.row(int(user))
+        sizes = [None if code == 0 else self.size_vocab[int(code)] for code in row.sizes]
+        times = row.times if row.times is not None else np.zeros(len(row.items), np.int64)
+        return row.items.copy(), sizes, row.types.copy(), times.copy()
 
     def similar_items(
         self, itemid: int, N: int = 12, *, filter_items: IntArray | None = None

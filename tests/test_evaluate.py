@@ -20,6 +20,7 @@ from training.evaluate import (
     last_day_folds,
     load_rtr,
     prepare,
+    preset_config,
     run_evaluation,
     write_report,
 )
@@ -291,3 +292,11 @@ def test_rtr_loads_with_sizes() -> None:
     assert len(dataset.interactions) > 190_000
     assert dataset.interactions[InteractionCols.SIZE].notna().all()
     assert set(dataset.items[ItemCols.CATEGORY]) >= {"dress", "top"}
+
+
+def test_preset_config() -> None:
+    small = preset_config("last_day", n_interactions=23_199, folds=4, max_customers=None)
+    assert small.folds == 4 and small.sequence.epochs == SequenceConfig().epochs
+    large = preset_config("time_split", n_interactions=192_544, lstm_epochs=2)
+    assert large.max_customers == 3000 and large.sequence.epochs == 2
+    assert large.sequence.batch_size == 256 and large.peer.epochs == 2

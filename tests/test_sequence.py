@@ -161,6 +161,23 @@ def test_save_load_gives_identical_outputs(
     )
 
 
+def test_history_of_round_trips_into_recommend(chain_model: SequenceRecommender) -> None:
+    items, sizes, types, times = chain_model.history_of(5)
+    assert len(items) == 3 and sizes == [None, None, None] and (np.diff(times) > 0).all()
+    matrix = sp.csr_matrix((240, 24), dtype=np.float32)
+    expected = chain_model.recommend(5, matrix, N=4, filter_already_liked_items=False)
+    got = chain_model.recommend_from_sequence(
+        items,
+        sizes,
+        k=4,
+        event_types=types.tolist(),
+        timestamps=times,
+        now=chain_model.trained_until,
+    )
+    np.testing.assert_array_equal(expected[0], got[0])
+    np.testing.assert_allclose(expected[1], got[1], rtol=1e-6)
+
+
 def test_two_fits_are_bit_identical() -> None:
     config = SequenceConfig(
         id_dim=8, feature_dim=4, hidden_dim=16, output_dim=8, epochs=3, num_threads=2, seed=11

@@ -55,7 +55,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -1231,6 +1231,33 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+def preset_config(
+    protocol: str,
+    *,
+    n_interactions: int = 0,
+    seed: int = 42,
+    **overrides: Any,
+) -> EvalConfig:
+    """The configuration ``lookbook evaluate`` and ``benchmarks/offline_hm.py`` use: the defaults,
+    and for large ``time_split`` data (more than 100k interactions, e.g. Rent the Runway's 192k)
+    fewer, larger LSTM and SASRec steps and a 3,000-customer sample, so a run takes minutes on two
+    cores. ``overrides`` are :class:`EvalConfig` fields (``lstm_epochs`` sets the LSTM's)."""
+    lstm_epochs = overrides.pop("lstm_epochs", None)
+    large = protocol == "time_split" and n_interactions > 100_000
+    sequence = (
+        SequenceConfig(epochs=3, batch_size=256, learning_rate=1e-2, seed=seed)
+        if large
+        else SequenceConfig(seed=seed)
+    )
+    if lstm_epochs is not None:
+        sequence = replace(sequence, epochs=int(lstm_epochs))
+    values: dict[str, Any] = {"protocol": protocol, "seed": seed, "sequence": sequence}
+    if large:
+        values.update(peer=PeerParams(epochs=2, batch_size=256), max_customers=3000)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return EvalConfig(**values)
+
+
 def evaluate_command(
     data: Sequence[Path],
     out: Path,
@@ -1247,24 +1274,23 @@ def evaluate_command(
     command: str = "",
 ) -> list[EvaluationResult]:
     """What ``lookbook evaluate`` runs: evaluate each data folder (H&M-style folders with the
-    ``last_day`` protocol, Rent the Runway with ``time_split`` unless ``protocol`` says otherwise),
-    log the tables, and write ``report.md``, ``results.json`` and ``map_at_k.png`` into ``out``."""
+    ``last_day`` protocol, Rent the Runway with ``time_split`` unless ``protocol`` says otherwise;
+    :func:`preset_config`), log the tables, and write ``report.md``, ``results.json`` and
+    ``map_at_k.png`` into ``out``. Returns the results (the caller prints ``result.table()``)."""
     results = []
     for path in data:
         dataset, default_protocol = load_for_evaluation(Path(path))
-        sequence = SequenceConfig(seed=seed)
-        if lstm_epochs is not None:
-            sequence = SequenceConfig(seed=seed, epochs=lstm_epochs)
-        config = EvalConfig(
-            protocol=protocol or default_protocol,
+        config = preset_config(
+            protocol or default_protocol,
+            n_interactions=dataset.n_interactions,
+            seed=seed,
             folds=folds,
-            methods=tuple(methods) if methods else METHODS,
+            methods=tuple(methods) if methods else None,
             k=k,
             test_days=test_days,
             max_customers=max_customers,
             n_boot=n_boot,
-            seed=seed,
-            sequence=sequence,
+            lstm_epochs=lstm_epochs,
         )
         result = run_evaluation(dataset, config, name=Path(path).name)
         logger.info("\n%s", result.table())

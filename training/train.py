@@ -29,6 +29,7 @@ from models.index import ItemIndex
 from models.popularity import PopularityRecommender
 from training.bundle import BundleWriter, new_version
 from training.data import IdMaps, build_id_maps, encode, purchase_matrix, to_training_data
+from training.look import ComplementaryConfig, SeasonalConfig, fit_complementary, fit_seasonal
 from training.metrics import catalog_coverage, map_at_k, recall_at_k
 from training.split import time_split
 
@@ -72,6 +73,8 @@ class TrainConfig(BaseModel):
     profiles: dict[str, Any] = Field(
         default_factory=dict, description="ProfileConfig fields (day counts, thresholds, weights)"
     )
+    complementary: ComplementaryConfig = Field(default_factory=ComplementaryConfig)
+    seasonal: SeasonalConfig = Field(default_factory=SeasonalConfig)
 
     @classmethod
     def from_file(cls, path: Path | None) -> TrainConfig:
@@ -347,6 +350,23 @@ def train(
             profiles, profile_summary = _customer_intelligence(dataset, now, config)
         timings["profiles"] = time.perf_counter() - t
 
+    # Complete the look (same-day baskets) and seasonal demand, fitted on all the data.
+    look_models: dict[str, Any] = {}
+    look_summary: dict[str, Any] = {}
+    if config.complementary.enabled:
+        t = time.perf_counter()
+        look_models["complementary"], look_summary["complementary"] = fit_complementary(
+            dataset, maps, config.complementary, now=now, seed=config.seed,
+            index_kind=config.index_kind,
+        )  # fmt: skip
+        timings["complementary"] = time.perf_counter() - t
+    if config.seasonal.enabled:
+        t = time.perf_counter()
+        look_models["seasonal"], look_summary["seasonal"] = fit_seasonal(
+            dataset, full, config.seasonal
+        )
+        timings["seasonal"] = time.perf_counter() - t
+
     t = time.perf_counter()
     fingerprint = dataset.fingerprint()
     version = new_version(fingerprint)
@@ -376,6 +396,9 @@ def train(
             profiles_batch.save(writer.path / "profiles")
             if churn is not None:
                 churn.save(writer.path / "churn")
+        for name, look_model in look_models.items():
+            if look_model is not None:
+                look_model.save(writer.model_dir(name))
         timings["write"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
         manifest: dict[str, Any] = {
@@ -393,13 +416,19 @@ def train(
             "metrics": metrics,
             "item_count": len(maps.items),
             "customer_count": len(maps.customers),
-            "models": {"als": "models/als", "popularity": "models/popularity"},
+            "models": {
+                "als": "models/als",
+                "popularity": "models/popularity",
+                **{name: f"models/{name}" for name, m in look_models.items() if m is not None},
+            },
             "indexes": {
                 "als_items": "indexes/als_items.faiss",
                 "als_items_cosine": "indexes/als_items_cosine.faiss",
             },
             "timings_seconds": {key: round(value, 3) for key, value in timings.items()},
         }
+        if look_summary:
+            manifest["look"] = look_summary
         if profile_summary:
             manifest["profiles"] = profile_summary
         path = writer.commit(manifest)

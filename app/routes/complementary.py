@@ -1,0 +1,122 @@
+"""Complete the look: complementary items per slot (category) for one item or a basket."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.deps import ServiceDep, SettingsDep
+from app.look import MAX_BASKET, parse_categories
+from app.schemas import ErrorResponse, RecommendedItem
+from app.settings import Settings
+from feature_store.errors import InvalidRequest
+
+router = APIRouter(tags=["complete the look"])
+
+ItemId = Annotated[str, Path(min_length=1, max_length=128)]
+DEFAULT_PER_SLOT = 4
+
+
+class ComplementaryItem(RecommendedItem):
+    pairs_with: str = Field(description="the anchor / basket item this one pairs with best")
+
+
+class Slot(BaseModel):
+    category: str
+    items: list[ComplementaryItem]
+
+
+class ComplementaryList(BaseModel):
+    recommendation_id: str = Field(description="echo it (with the position) in events")
+    model_version: str
+    surface: str
+    customer_id: str | None = None
+    item_id: str | None = Field(None, description="the anchor item (single-item requests)")
+    basket: list[str] = Field(description="the items completed, as given (duplicates removed)")
+    compatibility: float | None = Field(
+        None, description="how well the basket goes together (two or more items; higher = better)"
+    )
+    personalized: bool
+    fallback: bool
+    slots: list[Slot]
+
+
+class BasketRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        min_length=1, max_length=MAX_BASKET, description="item ids of the basket / outfit so far"
+    )
+    k: int | None = Field(None, ge=1, le=1000, description="items per slot")
+    categories: list[str] | None = Field(
+        None, description="slots to fill (default: the categories that complete the basket)"
+    )
+    customer_id: str | None = Field(None, min_length=1, max_length=128)
+
+
+def per_slot(k: int | None, settings: Settings) -> int:
+    if k is None:
+        return min(DEFAULT_PER_SLOT, settings.max_k)
+    if k > settings.max_k:
+        raise InvalidRequest(f"k: must be at most {settings.max_k}")
+    return k
+
+
+RESPONSES: dict[int | str, dict[str, object]] = {
+    404: {"model": ErrorResponse},
+    422: {"model": ErrorResponse},
+    503: {"model": ErrorResponse},
+}
+
+
+@router.get(
+    "/v1/items/{item_id}/complementary",
+    response_model=ComplementaryList,
+    responses=RESPONSES,
+    summary="Complete the look of an item",
+)
+def item_complementary(
+    item_id: ItemId,
+    service: ServiceDep,
+    settings: SettingsDep,
+    k: Annotated[int | None, Query(ge=1, le=1000, description="items per slot")] = None,
+    categories: Annotated[
+        str | None, Query(max_length=200, description="comma-separated slots, e.g. bottom,shoes")
+    ] = None,
+    customer_id: Annotated[
+        str | None, Query(min_length=1, max_length=128, description="personalize (sizes, bought)")
+    ] = None,
+) -> Response:
+    """Items of other categories that go with the item, grouped by slot (category): bottoms, shoes,
+    outerwear, accessories for a top. Each carries a reason naming the item it pairs with. Items
+    never seen in an outfit or basket are scored from their attributes."""
+    body = service.look.complementary(
+        [item_id],
+        k=per_slot(k, settings),
+        categories=parse_categories(categories),
+        customer_id=customer_id,
+        single=True,
+    )
+    return Response(body, media_type="application/json")
+
+
+@router.post(
+    "/v1/complementary",
+    response_model=ComplementaryList,
+    responses=RESPONSES,
+    summary="Complete the look of a basket",
+)
+def basket_complementary(
+    request: BasketRequest, service: ServiceDep, settings: SettingsDep
+) -> Response:
+    """Per slot, the items that go best with *all* the basket's items (mean compatibility with the
+    whole set); with ``customer_id``: nothing they bought, in stock in their size."""
+    body = service.look.complementary(
+        request.items,
+        k=per_slot(request.k, settings),
+        categories=parse_categories(request.categories),
+        customer_id=request.customer_id,
+    )
+    return Response(body, media_type="application/json")

@@ -1,0 +1,62 @@
+"""Seasonal picks: what sells in the coming weeks (or a season), with weather hints."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from pydantic import Field
+
+from app.deps import ServiceDep, SettingsDep, check_k
+from app.schemas import ErrorResponse, RecommendationList
+from feature_store.schema import Category
+
+router = APIRouter(prefix="/v1", tags=["seasonal"])
+
+
+class SeasonalList(RecommendationList):
+    date: str = Field(description="first day of the 4-week window (YYYY-MM-DD)")
+    season: str | None = None
+    weather: str | None = None
+    personalized: bool
+
+
+@router.get(
+    "/seasonal",
+    response_model=SeasonalList,
+    responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    summary="Seasonal picks",
+)
+def seasonal(
+    service: ServiceDep,
+    settings: SettingsDep,
+    date: Annotated[
+        str | None,
+        Query(max_length=40, description="ISO date; the 4 weeks from it (default today)"),
+    ] = None,
+    season: Annotated[
+        str | None, Query(max_length=16, description="spring, summer, autumn or winter")
+    ] = None,
+    weather: Annotated[
+        str | None,
+        Query(max_length=32, description="cold_snap, cold, mild, warm, heatwave or rain"),
+    ] = None,
+    category: Annotated[Category | None, Query(description="only this category")] = None,
+    k: Annotated[int | None, Query(ge=1, le=1000, description="list length")] = None,
+    customer_id: Annotated[
+        str | None, Query(min_length=1, max_length=128, description="personalize to this customer")
+    ] = None,
+) -> Response:
+    """Season-of-year and recency-aware demand (trending and evergreen items told apart), moved by a
+    weather hint ("cold_snap" → outerwear and knitwear). With a known customer who consented: items
+    in their style, nothing they bought, in stock in their size."""
+    body = service.look.seasonal(
+        k=check_k(k, settings),
+        date=date,
+        season=season,
+        weather=weather,
+        category=category.value if category is not None else None,
+        customer_id=customer_id,
+    )
+    return Response(body, media_type="application/json")
