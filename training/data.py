@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -126,3 +126,25 @@ def purchase_matrix(data: TrainingData) -> sp.csr_matrix:
     matrix.data = (matrix.data > 0).astype(np.float32)
     matrix.eliminate_zeros()
     return matrix
+
+
+def opted_out_rows(dataset: Dataset, maps: IdMaps) -> npt.NDArray[np.int64]:
+    """Dense indices of customers whose ``consent_personalization`` is false in the data."""
+    customers = dataset.customers
+    if CustomerCols.CONSENT_PERSONALIZATION not in customers.columns:
+        return np.empty(0, dtype=np.int64)
+    flags = customers[CustomerCols.CONSENT_PERSONALIZATION]
+    refused = customers[CustomerCols.ID][flags.notna() & (flags.astype("boolean") == False)]  # noqa: E712
+    rows = maps.customers.indices([str(c) for c in refused])
+    return rows[rows >= 0]
+
+
+def without_rows(data: TrainingData, rows: npt.NDArray[np.int64]) -> TrainingData:
+    """``data`` whose confidence matrix has the given customer rows emptied (events untouched)."""
+    if len(rows) == 0:
+        return data
+    keep = np.ones(data.n_users, dtype=np.float32)
+    keep[rows] = 0.0
+    matrix = sp.diags(keep).dot(data.user_items).tocsr()
+    matrix.eliminate_zeros()
+    return replace(data, user_items=matrix)

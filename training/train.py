@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
@@ -28,7 +28,15 @@ from models.churn import evaluate as evaluate_churn
 from models.index import ItemIndex
 from models.popularity import PopularityRecommender
 from training.bundle import BundleWriter, new_version
-from training.data import IdMaps, build_id_maps, encode, purchase_matrix, to_training_data
+from training.data import (
+    IdMaps,
+    build_id_maps,
+    encode,
+    opted_out_rows,
+    purchase_matrix,
+    to_training_data,
+    without_rows,
+)
 from training.look import ComplementaryConfig, SeasonalConfig, fit_complementary, fit_seasonal
 from training.metrics import catalog_coverage, map_at_k, recall_at_k
 from training.split import time_split
@@ -84,7 +92,14 @@ class TrainConfig(BaseModel):
             raw = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise DataFormatError(f"cannot read config: {exc}", file=str(path)) from exc
-        return cls.model_validate(raw)
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first.get("loc", ()))
+            raise DataFormatError(
+                f"invalid training config: {first['msg']}", file=str(path), column=where or None
+            ) from exc
 
 
 @dataclass
@@ -162,8 +177,10 @@ def load_training_frame(data: Path, events_dir: Path | None) -> Dataset:
 
 
 def _fit_models(
-    data: TrainingData, config: TrainConfig, progress: bool
+    data: TrainingData, config: TrainConfig, progress: bool, opted_out: np.ndarray
 ) -> tuple[ALSRecommender, PopularityRecommender]:
+    """ALS learns only from customers who consented to personalization (``opted_out`` are the
+    dense indices of those who did not); popularity counts everyone's purchases anonymously."""
     als = ALSRecommender(
         factors=config.als.factors,
         regularization=config.als.regularization,
@@ -171,7 +188,7 @@ def _fit_models(
         iterations=config.als.iterations,
         random_state=config.seed,
     )
-    als.fit(data, show_progress=progress)
+    als.fit(without_rows(data, opted_out), show_progress=progress)
     popularity = PopularityRecommender(half_life_days=config.popularity.half_life_days)
     popularity.fit(data, show_progress=progress)
     return als, popularity
@@ -313,10 +330,11 @@ def train(
     train_frame, test_frame = time_split(interactions, test_days=config.test_days)
     train_now = pd.Timestamp(train_frame[InteractionCols.TIMESTAMP].max())
     train_data = to_training_data(train_frame, maps, now=train_now)
+    opted_out = opted_out_rows(dataset, maps)
     timings["prepare"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    als, popularity = _fit_models(train_data, config, progress)
+    als, popularity = _fit_models(train_data, config, progress, opted_out)
     timings["fit_eval_models"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -335,7 +353,7 @@ def train(
     if config.refit_full:
         t = time.perf_counter()
         full = to_training_data(interactions, maps, now=now)
-        als, popularity = _fit_models(full, config, progress)
+        als, popularity = _fit_models(full, config, progress, opted_out)
         timings["refit_full"] = time.perf_counter() - t
     else:
         full = train_data

@@ -1,0 +1,129 @@
+"""`lookbook train` end to end: bundle layout, manifest, determinism, consent, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import SMALL_CONFIG
+from typer.testing import CliRunner
+
+from feature_store.synthetic import generate
+from models.als import ALSRecommender
+from training.bundle import latest_bundle, list_bundles
+from training.cli import cli
+from training.train import train
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    generate(folder, customers=400, items=200, seed=3)
+    return folder
+
+
+def test_bundle_layout_and_manifest(data: Path, tmp_path: Path) -> None:
+    result = train(data, tmp_path, config=SMALL_CONFIG, progress=False)
+    info = latest_bundle(tmp_path)
+    assert info is not None and info.path == result.bundle_path
+    manifest = info.manifest
+    for key in ("version", "created", "data", "config", "metrics", "item_count", "models"):
+        assert key in manifest
+    assert manifest["data"]["fingerprint"]
+    assert manifest["item_count"] == len(pd.read_parquet(data / "items.parquet"))
+    assert set(manifest["metrics"]) >= {"als", "popularity"}
+    assert "map@12" in manifest["metrics"]["als"] and "recall@12" in manifest["metrics"]["als"]
+    for name in (
+        "item_ids.parquet",
+        "customer_ids.parquet",
+        "catalog.parquet",
+        "user_items.npz",
+        "purchases.npz",
+        "similar_items.npz",
+        "indexes/als_items.faiss",
+        "indexes/als_items_cosine.faiss",
+        "models/als/arrays.npz",
+        "models/popularity/arrays.npz",
+    ):
+        assert (info.path / name).exists(), name
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")], "no temp leftovers"
+
+
+def test_same_data_and_seed_same_models(data: Path, tmp_path: Path) -> None:
+    first = train(data, tmp_path / "a", config=SMALL_CONFIG, progress=False)
+    second = train(data, tmp_path / "b", config=SMALL_CONFIG, progress=False)
+    a = ALSRecommender.load(first.bundle_path / "models" / "als")
+    b = ALSRecommender.load(second.bundle_path / "models" / "als")
+    np.testing.assert_array_equal(a.item_factors, b.item_factors)
+    np.testing.assert_array_equal(a.user_factors, b.user_factors)
+    assert first.metrics == second.metrics
+    for name in ("similar_items.npz",):
+        with (
+            np.load(first.bundle_path / name) as x,
+            np.load(second.bundle_path / name) as y,
+        ):
+            np.testing.assert_array_equal(x["ids"], y["ids"])
+
+
+def test_customers_without_consent_teach_als_nothing(data: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "data"
+    copy.mkdir()
+    for file in data.glob("*.parquet"):
+        (copy / file.name).write_bytes(file.read_bytes())
+    customers = pd.read_parquet(copy / "customers.parquet")
+    customers["consent_personalization"] = True
+    refused = str(customers["customer_id"].iloc[0])
+    customers.loc[0, "consent_personalization"] = False
+    customers.to_parquet(copy / "customers.parquet", index=False)
+    result = train(copy, tmp_path / "bundles", config=SMALL_CONFIG, progress=False)
+    ids = pd.read_parquet(result.bundle_path / "customer_ids.parquet")["id"].tolist()
+    als = ALSRecommender.load(result.bundle_path / "models" / "als")
+    assert not als.user_factors[ids.index(refused)].any()
+    assert als.user_factors[ids.index(str(customers["customer_id"].iloc[1]))].any()
+
+
+def test_cli_train_prints_metrics_side_by_side(data: Path, tmp_path: Path) -> None:
+    config = tmp_path / "train.json"
+    config.write_text(json.dumps(SMALL_CONFIG.model_dump()))
+    out = CliRunner().invoke(
+        cli, ["train", "--data", str(data), "--out", str(tmp_path / "b"), "--config", str(config)]
+    )
+    assert out.exit_code == 0, out.output
+    assert "als" in out.output and "popularity" in out.output and "map@12" in out.output
+    assert len(list_bundles(tmp_path / "b")) == 1
+
+
+def test_cli_train_bad_input_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "items.csv").write_text("item_id,name,category,price\nI1,Shirt,top,12.0\n")
+    (bad / "interactions.csv").write_text(
+        "customer_id,item_id,type,timestamp\nC1,I1,purchase,not-a-date\n"
+    )
+    out = CliRunner().invoke(cli, ["train", "--data", str(bad), "--out", str(tmp_path / "b")])
+    assert out.exit_code == 2
+    assert "interactions.csv" in out.output and "row 2" in out.output
+    assert "Traceback" not in out.output
+
+
+def test_cli_train_bad_config_is_a_clear_error(data: Path, tmp_path: Path) -> None:
+    config = tmp_path / "train.json"
+    config.write_text("{not json")
+    out = CliRunner().invoke(
+        cli, ["train", "--data", str(data), "--out", str(tmp_path / "b"), "--config", str(config)]
+    )
+    assert out.exit_code == 2
+    assert "train.json" in out.output
+
+
+def test_cli_train_invalid_config_field_is_a_clear_error(data: Path, tmp_path: Path) -> None:
+    config = tmp_path / "train.json"
+    config.write_text(json.dumps({"als": {"factors": -1}}))
+    out = CliRunner().invoke(
+        cli, ["train", "--data", str(data), "--out", str(tmp_path / "b"), "--config", str(config)]
+    )
+    assert out.exit_code == 2
+    assert "als.factors" in out.output and "Traceback" not in out.output
