@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import SMALL_CONFIG
 from typer.testing import CliRunner
 
 from feature_store.synthetic import generate
+from helpers import SMALL_CONFIG
 from models.als import ALSRecommender
 from training.bundle import latest_bundle, list_bundles
 from training.cli import cli
