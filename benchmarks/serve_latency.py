@@ -769,7 +769,7 @@ def run(args: argparse.Namespace) -> int:
         scenarios = [s for s in scenarios if s.key in only]
     server_cpu, loadgen_cpu = (0, 1) if args.pin else (None, None)
     run_id = uuid.uuid4().hex[:8]
-    logs = args.work / "logs"
+    logs = args.work / "logs" / f"serve-{time.strftime('%Y%m%dT%H%M%S')}"  # one folder per run
     access = args.access_log
 
     common = {
