@@ -31,6 +31,7 @@ from app.routes import (
 from app.runtime import BundleManager
 from app.service import RecommendationService
 from app.settings import Settings
+from app.strategies import bundle_stats
 from feature_store.errors import LookbookError
 from feature_store.event_log import EventLog
 from feature_store.online_store import (
@@ -126,7 +127,7 @@ def create_app(
     """Build the service. ``store`` and ``cache`` override the ones the settings would choose."""
     settings = settings or Settings()
     metrics = Metrics()
-    bundles = BundleManager(settings.bundle_dir)
+    bundles = BundleManager(settings.bundle_dir, warmups=[bundle_stats])
     service = RecommendationService(
         bundles,
         store if store is not None else build_store(settings),

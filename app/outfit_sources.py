@@ -29,7 +29,10 @@ from feature_store.schema import InteractionType
 
 # Reciprocal-rank fusion is flat (k=60): 0.9 puts a source's first item around ALS's 8th, 0.85
 # around its 11th — one or two of each in a feed of twelve.
-LOOK_SOURCE_WEIGHTS: Final[dict[str, float]] = {"complete_look": 0.9, "seasonal": 0.85}
+# Added to every segment's feed strategy by default. ``complete_look`` (weight 0.9 when named)
+# costs a FAISS search per slot per anchor, too much for the feed's millisecond budget on a large
+# catalog, so a strategies file opts into it per segment (LOOKBOOK_STRATEGIES_FILE).
+LOOK_SOURCE_WEIGHTS: Final[dict[str, float]] = {"seasonal": 0.85}
 MAX_ANCHORS: Final = 3
 
 _stock_lock = threading.Lock()
@@ -152,8 +155,13 @@ class SeasonalSource:
 
     name = "seasonal"
 
+    #: picks computed once per bundle, day and category, then filtered per request
+    POOL: Final = 300
+
     def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
+        self._pool: dict[tuple[str, str, str | None], list[tuple[int, float, str]]] = {}
+        self._lock = threading.Lock()
 
     def candidates(self, ctx: Context, n: int) -> list[Candidate]:
         model = ctx.bundle.seasonal
@@ -161,23 +169,41 @@ class SeasonalSource:
             return []
         if ctx.category is not None and ctx.category not in model.categories_:
             return []
-        bought = purchased_items(ctx)
-        style = bought if bought else ctx.history.tolist()
-        if not style:  # nothing known of the customer: the feed's popular fallback stands
-            return []
-        affinity = model.affinity_from_items(style)
+        if not len(ctx.history) and not purchased_items(ctx):
+            return []  # nothing known of the customer: the feed's popular fallback stands
+        out: list[Candidate] = []
+        for item, score, reason in self._picks(ctx):
+            if item in ctx.exclude:
+                continue
+            out.append(Candidate(item, score, self.name, reason))
+            if len(out) >= n:
+                break
+        return out
+
+    def _picks(self, ctx: Context) -> list[tuple[int, float, str]]:
+        """Today's seasonal picks (in stock) for the request's category; the ALS and strategy
+        sources personalise the feed, this source brings the season in. The /v1/seasonal
+        endpoint personalises the picks themselves."""
+        day = default_date(ctx.bundle, self.clock)
+        key = (ctx.bundle.version, day.date().isoformat(), ctx.category)
+        with self._lock:
+            cached = self._pool.get(key)
+        if cached is not None:
+            return cached
+        model = ctx.bundle.seasonal
+        assert model is not None
         picks = model.recommend(
-            date=default_date(ctx.bundle, self.clock),
-            category=ctx.category,
-            k=n,
-            customer_affinity=affinity,
-            in_stock=stock_mask(ctx.bundle),
-            exclude=sorted(ctx.exclude) or None,
+            date=day, category=ctx.category, k=self.POOL, in_stock=stock_mask(ctx.bundle)
         )
-        return [
-            Candidate(int(i), float(s), self.name, r)
+        pool = [
+            (int(i), float(s), str(r))
             for i, s, r in zip(picks.items, picks.scores, picks.reasons, strict=True)
         ]
+        with self._lock:
+            if len(self._pool) > 64 or any(k[0] != ctx.bundle.version for k in self._pool):
+                self._pool.clear()
+            self._pool[key] = pool
+        return pool
 
 
 def look_sources(clock: Callable[[], datetime] | None = None) -> dict[str, CandidateSource]:

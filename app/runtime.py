@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -324,8 +325,13 @@ class LoadedBundle:
 class BundleManager:
     """Holds the current bundle; :meth:`refresh` swaps in a newer one without stopping service."""
 
-    def __init__(self, bundle_dir: Path) -> None:
+    def __init__(
+        self, bundle_dir: Path, warmups: Sequence[Callable[[LoadedBundle], object]] = ()
+    ) -> None:
+        """``warmups`` run on a newly loaded bundle before it is swapped in (per-bundle tables),
+        so no request pays for them."""
         self.bundle_dir = bundle_dir
+        self.warmups = list(warmups)
         self._current: LoadedBundle | None = None
         self._lock = threading.Lock()
 
@@ -349,5 +355,7 @@ class BundleManager:
             if self._current is not None and self._current.version == info.version:
                 return False
             bundle = LoadedBundle.load(info.path)
+            for warmup in self.warmups:
+                warmup(bundle)
             self._current = bundle
             return True

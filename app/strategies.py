@@ -36,19 +36,20 @@ shape (``LOOKBOOK_STRATEGIES_FILE``) replaces them. The strategy sources:
 from __future__ import annotations
 
 import json
-import math
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
 from app.pipeline import ALSSource, Candidate, CandidateSource, Context, PopularitySource
 from app.runtime import LoadedBundle
 from feature_store.errors import InvalidRequest
 from feature_store.schema import InteractionType, ItemCols
+from models.base import top_n
 
 SEGMENTS: Final = ("new", "high_value", "active_low_spend", "sleeping", "default")
 
@@ -101,6 +102,8 @@ NEW_ARRIVAL_DAYS: Final = 60.0
 NEW_ARRIVAL_MIN_SHARE: Final = 0.1  # the window widens to at least the newest 10 % of the catalog
 STEP_UP_RANGE: Final = (1.25, 2.5)
 CO_PURCHASE_ANCHORS: Final = 10
+CO_PURCHASE_BUYERS: Final = 200  # buyers of an anchor sampled (in index order) per request
+STEP_UP_POOL: Final = 2000  # most popular items of a category considered for a step up
 
 
 def segment_of(profile: Mapping[str, Any] | None) -> str:
@@ -136,6 +139,13 @@ class _BundleStats:
             ]
         else:
             self.styles = [frozenset()] * n
+        vocab = sorted({tag for tags in self.styles for tag in tags})
+        self.style_vocab: dict[str, int] = {tag: i for i, tag in enumerate(vocab)}
+        rows = [r for r, tags in enumerate(self.styles) for _ in tags]
+        cols = [self.style_vocab[t] for tags in self.styles for t in sorted(tags)]
+        self.style_matrix: sp.csr_matrix = sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, len(vocab))
+        )
         launch = catalog.launch
         known = ~np.isnan(launch)
         self.new_items = np.empty(0, dtype=np.int64)
@@ -146,6 +156,15 @@ class _BundleStats:
             start = min(window_start, share_start)
             self.new_items = np.flatnonzero(known & (launch >= start)).astype(np.int64)
         self.purchases_csc: sp.csc_matrix = bundle.purchases.tocsc()
+        self.new_style_matrix: sp.csr_matrix = self.style_matrix[self.new_items]
+
+    def style_weights(self, styles: Mapping[str, float]) -> npt.NDArray[np.float32]:
+        weights = np.zeros(len(self.style_vocab), dtype=np.float32)
+        for tag, value in styles.items():
+            col = self.style_vocab.get(tag)
+            if col is not None:
+                weights[col] = value
+        return weights
 
 
 _STATS_LOCK: Final = threading.Lock()
@@ -241,22 +260,24 @@ class NewInStyleSource:
             return []
         bundle = ctx.bundle
         stats = bundle_stats(bundle)
+        if len(stats.new_items) == 0:
+            return []
+        weights = stats.style_weights(styles)
         popularity = bundle.popularity.scores
         top = max(float(popularity.max()), 1e-9) if len(popularity) else 1.0
-        scored: list[tuple[float, int, str]] = []
-        for raw in stats.new_items:
-            item = int(raw)
-            matched = stats.styles[item] & styles.keys()
-            if not matched or not _allowed(ctx, item):
+        match = stats.new_style_matrix @ weights  # summed affinity of each new item's styles
+        score = np.where(match > 0, match + 1e-3 * popularity[stats.new_items] / top, -np.inf)
+        order, values = top_n(score, n + len(ctx.exclude) + 1)
+        out: list[Candidate] = []
+        for pos, value in zip(order.tolist(), values.tolist(), strict=True):
+            item = int(stats.new_items[pos])
+            if not _allowed(ctx, item):
                 continue
-            best = max(matched, key=lambda s: (styles[s], s))
-            score = sum(styles[s] for s in matched) + 1e-3 * float(popularity[item]) / top
-            scored.append((score, item, best))
-        scored.sort(key=lambda t: (-t[0], t[1]))
-        return [
-            Candidate(item, score, self.name, f"New arrival in your style: {style}")
-            for score, item, style in scored[:n]
-        ]
+            best = max(stats.styles[item] & styles.keys(), key=lambda t: (styles[t], t))
+            out.append(Candidate(item, value, self.name, f"New arrival in your style: {best}"))
+            if len(out) >= n:
+                break
+        return out
 
 
 class CoPurchaseSource:
@@ -276,34 +297,35 @@ class CoPurchaseSource:
         bundle = ctx.bundle
         stats = bundle_stats(bundle)
         catalog = bundle.catalog
-        totals: dict[int, float] = {}
-        best_anchor: dict[int, tuple[float, int]] = {}
-        owned = set(anchors)
-        for anchor in anchors:
-            buyers = stats.purchases_csc[:, anchor].indices
+        n_items = len(catalog.names)
+        per_anchor = np.zeros((len(anchors), n_items), dtype=np.float32)
+        for row, anchor in enumerate(anchors):
+            buyers = stats.purchases_csc[:, anchor].indices[:CO_PURCHASE_BUYERS]
             if len(buyers) == 0:
                 continue
-            counts = np.asarray(bundle.purchases[buyers].sum(axis=0)).ravel()
-            counts[anchor] = 0
+            counts = np.asarray(bundle.purchases[buyers].sum(axis=0), dtype=np.float32).ravel()
             if self.other_categories:
-                counts[catalog.by_category[str(catalog.categories[anchor])]] = 0
-            for item in np.flatnonzero(counts).tolist():
-                if item in owned or not _allowed(ctx, item):
-                    continue
-                value = float(counts[item]) / math.sqrt(len(buyers))
-                totals[item] = totals.get(item, 0.0) + value
-                if value > best_anchor.get(item, (-1.0, -1))[0]:
-                    best_anchor[item] = (value, anchor)
-        ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+                counts[catalog.by_category[str(catalog.categories[anchor])]] = 0.0
+            per_anchor[row] = counts / np.sqrt(len(buyers))
+        totals = per_anchor.sum(axis=0)
+        totals[anchors] = 0.0  # what they own
+        if ctx.exclude:
+            totals[sorted(ctx.exclude)] = 0.0
+        totals[totals <= 0] = -np.inf
+        order, values = top_n(totals, n + 1)
         out = []
-        for item, score in ranked:
-            anchor_name = catalog.names[best_anchor[item][1]]
+        for item, score in zip(order.tolist(), values.tolist(), strict=True):
+            if not _allowed(ctx, item):
+                continue
+            anchor_name = catalog.names[anchors[int(np.argmax(per_anchor[:, item]))]]
             reason = (
                 f"Completes your look with the {anchor_name}"
                 if self.other_categories
                 else f"Bundle: often bought with the {anchor_name}"
             )
             out.append(Candidate(item, score, self.name, reason))
+            if len(out) >= n:
+                break
         return out
 
 
@@ -322,7 +344,7 @@ class StepUpSource:
         usual: dict[str, list[float]] = {}
         for item in kept:
             usual.setdefault(str(catalog.categories[item]), []).append(float(catalog.prices[item]))
-        styles = _top_styles(ctx)
+        weights = stats.style_weights(_top_styles(ctx))
         low, high = STEP_UP_RANGE
         scores = bundle.popularity.scores
         top = max(float(scores.max()), 1e-9) if len(scores) else 1.0
@@ -331,13 +353,23 @@ class StepUpSource:
             if ctx.category is not None and category != ctx.category:
                 continue
             typical = float(np.median(prices))
-            for raw in bundle.popular_by_category.get(category, np.empty(0, dtype=np.int64)):
-                item = int(raw)
-                price = float(catalog.prices[item])
-                if not low * typical <= price <= high * typical or not _allowed(ctx, item):
+            pool = bundle.popular_by_category.get(category, np.empty(0, dtype=np.int64))
+            pool = pool[:STEP_UP_POOL]
+            price = catalog.prices[pool]
+            pool = pool[(price >= low * typical) & (price <= high * typical)]
+            if len(pool) == 0:
+                continue
+            value = stats.style_matrix[pool] @ weights + scores[pool] / top
+            order, ranked = top_n(value, n + len(ctx.exclude) + 1)
+            taken = 0
+            for pos, v in zip(order.tolist(), ranked.tolist(), strict=True):
+                item = int(pool[pos])
+                if not _allowed(ctx, item):
                     continue
-                style_match = sum(styles.get(s, 0.0) for s in stats.styles[item])
-                scored.append((style_match + float(scores[item]) / top, item, category))
+                scored.append((v, item, category))
+                taken += 1
+                if taken >= n:
+                    break
         scored.sort(key=lambda t: (-t[0], t[1]))
         return [
             Candidate(

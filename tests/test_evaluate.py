@@ -300,3 +300,12 @@ def test_preset_config() -> None:
     large = preset_config("time_split", n_interactions=192_544, lstm_epochs=2)
     assert large.max_customers == 3000 and large.sequence.epochs == 2
     assert large.sequence.batch_size == 256 and large.peer.epochs == 2
+
+
+def test_audit_refuses_look_ahead(result: EvaluationResult) -> None:
+    audit = replace(result.audits[-1], max_history_timestamp_minus_cutoff=0)
+    with pytest.raises(RuntimeError, match="look-ahead"):
+        audit.check()
+    late = replace(result.audits[-1], max_train_timestamp=result.audits[-1].train_end)
+    with pytest.raises(RuntimeError, match="look-ahead"):
+        late.check()

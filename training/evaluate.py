@@ -383,14 +383,16 @@ class FoldAudit:
     train_events: int
 
     def check(self) -> None:
-        """Raise ``AssertionError`` if anything dated on/after a cutoff was used."""
-        if self.max_train_timestamp is not None and self.min_cutoff is not None:
-            assert self.max_train_timestamp < self.train_end <= self.min_cutoff, self
+        """Raise ``RuntimeError`` if anything dated on/after a cutoff was used."""
+        trained, first = self.max_train_timestamp, self.min_cutoff
+        if trained is not None and first is not None and not trained < self.train_end <= first:
+            raise RuntimeError(f"look-ahead: training events reach a cutoff: {self}")
         for gap in (
             self.max_history_timestamp_minus_cutoff,
             self.max_popularity_timestamp_minus_cutoff,
         ):
-            assert gap is None or gap < 0, self
+            if gap is not None and gap >= 0:
+                raise RuntimeError(f"look-ahead: history or popularity reach a cutoff: {self}")
 
 
 @dataclass

@@ -43,6 +43,8 @@ from training.split import time_split
 
 logger = logging.getLogger("lookbook.training")
 
+PERSONAL_HNSW_ITEMS = 50_000
+
 
 class ALSConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -399,7 +401,12 @@ def train(
         popularity.save(writer.model_dir("popularity"))
         # Inner product with raw factors ranks by the ALS score (personalized retrieval);
         # normalised factors rank by cosine similarity (similar items).
-        ItemIndex.build(als.item_factors, kind=config.index_kind, seed=config.seed).save(
+        # The personalized index answers every uncached feed request: past PERSONAL_HNSW_ITEMS
+        # items an HNSW graph (~0.2 ms, recall@12 ~0.95) beats an exact scan (~1.5 ms).
+        personal_kind = config.index_kind
+        if personal_kind == "auto":
+            personal_kind = "hnsw" if len(maps.items) > PERSONAL_HNSW_ITEMS else "flat"
+        ItemIndex.build(als.item_factors, kind=personal_kind, seed=config.seed).save(
             writer.index_path("als_items")
         )
         cosine = ItemIndex.build(als.item_vectors(), kind=config.index_kind, seed=config.seed)
