@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -146,6 +147,9 @@ def create_app(
         # (and leave the other core to the event loop and other requests).
         ItemIndex.set_threads(1)
         blas_limit = threadpool_limits(limits=1, user_api="blas")
+        # Routes are CPU-bound: a few pool threads keep both cores busy, while dozens of threads
+        # fighting over the GIL double the cost of every request under overload.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         try:
             if await run_in_threadpool(bundles.refresh):
                 metrics.set_model(bundles.current.version)

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
         30.0, ge=0, description="how often to look for a newer bundle; 0 disables hot reload"
     )
     max_batch_events: int = Field(1000, ge=1)
+    worker_threads: int = Field(
+        4, ge=1, le=256, description="threads running request handlers (they are CPU-bound)"
+    )
     recent_events_per_customer: int = Field(100, ge=1)
     strategies_file: Path | None = Field(
         None, description="JSON of segment strategies per surface (app/strategies.py defaults)"
