@@ -191,6 +191,7 @@ class RecommendationService:
             self._revoked.discard(customer_id)
         else:
             self._revoked.add(customer_id)
+        self.event_log.record_consent(customer_id, personalization)  # the trainer honours it
         self.store.set_consent(customer_id, personalization)
         if self.bundles.loaded:
             live = self.profiles()

@@ -52,6 +52,7 @@ DEFAULT_SEGMENT_BYTES: Final = 64 * 1024 * 1024
 SEGMENT_PATTERN: Final = re.compile(r"^events-(\d{6,})\.jsonl$")
 LOCK_NAME: Final = ".writer.lock"
 _TMP_SUFFIX: Final = ".compact.tmp"
+CONSENT_FILE: Final = "consent.jsonl"
 _TOMBSTONE_MARK: Final = b'{"tombstone":'
 _READ_CHUNK: Final = 1 << 20
 _STRING_COLUMNS: Final = tuple(
@@ -335,6 +336,65 @@ class EventLog:
         writer = self._require_writer()
         with writer.lock:
             writer.write(orjson.dumps(tombstone) + b"\n", self.segment_bytes)
+            self._forget_consent(customer_id.strip())
+
+    # -- personalization consent ------------------------------------------------------------
+    # Consent changes made through the service are kept beside the segments in ``consent.jsonl``
+    # (one fsynced line per change), so the trainer honours them too; erasure rewrites the file
+    # without the customer.
+
+    @property
+    def _consent_path(self) -> Path:
+        return self.directory / CONSENT_FILE
+
+    def record_consent(self, customer_id: str, personalization: bool) -> None:
+        """Durably record a customer's personalization consent (the latest record wins)."""
+        if not isinstance(customer_id, str) or not customer_id.strip():
+            raise ValueError(f"customer_id must be a non-empty string, got {customer_id!r}")
+        line = orjson.dumps(
+            {
+                InteractionCols.CUSTOMER_ID: customer_id.strip(),
+                "personalization": bool(personalization),
+                "at": datetime.now(UTC).isoformat(),
+            }
+        )
+        writer = self._require_writer()
+        with writer.lock, open(self._consent_path, "ab") as file:
+            file.write(line + b"\n")
+            file.flush()
+            os.fsync(file.fileno())
+
+    def consents(self) -> dict[str, bool]:
+        """The latest consent recorded per customer (a torn last line is ignored)."""
+        out: dict[str, bool] = {}
+        if not self._consent_path.exists():
+            return out
+        for raw in self._consent_path.read_bytes().splitlines():
+            try:
+                record = orjson.loads(raw)
+                out[str(record[InteractionCols.CUSTOMER_ID])] = bool(record["personalization"])
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue
+        return out
+
+    def _forget_consent(self, customer_id: str) -> None:
+        path = self._consent_path
+        if not path.exists():
+            return
+        kept = []
+        for raw in path.read_bytes().splitlines():
+            try:
+                if orjson.loads(raw).get(InteractionCols.CUSTOMER_ID) == customer_id:
+                    continue
+            except (orjson.JSONDecodeError, AttributeError):
+                continue
+            kept.append(raw + b"\n")
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as file:
+            file.writelines(kept)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
 
     def compact(self) -> int:
         """Rewrite the segments that hold erased events without them; return how many were removed.

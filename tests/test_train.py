@@ -127,3 +127,24 @@ def test_cli_train_invalid_config_field_is_a_clear_error(data: Path, tmp_path: P
     )
     assert out.exit_code == 2
     assert "als.factors" in out.output and "Traceback" not in out.output
+
+
+def test_consent_given_through_the_service_reaches_the_trainer(data: Path, tmp_path: Path) -> None:
+    from feature_store.event_log import EventLog
+
+    customers = pd.read_parquet(data / "customers.parquet")
+    refused, erased = str(customers["customer_id"].iloc[2]), str(customers["customer_id"].iloc[3])
+    log = EventLog(tmp_path / "events")
+    log.record_consent(refused, False)
+    log.record_consent(erased, False)
+    log.erase_customer(erased)
+    assert log.consents() == {refused: False}, "erasure forgets the consent record too"
+    assert erased not in (tmp_path / "events" / "consent.jsonl").read_text()
+    log.close()
+    result = train(
+        data, tmp_path / "b", config=SMALL_CONFIG, events_dir=tmp_path / "events", progress=False
+    )
+    ids = pd.read_parquet(result.bundle_path / "customer_ids.parquet")["id"].tolist()
+    als = ALSRecommender.load(result.bundle_path / "models" / "als")
+    assert not als.user_factors[ids.index(refused)].any()
+    assert erased not in ids

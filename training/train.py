@@ -139,6 +139,33 @@ def drop_customers(dataset: Dataset, customer_ids: set[str]) -> Dataset:
     )
 
 
+def apply_consents(dataset: Dataset, consents: dict[str, bool]) -> Dataset:
+    """``dataset`` whose customers carry the consent recorded through the service (it overrides
+    the data's ``consent_personalization``; customers only the service knows are added)."""
+    if not consents:
+        return dataset
+    customers = dataset.customers.copy()
+    column = CustomerCols.CONSENT_PERSONALIZATION
+    if column not in customers.columns:
+        customers[column] = pd.NA
+    customers[column] = customers[column].astype("boolean")
+    ids = customers[CustomerCols.ID].astype(str)
+    known = ids.isin(consents.keys())
+    customers.loc[known, column] = ids[known].map(consents).astype("boolean")
+    extra = sorted(set(consents) - set(ids))
+    if extra:
+        added = pd.DataFrame({CustomerCols.ID: extra, column: [consents[c] for c in extra]})
+        customers = pd.concat([customers, added.astype({column: "boolean"})], ignore_index=True)
+    logger.info("consent: %d customers' consent recorded through the service", len(consents))
+    return Dataset(
+        items=dataset.items,
+        interactions=dataset.interactions,
+        customers=customers,
+        stock=dataset.stock,
+        source=dataset.source,
+    )
+
+
 def load_training_frame(data: Path, events_dir: Path | None) -> Dataset:
     """The dataset at ``data`` plus the durable event log (if any) appended to its interactions.
 
@@ -150,6 +177,7 @@ def load_training_frame(data: Path, events_dir: Path | None) -> Dataset:
     if events_dir is not None and events_dir.exists():
         log = EventLog(events_dir, read_only=True)
         dataset = drop_customers(dataset, set(log.erased_customers()))
+        dataset = apply_consents(dataset, log.consents())
         events = log.read_frame()
         if len(events):
             known = (
