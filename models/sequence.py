@@ -630,12 +630,19 @@ class SequenceRecommender(Recommender):
                     cand = torch.from_numpy(candidates)
                     logits = picked @ table[cand].T + net.biases()[cand]
                 if c.repeat and len(rep_items):
-                    feature = np.zeros((len(pair_idx), len(candidates), 2), dtype=np.float64)
-                    cols = np.searchsorted(candidates, rep_items)
-                    np.add.at(feature[:, :, 0], (rep_rows, cols), 1.0)
-                    np.add.at(feature[:, :, 1], (rep_rows, cols), rep_weights)
-                    boost = torch.from_numpy(np.log1p(feature).astype(np.float32))
-                    logits = logits + (boost * net.repeat_weight(picked)[:, None, :]).sum(dim=2)
+                    # sparse: only (pair, history item) cells get the repeat term
+                    cells = rep_rows * len(candidates) + np.searchsorted(candidates, rep_items)
+                    cells, inverse = np.unique(cells, return_inverse=True)
+                    counts = np.bincount(inverse, minlength=len(cells)).astype(np.float64)
+                    decayed = np.bincount(inverse, weights=rep_weights, minlength=len(cells))
+                    feature = torch.from_numpy(
+                        np.log1p(np.stack([counts, decayed], axis=1)).astype(np.float32)
+                    )
+                    rows_t = torch.from_numpy(cells // len(candidates))
+                    cols_t = torch.from_numpy(cells % len(candidates))
+                    beta = net.repeat_weight(picked)  # (P, 2)
+                    values = (feature * beta[rows_t]).sum(dim=1)
+                    logits = logits.index_put((rows_t, cols_t), logits[rows_t, cols_t] + values)
                 loss = nn.functional.cross_entropy(logits, torch.from_numpy(labels))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
