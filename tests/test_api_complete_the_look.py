@@ -93,7 +93,7 @@ def test_item_complementary_fills_other_slots_and_names_the_anchor(
     assert categories and "top" not in categories
     assert len(categories) == len(set(categories))
     for slot in body["slots"]:
-        assert 1 <= len(slot["items"]) <= 3
+        assert len(slot["items"]) in (1, 2, 3)
         for entry in slot["items"]:
             assert entry["category"] == slot["category"]
             assert entry["item_id"] != anchor
