@@ -148,3 +148,34 @@ def test_consent_given_through_the_service_reaches_the_trainer(data: Path, tmp_p
     als = ALSRecommender.load(result.bundle_path / "models" / "als")
     assert not als.user_factors[ids.index(refused)].any()
     assert erased not in ids
+
+
+def test_cli_evaluate_writes_a_report(data: Path, tmp_path: Path) -> None:
+    out = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "report"),
+            "--methods",
+            "popularity,repurchase,als",
+            "--folds",
+            "2",
+            "--n-boot",
+            "50",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    assert "repurchase" in out.output and "als" in out.output
+    assert (tmp_path / "report" / "report.md").is_file()
+    assert (tmp_path / "report" / "results.json").is_file()
+
+
+def test_cli_evaluate_rejects_an_unknown_method(data: Path, tmp_path: Path) -> None:
+    out = CliRunner().invoke(
+        cli, ["evaluate", "--data", str(data), "--out", str(tmp_path), "--methods", "magic"]
+    )
+    assert out.exit_code == 2
+    assert "magic" in out.output and "Traceback" not in out.output

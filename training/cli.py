@@ -105,6 +105,63 @@ def _metrics_table(metrics: dict[str, dict[str, float]]) -> str:
 
 
 @cli.command()
+def evaluate(
+    data: Annotated[
+        Path, typer.Option(help="dataset folder: H&M, Rent the Runway parquet, own format")
+    ],
+    out: Annotated[Path, typer.Option(help="folder for report.md, results.json, map_at_k.png")],
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            help="last_day (per-customer last purchase day) or time_split; "
+            "default: time_split for Rent the Runway, last_day otherwise"
+        ),
+    ] = None,
+    folds: Annotated[int, typer.Option(min=1, help="cutoff folds of the last_day protocol")] = 6,
+    test_days: Annotated[int, typer.Option(min=1, help="held-out days of time_split")] = 28,
+    methods: Annotated[str, typer.Option(help="comma-separated subset of the methods")] = "",
+    n_boot: Annotated[int, typer.Option(min=10, help="bootstrap resamples")] = 1000,
+    seed: int = 42,
+    verbose: bool = False,
+) -> None:
+    """Measure every method (baselines, peer, LSTM, blend) on real data with bootstrap CIs."""
+    from training.evaluate import (
+        load_for_evaluation,
+        preset_config,
+        run_evaluation,
+        write_report,
+    )
+
+    _setup_logging(verbose)
+    if protocol not in (None, "last_day", "time_split"):
+        typer.secho("error [validation_error]: --protocol is last_day or time_split", err=True)
+        raise typer.Exit(code=2)
+    try:
+        dataset, default_protocol = load_for_evaluation(data)
+        protocol = protocol or default_protocol
+        overrides: dict[str, object] = {"n_boot": n_boot}
+        if methods:
+            overrides["methods"] = tuple(m.strip() for m in methods.split(",") if m.strip())
+        if protocol == "last_day":
+            overrides["folds"] = folds
+        else:
+            overrides["test_days"] = test_days
+        config = preset_config(
+            protocol, n_interactions=dataset.n_interactions, seed=seed, **overrides
+        )
+        result = run_evaluation(dataset, config, name=data.name, progress=True)
+    except LookbookError as exc:
+        _fail(exc)
+        return
+    except (TypeError, ValueError) as exc:
+        typer.secho(f"error [validation_error]: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from exc
+    typer.echo(result.table())
+    for label, path in write_report([result], out, command="lookbook evaluate").items():
+        typer.echo(f"{label}: {path}")
+
+
+@cli.command()
 def bundles(
     out: Annotated[Path, typer.Option(help="bundles folder")] = Path("var/bundles"),
 ) -> None:
