@@ -402,9 +402,10 @@ class SequenceNet(nn.Module):
         """
         if table is None:
             table = self.item_table()
-        padded = torch.cat([torch.zeros(1, table.shape[1], dtype=table.dtype), table], dim=0)
+        present = (items > 0).unsqueeze(-1).to(table.dtype)
+        vectors = table[(items - 1).clamp(min=0)] * present  # padding steps are zero
         steps = torch.cat(
-            [padded[items], self.size_embedding(sizes), self.type_embedding(types)], dim=2
+            [vectors, self.size_embedding(sizes), self.type_embedding(types)], dim=2
         )  # (B, T, D + 2F)
         states, _ = self.lstm(steps)  # (B, T, H)
         out: torch.Tensor = self.head(self.out_dropout(states))  # (B, T, D)
@@ -506,6 +507,7 @@ class SequenceRecommender(Recommender):
         self.train_seconds = 0.0
         self.loss_history: list[float] = []
         self._vectors: FloatArray | None = None
+        self._table: torch.Tensor | None = None  # item vectors without the bias, for the LSTM
         self._index: Any = None
 
     # ------------------------------------------------------------------ fitting
@@ -549,6 +551,7 @@ class SequenceRecommender(Recommender):
             self.net.eval()
         self.train_seconds = time.perf_counter() - start
         self._vectors = None
+        self._table = None
         self._index = None
         logger.info(
             "sequence: %d windows, %d targets, %d epochs in %.1fs (final loss %.3f, seed %d)",
@@ -742,8 +745,10 @@ class SequenceRecommender(Recommender):
                 items[r, :length] = h.items[-length:] + 1
                 sizes[r, :length] = h.sizes[-length:]
                 types[r, :length] = h.types[-length:] + 1
+        if self._table is None:
+            self._table = torch.from_numpy(np.ascontiguousarray(self.item_vectors()[:, :-1]))
+        table = self._table
         with _torch_session(c.num_threads, None), torch.no_grad():
-            table = torch.from_numpy(self.item_vectors()[:, :-1].copy())
             states = net(
                 torch.from_numpy(items), torch.from_numpy(sizes), torch.from_numpy(types), table
             )
