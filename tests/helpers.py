@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+import redis
 
 from feature_store.synthetic import generate
 from training.train import ALSConfig, TrainConfig, train
@@ -33,23 +36,23 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A private redis-server process on a free port, which a test can stop and start again."""
+    """A throw-away ``redis-server`` without persistence, on a port of its own."""
 
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
+    def __init__(self, workdir: Path, binary: str | None = None) -> None:
+        found = binary or shutil.which("redis-server")
+        if found is None:
             raise FileNotFoundError("redis-server is not installed")
-        self.binary = binary
-        self.port = free_port()
+        self.binary = found
         self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
+        self.process = subprocess.Popen(
             [
                 self.binary,
                 "--port",
@@ -66,20 +69,37 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        probe = redis.Redis(port=self.port, socket_timeout=0.2, socket_connect_timeout=0.2)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while True:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
+                if probe.ping():
+                    break
+            except redis.RedisError:
+                pass
+            assert self.process.poll() is None, f"redis-server exited ({self.process.returncode})"
+            assert time.monotonic() < deadline, "redis-server did not answer within 10 s"
+            time.sleep(0.02)
+        probe.close()
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def pause(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)
+            self.process.kill()
+            self.process.wait(timeout=10)
 
 
 def redis_server_required() -> bool:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +13,7 @@ import pytest
 import redis
 
 from app.cache import Cache, InProcessCache, RedisCache
+from helpers import RedisServer, free_port
 
 # -- the shared contract ---------------------------------------------------------------------------
 
@@ -147,76 +145,6 @@ REQUIRE_REDIS = os.environ.get("CI") == "true" or os.environ.get("LOOKBOOK_REQUI
 FAST = 0.5  # seconds: the most any cache call may take while Redis is down
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """A throw-away ``redis-server`` without persistence, on a port of its own."""
-
-    def __init__(self, binary: str, workdir: Path) -> None:
-        self.binary = binary
-        self.workdir = workdir
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        probe = redis.Redis(port=self.port, socket_timeout=0.2, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if probe.ping():
-                    break
-            except redis.RedisError:
-                pass
-            assert self.process.poll() is None, f"redis-server exited ({self.process.returncode})"
-            assert time.monotonic() < deadline, "redis-server did not answer within 10 s"
-            time.sleep(0.02)
-        probe.close()
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(timeout=10)
-
-    def pause(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGCONT)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGCONT)
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     binary = shutil.which("redis-server")
@@ -227,7 +155,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         if REQUIRE_REDIS:
             pytest.fail(f"{reason} (required here: CI / LOOKBOOK_REQUIRE_REDIS=1)")
         pytest.skip(reason)
-    server = RedisServer(binary, tmp_path)
+    server = RedisServer(tmp_path, binary)
     server.start()
     yield server
     server.stop()
