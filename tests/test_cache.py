@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 import time
@@ -13,7 +12,7 @@ import pytest
 import redis
 
 from app.cache import Cache, InProcessCache, RedisCache
-from helpers import RedisServer, free_port
+from helpers import RedisServer, free_port, redis_server_required
 
 # -- the shared contract ---------------------------------------------------------------------------
 
@@ -141,7 +140,6 @@ def test_memory_cache_bounds_entries_per_group() -> None:
 
 # -- outages against a private redis-server ------------------------------------------------------
 
-REQUIRE_REDIS = os.environ.get("CI") == "true" or os.environ.get("LOOKBOOK_REQUIRE_REDIS") == "1"
 FAST = 0.5  # seconds: the most any cache call may take while Redis is down
 
 
@@ -152,7 +150,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         reason = (
             "the redis-server binary is not installed; the outage tests start and kill their own"
         )
-        if REQUIRE_REDIS:
+        if redis_server_required():
             pytest.fail(f"{reason} (required here: CI / LOOKBOOK_REQUIRE_REDIS=1)")
         pytest.skip(reason)
     server = RedisServer(tmp_path, binary)
