@@ -145,9 +145,23 @@ def save_arrays(path: Path, **arrays: np.ndarray) -> None:
         if np.asarray(array).dtype.hasobject:
             raise ValueError(f"array {key!r} has dtype object: it cannot be saved without pickle")
     path.mkdir(parents=True, exist_ok=True)
-    # (numpy's stubs type **kwds of savez as its allow_pickle flag, which numpy < 2.1 lacks)
+    # (numpy's type hints read **kwds of savez as its allow_pickle flag, absent before 2.1)
     savez: Callable[..., None] = np.savez
     savez(path / "arrays.npz", **arrays)
+
+
+def read_model(path: Path, name: str, fmt: object) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``(config, arrays)`` of the model folder ``path``, checked to hold model ``name`` in
+    format ``fmt``; a missing or foreign folder raises
+    :class:`~feature_store.errors.BundleError`."""
+    config = read_model_config(path, name)
+    if config.get("format") != fmt:
+        raise BundleError(f"{path}: unsupported {name} format {config.get('format')}")
+    try:
+        arrays = load_arrays(path)
+    except FileNotFoundError as exc:
+        raise BundleError(f"{path} has no arrays.npz") from exc
+    return config, arrays
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray]:

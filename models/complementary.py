@@ -65,8 +65,7 @@ from feature_store.schema import ItemCols
 from .base import (
     FloatArray,
     IntArray,
-    load_arrays,
-    read_model_config,
+    read_model,
     save_arrays,
     top_n,
     write_config,
@@ -904,13 +903,7 @@ class ComplementaryModel:
     def load(cls, path: Path) -> Self:
         """Read a model written by :meth:`save` (FAISS indexes are rebuilt, deterministically)."""
         path = Path(path)
-        config = read_model_config(path, cls.name)
-        if config.get("format") != _FORMAT:
-            raise BundleError(f"{path}: unsupported complementary format {config.get('format')}")
-        try:
-            arrays = load_arrays(path)
-        except FileNotFoundError as exc:
-            raise BundleError(f"{path} has no arrays.npz") from exc
+        config, arrays = read_model(path, cls.name, _FORMAT)
         model = cls(**config["params"])
         model.categories_ = list(config["categories"])
         model.negative_group_ = str(config["negative_group"])

@@ -142,7 +142,7 @@ class ItemIndex:
             index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = ef_construction
             index.hnsw.efSearch = ef_search
-            # the graph's level draws; FAISS's type stubs do not declare these two names
+            # the graph's level draws; FAISS's type hints do not declare these two names
             index.hnsw.rng = faiss.RandomGenerator(int(seed))  # type: ignore[attr-defined]
             previous = faiss.omp_get_max_threads()
             if build_threads is not None:

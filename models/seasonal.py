@@ -60,8 +60,7 @@ from feature_store.schema import SEASONS, InteractionCols, InteractionType, Item
 from .base import (
     FloatArray,
     IntArray,
-    load_arrays,
-    read_model_config,
+    read_model,
     save_arrays,
     top_n,
     write_config,
@@ -820,13 +819,7 @@ class SeasonalModel:
     def load(cls, path: Path) -> Self:
         """Read a model written by :meth:`save`."""
         path = Path(path)
-        config = read_model_config(path, cls.name)
-        if config.get("format") != _FORMAT:
-            raise BundleError(f"{path}: unsupported seasonal format {config.get('format')}")
-        try:
-            arrays = load_arrays(path)
-        except FileNotFoundError as exc:
-            raise BundleError(f"{path} has no arrays.npz") from exc
+        config, arrays = read_model(path, cls.name, _FORMAT)
         model = cls(**config["params"])
         model.now_ = int(config["now"])
         model.groups_ = list(config["groups"])
