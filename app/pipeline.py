@@ -213,7 +213,7 @@ class AttributeSimilarSource:
         score = catalog.attributes_by_category[category] @ query
         score -= 0.5 * np.abs(catalog.log_prices[pool] - catalog.log_prices[anchor])
         popularity = ctx.bundle.popularity.scores
-        score += 1e-3 * popularity[pool] / max(float(popularity.max()), 1e-9)
+        score += 1e-3 * popularity[pool] / ctx.bundle.popularity_top
         score[pool == anchor] = -np.inf
         if ctx.exclude:
             score[np.isin(pool, sorted(ctx.exclude))] = -np.inf

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -308,6 +309,12 @@ class LoadedBundle:
             complementary=complementary,
             seasonal=seasonal,
         )
+
+    @functools.cached_property
+    def popularity_top(self) -> float:
+        """The largest popularity score (> 0), to normalise popularity tie-breaks."""
+        scores = self.popularity.scores
+        return max(float(scores.max()), 1e-9) if len(scores) else 1.0
 
     def history(self, customer: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """Items and confidence weights the customer had at training time."""

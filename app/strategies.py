@@ -264,7 +264,7 @@ class NewInStyleSource:
             return []
         weights = stats.style_weights(styles)
         popularity = bundle.popularity.scores
-        top = max(float(popularity.max()), 1e-9) if len(popularity) else 1.0
+        top = bundle.popularity_top
         match = stats.new_style_matrix @ weights  # summed affinity of each new item's styles
         score = np.where(match > 0, match + 1e-3 * popularity[stats.new_items] / top, -np.inf)
         order, values = top_n(score, n + len(ctx.exclude) + 1)
@@ -347,7 +347,7 @@ class StepUpSource:
         weights = stats.style_weights(_top_styles(ctx))
         low, high = STEP_UP_RANGE
         scores = bundle.popularity.scores
-        top = max(float(scores.max()), 1e-9) if len(scores) else 1.0
+        top = bundle.popularity_top
         scored: list[tuple[float, int, str]] = []
         for category, prices in usual.items():
             if ctx.category is not None and category != ctx.category:
