@@ -240,22 +240,8 @@ class RedisOnlineStore:
     ) -> None:
         if max_recent < 1:
             raise ValueError(f"max_recent must be >= 1, got {max_recent}")
-        if client is None and url is None:
-            raise ValueError("RedisOnlineStore needs a redis client or a url")
-        if client is not None and url is not None:
-            raise ValueError("give RedisOnlineStore a redis client or a url, not both")
         self._owns_client = client is None
-        if client is None:
-            assert url is not None
-            client = redis.Redis.from_url(
-                url,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_timeout,
-                # One immediate retry, so a pooled connection broken by a Redis restart heals.
-                retry=Retry(NoBackoff(), 1),
-            )
-        self._client = client
-        self._where = url if url is not None else _describe(client)
+        self._client, self._where = _redis_client("RedisOnlineStore", client, url, socket_timeout)
         self.prefix = prefix
         self.max_recent = max_recent
 
@@ -399,19 +385,8 @@ class RedisProfileStates:
         prefix: str = "lb:",
         socket_timeout: float = 0.25,
     ) -> None:
-        if (client is None) == (url is None):
-            raise ValueError("give RedisProfileStates a redis client or a url (one of them)")
         self._owns_client = client is None
-        if client is None:
-            assert url is not None
-            client = redis.Redis.from_url(
-                url,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_timeout,
-                retry=Retry(NoBackoff(), 1),
-            )
-        self._client = client
-        self._where = url if url is not None else _describe(client)
+        self._client, self._where = _redis_client("RedisProfileStates", client, url, socket_timeout)
         self.prefix = prefix
 
     def _key(self, customer_id: str) -> str:
@@ -455,6 +430,26 @@ class RedisProfileStates:
 
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _redis_client(
+    owner: str, client: redis.Redis | None, url: str | None, socket_timeout: float
+) -> tuple[redis.Redis, str]:
+    """The client to use (the given one, or one made from ``url`` with short timeouts and one
+    immediate retry, so a pooled connection broken by a Redis restart heals) and a description
+    of where it points, for messages."""
+    if (client is None) == (url is None):
+        raise ValueError(f"give {owner} a redis client or a url (one of them)")
+    if client is None:
+        assert url is not None
+        made = redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 1),
+        )
+        return made, url
+    return client, _describe(client)
 
 
 def _describe(client: redis.Redis) -> str:
