@@ -435,13 +435,16 @@ def _parse_bool(src: _Source, col: _Col) -> pa.Array:
     return out
 
 
+def _column_array(src: _Source, name: str) -> tuple[pa.Array, pa.DataType]:
+    """Column ``name`` as one array and its type; dictionary-encoded text comes back decoded."""
+    raw = src.column(name)
+    if pa.types.is_dictionary(raw.type):
+        return _decode(_dict(src, name)), pa.string()
+    return (raw.combine_chunks() if raw.num_chunks else pa.array([], raw.type)), raw.type
+
+
 def _parse_number(src: _Source, col: _Col, integer: bool) -> pa.Array:
-    raw = src.column(col.name)
-    typ = raw.type
-    arr = raw.combine_chunks() if raw.num_chunks else pa.array([], typ)
-    if pa.types.is_dictionary(typ):
-        arr = _decode(_dict(src, col.name))
-        typ = pa.string()
+    arr, typ = _column_array(src, col.name)
     if pa.types.is_string(typ) or pa.types.is_large_string(typ):
         text = pc.utf8_trim_whitespace(arr.cast(pa.string()))
         blank = pc.or_(pc.is_null(text), pc.equal(text, ""))
@@ -478,12 +481,7 @@ def _parse_number(src: _Source, col: _Col, integer: bool) -> pa.Array:
 
 def _parse_timestamp(src: _Source, col: _Col) -> pa.Array:
     """Timestamps as ``timestamp[ns, UTC]``; naive values are UTC."""
-    raw = src.column(col.name)
-    typ = raw.type
-    arr = raw.combine_chunks() if raw.num_chunks else pa.array([], typ)
-    if pa.types.is_dictionary(typ):
-        arr = _decode(_dict(src, col.name))
-        typ = pa.string()
+    arr, typ = _column_array(src, col.name)
     if pa.types.is_timestamp(typ):
         values = arr.cast(pa.timestamp(typ.unit, "UTC"))
     elif pa.types.is_date(typ):
@@ -530,12 +528,7 @@ def _parse_timestamp_text(src: _Source, name: str, arr: pa.Array) -> pa.Array:
 
 def _parse_date(src: _Source, col: _Col) -> pa.Array:
     """Calendar dates as naive ``timestamp[ns]`` at midnight."""
-    raw = src.column(col.name)
-    typ = raw.type
-    arr = raw.combine_chunks() if raw.num_chunks else pa.array([], typ)
-    if pa.types.is_dictionary(typ):
-        arr = _decode(_dict(src, col.name))
-        typ = pa.string()
+    arr, typ = _column_array(src, col.name)
     if pa.types.is_date(typ):
         days = arr.cast(pa.date32())
     elif pa.types.is_timestamp(typ):
