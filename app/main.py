@@ -28,6 +28,7 @@ from app.routes import (
     profiles,
     seasonal,
     segments,
+    sessions,
 )
 from app.runtime import BundleManager
 from app.service import RecommendationService
@@ -188,6 +189,7 @@ def create_app(
         items.router,
         complementary.router,
         seasonal.router,
+        sessions.router,
         events.router,
         admin.router,
         health.router,

@@ -20,6 +20,7 @@ from app.runtime import LoadedBundle
 from feature_store.profiles import preferred_size
 from feature_store.schema import Interaction
 from models.base import top_n
+from models.candidates import repurchase_ranking
 
 RRF_K = 60.0
 
@@ -30,6 +31,33 @@ class Candidate:
     score: float
     source: str
     reason: str
+
+
+@dataclass
+class SequenceHistory:
+    """A shopper's interactions in time order, as the sequence model reads them: item indices,
+    the size of each (None when unknown), event types (indices into
+    :class:`~feature_store.schema.InteractionType` in declaration order) and epoch seconds."""
+
+    items: npt.NDArray[np.int64]
+    sizes: list[str | None]
+    types: list[int]
+    timestamps: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass
+class PurchaseHistory:
+    """A customer's purchases (item indices, epoch seconds, confidence weights)."""
+
+    items: npt.NDArray[np.int64]
+    timestamps: npt.NDArray[np.int64]
+    weights: npt.NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.items)
 
 
 @dataclass
@@ -52,6 +80,11 @@ class Context:
     recent: list[Interaction] = field(default_factory=list)
     in_stock_in_my_size: bool = False
     store_id: str | None = None
+    # The sequence model's input (a known customer's history plus their online events, or an
+    # anonymous session), the customer's purchases with their times, and "now" (epoch seconds).
+    sequence: SequenceHistory | None = None
+    purchases: PurchaseHistory | None = None
+    now: int | None = None
     _sizes: dict[int, str | None] = field(default_factory=dict)
 
     def size_for(self, item: int) -> str | None:
@@ -134,6 +167,80 @@ class ALSSource:
             Candidate(int(i), float(s), self.name, r)
             for i, s, r in zip(items, values, reasons, strict=True)
         ]
+
+
+class SequenceSource:
+    """The LSTM sequence model: what tends to come next after the shopper's recent interactions
+    (item, size and event type of each step), retrieved through the model's FAISS index, plus the
+    model's learned repeat term for items already in the history."""
+
+    name = "sequence"
+
+    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
+        model = ctx.bundle.sequence
+        history = ctx.sequence
+        if model is None or history is None or len(history) == 0:
+            return []
+        exclude = np.fromiter(ctx.exclude, dtype=np.int64, count=len(ctx.exclude))
+        allowed = ctx.allowed_items()
+        if allowed is None:
+            items, values = model.recommend_from_sequence(
+                history.items,
+                history.sizes,
+                k=n,
+                exclude=exclude,
+                event_types=history.types,
+                timestamps=history.timestamps,
+                now=ctx.now,
+            )
+        else:  # one category: score its items exactly
+            if len(allowed) == 0:
+                return []
+            session = model.session_vector(history.items, history.sizes, history.types)
+            scores = model.item_vectors()[allowed] @ session
+            repeat_items, boost = model.repeat_scores(
+                history.items, history.sizes, history.types, history.timestamps, ctx.now
+            )
+            at = np.searchsorted(allowed, repeat_items)
+            inside = (at < len(allowed)) & (
+                allowed[np.minimum(at, len(allowed) - 1)] == repeat_items
+            )
+            scores[at[inside]] += boost[inside]
+            if len(exclude):
+                scores[np.isin(allowed, exclude)] = -np.inf
+            top, values = top_n(scores, n)
+            items = allowed[top]
+        last = ctx.bundle.catalog.names[int(history.items[-1])]
+        reason = f"Goes with what you picked recently: the {last}"
+        return [
+            Candidate(int(i), float(v), self.name, reason)
+            for i, v in zip(items, values, strict=True)
+            if np.isfinite(v)
+        ]
+
+
+class RepurchaseSource:
+    """Buy again: the customer's own purchases by recency-decayed count (the same ranking the
+    offline harness measures, :func:`models.candidates.repurchase_ranking`). Items already bought
+    are excluded unless the request asks ``exclude_purchased=false``."""
+
+    name = "repurchase"
+
+    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
+        bought = ctx.purchases
+        if bought is None or len(bought) == 0:
+            return []
+        now = ctx.now if ctx.now is not None else int(bought.timestamps.max())
+        items, scores = repurchase_ranking(bought.items, bought.timestamps, bought.weights, now)
+        names = ctx.bundle.catalog.names
+        out: list[Candidate] = []
+        for item, score in zip(items.tolist(), scores.tolist(), strict=True):
+            if item in ctx.exclude:
+                continue
+            out.append(Candidate(item, score, self.name, f"Buy again: the {names[item]}"))
+            if len(out) >= n:
+                break
+        return out
 
 
 class PopularitySource:
@@ -256,6 +363,7 @@ class Pipeline:
     filters: Sequence[Filter] = DEFAULT_FILTERS
     fallback: CandidateSource | None = None
     oversample: int = 3
+    rrf_k: float = RRF_K  # the fusion constant (the trainer fits it with the blend weights)
 
     def run(self, ctx: Context) -> list[Candidate]:
         n = max(ctx.k * self.oversample, ctx.k + 8)
@@ -268,7 +376,7 @@ class Pipeline:
                 continue
             kept = [c for c in source.candidates(ctx, n) if self._keep(ctx, c)]
             for rank, cand in enumerate(kept):
-                contribution = weight / (RRF_K + rank + 1)
+                contribution = weight / (self.rrf_k + rank + 1)
                 seen = fused.get(cand.item)
                 if seen is None:
                     fused[cand.item] = Candidate(cand.item, contribution, cand.source, cand.reason)
@@ -281,7 +389,7 @@ class Pipeline:
         ranked = sorted(fused.values(), key=lambda c: (-c.score, c.item))[: ctx.k]
         if len(ranked) < ctx.k and self.fallback is not None:
             taken = {c.item for c in ranked}
-            lowest = ranked[-1].score if ranked else 1.0 / RRF_K
+            lowest = ranked[-1].score if ranked else 1.0 / self.rrf_k
             extra = [
                 c
                 for c in self.fallback.candidates(

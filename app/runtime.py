@@ -6,7 +6,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,8 @@ from models.complementary import ComplementaryModel
 from models.index import ItemIndex
 from models.popularity import PopularityRecommender
 from models.seasonal import SeasonalModel
+from models.sequence import SequenceRecommender
+from training.blend import BlendWeights
 from training.bundle import BundleInfo, latest_bundle, load_csr, read_manifest
 
 logger = logging.getLogger("lookbook.app")
@@ -208,6 +210,33 @@ def _attribute_matrix(frame: pd.DataFrame) -> sp.csr_matrix:
     return sp.hstack(blocks, format="csr", dtype=np.float32)
 
 
+def _load_sequence(path: Path) -> SequenceRecommender | None:
+    """The bundle's LSTM, set up for serving: one torch thread per request (the service runs
+    requests on several threads) and retrieval through its FAISS index when the bundle has one."""
+    model_dir = path / "models" / "sequence"
+    if not (model_dir / "config.json").exists():
+        return None
+    model = SequenceRecommender.load(model_dir)
+    model.config = replace(model.config, num_threads=1)
+    index_path = path / "indexes" / "sequence_items.faiss"
+    if index_path.exists():
+        model.use_index(ItemIndex.load(index_path))
+    return model
+
+
+def _load_purchase_log(path: Path, n_customers: int) -> dict[str, npt.NDArray[Any]] | None:
+    file = path / "purchase_history.npz"
+    if not file.exists():
+        return None
+    with np.load(file, allow_pickle=False) as table:
+        log = {name: table[name] for name in ("indptr", "items", "timestamps", "weights")}
+    if len(log["indptr"]) != n_customers + 1 or not (
+        len(log["items"]) == len(log["timestamps"]) == len(log["weights"]) == int(log["indptr"][-1])
+    ):
+        raise ValueError("purchase_history.npz does not match the customer ids")
+    return log
+
+
 @dataclass(frozen=True)
 class LoadedBundle:
     """Everything one bundle version serves from, read once at load time."""
@@ -234,6 +263,15 @@ class LoadedBundle:
     # "Complete the look" and seasonal models (None for bundles trained before them).
     complementary: ComplementaryModel | None = None
     seasonal: SeasonalModel | None = None
+    # The LSTM sequence model with its FAISS index attached (None for bundles without one), and
+    # the personalized blend's weights fitted by the trainer on a validation period (defaults for
+    # bundles without them).
+    sequence: SequenceRecommender | None = None
+    blend: BlendWeights = field(default_factory=BlendWeights)
+    # Every customer's purchases in time order (``purchase_history.npz``: CSR-style ``indptr``
+    # over customers, ``items``, ``timestamps`` in epoch seconds, ``weights``); None for bundles
+    # written before it, which fall back to the purchase matrix (no times).
+    purchase_log: dict[str, npt.NDArray[Any]] | None = None
 
     @classmethod
     def load(cls, path: Path) -> LoadedBundle:
@@ -273,9 +311,16 @@ class LoadedBundle:
                 if (path / "models" / "seasonal" / "config.json").exists()
                 else None
             )
-            for look_model in (complementary, seasonal):
-                if look_model is not None and look_model.n_items != len(items):
-                    raise ValueError(f"{look_model.name} model has {look_model.n_items} items")
+            sequence = _load_sequence(path)
+            purchase_log = _load_purchase_log(path, len(customers))
+            for model in (complementary, seasonal, sequence):
+                if model is not None and model.n_items != len(items):
+                    raise ValueError(f"{model.name} model has {model.n_items} items")
+            blend = (
+                BlendWeights.from_dict(manifest["blend"])
+                if isinstance(manifest.get("blend"), dict)
+                else BlendWeights()
+            )
         except (OSError, KeyError, ValueError) as exc:
             raise BundleError(f"bundle {path} is incomplete or corrupt: {exc}") from exc
         order = np.argsort(-np.asarray(popularity.scores), kind="stable").astype(np.int64)
@@ -308,6 +353,9 @@ class LoadedBundle:
             profiles=profiles,
             complementary=complementary,
             seasonal=seasonal,
+            sequence=sequence,
+            blend=blend,
+            purchase_log=purchase_log,
         )
 
     @functools.cached_property
@@ -322,6 +370,24 @@ class LoadedBundle:
         return (
             self.user_items.indices[start:end].astype(np.int64),
             self.user_items.data[start:end].astype(np.float32),
+        )
+
+    def purchase_events(
+        self, customer: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """``(items, epoch seconds, weights)`` of the customer's purchases in training, oldest
+        first. Bundles without a purchase log give each purchased item once, dated at the end of
+        training."""
+        log = self.purchase_log
+        if log is None:
+            items = self.purchased(customer)
+            when = int(self.trained_until.timestamp())
+            return items, np.full(len(items), when, np.int64), np.ones(len(items), np.float64)
+        start, end = int(log["indptr"][customer]), int(log["indptr"][customer + 1])
+        return (
+            log["items"][start:end].astype(np.int64),
+            log["timestamps"][start:end].astype(np.int64),
+            log["weights"][start:end].astype(np.float64),
         )
 
     def purchased(self, customer: int) -> npt.NDArray[np.int64]:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -30,10 +30,13 @@ from app.pipeline import (
     Context,
     Pipeline,
     PopularitySource,
+    PurchaseHistory,
+    SequenceHistory,
+    SequenceSource,
     SimilarItemsSource,
 )
 from app.runtime import BundleManager, LoadedBundle
-from app.strategies import StrategyConfig, build_sources, segment_of
+from app.strategies import StrategyConfig, build_sources, resolve_weights, segment_of
 from feature_store.errors import StoreUnavailable, UnknownCustomer, UnknownItem
 from feature_store.event_log import EventLog
 from feature_store.online_store import OnlineStore
@@ -44,6 +47,78 @@ from training.bundle import list_bundles
 logger = logging.getLogger("lookbook.app")
 
 SIMILAR_EVIDENCE_HALF = 5.0  # an item bought by this many customers gets CF and content alike
+
+
+TYPE_ORDER: list[InteractionType] = list(InteractionType)  # the sequence model's type codes
+#: Event types that are not steps of a sequence (the model is trained without them).
+NOT_SEQUENCE_STEPS = frozenset({InteractionType.IMPRESSION, InteractionType.RETURN})
+
+
+class SessionStep(Protocol):
+    item_id: str
+    size: str | None
+    type: InteractionType
+
+
+def customer_sequence(
+    bundle: LoadedBundle, customer: int | None, recent: Sequence[Interaction]
+) -> SequenceHistory | None:
+    """The sequence model's input for a customer: the history the model kept at training (for a
+    customer in the bundle) followed by their online events since, oldest first; impressions and
+    returns are not steps. None when the bundle has no sequence model."""
+    model = bundle.sequence
+    if model is None:
+        return None
+    items: list[int] = []
+    sizes: list[str | None] = []
+    types: list[int] = []
+    times: list[int] = []
+    if customer is not None and customer < model.n_users:
+        kept_items, kept_sizes, kept_types, kept_times = model.history_of(customer)
+        items, sizes = kept_items.tolist(), list(kept_sizes)
+        types, times = kept_types.tolist(), kept_times.tolist()
+    for event in reversed(recent):  # newest first → oldest first
+        if event.timestamp <= bundle.trained_until or event.type in NOT_SEQUENCE_STEPS:
+            continue
+        item = bundle.catalog.ids.index(event.item_id)
+        if item is None:
+            continue
+        items.append(item)
+        sizes.append(event.size)
+        types.append(TYPE_ORDER.index(event.type))
+        times.append(int(event.timestamp.timestamp()))
+    keep = slice(-model.config.max_len, None)
+    return SequenceHistory(
+        items=np.asarray(items[keep], dtype=np.int64),
+        sizes=sizes[keep],
+        types=types[keep],
+        timestamps=np.asarray(times[keep], dtype=np.int64),
+    )
+
+
+def customer_purchases(
+    bundle: LoadedBundle, customer: int | None, recent: Sequence[Interaction]
+) -> PurchaseHistory:
+    """The customer's purchases with their times: the bundle's, then online purchases since."""
+    if customer is not None:
+        items, times, weights = bundle.purchase_events(customer)
+    else:
+        items = np.empty(0, np.int64)
+        times = np.empty(0, np.int64)
+        weights = np.empty(0, np.float64)
+    new = [
+        (item, int(event.timestamp.timestamp()))
+        for event in reversed(recent)
+        if event.type is InteractionType.PURCHASE and event.timestamp > bundle.trained_until
+        for item in [bundle.catalog.ids.index(event.item_id)]
+        if item is not None
+    ]
+    if new:
+        weight = float(INTERACTION_WEIGHTS[InteractionType.PURCHASE])
+        items = np.concatenate([items, np.asarray([i for i, _ in new], np.int64)])
+        times = np.concatenate([times, np.asarray([t for _, t in new], np.int64)])
+        weights = np.concatenate([weights, np.full(len(new), weight, np.float64)])
+    return PurchaseHistory(items=items, timestamps=times, weights=weights)
 
 
 def new_recommendation_id() -> str:
@@ -84,6 +159,7 @@ class RecommendationService:
         self.similar_source = SimilarItemsSource()
         self.attribute_source = AttributeSimilarSource()
         self.non_personalized_pipeline = Pipeline(sources=[(popular, 1.0)], fallback=popular)
+        self.session_pipeline = Pipeline(sources=[(SequenceSource(), 1.0)], fallback=popular)
         sources = build_sources()
         sources["popular"] = popular
         # Complete the look and seasonal picks: nameable in a strategies file, and added to every
@@ -267,11 +343,13 @@ class RecommendationService:
             ctx = self._customer_context(bundle, customer_id, k=k, category=cat)
             ctx.profile = profile
             segment = segment_of(profile)
+            strategy, rrf_k = resolve_weights(
+                self.strategies.for_segment(surface, segment), bundle.blend
+            )
             pipeline = Pipeline(
-                sources=with_look_sources(
-                    self.strategies.for_segment(surface, segment), self.look_sources
-                ),
+                sources=with_look_sources(strategy, self.look_sources),
                 fallback=self.popular,
+                rrf_k=rrf_k,
             )
         else:  # no consent: a non-personalized list, nothing of theirs is used
             ctx = Context(bundle=bundle, k=k, category=cat, customer_id=customer_id)
@@ -302,6 +380,7 @@ class RecommendationService:
         ctx = Context(bundle=bundle, k=k, category=category, customer_id=customer_id)
         idx = self._bundle_index(bundle, customer_id)
         ctx.customer_index = idx
+        ctx.now = self._now_seconds(bundle)
         items = np.empty(0, dtype=np.int64)
         weights = np.empty(0, dtype=np.float32)
         exclude: set[int] = set()
@@ -310,6 +389,8 @@ class RecommendationService:
             exclude.update(int(i) for i in bundle.purchased(idx))
         recent = self._recent(customer_id)
         ctx.recent = recent
+        ctx.sequence = customer_sequence(bundle, idx, recent)
+        ctx.purchases = customer_purchases(bundle, idx, recent)
         if recent:
             new_items, new_weights, bought, returned = self._encode_events(bundle, recent)
             exclude.update(bought)
@@ -328,6 +409,48 @@ class RecommendationService:
         ctx.history = items
         ctx.exclude = exclude
         return ctx
+
+    def _now_seconds(self, bundle: LoadedBundle) -> int:
+        """ "Now" for time-decayed scores (epoch seconds), never before the bundle's data."""
+        return int(max(self.now(bundle), bundle.trained_until).timestamp())
+
+    # -- anonymous sessions ---------------------------------------------------------------------
+
+    def session(
+        self,
+        steps: Sequence[SessionStep],
+        *,
+        k: int,
+        category: Category | None = None,
+        exclude_seen: bool = True,
+    ) -> bytes:
+        """Recommendations for an anonymous session (item ids in time order, optionally with the
+        size and event type of each step) from the LSTM sequence model; best sellers fill in when
+        the bundle has no sequence model or the list comes up short."""
+        bundle = self.bundles.current
+        catalog = bundle.catalog
+        items: list[int] = []
+        for step in steps:
+            item = catalog.ids.index(step.item_id)
+            if item is None:
+                raise UnknownItem(step.item_id)
+            items.append(item)
+        history = SequenceHistory(
+            items=np.asarray(items, dtype=np.int64),
+            sizes=[step.size for step in steps],
+            types=[TYPE_ORDER.index(step.type) for step in steps],
+            timestamps=np.full(len(items), self._now_seconds(bundle), dtype=np.int64),
+        )
+        cat = category.value if category is not None else None
+        ctx = Context(bundle=bundle, k=k, category=cat, sequence=history)
+        ctx.now = self._now_seconds(bundle)
+        if exclude_seen:
+            ctx.exclude = set(items)
+        ranked = self.session_pipeline.run(ctx)
+        ctx.fallback_used = ctx.fallback_used or bundle.sequence is None
+        return with_recommendation_id(
+            self._render(bundle, ranked, ctx, surface="session"), new_recommendation_id()
+        )
 
     def _recent(self, customer_id: str) -> list[Interaction]:
         try:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -45,13 +45,37 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from app.pipeline import ALSSource, Candidate, CandidateSource, Context, PopularitySource
+from app.pipeline import (
+    RRF_K,
+    ALSSource,
+    Candidate,
+    CandidateSource,
+    Context,
+    PopularitySource,
+    RepurchaseSource,
+    SequenceSource,
+)
 from app.runtime import LoadedBundle
 from feature_store.errors import InvalidRequest
 from feature_store.schema import InteractionType, ItemCols
 from models.base import top_n
+from training.blend import BlendWeights
 
 SEGMENTS: Final = ("new", "high_value", "active_low_spend", "sleeping", "default")
+
+#: Where a strategy says ``"weight": "fitted"``, the weight is the bundle's blend weight for that
+#: source, fitted by the trainer on a validation period (``manifest.json`` → ``blend``); a
+#: strategy with a fitted weight also uses the blend's fitted fusion constant ``rrf_k``.
+FITTED: Final = "fitted"
+#: Strategy source name → the source's name in the trainer's blend (:mod:`training.blend`).
+BLEND_NAMES: Final[dict[str, str]] = {"popular": "popularity"}
+#: The default feed: the sources the trainer's blend was fitted over, at the fitted weights.
+FITTED_BLEND: Final[list[dict[str, Any]]] = [
+    {"source": "repurchase", "weight": FITTED},
+    {"source": "als", "weight": FITTED},
+    {"source": "sequence", "weight": FITTED},
+    {"source": "popular", "weight": FITTED},
+]
 
 DEFAULT_STRATEGIES: Final[dict[str, dict[str, list[dict[str, Any]]]]] = {
     # Reciprocal-rank fusion with k=60 is flat: a weight of 0.95 against 1.0 already places the
@@ -60,16 +84,19 @@ DEFAULT_STRATEGIES: Final[dict[str, dict[str, list[dict[str, Any]]]]] = {
         "new": [
             {"source": "starter", "weight": 1.0},
             {"source": "als", "weight": 0.9},
+            {"source": "sequence", "weight": 0.8},
             {"source": "popular", "weight": 0.2},
         ],
         "high_value": [
             {"source": "als", "weight": 1.0},
+            {"source": "sequence", "weight": 0.9},
             {"source": "complementary", "weight": 0.95},
             {"source": "new_in_style", "weight": 0.95},
             {"source": "popular", "weight": 0.1},
         ],
         "active_low_spend": [
             {"source": "als", "weight": 1.0},
+            {"source": "sequence", "weight": 0.9},
             {"source": "step_up", "weight": 0.95},
             {"source": "bundles", "weight": 0.95},
             {"source": "popular", "weight": 0.1},
@@ -77,9 +104,10 @@ DEFAULT_STRATEGIES: Final[dict[str, dict[str, list[dict[str, Any]]]]] = {
         "sleeping": [
             {"source": "win_back", "weight": 1.0},
             {"source": "als", "weight": 0.95},
+            {"source": "sequence", "weight": 0.9},
             {"source": "popular", "weight": 0.2},
         ],
-        "default": [{"source": "als", "weight": 1.0}, {"source": "popular", "weight": 0.2}],
+        "default": FITTED_BLEND,
     },
     "email": {
         "new": [{"source": "starter", "weight": 1.0}, {"source": "als", "weight": 0.8}],
@@ -94,7 +122,7 @@ DEFAULT_STRATEGIES: Final[dict[str, dict[str, list[dict[str, Any]]]]] = {
             {"source": "als", "weight": 0.8},
         ],
         "sleeping": [{"source": "win_back", "weight": 1.0}, {"source": "als", "weight": 0.8}],
-        "default": [{"source": "als", "weight": 1.0}, {"source": "popular", "weight": 0.2}],
+        "default": FITTED_BLEND,
     },
 }
 
@@ -433,6 +461,8 @@ def build_sources() -> dict[str, CandidateSource]:
     return {
         "als": ALSSource(),
         "popular": PopularitySource(),
+        "repurchase": RepurchaseSource(),
+        "sequence": SequenceSource(),
         "starter": StarterSource(),
         "new_in_style": NewInStyleSource(),
         "complementary": CoPurchaseSource("complementary", other_categories=True),
@@ -450,24 +480,34 @@ class StrategyConfig:
         raw: Mapping[str, Mapping[str, Any]],
         sources: Mapping[str, CandidateSource],
     ) -> None:
-        self.surfaces: dict[str, dict[str, list[tuple[CandidateSource, float]]]] = {}
+        self.surfaces: dict[str, dict[str, list[tuple[CandidateSource, float | None]]]] = {}
         for surface, segments in raw.items():
             if not isinstance(segments, Mapping):
                 raise ValueError(f"strategies: surface {surface!r} must map segments to lists")
             unknown = set(segments) - set(SEGMENTS)
             if unknown:
                 raise ValueError(f"strategies: unknown segments {sorted(unknown)} in {surface!r}")
-            table: dict[str, list[tuple[CandidateSource, float]]] = {}
+            table: dict[str, list[tuple[CandidateSource, float | None]]] = {}
             for segment in SEGMENTS:
                 entries = segments.get(segment, segments.get("default", []))
-                chosen: list[tuple[CandidateSource, float]] = []
+                chosen: list[tuple[CandidateSource, float | None]] = []
                 for entry in entries:
-                    name, weight = entry.get("source"), float(entry.get("weight", 1.0))
+                    name, raw_weight = entry.get("source"), entry.get("weight", 1.0)
                     if name not in sources:
                         raise ValueError(
                             f"strategies: unknown source {name!r} in {surface}/{segment}; "
                             f"known: {sorted(sources)}"
                         )
+                    if raw_weight == FITTED:
+                        chosen.append((sources[name], None))
+                        continue
+                    try:
+                        weight = float(raw_weight)
+                    except (TypeError, ValueError):
+                        raise ValueError(
+                            f"strategies: weight of {name!r} in {surface}/{segment} must be a "
+                            f"number or {FITTED!r}, got {raw_weight!r}"
+                        ) from None
                     if weight < 0:
                         raise ValueError(f"strategies: negative weight in {surface}/{segment}")
                     chosen.append((sources[name], weight))
@@ -483,10 +523,29 @@ class StrategyConfig:
         raw = json.loads(Path(path).read_text())
         return cls(raw.get("surfaces", raw), sources)
 
-    def for_segment(self, surface: str, segment: str) -> list[tuple[CandidateSource, float]]:
+    def for_segment(self, surface: str, segment: str) -> list[tuple[CandidateSource, float | None]]:
         table = self.surfaces.get(surface)
         if table is None:
             raise InvalidRequest(
                 f"surface: unknown surface {surface!r}; configured: {sorted(self.surfaces)}"
             )
         return table[segment]
+
+
+def resolve_weights(
+    strategy: Sequence[tuple[CandidateSource, float | None]], blend: BlendWeights
+) -> tuple[list[tuple[CandidateSource, float]], float]:
+    """A strategy's ``(source, weight)`` pairs with fitted weights (``None``) taken from the
+    bundle's blend, and the fusion constant: the blend's ``rrf_k`` when any weight is fitted, the
+    pipeline's default otherwise. A source the blend has no weight for gets 0 (left out)."""
+    fitted = any(weight is None for _, weight in strategy)
+    resolved = [
+        (
+            source,
+            float(blend.weights.get(BLEND_NAMES.get(source.name, source.name), 0.0))
+            if weight is None
+            else weight,
+        )
+        for source, weight in strategy
+    ]
+    return resolved, (blend.rrf_k if fitted else RRF_K)

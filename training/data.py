@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -126,6 +127,24 @@ def purchase_matrix(data: TrainingData) -> sp.csr_matrix:
     matrix.data = (matrix.data > 0).astype(np.float32)
     matrix.eliminate_zeros()
     return matrix
+
+
+def purchase_log(data: TrainingData) -> dict[str, npt.NDArray[Any]]:
+    """Every customer's purchase events in time order, CSR-style (the bundle's
+    ``purchase_history.npz``): ``indptr`` (``n_users + 1``), ``items`` (int32), ``timestamps``
+    (epoch seconds, int64) and ``weights`` (float32). The service ranks "buy again" candidates
+    from it with :func:`models.candidates.repurchase_ranking`, as the offline harness does."""
+    bought = np.flatnonzero(data.event_types == PURCHASE_CODE)
+    order = bought[np.lexsort((data.timestamps[bought], data.user_idx[bought]))]
+    counts = np.bincount(data.user_idx[order], minlength=data.n_users)
+    indptr = np.zeros(data.n_users + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return {
+        "indptr": indptr,
+        "items": data.item_idx[order].astype(np.int32),
+        "timestamps": data.timestamps[order].astype(np.int64),
+        "weights": data.weights[order].astype(np.float32),
+    }
 
 
 def opted_out_rows(dataset: Dataset, maps: IdMaps) -> npt.NDArray[np.int64]:

@@ -1,0 +1,73 @@
+"""Anonymous sessions: what to show next from the items a shopper has looked at so far."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.deps import ServiceDep, SettingsDep, check_k
+from app.schemas import ErrorResponse, RecommendationList
+from feature_store.schema import Category, InteractionType
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+
+MAX_SESSION_ITEMS = 200
+ItemId = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class SessionStep(BaseModel):
+    """One step of a session: the item, and optionally the size picked and what the shopper did."""
+
+    model_config = ConfigDict(extra="forbid")
+    item_id: ItemId
+    size: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    type: InteractionType = Field(
+        InteractionType.VIEW, description="view (default), click, add_to_cart, wishlist, purchase"
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _a_step(cls, value: InteractionType) -> InteractionType:
+        if value in (InteractionType.IMPRESSION, InteractionType.RETURN):
+            raise ValueError("impressions and returns are not steps of a session")
+        return value
+
+
+class SessionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[ItemId | SessionStep] = Field(
+        min_length=1,
+        max_length=MAX_SESSION_ITEMS,
+        description="the session's items in time order (oldest first): item ids, or objects "
+        '{"item_id", "size", "type"}',
+    )
+    k: int | None = Field(None, ge=1, le=1000, description="list length")
+    category: Category | None = Field(None, description="only items of this category")
+    exclude_seen: bool = Field(True, description="leave out the session's own items")
+
+    def steps(self) -> list[SessionStep]:
+        return [SessionStep(item_id=step) if isinstance(step, str) else step for step in self.items]
+
+
+@router.post(
+    "/recommendations",
+    response_model=RecommendationList,
+    responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    summary="Recommendations for an anonymous session",
+)
+def session_recommendations(
+    request: SessionRequest, service: ServiceDep, settings: SettingsDep
+) -> Response:
+    """The LSTM sequence model reads the session (item, size and event type of each step) and
+    retrieves what tends to come next; best sellers fill in when the list comes up short. No
+    customer id is needed and nothing is stored. An unknown item id is a 404 ``unknown_item``."""
+    body = service.session(
+        request.steps(),
+        k=check_k(request.k, settings),
+        category=request.category,
+        exclude_seen=request.exclude_seen,
+    )
+    return Response(body, media_type="application/json")
