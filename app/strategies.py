@@ -31,6 +31,13 @@ shape (``LOOKBOOK_STRATEGIES_FILE``) replaces them. The strategy sources:
   are now cheaper than the price they saw, or in stock in their size ("Now cheaper: ...",
   "In your size M and in stock: ...").
 * ``als`` and ``popular`` — the collaborative and best-seller sources of every feed.
+* ``sequence`` — the LSTM sequence model over the customer's recent steps (training history plus
+  online events since) ("Goes with what you picked recently: ...").
+* ``repurchase`` — the customer's own purchases by recency-decayed count ("Buy again: ..."); they
+  survive only when the request asks ``exclude_purchased=false``.
+
+The ``default`` segment's feed is :data:`FITTED_BLEND`: repurchase, ALS, LSTM and popularity at the
+weights (and fusion constant) the trainer fitted on a validation period.
 """
 
 from __future__ import annotations
