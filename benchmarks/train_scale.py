@@ -46,7 +46,19 @@ from benchmarks._common import (
 )
 
 TARGET_10M_SECONDS = 600.0
-PHASES = ("load", "prepare", "fit_eval_models", "evaluate", "refit_full", "write", "total")
+PHASES = (
+    "load",
+    "prepare",
+    "fit_eval_models",
+    "fit_eval_sequence",
+    "evaluate",
+    "blend",
+    "refit_full",
+    "refit_sequence",
+    "write",
+    "write_sequence",
+    "total",
+)
 
 
 def parse_sizes(text: str) -> list[tuple[int, float]]:

@@ -43,9 +43,24 @@ Known customers and anonymous sessions
     anonymous session, is answered by :meth:`recommend_from_sequence` from the item indices (and
     sizes) in time order.
 
+Training at scale (all off by default, so the default configuration trains as it always did)
+    ``max_windows`` caps the training windows of each epoch: every epoch draws a fresh seeded
+    permutation of the customers (from a random stream of its own) and cuts their windows until
+    ``max_windows`` are cut, so the cost of an epoch — window cutting included — no longer grows
+    with the data; every customer's history is still kept for :meth:`recommend`.
+    ``max_train_seconds`` is a wall-clock budget checked after each epoch: once it has run out
+    no further epoch starts (logged as a warning; ``stopped_by_budget`` is saved). With the
+    sampled loss, ``table_rows="batch"`` computes the item vectors of only the items a batch
+    reads or scores (its targets, negatives and history items) instead of the whole catalog;
+    it draws the same random numbers as ``"all"`` and is equal up to float rounding, and a
+    step's cost no longer grows with the catalog. ``fit(show_progress=True)`` shows tqdm bars
+    for the epochs and the batches of each.
+
 Determinism and files
     Two fits with the same ``seed`` give bit-identical weights (``torch.manual_seed`` in a forked
-    RNG, deterministic algorithms, a fixed thread count). ``save`` writes the ``state_dict`` as
+    RNG, deterministic algorithms, a fixed thread count), also under ``max_windows``; only a fit
+    that the ``max_train_seconds`` budget ended early depends on the machine's speed (how many
+    epochs it ran). ``save`` writes the ``state_dict`` as
     numpy arrays in ``arrays.npz`` plus ``config.json`` (no pickle, so no ``torch.save``); ``load``
     rebuilds the module and gives identical outputs.
 """
@@ -56,7 +71,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
@@ -67,6 +82,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from feature_store.errors import BundleError
 from feature_store.schema import PRICE_BANDS, InteractionType, ItemCols
@@ -255,6 +271,10 @@ class SequenceConfig:
     repeat_prior: float = 3.0  # initial repeat weight, softplus(prior): history items start strong
     seed: int = 42
     num_threads: int = 2
+    # Bounds for large data (all off by default; see "Training at scale" in the module docstring)
+    max_windows: int | None = None  # training windows per epoch (seeded sample of customers)
+    max_train_seconds: float | None = None  # wall-clock budget, checked after each epoch
+    table_rows: Literal["all", "batch"] = "all"  # sampled loss: item vectors of the batch only
 
     def __post_init__(self) -> None:
         for name in ("id_dim", "feature_dim", "hidden_dim", "output_dim", "num_layers", "max_len"):
@@ -272,6 +292,12 @@ class SequenceConfig:
             raise ValueError(f"target must be 'next_basket' or 'next_item', got {self.target!r}")
         if not self.repeat_half_life_days > 0:
             raise ValueError("repeat_half_life_days must be > 0")
+        if self.max_windows is not None and self.max_windows < 1:
+            raise ValueError(f"max_windows must be >= 1 or None, got {self.max_windows}")
+        if self.max_train_seconds is not None and not self.max_train_seconds > 0:
+            raise ValueError(f"max_train_seconds must be > 0 or None, got {self.max_train_seconds}")
+        if self.table_rows not in ("all", "batch"):
+            raise ValueError(f"table_rows must be 'all' or 'batch', got {self.table_rows!r}")
         known = {t.value for t in InteractionType}
         bad = [t for t in self.target_types if t not in known]
         if bad or not self.target_types:
@@ -364,17 +390,31 @@ class SequenceNet(nn.Module):
         out: torch.Tensor = nn.functional.softplus(self.repeat_gate(sessions))
         return out
 
-    def item_table(self) -> torch.Tensor:
-        """``() -> (n_items, D)``: every item's vector ``v_i`` (row ``i`` = item index ``i``)."""
-        ids = self.item_embedding.weight[1:]
+    def item_table(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``() -> (n_items, D)``: every item's vector ``v_i`` (row ``i`` = item index ``i``);
+        with ``rows`` (long item indices) only those items' vectors, ``(len(rows), D)``.
+
+        In training, id dropout draws one number per catalog item either way (the same random
+        stream), so a step computed over ``rows`` drops the same ids as one over the catalog.
+        """
+        weight = self.item_embedding.weight[1:]
+        keep: torch.Tensor | None = None
         if self.training and self.id_dropout > 0:
-            keep = (torch.rand(ids.shape[0], 1) >= self.id_dropout).to(ids.dtype)
-            ids = ids * keep
+            keep = (torch.rand(weight.shape[0], 1) >= self.id_dropout).to(weight.dtype)
+        if rows is None:
+            ids = weight if keep is None else weight * keep
+            codes = self.feature_codes
+            styles = self.styles
+        else:
+            ids = self.item_embedding(rows + 1)
+            if keep is not None:
+                ids = ids * keep[rows]
+            codes = self.feature_codes[rows]
+            styles = self.styles[rows]
         parts = [ids]
         for k, name in enumerate(self.feature_names):
-            parts.append(self.feature_embeddings[name](self.feature_codes[:, k]))
+            parts.append(self.feature_embeddings[name](codes[:, k]))
         if self.style_embedding is not None:
-            styles = self.styles
             emb = self.style_embedding(styles)  # (n_items, S, F); padding rows are zero
             count = (styles > 0).sum(dim=1, keepdim=True).clamp(min=1).to(emb.dtype)
             parts.append(emb.sum(dim=1) / count)
@@ -462,6 +502,8 @@ def _torch_session(threads: int, seed: int | None) -> Iterator[None]:
 
 
 SequenceInput = Sequence[int] | npt.NDArray[np.integer[Any]]
+#: histories encoded and scored together by ``_rank`` (bounds memory: chunk x n_items scores)
+_RANK_CHUNK = 256
 
 
 def repeat_features(
@@ -506,6 +548,7 @@ class SequenceRecommender(Recommender):
         self.trained_until = 0
         self.train_seconds = 0.0
         self.loss_history: list[float] = []
+        self.stopped_by_budget = False  # the last fit ended early on max_train_seconds
         self._vectors: FloatArray | None = None
         self._table: torch.Tensor | None = None  # item vectors without the bias, for the LSTM
         self._index: Any = None
@@ -534,29 +577,46 @@ class SequenceRecommender(Recommender):
             )
         self.n_items, self.n_users = data.n_items, data.n_users
         self.trained_until = int(data.now)
-        self.size_vocab = [UNKNOWN, *sorted({s for s in (sizes or []) if s is not None})]
-        size_lookup = {s: k for k, s in enumerate(self.size_vocab)}
-        size_codes = np.asarray(
-            [size_lookup.get(s, 0) if s is not None else 0 for s in (sizes or [None] * n_events)],
-            dtype=np.int64,
-        )
+        self.size_vocab, size_codes = _encode_event_sizes(sizes, n_events)
         target_codes = np.asarray([_TYPE_ORDER.index(InteractionType(t)) for t in c.target_types])
-        sequences = _user_sequences(data, size_codes)
-        self.histories = _keep_histories(sequences, data.n_users, c.max_len)
-        windows = _training_windows(sequences, target_codes, c)
+        events = _UserEvents.build(data, size_codes)
+        self.histories = _keep_histories(events, data.n_users, c.max_len)
+        if c.max_windows is None:
+            # every customer's windows, the same in every epoch
+            fixed = _training_windows(
+                (events.sequence(k) for k in range(len(events))), target_codes, c
+            )
+
+            def windows_of(epoch: int) -> _Windows:
+                return fixed
+
+        else:
+            # a fresh seeded sample of customers per epoch, cut until max_windows windows; its
+            # own random stream, so the rest of training draws what it draws without the cap
+            sampler = np.random.default_rng([c.seed, 0x5EC])
+            limit = c.max_windows
+
+            def windows_of(epoch: int) -> _Windows:
+                order = sampler.permutation(len(events))
+                return _training_windows(
+                    (events.sequence(int(k)) for k in order), target_codes, c, limit
+                )
+
         start = time.perf_counter()
+        self.stopped_by_budget = False
         with _torch_session(c.num_threads, c.seed):
             self.net = SequenceNet(c, self.n_items, self.item_features, len(self.size_vocab))
-            self.loss_history = self._train(windows, show_progress)
+            self.loss_history, seen = self._train(windows_of, show_progress, start)
             self.net.eval()
         self.train_seconds = time.perf_counter() - start
         self._vectors = None
         self._table = None
         self._index = None
         logger.info(
-            "sequence: %d windows, %d targets, %d epochs in %.1fs (final loss %.3f, seed %d)",
-            len(windows.items),
-            len(windows.pair_target),
+            "sequence: %d windows, %d targets, %d/%d epochs in %.1fs (final loss %.3f, seed %d)",
+            seen[0],
+            seen[1],
+            len(self.loss_history),
             c.epochs,
             self.train_seconds,
             self.loss_history[-1] if self.loss_history else float("nan"),
@@ -577,47 +637,129 @@ class SequenceRecommender(Recommender):
         age = np.maximum(w.pair_time[pair_idx][rows] - times[rows, cols], 0) / SECONDS_PER_DAY
         return rows, items[rows, cols] - 1, np.exp2(-age / c.repeat_half_life_days)
 
-    def _train(self, w: _Windows, show_progress: bool) -> list[float]:
+    def _train(
+        self, windows_of: Callable[[int], _Windows], show_progress: bool, started: float
+    ) -> tuple[list[float], tuple[int, int]]:
+        """Epochs of Adam over the windows ``windows_of(epoch)``; returns the mean loss of each
+        epoch run and ``(windows, loss pairs)`` trained on in all."""
         assert self.net is not None
         c = self.config
         net = self.net
-        if len(w.pair_target) == 0 or c.epochs == 0:
-            return []
+        if c.epochs == 0:
+            return [], (0, 0)
+        w = windows_of(0)
+        if len(w.pair_target) == 0:
+            return [], (0, 0)
         optimizer = torch.optim.Adam(
             net.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay
         )
+        generator = np.random.default_rng(c.seed)
+        losses: list[float] = []
+        seen = [0, 0]
+        epochs = tqdm(range(c.epochs), desc="sequence epochs", disable=not show_progress)
+        net.train()
+        for epoch in epochs:
+            if epoch > 0 and c.max_windows is not None:
+                w = windows_of(epoch)
+            total, count = self._epoch(w, optimizer, generator, show_progress, epoch)
+            seen[0] += len(w.items)
+            seen[1] += len(w.pair_target)
+            losses.append(total / max(count, 1))
+            elapsed = time.perf_counter() - started
+            epochs.set_postfix(loss=f"{losses[-1]:.4f}")
+            if show_progress:
+                logger.info("sequence: epoch %d/%d loss %.4f", epoch + 1, c.epochs, losses[-1])
+            if (
+                c.max_train_seconds is not None
+                and elapsed >= c.max_train_seconds
+                and epoch + 1 < c.epochs
+            ):
+                self.stopped_by_budget = True
+                logger.warning(
+                    "sequence: wall-clock budget of %.0fs reached after epoch %d/%d (%.1fs); "
+                    "stopping early (this fit now depends on the machine's speed)",
+                    c.max_train_seconds,
+                    epoch + 1,
+                    c.epochs,
+                    elapsed,
+                )
+                break
+        epochs.close()
+        return losses, (seen[0], seen[1])
+
+    def _epoch(
+        self,
+        w: _Windows,
+        optimizer: torch.optim.Optimizer,
+        generator: np.random.Generator,
+        show_progress: bool,
+        epoch: int,
+    ) -> tuple[float, int]:
+        """One pass over ``w``; returns (sum of pair losses, pairs)."""
+        assert self.net is not None
+        c = self.config
+        net = self.net
         items, sizes, types = (torch.from_numpy(a) for a in (w.items, w.sizes, w.types))
         pair_window = w.pair_window
-        generator = np.random.default_rng(c.seed)
         n_windows = len(w.items)
-        losses: list[float] = []
-        net.train()
-        for epoch in range(c.epochs):
-            # batches of windows of similar length (little padding), in random order
-            order = np.lexsort((generator.random(n_windows), w.lengths))
-            batches = [order[a : a + c.batch_size] for a in range(0, n_windows, c.batch_size)]
-            total, count = 0.0, 0
-            for b in generator.permutation(len(batches)):
-                batch = np.sort(batches[b])
-                lo = w.pair_start[batch]
-                hi = w.pair_start[batch + 1]
-                pair_idx = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)])
-                if len(pair_idx) == 0:
-                    continue
-                length = int(w.lengths[batch].max())
-                rows = torch.from_numpy(batch)
-                local = np.searchsorted(batch, pair_window[pair_idx])
-                table = net.item_table()
-                states = net(
-                    items[rows, :length], sizes[rows, :length], types[rows, :length], table
-                )
-                picked = states[torch.from_numpy(local), torch.from_numpy(w.pair_pos[pair_idx])]
-                targets = w.pair_target[pair_idx]
+        sampled = c.loss == "sampled" and c.num_negatives < self.n_items
+        partial = sampled and c.table_rows == "batch"
+        # batches of windows of similar length (little padding), in random order
+        order = np.lexsort((generator.random(n_windows), w.lengths))
+        batches = [order[a : a + c.batch_size] for a in range(0, n_windows, c.batch_size)]
+        total, count = 0.0, 0
+        for b in tqdm(
+            generator.permutation(len(batches)),
+            desc=f"sequence epoch {epoch + 1}/{c.epochs}",
+            disable=not show_progress,
+            leave=False,
+        ):
+            batch = np.sort(batches[b])
+            lo = w.pair_start[batch]
+            hi = w.pair_start[batch + 1]
+            pair_idx = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)])
+            if len(pair_idx) == 0:
+                continue
+            length = int(w.lengths[batch].max())
+            rows = torch.from_numpy(batch)
+            local = np.searchsorted(batch, pair_window[pair_idx])
+            targets = w.pair_target[pair_idx]
+            step_items = items[rows, :length]
+            if partial:
+                # only the items this batch reads or scores get a vector (same math, same
+                # random draws; a large catalog costs a few rows instead of all of them)
                 if c.repeat:
                     rep_rows, rep_items, rep_weights = self._batch_repeat(w, batch, local, pair_idx)
                 else:
                     rep_items = np.empty(0, np.int64)
-                if c.loss == "full" or c.num_negatives >= self.n_items:
+                negatives = generator.choice(self.n_items, size=c.num_negatives, replace=False)
+                candidates, inverse = np.unique(
+                    np.concatenate([targets, negatives, rep_items]), return_inverse=True
+                )
+                labels = inverse[: len(targets)].astype(np.int64)
+                read = step_items.numpy()
+                needed = np.union1d(candidates, read[read > 0] - 1)
+                table = net.item_table(torch.from_numpy(needed))
+                local_items = np.where(read > 0, np.searchsorted(needed, read - 1) + 1, 0)
+                states = net(
+                    torch.from_numpy(local_items),
+                    sizes[rows, :length],
+                    types[rows, :length],
+                    table,
+                )
+                picked = states[torch.from_numpy(local), torch.from_numpy(w.pair_pos[pair_idx])]
+                cand = torch.from_numpy(candidates)
+                cand_rows = torch.from_numpy(np.searchsorted(needed, candidates))
+                logits = picked @ table[cand_rows].T + net.biases()[cand]
+            else:
+                table = net.item_table()
+                states = net(step_items, sizes[rows, :length], types[rows, :length], table)
+                picked = states[torch.from_numpy(local), torch.from_numpy(w.pair_pos[pair_idx])]
+                if c.repeat:
+                    rep_rows, rep_items, rep_weights = self._batch_repeat(w, batch, local, pair_idx)
+                else:
+                    rep_items = np.empty(0, np.int64)
+                if not sampled:
                     candidates = np.arange(self.n_items)
                     labels = targets
                     logits = picked @ table.T + net.biases()
@@ -632,31 +774,28 @@ class SequenceRecommender(Recommender):
                     labels = inverse[: len(targets)].astype(np.int64)
                     cand = torch.from_numpy(candidates)
                     logits = picked @ table[cand].T + net.biases()[cand]
-                if c.repeat and len(rep_items):
-                    # sparse: only (pair, history item) cells get the repeat term
-                    cells = rep_rows * len(candidates) + np.searchsorted(candidates, rep_items)
-                    cells, inverse = np.unique(cells, return_inverse=True)
-                    counts = np.bincount(inverse, minlength=len(cells)).astype(np.float64)
-                    decayed = np.bincount(inverse, weights=rep_weights, minlength=len(cells))
-                    feature = torch.from_numpy(
-                        np.log1p(np.stack([counts, decayed], axis=1)).astype(np.float32)
-                    )
-                    rows_t = torch.from_numpy(cells // len(candidates))
-                    cols_t = torch.from_numpy(cells % len(candidates))
-                    beta = net.repeat_weight(picked)  # (P, 2)
-                    values = (feature * beta[rows_t]).sum(dim=1)
-                    logits = logits.index_put((rows_t, cols_t), logits[rows_t, cols_t] + values)
-                loss = nn.functional.cross_entropy(logits, torch.from_numpy(labels))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-                optimizer.step()
-                total += float(loss.item()) * len(pair_idx)
-                count += len(pair_idx)
-            losses.append(total / max(count, 1))
-            if show_progress:
-                logger.info("sequence: epoch %d/%d loss %.4f", epoch + 1, c.epochs, losses[-1])
-        return losses
+            if c.repeat and len(rep_items):
+                # sparse: only (pair, history item) cells get the repeat term
+                cells = rep_rows * len(candidates) + np.searchsorted(candidates, rep_items)
+                cells, inverse = np.unique(cells, return_inverse=True)
+                counts = np.bincount(inverse, minlength=len(cells)).astype(np.float64)
+                decayed = np.bincount(inverse, weights=rep_weights, minlength=len(cells))
+                feature = torch.from_numpy(
+                    np.log1p(np.stack([counts, decayed], axis=1)).astype(np.float32)
+                )
+                rows_t = torch.from_numpy(cells // len(candidates))
+                cols_t = torch.from_numpy(cells % len(candidates))
+                beta = net.repeat_weight(picked)  # (P, 2)
+                values = (feature * beta[rows_t]).sum(dim=1)
+                logits = logits.index_put((rows_t, cols_t), logits[rows_t, cols_t] + values)
+            loss = nn.functional.cross_entropy(logits, torch.from_numpy(labels))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            optimizer.step()
+            total += float(loss.item()) * len(pair_idx)
+            count += len(pair_idx)
+        return total, count
 
     # ------------------------------------------------------------------ inference
 
@@ -804,33 +943,39 @@ class SequenceRecommender(Recommender):
         k: int,
         excludes: Sequence[IntArray | None],
     ) -> tuple[IntArray, FloatArray]:
-        vectors, betas = self._encode(coded)
         n = len(coded)
         width = max(int(k), 0)
         out_ids = np.full((n, width), -1, dtype=np.int64)
         out_scores = np.full((n, width), -np.inf, dtype=np.float32)
         item_vectors = self.item_vectors()
-        for r in range(n):
-            rep_items, feature = repeat_features(
-                coded[r].items, coded[r].times, nows[r], self.config.repeat_half_life_days
-            )
-            boost = feature @ betas[r]
-            if self._index is None:
-                scores = item_vectors @ vectors[r]
-                scores[rep_items] += boost
-                ids, vals = top_n(scores, width, excludes[r])
-            else:
-                given = excludes[r]
-                blocked: IntArray = given if given is not None else np.empty(0, np.int64)
-                found, _ = self._index.search(vectors[r], width + len(rep_items), exclude=blocked)
-                pool = np.unique(np.concatenate([np.asarray(found, np.int64), rep_items]))
-                pool = pool[~np.isin(pool, blocked)]
-                scores = np.full(self.n_items, -np.inf, dtype=np.float32)
-                scores[pool] = item_vectors[pool] @ vectors[r]
-                scores[rep_items] += boost
-                ids, vals = top_n(scores, width)
-            out_ids[r, : len(ids)] = ids
-            out_scores[r, : len(vals)] = vals
+        for lo in range(0, n, _RANK_CHUNK):
+            hi = min(lo + _RANK_CHUNK, n)
+            vectors, betas = self._encode(coded[lo:hi])
+            # exact scores of the chunk in one matrix product (a row at a time is ~15x slower)
+            exact = None if self._index is not None else vectors @ item_vectors.T
+            for j, r in enumerate(range(lo, hi)):
+                rep_items, feature = repeat_features(
+                    coded[r].items, coded[r].times, nows[r], self.config.repeat_half_life_days
+                )
+                boost = feature @ betas[j]
+                if exact is not None:
+                    scores = exact[j]
+                    scores[rep_items] += boost
+                    ids, vals = top_n(scores, width, excludes[r])
+                else:
+                    given = excludes[r]
+                    blocked: IntArray = given if given is not None else np.empty(0, np.int64)
+                    found, _ = self._index.search(
+                        vectors[j], width + len(rep_items), exclude=blocked
+                    )
+                    pool = np.unique(np.concatenate([np.asarray(found, np.int64), rep_items]))
+                    pool = pool[~np.isin(pool, blocked)]
+                    scores = np.full(self.n_items, -np.inf, dtype=np.float32)
+                    scores[pool] = item_vectors[pool] @ vectors[j]
+                    scores[rep_items] += boost
+                    ids, vals = top_n(scores, width)
+                out_ids[r, : len(ids)] = ids
+                out_scores[r, : len(vals)] = vals
         return out_ids, out_scores
 
     def recommend_from_sequence(
@@ -988,6 +1133,7 @@ class SequenceRecommender(Recommender):
                 else self.item_features.to_config(),
                 "train_seconds": round(self.train_seconds, 3),
                 "loss_history": [round(v, 6) for v in self.loss_history],
+                "stopped_by_budget": self.stopped_by_budget,
                 "torch_version": torch.__version__,
             },
         )
@@ -1009,6 +1155,7 @@ class SequenceRecommender(Recommender):
             model.size_vocab = [str(s) for s in config["size_vocab"]]
             model.train_seconds = float(config.get("train_seconds", 0.0))
             model.loss_history = [float(v) for v in config.get("loss_history", [])]
+            model.stopped_by_budget = bool(config.get("stopped_by_budget", False))
             model.histories = _Histories(
                 indptr=arrays["hist_indptr"].astype(np.int64),
                 items=arrays["hist_items"].astype(np.int64),
@@ -1044,42 +1191,83 @@ class _Sequence:
     times: npt.NDArray[np.int64]
 
 
-def _user_sequences(data: TrainingData, size_codes: IntArray) -> dict[int, _Sequence]:
-    """Each customer's input events (not impressions or returns), in time order."""
-    types = np.asarray(data.event_types, dtype=np.int64)
-    keep = ~np.isin(types, list(_NO_INPUT_TYPES))
-    users = data.user_idx[keep]
-    order = np.lexsort((np.arange(len(users)), data.timestamps[keep], users))
-    users = users[order]
-    items = data.item_idx[keep][order]
-    sizes = size_codes[keep][order]
-    kinds = types[keep][order]
-    times = np.asarray(data.timestamps, dtype=np.int64)[keep][order]
-    bounds = np.flatnonzero(np.diff(users)) + 1
-    starts = np.concatenate([[0], bounds])
-    ends = np.concatenate([bounds, [len(users)]])
-    return {
-        int(users[a]): _Sequence(items[a:b], sizes[a:b], kinds[a:b], times[a:b])
-        for a, b in zip(starts, ends, strict=True)
-        if b > a
-    }
+def _encode_event_sizes(
+    sizes: Sequence[str | None] | None, n_events: int
+) -> tuple[list[str], IntArray]:
+    """``(size vocabulary, code per event)``: the vocabulary is ``"<unk>"`` then the distinct
+    sizes sorted; unknown sizes (``None``) are code 0. Vectorised (10M events take ~1 s)."""
+    if sizes is None:
+        return [UNKNOWN], np.zeros(n_events, dtype=np.int64)
+    values = np.empty(len(sizes), dtype=object)
+    values[:] = list(sizes) if not isinstance(sizes, list) else sizes
+    present = np.asarray(~pd.isna(values), dtype=bool)  # None (or NaN): unknown
+    codes, uniques = pd.factorize(values[present], sort=True)
+    vocab = [UNKNOWN, *(str(u) for u in uniques)]
+    out = np.zeros(len(values), dtype=np.int64)
+    out[present] = np.asarray(codes, dtype=np.int64) + 1
+    return vocab, out
 
 
-def _keep_histories(sequences: dict[int, _Sequence], n_users: int, max_len: int) -> _Histories:
+@dataclass
+class _UserEvents:
+    """Every customer's input events (not impressions or returns) in one CSR layout: customer
+    ``users[k]``'s events in time order are ``[starts[k], ends[k])`` of the event arrays."""
+
+    users: IntArray  # customers with at least one input event, ascending
+    starts: IntArray
+    ends: IntArray
+    items: IntArray
+    sizes: IntArray
+    types: IntArray
+    times: npt.NDArray[np.int64]
+
+    @classmethod
+    def build(cls, data: TrainingData, size_codes: IntArray) -> _UserEvents:
+        types = np.asarray(data.event_types, dtype=np.int64)
+        keep = ~np.isin(types, list(_NO_INPUT_TYPES))
+        users = data.user_idx[keep]
+        order = np.lexsort((np.arange(len(users)), data.timestamps[keep], users))
+        users = users[order]
+        bounds = np.flatnonzero(np.diff(users)) + 1
+        starts = np.concatenate([[0], bounds]).astype(np.int64)
+        ends = np.concatenate([bounds, [len(users)]]).astype(np.int64)
+        if len(users) == 0:
+            starts = ends = np.empty(0, dtype=np.int64)
+        return cls(
+            users=np.asarray(users[starts], dtype=np.int64),
+            starts=starts,
+            ends=ends,
+            items=np.asarray(data.item_idx[keep][order], dtype=np.int64),
+            sizes=size_codes[keep][order],
+            types=types[keep][order],
+            times=np.asarray(data.timestamps, dtype=np.int64)[keep][order],
+        )
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def sequence(self, k: int) -> _Sequence:
+        """The ``k``-th customer's events (views, not copies)."""
+        a, b = int(self.starts[k]), int(self.ends[k])
+        return _Sequence(self.items[a:b], self.sizes[a:b], self.types[a:b], self.times[a:b])
+
+
+def _keep_histories(events: _UserEvents, n_users: int, max_len: int) -> _Histories:
+    """Each customer's last ``max_len`` input events, by customer index (CSR)."""
+    lengths = events.ends - events.starts
     counts = np.zeros(n_users, dtype=np.int64)
-    for user, seq in sequences.items():
-        counts[user] = min(len(seq.items), max_len)
+    counts[events.users] = np.minimum(lengths, max_len)
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    items = np.zeros(int(indptr[-1]), dtype=np.int64)
-    sizes = np.zeros_like(items)
-    types = np.zeros_like(items)
-    times = np.zeros_like(items)
-    for user, seq in sequences.items():
-        a, b = int(indptr[user]), int(indptr[user + 1])
-        n = b - a
-        items[a:b], sizes[a:b], types[a:b] = seq.items[-n:], seq.sizes[-n:], seq.types[-n:]
-        times[a:b] = seq.times[-n:]
-    return _Histories(indptr=indptr, items=items, sizes=sizes, types=types, times=times)
+    # event j of customer k is kept when it is among the customer's last max_len events
+    owner_end = np.repeat(events.ends, lengths)
+    kept = (owner_end - np.arange(len(events.items))) <= max_len
+    return _Histories(
+        indptr=indptr,
+        items=events.items[kept].copy(),
+        sizes=events.sizes[kept].copy(),
+        types=events.types[kept].copy(),
+        times=events.times[kept].copy(),
+    )
 
 
 @dataclass
@@ -1129,10 +1317,14 @@ def _targets(seq: _Sequence, target_codes: IntArray, mode: str) -> list[tuple[in
 
 
 def _training_windows(
-    sequences: dict[int, _Sequence], target_codes: IntArray, config: SequenceConfig
+    sequences: Iterable[_Sequence],
+    target_codes: IntArray,
+    config: SequenceConfig,
+    limit: int | None = None,
 ) -> _Windows:
     """Cut sequences into windows of ``max_len`` steps overlapping by a quarter, each loss pair
-    assigned to exactly one window (where it has the most context)."""
+    assigned to exactly one window (where it has the most context). With ``limit``, stop once
+    that many windows are cut (the sequences are read lazily, so the cost is bounded too)."""
     L = config.max_len
     overlap = L // 4 if L >= 4 else 0
     step = L - overlap
@@ -1141,8 +1333,9 @@ def _training_windows(
     pp: list[int] = []
     pt: list[int] = []
     ptime: list[int] = []
-    for user in sorted(sequences):
-        seq = sequences[user]
+    for seq in sequences:
+        if limit is not None and len(rows) >= limit:
+            break
         pairs = _targets(seq, target_codes, config.target)
         if not pairs:
             continue
@@ -1152,7 +1345,7 @@ def _training_windows(
         when = np.asarray([t for _, _, t in pairs], dtype=np.int64)
         n = len(seq.items)
         start = 0
-        while True:
+        while limit is None or len(rows) < limit:
             stop = min(start + L, n)
             lo = start if start == 0 else start + overlap
             mask = (positions >= lo) & (positions < stop)

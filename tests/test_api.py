@@ -100,6 +100,7 @@ def test_personalized_for_known_customer(
     # the most active customer's segment strategy (high value, ...) blends in its own sources
     strategy_sources = {"complementary", "new_in_style", "step_up", "bundles", "win_back"}
     strategy_sources |= {"complete_look", "seasonal"}  # added to every strategy (issue 5)
+    strategy_sources |= {"sequence"}  # the LSTM joins every home strategy (issue 4)
     assert {it["source"] for it in body["items"]} <= {"als", "popular"} | strategy_sources
     assert body["items"][0]["source"] == "als"
     assert body["items"][0]["reason"].startswith("Because you liked")

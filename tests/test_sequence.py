@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -277,3 +278,83 @@ def test_rejects_misaligned_inputs() -> None:
         SequenceConfig(loss="other")  # type: ignore[arg-type]
     with pytest.raises(RuntimeError):
         SequenceRecommender(TINY).item_vectors()
+
+
+# --------------------------------------------------------------------------- bounded training
+
+
+def _state(model: SequenceRecommender) -> dict[str, np.ndarray]:
+    assert model.net is not None
+    return {k: v.detach().numpy().copy() for k, v in model.net.state_dict().items()}
+
+
+BOUNDED = SequenceConfig(
+    id_dim=8,
+    feature_dim=4,
+    hidden_dim=16,
+    output_dim=8,
+    epochs=3,
+    batch_size=16,
+    num_negatives=8,  # < 24 items: the sampled loss
+    num_threads=1,
+    seed=5,
+)
+
+
+def test_max_windows_caps_each_epoch_and_stays_deterministic(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    data, sizes = training_data(chains(200), 24)
+    capped = replace(BOUNDED, max_windows=40)
+    with caplog.at_level("INFO", logger="lookbook.models.sequence"):
+        first = SequenceRecommender(capped).fit(data, sizes=sizes)
+    # 3 epochs x 40 windows (one window per customer here), not 3 x 200
+    assert "120 windows" in caplog.text
+    second = SequenceRecommender(capped).fit(data, sizes=sizes)
+    for name, value in _state(first).items():
+        np.testing.assert_array_equal(value, _state(second)[name], err_msg=name)
+    assert first.loss_history == second.loss_history and len(first.loss_history) == 3
+    full = SequenceRecommender(BOUNDED).fit(data, sizes=sizes)
+    assert full.loss_history != first.loss_history
+    # every customer keeps their history for recommend(), sampled in training or not
+    assert first.histories.indptr[-1] == full.histories.indptr[-1] == 600
+    assert len(first.recommend(np.arange(200), data.user_items, N=3)[0]) == 200
+
+
+def test_time_budget_ends_training_after_the_epoch(caplog: pytest.LogCaptureFixture) -> None:
+    data, sizes = training_data(chains(60), 24)
+    config = replace(BOUNDED, epochs=4, max_train_seconds=1e-6)
+    with caplog.at_level("WARNING", logger="lookbook.models.sequence"):
+        model = SequenceRecommender(config).fit(data, sizes=sizes)
+    assert len(model.loss_history) == 1 and model.stopped_by_budget
+    assert "wall-clock budget" in caplog.text and "after epoch 1/4" in caplog.text
+    roomy = replace(config, max_train_seconds=3600.0)
+    unhurried = SequenceRecommender(roomy).fit(data, sizes=sizes)
+    assert len(unhurried.loss_history) == 4 and not unhurried.stopped_by_budget
+
+
+def test_batch_item_table_trains_like_the_full_table() -> None:
+    items, sequences, _ = category_world()
+    data, _ = training_data(sequences, 36)
+    features = ItemFeatures.from_frame(items)
+    config = replace(BOUNDED, epochs=2, id_dropout=0.3)
+    full = SequenceRecommender(config, item_features=features).fit(data)
+    batch = SequenceRecommender(replace(config, table_rows="batch"), item_features=features).fit(
+        data
+    )
+    # same random draws (id dropout, negatives, order): equal up to float rounding
+    np.testing.assert_allclose(batch.loss_history, full.loss_history, rtol=1e-4)
+    np.testing.assert_allclose(batch.item_vectors(), full.item_vectors(), rtol=1e-3, atol=1e-4)
+
+
+def test_bounded_config_round_trips_and_is_validated(tmp_path: Path) -> None:
+    data, sizes = training_data(chains(30), 24)
+    config = replace(BOUNDED, max_windows=10, max_train_seconds=60.0, table_rows="batch")
+    model = SequenceRecommender(config).fit(data, sizes=sizes, show_progress=True)
+    model.save(tmp_path / "seq")
+    loaded = SequenceRecommender.load(tmp_path / "seq")
+    assert loaded.config == config and loaded.stopped_by_budget is False
+    np.testing.assert_array_equal(loaded.item_vectors(), model.item_vectors())
+    for bad in ({"max_windows": 0}, {"max_train_seconds": 0.0}, {"table_rows": "some"}):
+        with pytest.raises(ValueError):
+            SequenceConfig(**bad)  # type: ignore[arg-type]

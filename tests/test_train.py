@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from feature_store.synthetic import generate
 from helpers import SMALL_CONFIG
 from models.als import ALSRecommender
+from models.sequence import SequenceRecommender
 from training.bundle import latest_bundle, list_bundles
 from training.cli import cli
 from training.train import train
@@ -53,19 +54,33 @@ def test_bundle_layout_and_manifest(data: Path, tmp_path: Path) -> None:
 
 
 def test_same_data_and_seed_same_models(data: Path, tmp_path: Path) -> None:
-    first = train(data, tmp_path / "a", config=SMALL_CONFIG, progress=False)
-    second = train(data, tmp_path / "b", config=SMALL_CONFIG, progress=False)
+    # four held-out weeks: enough held-out customers for the blend weights to be fitted
+    config = SMALL_CONFIG.model_copy(update={"test_days": 28})
+    first = train(data, tmp_path / "a", config=config, progress=False)
+    second = train(data, tmp_path / "b", config=config, progress=False)
     a = ALSRecommender.load(first.bundle_path / "models" / "als")
     b = ALSRecommender.load(second.bundle_path / "models" / "als")
     np.testing.assert_array_equal(a.item_factors, b.item_factors)
     np.testing.assert_array_equal(a.user_factors, b.user_factors)
     assert first.metrics == second.metrics
-    for name in ("similar_items.npz",):
+    assert set(first.metrics) == {"als", "popularity", "sequence"}
+    for name in (
+        "similar_items.npz",
+        "models/sequence/arrays.npz",  # every LSTM weight, feature code and kept history
+        "purchase_history.npz",
+    ):
         with (
             np.load(first.bundle_path / name) as x,
             np.load(second.bundle_path / name) as y,
         ):
-            np.testing.assert_array_equal(x["ids"], y["ids"])
+            assert sorted(x.files) == sorted(y.files), name
+            for key in x.files:
+                np.testing.assert_array_equal(x[key], y[key], err_msg=f"{name}:{key}")
+    manifests = [json.loads((r.bundle_path / "manifest.json").read_text()) for r in (first, second)]
+    assert manifests[0]["blend"] == manifests[1]["blend"]
+    assert manifests[0]["blend"]["fitted"] is True
+    for manifest in manifests:
+        assert manifest["sequence"]["fit"]["stopped_by_budget"] is False
 
 
 def test_customers_without_consent_teach_als_nothing(data: Path, tmp_path: Path) -> None:
@@ -83,6 +98,11 @@ def test_customers_without_consent_teach_als_nothing(data: Path, tmp_path: Path)
     als = ALSRecommender.load(result.bundle_path / "models" / "als")
     assert not als.user_factors[ids.index(refused)].any()
     assert als.user_factors[ids.index(str(customers["customer_id"].iloc[1]))].any()
+    # nor the LSTM, which keeps no history of them either
+    lstm = SequenceRecommender.load(result.bundle_path / "models" / "sequence")
+    assert len(lstm.history_of(ids.index(refused))[0]) == 0
+    consenting = [c for c in customers["customer_id"].astype(str).iloc[1:40]]
+    assert any(len(lstm.history_of(ids.index(c))[0]) for c in consenting)
 
 
 def test_cli_train_prints_metrics_side_by_side(data: Path, tmp_path: Path) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from threadpoolctl import threadpool_limits
@@ -22,21 +24,26 @@ from feature_store.loaders import load_dataset
 from feature_store.profiles import STAGES, TIERS, EventTable, ProfileConfig, compute_profiles
 from feature_store.schema import CustomerCols, InteractionCols, InteractionType
 from models.als import ALSRecommender
-from models.base import Recommender, TrainingData
+from models.base import IntArray, Recommender, TrainingData
+from models.candidates import repurchase_ranking
 from models.churn import ChurnConfig, ChurnModel
 from models.churn import evaluate as evaluate_churn
 from models.index import ItemIndex
 from models.popularity import PopularityRecommender
+from models.sequence import ItemFeatures, SequenceConfig, SequenceRecommender
+from training.blend import BlendWeights, fit_blend_weights
 from training.bundle import BundleWriter, new_version
 from training.data import (
     IdMaps,
     build_id_maps,
     encode,
     opted_out_rows,
+    purchase_log,
     purchase_matrix,
     to_training_data,
     without_rows,
 )
+from training.evaluate import event_sizes
 from training.look import ComplementaryConfig, SeasonalConfig, fit_complementary, fit_seasonal
 from training.metrics import catalog_coverage, map_at_k, recall_at_k
 from training.split import time_split
@@ -44,6 +51,8 @@ from training.split import time_split
 logger = logging.getLogger("lookbook.training")
 
 PERSONAL_HNSW_ITEMS = 50_000
+#: Depth of each source's ranked list handed to the blend fit (as the evaluation harness).
+BLEND_DEPTH = 100
 
 
 class ALSConfig(BaseModel):
@@ -57,6 +66,64 @@ class ALSConfig(BaseModel):
 class PopularityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     half_life_days: float = Field(14.0, gt=0)
+
+
+class SequenceTrainConfig(BaseModel):
+    """The LSTM sequence model (:mod:`models.sequence`) as ``lookbook train`` fits it.
+
+    Training is bounded whatever the data size: each epoch reads at most ``max_windows`` training
+    windows (a fresh seeded sample of customers per epoch) and a fit stops after the epoch in
+    which ``max_train_seconds`` ran out. Under the cap the fit is deterministic under
+    ``TrainConfig.seed``; when the time budget is what stops it (logged, and recorded in the
+    manifest's ``sequence`` section), the number of epochs run depends on the machine's speed.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = Field(
+        True, description="fit the LSTM, write it with its index and fit the served blend weights"
+    )
+    epochs: int = Field(2, ge=1, le=200)
+    max_len: int = Field(20, ge=1, le=1000, description="steps of history the LSTM reads")
+    id_dim: int = Field(32, ge=1, le=1024)
+    feature_dim: int = Field(8, ge=1, le=256)
+    hidden_dim: int = Field(64, ge=1, le=2048)
+    output_dim: int = Field(32, ge=1, le=1024)
+    loss: Literal["sampled", "full"] = "sampled"
+    num_negatives: int = Field(512, ge=1, le=100_000)
+    batch_size: int = Field(256, ge=1, le=65_536)
+    learning_rate: float = Field(1e-2, gt=0, le=1)
+    max_windows: int | None = Field(
+        10_000, ge=1, description="training windows per epoch (seeded sample); null = all"
+    )
+    max_train_seconds: float | None = Field(
+        90.0, gt=0, description="wall-clock budget of one fit, checked after each epoch"
+    )
+    num_threads: int = Field(
+        1, ge=1, le=64, description="torch threads (1 is fastest on a shared 2-core machine)"
+    )
+    blend_customers: int = Field(
+        2_000, ge=1, description="held-out customers the blend weights are fitted on (seeded)"
+    )
+
+    def sequence_config(self, seed: int) -> SequenceConfig:
+        """The model's hyperparameters (item vectors computed per batch: sampled loss only)."""
+        return SequenceConfig(
+            id_dim=self.id_dim,
+            feature_dim=self.feature_dim,
+            hidden_dim=self.hidden_dim,
+            output_dim=self.output_dim,
+            max_len=self.max_len,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            loss=self.loss,
+            num_negatives=self.num_negatives,
+            max_windows=self.max_windows,
+            max_train_seconds=self.max_train_seconds,
+            table_rows="batch",
+            num_threads=self.num_threads,
+            seed=seed,
+        )
 
 
 class TrainConfig(BaseModel):
@@ -85,6 +152,7 @@ class TrainConfig(BaseModel):
     )
     complementary: ComplementaryConfig = Field(default_factory=ComplementaryConfig)
     seasonal: SeasonalConfig = Field(default_factory=SeasonalConfig)
+    sequence: SequenceTrainConfig = Field(default_factory=SequenceTrainConfig)
 
     @classmethod
     def from_file(cls, path: Path | None) -> TrainConfig:
@@ -224,6 +292,92 @@ def _fit_models(
     return als, popularity
 
 
+@dataclass(frozen=True)
+class HeldOut:
+    """Customers who bought something in the held-out period (dense indices, ascending; at most
+    ``max_customers``, a seeded sample) and the items each bought there (sorted, distinct)."""
+
+    users: IntArray
+    truths: list[list[int]]
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+def held_out_customers(
+    test: pd.DataFrame, maps: IdMaps, *, max_customers: int, seed: int
+) -> HeldOut:
+    """The held-out customers :func:`evaluate` scores (customers unseen in training included)."""
+    bought = test[test[InteractionCols.TYPE].astype(str) == InteractionType.PURCHASE.value]
+    users = encode(bought[InteractionCols.CUSTOMER_ID], maps.customers)
+    items = encode(bought[InteractionCols.ITEM_ID], maps.items)
+    mask = (users >= 0) & (items >= 0)
+    truth_frame = pd.DataFrame({"u": users[mask], "i": items[mask]})
+    truth = truth_frame.groupby("u")["i"].agg(lambda s: sorted(set(s.tolist())))
+    if len(truth) == 0:
+        return HeldOut(np.empty(0, dtype=np.int64), [])
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(
+        rng.choice(truth.index.to_numpy(), size=min(max_customers, len(truth)), replace=False)
+    ).astype(np.int64)
+    return HeldOut(chosen, [truth[u] for u in chosen])
+
+
+class HeldOutLists:
+    """Each model's ranked list (``depth`` items, -1 padded) for the held-out customers, computed
+    once per model on first use: the metrics read the first ``k`` columns, the blend all."""
+
+    def __init__(
+        self,
+        models: Mapping[str, Recommender],
+        train: TrainingData,
+        held_out: HeldOut,
+        *,
+        depth: int,
+        progress: bool = False,
+    ) -> None:
+        self.models = dict(models)
+        self.train = train
+        self.held_out = held_out
+        self.depth = int(depth)
+        self.progress = progress
+        self._lists: dict[str, IntArray] = {}
+
+    def __getitem__(self, name: str) -> IntArray:
+        if name not in self._lists:
+            model = self.models[name]
+            users = self.held_out.users
+            rows = self.train.user_items[users]
+            out = np.full((len(users), self.depth), -1, dtype=np.int64)
+            batch = 2048
+            for start in tqdm(
+                range(0, len(users), batch), desc=f"evaluate {name}", disable=not self.progress
+            ):
+                ids, _ = model.recommend(
+                    users[start : start + batch],
+                    rows[start : start + batch],
+                    N=self.depth,
+                    filter_already_liked_items=False,
+                )
+                ids = np.asarray(ids, dtype=np.int64)
+                ids = ids.reshape(len(users[start : start + batch]), -1)[:, : self.depth]
+                out[start : start + len(ids), : ids.shape[1]] = ids
+            self._lists[name] = out
+        return self._lists[name]
+
+    def metrics(self, name: str, k: int) -> dict[str, float]:
+        """Recall@k, MAP@k, catalog coverage of the top ``k`` and the number of customers."""
+        top = self[name][:, :k]
+        predicted = [row[row >= 0].tolist() for row in top]
+        actual = self.held_out.truths
+        return {
+            f"recall@{k}": float(recall_at_k(actual, predicted, k)),
+            f"map@{k}": float(map_at_k(actual, predicted, k)),
+            "coverage": float(catalog_coverage(predicted, self.train.n_items)),
+            "customers": float(len(self.held_out)),
+        }
+
+
 def evaluate(
     models: dict[str, Recommender],
     train: TrainingData,
@@ -240,42 +394,151 @@ def evaluate(
     Ground truth is the set of items each such customer bought in the held-out period; customers
     unseen in training are scored too (every model then falls back to what it can do for them).
     """
-    bought = test[test[InteractionCols.TYPE].astype(str) == InteractionType.PURCHASE.value]
-    users = encode(bought[InteractionCols.CUSTOMER_ID], maps.customers)
-    items = encode(bought[InteractionCols.ITEM_ID], maps.items)
-    mask = (users >= 0) & (items >= 0)
-    truth_frame = pd.DataFrame({"u": users[mask], "i": items[mask]})
-    truth = truth_frame.groupby("u")["i"].agg(lambda s: sorted(set(s.tolist())))
-    if len(truth) == 0:
+    held_out = held_out_customers(test, maps, max_customers=max_customers, seed=seed)
+    if len(held_out) == 0:
         logger.warning("no purchases in the held-out period: nothing to evaluate")
         return {name: {} for name in models}
-    rng = np.random.default_rng(seed)
-    chosen = np.sort(
-        rng.choice(truth.index.to_numpy(), size=min(max_customers, len(truth)), replace=False)
+    lists = HeldOutLists(models, train, held_out, depth=k, progress=progress)
+    return {name: lists.metrics(name, k) for name in models}
+
+
+# --------------------------------------------------------------------------- the LSTM and the blend
+
+
+def _without_customers(
+    data: TrainingData, sizes: list[str | None], rows: npt.NDArray[np.int64]
+) -> tuple[TrainingData, list[str | None]]:
+    """``data`` (and its per-event ``sizes``) without any event of the customers ``rows``."""
+    if len(rows) == 0:
+        return data, sizes
+    keep = ~np.isin(data.user_idx, rows)
+    kept = without_rows(data, rows)
+    return (
+        replace(
+            kept,
+            user_idx=data.user_idx[keep],
+            item_idx=data.item_idx[keep],
+            timestamps=data.timestamps[keep],
+            event_types=data.event_types[keep],
+            weights=data.weights[keep],
+        ),
+        [s for s, k in zip(sizes, keep.tolist(), strict=True) if k],
     )
-    actual = [truth[u] for u in chosen]
-    results: dict[str, dict[str, float]] = {}
-    user_rows = train.user_items[chosen]
-    for name, model in models.items():
-        predicted: list[list[int]] = []
-        batch = 2048
-        for start in tqdm(
-            range(0, len(chosen), batch), desc=f"evaluate {name}", disable=not progress
-        ):
-            ids, _ = model.recommend(
-                chosen[start : start + batch],
-                user_rows[start : start + batch],
-                N=k,
-                filter_already_liked_items=False,
-            )
-            predicted.extend([row[row >= 0].tolist() for row in ids])
-        results[name] = {
-            f"recall@{k}": float(recall_at_k(actual, predicted, k)),
-            f"map@{k}": float(map_at_k(actual, predicted, k)),
-            "coverage": float(catalog_coverage(predicted, train.n_items)),
-            "customers": float(len(chosen)),
-        }
-    return results
+
+
+def _fit_sequence(
+    frame: pd.DataFrame,
+    data: TrainingData,
+    maps: IdMaps,
+    features: ItemFeatures,
+    config: TrainConfig,
+    progress: bool,
+    opted_out: npt.NDArray[np.int64],
+) -> SequenceRecommender:
+    """The LSTM on ``data`` (encoded from ``frame``) with the catalog's side features and the
+    sizes of the events. Like ALS it learns only from customers who consented to
+    personalization: the others' events are left out (so it keeps no history of them either)."""
+    columns = [
+        c
+        for c in (
+            InteractionCols.CUSTOMER_ID,
+            InteractionCols.ITEM_ID,
+            InteractionCols.TIMESTAMP,
+            InteractionCols.SIZE,
+        )
+        if c in frame.columns
+    ]
+    sizes = event_sizes(frame[columns], maps, data)  # sorting four columns, not all
+    data, sizes = _without_customers(data, sizes, opted_out)
+    model = SequenceRecommender(
+        config.sequence.sequence_config(config.seed), item_features=features
+    )
+    return model.fit(data, sizes=sizes, show_progress=progress)
+
+
+def _sequence_summary(model: SequenceRecommender) -> dict[str, Any]:
+    return {
+        "train_seconds": round(model.train_seconds, 3),
+        "epochs_run": len(model.loss_history),
+        "stopped_by_budget": model.stopped_by_budget,
+        "final_loss": round(model.loss_history[-1], 4) if model.loss_history else None,
+    }
+
+
+@dataclass(frozen=True)
+class BlendContext:
+    """What a blend source reads: the customers to rank (``users``, rows ``rows`` of the held-out
+    lists), the training period's data and end, and the models' held-out lists."""
+
+    users: IntArray
+    rows: IntArray
+    train: TrainingData
+    lists: HeldOutLists
+    depth: int
+
+
+BlendSource = Callable[[BlendContext], IntArray]
+
+
+def _model_source(name: str) -> BlendSource:
+    """A blend source that is a model's ranked list from the held-out evaluation."""
+
+    def source(ctx: BlendContext) -> IntArray:
+        return ctx.lists[name][ctx.rows, : ctx.depth]
+
+    return source
+
+
+def _repurchase_source(ctx: BlendContext) -> IntArray:
+    """The customer's own purchases in the training period by recency-weighted count, as of its
+    end (:func:`models.candidates.repurchase_ranking` over the purchase log, as served)."""
+    log = purchase_log(ctx.train)
+    indptr = log["indptr"]
+    out = np.full((len(ctx.users), ctx.depth), -1, dtype=np.int64)
+    for r, user in enumerate(ctx.users.tolist()):
+        a, b = int(indptr[user]), int(indptr[user + 1])
+        ranked, _ = repurchase_ranking(
+            log["items"][a:b], log["timestamps"][a:b], log["weights"][a:b], ctx.train.now
+        )
+        ranked = ranked[: ctx.depth]
+        out[r, : len(ranked)] = ranked
+    return out
+
+
+#: The served blend's sources (names as :mod:`training.blend` and the service know them) → how
+#: each ranks the held-out customers. Adding a source is one entry here.
+BLEND_SOURCES: dict[str, BlendSource] = {
+    "repurchase": _repurchase_source,
+    "als": _model_source("als"),
+    "sequence": _model_source("sequence"),
+    "popularity": _model_source("popularity"),
+}
+
+
+def fit_served_blend(
+    lists: HeldOutLists,
+    train: TrainingData,
+    *,
+    k: int,
+    max_customers: int,
+    seed: int,
+    sources: Mapping[str, BlendSource] = BLEND_SOURCES,
+) -> tuple[BlendWeights, dict[str, Any]]:
+    """Blend weights fitted on the time split: at most ``max_customers`` of the held-out customers
+    (a seeded sample), each source's list of depth :data:`BLEND_DEPTH` from the training period,
+    their held-out purchases as the truth. Returns the weights and a summary for the manifest."""
+    held_out = lists.held_out
+    n = min(int(max_customers), len(held_out))
+    rng = np.random.default_rng([seed, 0xB1E])
+    rows = np.sort(rng.choice(len(held_out), size=n, replace=False)).astype(np.int64)
+    ctx = BlendContext(
+        users=held_out.users[rows], rows=rows, train=train, lists=lists, depth=BLEND_DEPTH
+    )
+    rankings = {name: source(ctx) for name, source in sources.items()}
+    truths = [np.asarray(held_out.truths[r], dtype=np.int64) for r in rows]
+    weights = fit_blend_weights(rankings, truths, k=k)
+    summary = {"customers": n, "depth": BLEND_DEPTH, "sources": list(sources)}
+    return weights, summary
 
 
 def _customer_intelligence(
@@ -367,26 +630,64 @@ def train(
     als, popularity = _fit_models(train_data, config, progress, opted_out)
     timings["fit_eval_models"] = time.perf_counter() - t
 
+    use_sequence = config.sequence.enabled
+    sequence: SequenceRecommender | None = None
+    features: ItemFeatures | None = None
+    sequence_summary: dict[str, Any] = {}
+    models: dict[str, Recommender] = {"als": als, "popularity": popularity}
+    if use_sequence:
+        t = time.perf_counter()
+        features = ItemFeatures.from_frame(dataset.items, maps.items.ids())
+        sequence = _fit_sequence(
+            train_frame, train_data, maps, features, config, progress, opted_out
+        )
+        models["sequence"] = sequence
+        sequence_summary["eval_fit"] = _sequence_summary(sequence)
+        timings["fit_eval_sequence"] = time.perf_counter() - t
+
     t = time.perf_counter()
-    metrics = evaluate(
-        {"als": als, "popularity": popularity},
-        train_data,
-        test_frame,
-        maps,
-        k=config.k,
-        max_customers=config.eval_customers,
-        seed=config.seed,
-        progress=progress,
+    held_out = held_out_customers(
+        test_frame, maps, max_customers=config.eval_customers, seed=config.seed
     )
+    # with the blend to fit, each model's list is ranked once, deep enough for both
+    depth = max(config.k, BLEND_DEPTH) if use_sequence else config.k
+    lists = HeldOutLists(models, train_data, held_out, depth=depth, progress=progress)
+    if len(held_out) == 0:
+        logger.warning("no purchases in the held-out period: nothing to evaluate")
+        metrics: dict[str, dict[str, float]] = {name: {} for name in models}
+    else:
+        metrics = {name: lists.metrics(name, config.k) for name in models}
     timings["evaluate"] = time.perf_counter() - t
+
+    blend: BlendWeights | None = None
+    if use_sequence:
+        t = time.perf_counter()
+        blend, sequence_summary["blend"] = fit_served_blend(
+            lists,
+            train_data,
+            k=config.k,
+            max_customers=min(config.eval_customers, config.sequence.blend_customers),
+            seed=config.seed,
+        )
+        timings["blend"] = time.perf_counter() - t
+    del lists  # the held-out lists (customers x depth per model) are not needed any more
 
     if config.refit_full:
         t = time.perf_counter()
         full = to_training_data(interactions, maps, now=now)
         als, popularity = _fit_models(full, config, progress, opted_out)
         timings["refit_full"] = time.perf_counter() - t
+        if use_sequence:
+            assert features is not None
+            t = time.perf_counter()
+            sequence = _fit_sequence(
+                interactions, full, maps, features, config, progress, opted_out
+            )
+            timings["refit_sequence"] = time.perf_counter() - t
     else:
         full = train_data
+    if sequence is not None:
+        sequence_summary["fit"] = _sequence_summary(sequence)
 
     profiles = None
     profile_summary: dict[str, Any] = {}
@@ -425,6 +726,14 @@ def train(
         writer.write_frame("stock", dataset.stock)
         writer.write_matrix("user_items", full.user_items)
         writer.write_matrix("purchases", purchase_matrix(full))
+        log = purchase_log(full)
+        np.savez(
+            writer.path / "purchase_history.npz",
+            indptr=log["indptr"],
+            items=log["items"],
+            timestamps=log["timestamps"],
+            weights=log["weights"],
+        )
         als.save(writer.model_dir("als"))
         popularity.save(writer.model_dir("popularity"))
         # Inner product with raw factors ranks by the ALS score (personalized retrieval);
@@ -437,6 +746,17 @@ def train(
         ItemIndex.build(als.item_factors, kind=personal_kind, seed=config.seed).save(
             writer.index_path("als_items")
         )
+        sequence_seconds = 0.0
+        if sequence is not None:
+            # The LSTM's item vectors [v_i, b_i] queried with its session vector [u, 1]: inner
+            # product = the model's score before the repeat term (added to the candidates at
+            # request time), so it is built like the personalized ALS index.
+            t_seq = time.perf_counter()
+            sequence.save(writer.model_dir("sequence"))
+            ItemIndex.build(sequence.item_vectors(), kind=personal_kind, seed=config.seed).save(
+                writer.index_path("sequence_items")
+            )
+            sequence_seconds = time.perf_counter() - t_seq
         cosine = ItemIndex.build(als.item_vectors(), kind=config.index_kind, seed=config.seed)
         cosine.save(writer.index_path("als_items_cosine"))
         # Similar items are answered from a precomputed neighbour table (live search beyond it).
@@ -452,7 +772,9 @@ def train(
         for name, look_model in look_models.items():
             if look_model is not None:
                 look_model.save(writer.model_dir(name))
-        timings["write"] = time.perf_counter() - t
+        timings["write"] = time.perf_counter() - t - sequence_seconds
+        if sequence is not None:
+            timings["write_sequence"] = sequence_seconds
         timings["total"] = time.perf_counter() - t0
         manifest: dict[str, Any] = {
             "created": pd.Timestamp.now(tz="UTC").isoformat(),
@@ -473,13 +795,23 @@ def train(
                 "als": "models/als",
                 "popularity": "models/popularity",
                 **{name: f"models/{name}" for name, m in look_models.items() if m is not None},
+                **({"sequence": "models/sequence"} if sequence is not None else {}),
             },
             "indexes": {
                 "als_items": "indexes/als_items.faiss",
                 "als_items_cosine": "indexes/als_items_cosine.faiss",
+                **(
+                    {"sequence_items": "indexes/sequence_items.faiss"}
+                    if sequence is not None
+                    else {}
+                ),
             },
             "timings_seconds": {key: round(value, 3) for key, value in timings.items()},
         }
+        if blend is not None:
+            manifest["blend"] = blend.to_dict()
+        if sequence_summary:
+            manifest["sequence"] = sequence_summary
         if look_summary:
             manifest["look"] = look_summary
         if profile_summary:
