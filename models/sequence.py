@@ -968,12 +968,17 @@ class SequenceRecommender(Recommender):
                     found, _ = self._index.search(
                         vectors[j], width + len(rep_items), exclude=blocked
                     )
-                    pool = np.unique(np.concatenate([np.asarray(found, np.int64), rep_items]))
+                    found_ids = np.asarray(found, np.int64).reshape(-1)
+                    pool = np.unique(np.concatenate([found_ids[found_ids >= 0], rep_items]))
                     pool = pool[~np.isin(pool, blocked)]
-                    scores = np.full(self.n_items, -np.inf, dtype=np.float32)
-                    scores[pool] = item_vectors[pool] @ vectors[j]
-                    scores[rep_items] += boost
-                    ids, vals = top_n(scores, width)
+                    # rank the pool alone (sorted by item, so ties still go to the lower item)
+                    pool_scores = item_vectors[pool] @ vectors[j]
+                    at = np.searchsorted(pool, rep_items)
+                    hit = at < len(pool)
+                    hit[hit] = pool[at[hit]] == rep_items[hit]
+                    pool_scores[at[hit]] += boost[hit]
+                    top, vals = top_n(pool_scores, width)
+                    ids = pool[top]
                 out_ids[r, : len(ids)] = ids
                 out_scores[r, : len(vals)] = vals
         return out_ids, out_scores
