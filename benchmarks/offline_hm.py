@@ -10,7 +10,16 @@ and writes ``report.md``, ``results.json`` and ``map_at_k.png`` into the folder 
     python benchmarks/offline_hm.py var/offline            # both datasets
     python benchmarks/offline_hm.py var/offline --only hm --folds 6
 
-The peer and the plot need the optional extras: ``pip install 'rectools[torch]' matplotlib``.
+The peer (rectools 0.19, which needs numpy < 2) and the plot need their own environment, pinned in
+``benchmarks/requirements-peer.txt``; run the script with that environment's python to measure
+every method, the peer included, in one run::
+
+    python3.11 -m venv /tmp/peervenv
+    /tmp/peervenv/bin/pip install -r benchmarks/requirements-peer.txt
+    /tmp/peervenv/bin/pip install -e . --no-deps
+    /tmp/peervenv/bin/python benchmarks/offline_hm.py var/offline_hm --only hm
+
+With the project's own ``.venv`` (no rectools) SASRec is skipped with a message.
 """
 
 from __future__ import annotations

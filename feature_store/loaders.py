@@ -145,6 +145,9 @@ _INTERACTION_SPEC: Final = (
     _Col(InteractionCols.RECOMMENDATION_ID, "text"),
     _Col(InteractionCols.POSITION, "int", minimum=0),
 )
+#: Optional item columns: in the frame (and written back) only when the source has them.
+_ITEM_OPTIONAL_SPEC: Final = (_Col(ItemCols.PRODUCT_CODE, "text"),)
+_OPTIONAL_SPECS: Final[dict[str, tuple[_Col, ...]]] = {"items": _ITEM_OPTIONAL_SPEC}
 _SPECS: Final = {
     "items": _ITEM_SPEC,
     "stock": _STOCK_SPEC,
@@ -758,7 +761,7 @@ def _read_own(path: Path, table: str, *, required_file: bool) -> _Source | None:
         return None
     src = _read(
         file,
-        [c.name for c in spec],
+        [c.name for c in (*spec, *_OPTIONAL_SPECS.get(table, ()))],
         [c.name for c in spec if c.required],
         dictionary=_DICT_COLUMNS[table],
         allow_empty=table != "items",  # a catalog without items is no catalog
@@ -834,6 +837,10 @@ def _load_own(path: Path, on_orphans: str) -> Dataset:
     _check_unique(items_src, ItemCols.ID, item_ids, "item_id")
     catalog = _decode(item_ids)
     items = pd.DataFrame(_frame(item_arrays, _ITEM_SPEC, items_src.n))
+    for col in _ITEM_OPTIONAL_SPEC:
+        if items_src.has(col.name):
+            items[col.name] = _pandas(_parse(items_src, col), col.kind)
+            items_src.release(col.name)
     _fill_price_bands(items)
 
     inter_src = _read_own(path, "interactions", required_file=True)
@@ -1133,6 +1140,9 @@ def _hm_items(layout: _HmLayout, folder: Path) -> tuple[_Source, pa.DictionaryAr
             ItemCols.DESCRIPTION: pd.Series(description.to_pandas(), dtype="str"),
         }
     )
+    if src.has(c["product_code"]):
+        codes_text = _decode(_dict(src, c["product_code"]))
+        items[ItemCols.PRODUCT_CODE] = pd.Series(codes_text.to_pandas(), dtype="str")
     return src, ids, items
 
 
@@ -1412,7 +1422,8 @@ def write_dataset(ds: Dataset, path: Path, fmt: str = "parquet") -> None:
         "interactions": ds.interactions,
     }
     for table, frame in frames.items():
-        spec = _SPECS[table]
+        optional = [c for c in _OPTIONAL_SPECS.get(table, ()) if c.name in frame.columns]
+        spec = (*_SPECS[table], *optional)
         arrays = {c.name: _arrow_column(frame, c, table) for c in spec}
         if fmt == "parquet":
             pq.write_table(pa.table(arrays), path / f"{table}.parquet", compression="zstd")

@@ -98,6 +98,9 @@ class ItemCols:
     LAUNCH_DATE: Final = "launch_date"
     SIZES: Final = "sizes"  # list[str], sizes offered, in size order
     DESCRIPTION: Final = "description"
+    #: Optional, not in :data:`ALL`: the product an item is a variant (colour, print) of, e.g. H&M's
+    #: ``productCode``. Loaders add it to the items frame only when the source has it.
+    PRODUCT_CODE: Final = "product_code"
 
     REQUIRED: Final = (ID, NAME, CATEGORY, PRICE)
     LIST_COLUMNS: Final = (STYLES, SEASONS, SIZES)
@@ -117,6 +120,8 @@ class ItemCols:
         SIZES,
         DESCRIPTION,
     )
+    #: Columns a frame carries only when its source has them (see :data:`PRODUCT_CODE`).
+    OPTIONAL: Final = (PRODUCT_CODE,)
 
 
 class StockCols:

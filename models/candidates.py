@@ -10,12 +10,14 @@ per-bundle table built once by the trainer:
 blend source              per-customer function                  per-bundle table (trainer builds)
 ========================  =====================================  ==================================
 ``repurchase``            :func:`repurchase_ranking`             —
+``repeat``                :func:`repeat_ranking`                 :func:`build_repeat_rates`
 ``siblings``              :func:`neighbour_ranking`              :func:`build_product_siblings`
-``copurchase``            :func:`neighbour_ranking`              :func:`build_copurchase_table`
 ========================  =====================================  ==================================
 
-Tables are :class:`NeighbourTable` (CSR arrays: item → neighbour items with scores), saved with
-:meth:`NeighbourTable.to_arrays` and loaded with :meth:`NeighbourTable.from_arrays`.
+The repeat rates are one float per item (``build_repeat_rates(..., groups=item_groups(
+product_type, category))``); the sibling table is a :class:`NeighbourTable` (CSR arrays: item →
+neighbour items with scores), saved with :meth:`NeighbourTable.to_arrays` and loaded with
+:meth:`NeighbourTable.from_arrays`. Every function takes the customer's *purchases* only.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ SECONDS_PER_DAY = 86_400
 DEFAULT_REPURCHASE_HALF_LIFE_DAYS = 60.0
 DEFAULT_NEIGHBOUR_HALF_LIFE_DAYS = 30.0
 DEFAULT_MAX_NEIGHBOURS = 50
+DEFAULT_REPEAT_HALF_LIFE_DAYS = 3.0
+DEFAULT_REPEAT_EXPONENT = 2.0
+DEFAULT_REPEAT_SMOOTHING = 10.0
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -63,6 +68,92 @@ def repurchase_ranking(
     order = np.lexsort((unique, -totals))
     order = order[totals[order] > 0]
     return unique[order].astype(np.int64), totals[order]
+
+
+def build_repeat_rates(
+    user_idx: npt.ArrayLike,
+    item_idx: npt.ArrayLike,
+    timestamps: npt.ArrayLike,
+    groups: npt.ArrayLike,
+    *,
+    smoothing: float = DEFAULT_REPEAT_SMOOTHING,
+) -> FloatArray:
+    """How often a bought item is bought again, per item, estimated per item group.
+
+    Inputs: the *purchase* events of the training period as parallel arrays (customer index, item
+    index, epoch seconds) and ``groups``, one group index (``>= 0``) per catalog item — e.g. the
+    codes of the catalog's ``product_type`` column. For each (customer, item) pair bought, "again"
+    means bought on at least two different days. A group's rate is
+    ``(again + smoothing * overall) / (pairs + smoothing)`` (shrunk toward the overall rate); each
+    item gets its group's rate. Returns one rate per item (``len(groups)``).
+    """
+    users = np.asarray(user_idx, dtype=np.int64)
+    items = np.asarray(item_idx, dtype=np.int64)
+    day = np.asarray(timestamps, dtype=np.int64) // SECONDS_PER_DAY
+    group = np.asarray(groups, dtype=np.int64)
+    if not (len(users) == len(items) == len(day)):
+        raise ValueError("user_idx, item_idx and timestamps differ in length")
+    if len(group) and group.min() < 0:
+        raise ValueError("groups must be >= 0")
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    if len(users) == 0 or n_groups == 0:
+        return np.ones(len(group), dtype=np.float64)  # nothing learnt: no preference
+    n_items = len(group)
+    triples = np.unique(np.stack([users, items, day]), axis=1)
+    pairs, days = np.unique(triples[0] * n_items + triples[1], return_counts=True)
+    pair_group = group[pairs % n_items]
+    again = np.bincount(pair_group, weights=(days > 1).astype(np.float64), minlength=n_groups)
+    total = np.bincount(pair_group, minlength=n_groups).astype(np.float64)
+    overall = float(again.sum() / total.sum())
+    rate = (again + smoothing * overall) / (total + smoothing)
+    out: FloatArray = rate[group].astype(np.float64)
+    return out
+
+
+def repeat_ranking(
+    items: npt.ArrayLike,
+    timestamps: npt.ArrayLike,
+    weights: npt.ArrayLike,
+    now: int,
+    repeat_rates: npt.ArrayLike,
+    *,
+    half_life_days: float = DEFAULT_REPEAT_HALF_LIFE_DAYS,
+    exponent: float = DEFAULT_REPEAT_EXPONENT,
+) -> tuple[IntArray, FloatArray]:
+    """The customer's purchased items, the ones likely to be bought again first.
+
+    :func:`repurchase_ranking` (decayed purchase count with ``half_life_days``) times
+    ``repeat_rates[item] ** exponent`` (:func:`build_repeat_rates`; items outside the table get
+    rate 0). Ties go to the higher decayed count, then the lower item index: the result is always
+    a reordering of :func:`repurchase_ranking`'s items.
+    """
+    ranked, totals = repurchase_ranking(
+        items, timestamps, weights, now, half_life_days=half_life_days
+    )
+    rates = np.asarray(repeat_rates, dtype=np.float64)
+    if len(ranked) == 0:
+        return ranked, totals
+    known = ranked < len(rates)
+    prior = (
+        np.where(known, rates[np.minimum(ranked, max(len(rates) - 1, 0))], 0.0)
+        if len(rates)
+        else np.zeros(len(ranked))
+    )
+    scores = totals * np.power(np.maximum(prior, 0.0), exponent)
+    order = np.lexsort((ranked, -totals, -scores))
+    return ranked[order].astype(np.int64), scores[order]
+
+
+def item_groups(primary: Sequence[object], fallback: Sequence[object] | None = None) -> IntArray:
+    """A group index (``>= 0``) per item from a catalog column such as ``product_type``; items
+    without a value take ``fallback``'s (e.g. the category), then one shared "unknown" group.
+    Groups are numbered in sorted order of their labels (deterministic)."""
+    labels: list[str] = []
+    for pos, value in enumerate(primary):
+        label, other = _code(value), None if fallback is None else _code(fallback[pos])
+        labels.append(f"v:{label}" if label else f"f:{other}" if other else "")
+    _, index = np.unique(np.asarray(labels, dtype=object).astype(str), return_inverse=True)
+    return np.asarray(index, dtype=np.int64).reshape(-1)
 
 
 # --------------------------------------------------------------------------- neighbour tables
@@ -154,17 +245,23 @@ class NeighbourTable:
 def build_product_siblings(
     product_codes: Sequence[str | None] | npt.ArrayLike,
     *,
+    eligible: npt.ArrayLike | None = None,
     max_neighbours: int = DEFAULT_MAX_NEIGHBOURS,
 ) -> NeighbourTable:
     """Other variants (colours, prints) of the same product, per item.
 
-    Input: the catalog's optional ``product_code`` column (:data:`feature_store.schema.ItemCols.
-    PRODUCT_CODE`), one entry per item index (``None``/NaN/empty = no code). Items sharing a code
-    are each other's siblings, all with score 1 (listed by item index); an item without a code, or
-    a whole catalog without the column (pass ``[None] * n_items``), has none.
+    Inputs: the catalog's optional ``product_code`` column (:data:`feature_store.schema.ItemCols.
+    PRODUCT_CODE`), one entry per item index (``None``/NaN/empty = no code), and optionally
+    ``eligible``, a boolean mask per item of the items that may be *proposed* (e.g. items with
+    interactions in the training period, or in stock; default: all). Items sharing a code are each
+    other's siblings, all with score 1 (listed by item index); an item without a code, or a whole
+    catalog without the column (pass ``[None] * n_items``), has none.
     """
     codes = [_code(c) for c in np.asarray(product_codes, dtype=object).tolist()]
     n = len(codes)
+    ok = np.ones(n, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
+    if ok.shape != (n,):
+        raise ValueError("eligible must have one entry per item")
     groups: dict[str, list[int]] = {}
     for item, code in enumerate(codes):
         if code is not None:
@@ -174,8 +271,11 @@ def build_product_siblings(
         if len(members) < 2:
             continue
         arr = np.asarray(members, dtype=np.int64)
+        proposable = arr[ok[arr]]
+        if len(proposable) == 0:
+            continue
         for item in members:
-            rows[item] = arr[arr != item][: int(max_neighbours)]
+            rows[item] = proposable[proposable != item][: int(max_neighbours)]
     ptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
     indices = np.concatenate(rows) if n else np.empty(0, np.int64)
     return NeighbourTable(ptr, indices.astype(np.int64), np.ones(len(indices), dtype=np.float64))
@@ -190,80 +290,6 @@ def _code(value: object) -> str | None:
     return text if text and text.lower() not in ("nan", "none", "<na>") else None
 
 
-def build_copurchase_table(
-    user_idx: npt.ArrayLike,
-    item_idx: npt.ArrayLike,
-    timestamps: npt.ArrayLike,
-    *,
-    n_items: int,
-    window_days: float = 0.0,
-    max_neighbours: int = DEFAULT_MAX_NEIGHBOURS,
-) -> NeighbourTable:
-    """Items bought together: for each item, the items other customers bought with it.
-
-    Inputs: the *purchase* events of the training period as parallel arrays (customer index, item
-    index, epoch seconds) and the catalog size. Two purchases of one customer are "together" when
-    they fall on the same day (``window_days=0``: the same basket-day) or within ``window_days``
-    days of each other. Each customer counts a pair once; the score is the cosine
-    ``n(i, j) / sqrt(n(i) n(j))`` with ``n`` the number of customers (baskets) buying the item(s).
-    Keeps the ``max_neighbours`` best per item.
-    """
-    users = np.asarray(user_idx, dtype=np.int64)
-    items = np.asarray(item_idx, dtype=np.int64)
-    ts = np.asarray(timestamps, dtype=np.int64)
-    if not (len(users) == len(items) == len(ts)):
-        raise ValueError("user_idx, item_idx and timestamps differ in length")
-    if len(users) == 0:
-        return NeighbourTable.empty(n_items)
-    day = ts // SECONDS_PER_DAY
-    if window_days <= 0:
-        # one row per (customer, day) basket
-        keys = users * (int(day.max()) + 1) + day
-        _, basket = np.unique(keys, return_inverse=True)
-        x = sp.csr_matrix(
-            (np.ones(len(items), np.float64), (basket, items)),
-            shape=(int(basket.max()) + 1, int(n_items)),
-        )
-        x.data[:] = 1.0
-        x.sum_duplicates()
-        x.data[:] = 1.0
-        co = (x.T @ x).tocsr()
-    else:
-        order = np.lexsort((ts, users))
-        u, i, d = users[order], items[order], day[order]
-        rows: list[int] = []
-        cols: list[int] = []
-        start = 0
-        seen: set[tuple[int, int, int]] = set()
-        for pos in range(len(u)):
-            while u[start] != u[pos] or d[pos] - d[start] > window_days:
-                start += 1
-            for other in range(start, pos):
-                a, b = int(i[other]), int(i[pos])
-                if a == b or (int(u[pos]), a, b) in seen:
-                    continue
-                seen.add((int(u[pos]), a, b))
-                seen.add((int(u[pos]), b, a))
-                rows += [a, b]
-                cols += [b, a]
-        co = sp.csr_matrix(
-            (np.ones(len(rows), np.float64), (rows, cols)), shape=(int(n_items), int(n_items))
-        )
-        co.sum_duplicates()
-        co = co.tocsr()
-        bought = sp.csr_matrix(
-            (np.ones(len(users), np.float64), (users, items)),
-            shape=(int(users.max()) + 1, int(n_items)),
-        )
-        bought.sum_duplicates()
-        bought.data[:] = 1.0
-        co.setdiag(np.asarray(bought.sum(axis=0)).ravel())
-    counts = np.asarray(co.diagonal(), dtype=np.float64)
-    norm = 1.0 / np.sqrt(np.maximum(counts, 1.0))
-    sim = sp.diags(norm) @ co @ sp.diags(norm)
-    return NeighbourTable.from_matrix(sim, max_neighbours)
-
-
 def neighbour_ranking(
     items: npt.ArrayLike,
     timestamps: npt.ArrayLike,
@@ -274,6 +300,7 @@ def neighbour_ranking(
     half_life_days: float = DEFAULT_NEIGHBOUR_HALF_LIFE_DAYS,
     exclude_history: bool = True,
     item_scores: npt.ArrayLike | None = None,
+    available: npt.ArrayLike | None = None,
     depth: int | None = None,
 ) -> tuple[IntArray, FloatArray]:
     """Neighbours (in ``table``) of the customer's purchases, the recent purchases first.
@@ -283,7 +310,8 @@ def neighbour_ranking(
     ``weight * 2^(-a / half_life_days) * table_score(i, j)``, summed over the purchases. Ties go to
     the higher ``item_scores[j]`` (e.g. the bundle's popularity scores; optional), then the lower
     item index. With ``exclude_history`` the customer's own items are left out (the repurchase
-    source has them). Returns at most ``depth`` ``(items, scores)``, best first.
+    source has them). ``available`` (optional boolean mask per item, e.g. "on sale now") keeps
+    only the items that may be proposed. Returns at most ``depth`` ``(items, scores)``, best first.
     """
     item_arr = np.asarray(items, dtype=np.int64)
     if len(item_arr) == 0 or table.n_items == 0:
@@ -309,6 +337,9 @@ def neighbour_ranking(
     keep = totals > 0
     if exclude_history:
         keep &= ~np.isin(unique, item_arr)
+    if available is not None:
+        mask = np.asarray(available, dtype=bool)
+        keep &= np.where(unique < len(mask), mask[np.minimum(unique, len(mask) - 1)], False)
     unique, totals = unique[keep], totals[keep]
     if item_scores is not None:
         extra = np.asarray(item_scores, dtype=np.float64)

@@ -8,6 +8,7 @@ from app.pipeline import RRF_K
 from training.blend import (
     DEFAULT_WEIGHTS,
     SECONDS_PER_DAY,
+    SOURCES,
     BlendWeights,
     carve_validation,
     fit_blend_weights,
@@ -102,4 +103,6 @@ def test_served_blend_is_fitted_on_the_last_days() -> None:
         synthetic_retailer(), replace(FAST, methods=("blend",)), validation_days=40
     )
     assert weights.validation_customers > 0
-    assert set(weights.weights) == {"repurchase", "als", "sequence", "popularity"}
+    assert set(weights.weights) == set(SOURCES)
+    assert set(DEFAULT_WEIGHTS) == set(SOURCES)
+    assert BlendWeights.from_dict(weights.to_dict()) == weights

@@ -12,8 +12,10 @@ from conftest import shared_dataset
 
 from feature_store.dataset import Dataset
 from feature_store.schema import CustomerCols, InteractionCols, ItemCols
+from models.candidates import repeat_ranking, repurchase_ranking
 from models.sequence import SequenceConfig
 from training.evaluate import (
+    BLEND_SOURCES,
     EvalConfig,
     EvaluationResult,
     bootstrap_ratio_ci,
@@ -21,9 +23,15 @@ from training.evaluate import (
     load_rtr,
     prepare,
     preset_config,
+    repeat_rates,
     run_evaluation,
+    siblings_table,
+    source_repeat,
+    source_repurchase,
+    source_siblings,
     write_report,
 )
+from training.evaluate import _context as evaluation_context
 from training.split import last_day_holdout
 
 FAST_LSTM = SequenceConfig(
@@ -309,3 +317,58 @@ def test_audit_refuses_look_ahead(result: EvaluationResult) -> None:
     late = replace(result.audits[-1], max_train_timestamp=result.audits[-1].train_end)
     with pytest.raises(RuntimeError, match="look-ahead"):
         late.check()
+
+
+def test_rule_sources_call_the_served_candidate_functions(retailer: Dataset) -> None:
+    """The harness's repurchase, repeat and siblings sources are the per-customer functions of
+    models/candidates.py applied to each customer's purchases before their cutoff."""
+    with_codes = retailer.items.copy()
+    with_codes[ItemCols.PRODUCT_CODE] = [f"p{i // 2}" for i in range(len(with_codes))]
+    dataset = Dataset(
+        items=with_codes,
+        interactions=retailer.interactions,
+        customers=retailer.customers,
+        source="codes",
+    )
+    prepared = prepare(dataset)
+    fold = last_day_folds(prepared, FAST)[-1]
+    ctx = evaluation_context(prepared, fold.test, FAST, fold.index, "test")
+    repurchase, repeat, siblings = (
+        source_repurchase(ctx),
+        source_repeat(ctx),
+        source_siblings(ctx),
+    )
+    rates = repeat_rates(prepared, ctx.train)
+    table = siblings_table(prepared, ctx.train, FAST)
+    data = prepared.data
+    checked = 0
+    for r, (user, cutoff) in enumerate(zip(fold.test.users, fold.test.cutoffs, strict=True)):
+        events = prepared.history(int(user), int(cutoff))
+        if len(events) == 0:
+            assert (repurchase[r] < 0).all() and (siblings[r] < 0).all()
+            continue
+        args = (data.item_idx[events], data.timestamps[events], data.weights[events], int(cutoff))
+        expected, _ = repurchase_ranking(*args, half_life_days=FAST.repurchase_half_life_days)
+        row = repurchase[r][repurchase[r] >= 0]
+        assert row.tolist() == expected[: FAST.depth].tolist()
+        expected, _ = repeat_ranking(*args, rates, half_life_days=FAST.repeat_half_life_days)
+        assert repeat[r][repeat[r] >= 0].tolist() == expected[: FAST.depth].tolist()
+        assert sorted(repeat[r][repeat[r] >= 0].tolist()) == sorted(row.tolist())
+        proposed = siblings[r][siblings[r] >= 0]
+        own = set(data.item_idx[events].tolist())
+        allowed = {int(j) for i in own for j in table.neighbours(i)[0]}
+        assert set(proposed.tolist()) <= allowed - own
+        checked += 1
+    assert checked > 10
+    # two variants per product: somebody gets a sibling, and only items seen in training
+    assert (siblings >= 0).any()
+    seen = set(ctx.train.item_idx.tolist())
+    assert set(siblings[siblings >= 0].tolist()) <= seen
+
+
+def test_blend_fuses_every_served_source(result: EvaluationResult) -> None:
+    from training.blend import SOURCES
+
+    assert set(BLEND_SOURCES) == set(SOURCES)
+    fitted = [w for w in result.blend_weights if w.fitted]
+    assert fitted and all(set(w.weights) == set(SOURCES) for w in fitted)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -110,7 +111,7 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_own_csv_is_parsed_into_the_dataset_conventions(tmp_path: Path) -> None:
     ds = load_dataset(own_csv(tmp_path / "shop"))
     items, inter = ds.items, ds.interactions
-    assert list(items.columns) == list(ItemCols.ALL)
+    assert list(items.columns) == list(ItemCols.ALL)  # no optional extra column in the file
     assert list(inter.columns) == list(InteractionCols.ALL)
     assert items[ItemCols.STYLES].tolist() == [["casual", "business"], [], ["sport"]]
     assert items[ItemCols.SIZES].tolist()[0] == ["S", "M", "L"]
@@ -497,6 +498,10 @@ def test_hm_neo4j_customer_sample() -> None:
     assert inter.duplicated(key).sum() == 2_160  # multi-unit purchases are kept
     categories = ds.items[ItemCols.CATEGORY].value_counts()
     assert categories["outerwear"] > 200 and categories["swimwear"] > 100
+    # the optional product code: 8,044 products for 13,351 articles (products.csv)
+    codes = ds.items.set_index(ItemCols.ID)[ItemCols.PRODUCT_CODE]
+    assert codes.notna().all() and codes.nunique() == 8_044
+    assert codes["108775015"] == codes["108775044"] == "108775"
     assert ds.customers[CustomerCols.AGE_BAND].notna().sum() == 988
 
 
@@ -535,3 +540,20 @@ def test_hm_round_trips_through_the_own_format(tmp_path: Path, fmt: str) -> None
     first = load_dataset(shared_dataset("hm_neo4j_customer_sample"))
     write_dataset(first, tmp_path, fmt)
     assert_same(first, load_dataset(tmp_path))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_optional_product_code_round_trips(tmp_path: Path, fmt: str) -> None:
+    first = load_dataset(own_csv(tmp_path / "shop"))
+    items = first.items.copy()
+    items[ItemCols.PRODUCT_CODE] = pd.Series(["P1", None, "P1"], dtype="str")
+    with_code = replace(first, items=items)
+    write_dataset(with_code, tmp_path / "out", fmt)
+    again = load_dataset(tmp_path / "out")
+    assert list(again.items.columns) == [*ItemCols.ALL, ItemCols.PRODUCT_CODE]
+    assert again.items[ItemCols.PRODUCT_CODE].tolist()[0] == "P1"
+    assert pd.isna(again.items[ItemCols.PRODUCT_CODE].tolist()[1])
+    assert_same(with_code, again)
+    # without the column nothing is written or read back
+    write_dataset(first, tmp_path / "plain", fmt)
+    assert ItemCols.PRODUCT_CODE not in load_dataset(tmp_path / "plain").items.columns

@@ -1,7 +1,10 @@
 """The personalized blend: weights of the recommendation sources, fitted on a validation period.
 
-Sources (:data:`SOURCES`): the customer's own **repurchase** candidates, **als**, the LSTM
-**sequence** model and **popularity**. Each proposes a ranked list; the blend is the weighted
+Sources (:data:`SOURCES`): the customer's own **repurchase** candidates (decayed count), the
+same items reordered by how often their product type is bought again (**repeat**), other variants
+of the same products (**siblings**), **als**, the LSTM **sequence** model and **popularity**; the
+rule-based ones are :mod:`models.candidates` functions the service calls too. Each proposes a
+ranked list; the blend is the weighted
 reciprocal-rank fusion the service's pipeline uses (:mod:`app.pipeline`)::
 
     score(item) = Σ_s  w_s / (rrf_k + rank_s(item) + 1)        (rank 0-based; absent = 0)
@@ -34,15 +37,19 @@ from models.base import IntArray
 
 logger = logging.getLogger("lookbook.training.blend")
 
-SOURCES: tuple[str, ...] = ("repurchase", "als", "sequence", "popularity")
+SOURCES: tuple[str, ...] = ("repurchase", "repeat", "siblings", "als", "sequence", "popularity")
+#: Starting point of the fit, and the weights used when validation is too small (set from the
+#: pooled H&M validation folds: the repeat-prior ordering of the customer's own items leads).
 DEFAULT_WEIGHTS: dict[str, float] = {
-    "repurchase": 1.0,
-    "als": 0.5,
-    "sequence": 1.0,
-    "popularity": 0.5,
+    "repurchase": 0.25,
+    "repeat": 4.0,
+    "siblings": 1.0,
+    "als": 0.1,
+    "sequence": 0.5,
+    "popularity": 0.25,
 }
 DEFAULT_RRF_K = 60.0
-WEIGHT_GRID: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+WEIGHT_GRID: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 RRF_K_GRID: tuple[float, ...] = (1.0, 5.0, 20.0, 60.0)
 MIN_VALIDATION_CUSTOMERS = 30
 SECONDS_PER_DAY = 86_400

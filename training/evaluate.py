@@ -31,7 +31,8 @@ Blend weights, never from test customers
     that fold's training period (``[T_F - V, T_F)``, ``V`` = the fold's cutoff span, clipped to
     ``[min_validation_days, max_validation_days]``): the customers whose last purchase before
     ``T_F`` falls in it are held out by the same protocol, the sources are fitted on events before
-    ``T_F - V``, and the weights maximise validation MAP@k. Only then are the sources refitted on
+    ``T_F - V``, and the weights maximise validation MAP@k over this fold's validation customers
+    and those of every earlier fold (``pool_validation``; all of them dated before ``T_F``). Only then are the sources refitted on
     everything before ``T_F`` and fused with those weights for the fold's test customers.
 
 Methods (all in the same run, each list topped up with as-of popularity when it is short)
@@ -41,7 +42,9 @@ Methods (all in the same run, each list topped up with as-of popularity when it 
     ``item_knn`` (item-to-item cosine of co-purchase, summed over the history with recency decay),
     ``sasrec`` (rectools' SASRec, the published peer; skipped with a message when rectools is not
     installed), ``lstm`` (:class:`models.sequence.SequenceRecommender`) and ``blend``
-    (repurchase + ALS + LSTM + popularity fused with the fitted weights, :mod:`training.blend`).
+    (repurchase, repeat, siblings, ALS, LSTM and popularity fused with the fitted weights,
+    :mod:`training.blend`; the rule-based sources are the :mod:`models.candidates` functions the
+    service calls).
 
 Metrics over customers: MAP@k (Kaggle H&M), Recall@k, NDCG@k (:mod:`training.metrics`), catalog
 coverage, 95% percentile-bootstrap CIs by resampling customers, and bootstrap CIs of the ratios
@@ -68,6 +71,15 @@ from feature_store.dataset import Dataset
 from feature_store.schema import CustomerCols, InteractionCols, InteractionType, ItemCols
 from models.als import ALSRecommender
 from models.base import IntArray, TrainingData
+from models.candidates import (
+    NeighbourTable,
+    build_product_siblings,
+    build_repeat_rates,
+    item_groups,
+    neighbour_ranking,
+    repeat_ranking,
+    repurchase_ranking,
+)
 from models.popularity import PopularityRecommender
 from models.sequence import ItemFeatures, SequenceConfig, SequenceRecommender
 from training.blend import (
@@ -143,6 +155,11 @@ class EvalConfig:
     popularity_half_life_days: float = 14.0
     repurchase_half_life_days: float = 60.0
     knn_half_life_days: float = 60.0
+    repeat_half_life_days: float = 3.0
+    repeat_exponent: float = 2.0
+    sibling_half_life_days: float = 30.0
+    max_neighbours: int = 50  # per item in the sibling table
+    pool_validation: bool = True  # fit a fold's weights on its and all earlier folds' validation
     als: ALSParams = field(default_factory=ALSParams)
     sequence: SequenceConfig = field(default_factory=SequenceConfig)
     peer: PeerParams = field(default_factory=PeerParams)
@@ -179,6 +196,11 @@ class Prepared:
     by_user: IntArray  # event indices of ``data`` sorted by (customer, time)
     user_ptr: IntArray  # CSR offsets into ``by_user`` per customer index
     frame: pd.DataFrame  # the interactions frame (for the protocol functions)
+    #: the catalog's optional ``product_code`` per item index (all ``None`` without the column)
+    product_codes: list[str | None] = field(default_factory=list)
+    #: group index per item (:func:`models.candidates.item_groups` of the catalog's product type,
+    #: falling back to the category), the grouping of the repeat rates
+    groups: IntArray = field(default_factory=lambda: np.empty(0, np.int64))
 
     @property
     def n_items(self) -> int:
@@ -239,7 +261,35 @@ def prepare(dataset: Dataset, name: str | None = None) -> Prepared:
         by_user=by_user.astype(np.int64),
         user_ptr=user_ptr,
         frame=frame,
+        product_codes=product_codes(dataset.items, maps.items.ids()),
+        groups=_item_groups(dataset.items, maps.items.ids()),
     )
+
+
+def _item_groups(items: pd.DataFrame, item_ids: Sequence[str]) -> IntArray:
+    frame = items.set_index(items[ItemCols.ID].astype(str))
+    frame = frame[~frame.index.duplicated()].reindex([str(i) for i in item_ids])
+    ptype = (
+        frame[ItemCols.PRODUCT_TYPE]
+        if ItemCols.PRODUCT_TYPE in frame.columns
+        else pd.Series(None, index=frame.index, dtype="object")
+    )
+    return item_groups(
+        ptype.astype("object").tolist(), frame[ItemCols.CATEGORY].astype("object").tolist()
+    )
+
+
+def product_codes(items: pd.DataFrame, item_ids: Sequence[str]) -> list[str | None]:
+    """The catalog's optional ``product_code`` per item of ``item_ids`` (all ``None`` when the
+    catalog has no such column) — the input of :func:`models.candidates.build_product_siblings`."""
+    if ItemCols.PRODUCT_CODE not in items.columns:
+        return [None] * len(item_ids)
+    codes = items[ItemCols.PRODUCT_CODE].astype("string")
+    by_id = {
+        str(i): (None if c is pd.NA or c is None else str(c))
+        for i, c in zip(items[ItemCols.ID].astype(str), codes, strict=True)
+    }
+    return [by_id.get(str(i)) for i in item_ids]
 
 
 def subset(data: TrainingData, mask: npt.NDArray[np.bool_], now: int) -> TrainingData:
@@ -405,6 +455,7 @@ class _Context:
     popularity: dict[int, IntArray]  # cutoff -> top ``depth`` items as of that day
     audit: FoldAudit
     timings: dict[str, float]
+    cache: dict[str, Any] = field(default_factory=dict)
 
 
 class PeerUnavailable(RuntimeError):
@@ -492,14 +543,116 @@ def source_popularity(ctx: _Context) -> IntArray:
     return _pad([ctx.popularity[int(c)] for c in ctx.holdout.cutoffs], ctx.config.depth)
 
 
+def _purchases(
+    ctx: _Context, r: int
+) -> tuple[IntArray, npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Holdout customer ``r``'s purchases before their cutoff: items, timestamps, weights."""
+    data = ctx.prepared.data
+    events = ctx.histories[r]
+    events = events[data.event_types[events] == _PURCHASE]
+    return (
+        data.item_idx[events],
+        data.timestamps[events],
+        np.asarray(data.weights[events], dtype=np.float64),
+    )
+
+
 def source_repurchase(ctx: _Context) -> IntArray:
-    """The customer's own purchases by recency-weighted count (ties: more recent, lower index)."""
+    """The customer's own purchases by recency-weighted count (ties: lower index), as served:
+    :func:`models.candidates.repurchase_ranking`."""
     rows = []
     for r in range(len(ctx.holdout)):
-        items, totals = _decayed_counts(ctx, r, ctx.config.repurchase_half_life_days, True)
-        order = np.lexsort((items, -totals))
-        rows.append(items[order])
+        items, ts, weights = _purchases(ctx, r)
+        ranked, _ = repurchase_ranking(
+            items,
+            ts,
+            weights,
+            int(ctx.holdout.cutoffs[r]),
+            half_life_days=ctx.config.repurchase_half_life_days,
+        )
+        rows.append(ranked)
     return _pad(rows, ctx.config.depth)
+
+
+def repeat_rates(prepared: Prepared, train: TrainingData) -> npt.NDArray[np.float64]:
+    """The repeat-rate table a bundle trained on ``train`` carries (per item)."""
+    bought = train.event_types == _PURCHASE
+    groups = prepared.groups if len(prepared.groups) else np.zeros(prepared.n_items, np.int64)
+    return build_repeat_rates(
+        train.user_idx[bought], train.item_idx[bought], train.timestamps[bought], groups
+    )
+
+
+def source_repeat(ctx: _Context) -> IntArray:
+    """The customer's own purchases, those of often-rebought product types first
+    (:func:`models.candidates.repeat_ranking` with :func:`repeat_rates` of the training events)."""
+    rates = repeat_rates(ctx.prepared, ctx.train)
+    rows = []
+    for r in range(len(ctx.holdout)):
+        items, ts, weights = _purchases(ctx, r)
+        ranked, _ = repeat_ranking(
+            items,
+            ts,
+            weights,
+            int(ctx.holdout.cutoffs[r]),
+            rates,
+            half_life_days=ctx.config.repeat_half_life_days,
+            exponent=ctx.config.repeat_exponent,
+        )
+        rows.append(ranked)
+    return _pad(rows, ctx.config.depth)
+
+
+def _train_popularity(ctx: _Context) -> npt.NDArray[np.float64]:
+    """Scores of the popularity model fitted on the training events (the bundle's popularity):
+    the tie-break of the neighbour sources."""
+    if "popularity_scores" not in ctx.cache:
+        model = PopularityRecommender(half_life_days=ctx.config.popularity_half_life_days)
+        if len(ctx.train.item_idx):
+            model.fit(ctx.train)
+            scores = np.asarray(model.scores, dtype=np.float64)
+        else:
+            scores = np.zeros(ctx.prepared.n_items, dtype=np.float64)
+        ctx.cache["popularity_scores"] = scores
+    out: npt.NDArray[np.float64] = ctx.cache["popularity_scores"]
+    return out
+
+
+def _neighbour_source(ctx: _Context, table: NeighbourTable, half_life_days: float) -> IntArray:
+    scores = _train_popularity(ctx)
+    rows = []
+    for r in range(len(ctx.holdout)):
+        items, ts, weights = _purchases(ctx, r)
+        ranked, _ = neighbour_ranking(
+            items,
+            ts,
+            weights,
+            int(ctx.holdout.cutoffs[r]),
+            table,
+            half_life_days=half_life_days,
+            item_scores=scores,
+            depth=ctx.config.depth,
+        )
+        rows.append(ranked)
+    return _pad(rows, ctx.config.depth)
+
+
+def siblings_table(prepared: Prepared, train: TrainingData, config: EvalConfig) -> NeighbourTable:
+    """The product-siblings table a bundle trained on ``train`` carries: other variants of each
+    item's product, proposing only items with an event in ``train``. (The sample's catalog lists
+    only articles somebody bought at some time, so an unrestricted table would leak future
+    purchases into the offline measurement.)"""
+    codes = prepared.product_codes or [None] * prepared.n_items
+    seen = np.zeros(prepared.n_items, dtype=bool)
+    seen[train.item_idx] = True
+    return build_product_siblings(codes, eligible=seen, max_neighbours=config.max_neighbours)
+
+
+def source_siblings(ctx: _Context) -> IntArray:
+    """Other variants (same product code) of the customer's purchases, recent purchases first
+    (:func:`models.candidates.neighbour_ranking` over :func:`siblings_table`)."""
+    table = siblings_table(ctx.prepared, ctx.train, ctx.config)
+    return _neighbour_source(ctx, table, ctx.config.sibling_half_life_days)
 
 
 def source_als(ctx: _Context) -> IntArray:
@@ -696,6 +849,8 @@ SOURCE_FUNCTIONS: dict[str, SourceFn] = {
     "item_knn": source_item_knn,
     "lstm": source_lstm,
     "sasrec": source_sasrec,
+    "siblings": source_siblings,
+    "repeat": source_repeat,
 }
 # source feeding each method (before the popularity top-up); the blend fuses BLEND_SOURCES
 METHOD_SOURCE: dict[str, str] = {
@@ -711,6 +866,8 @@ BLEND_SOURCES: dict[str, str] = {  # blend source name -> source function
     "als": "als",
     "sequence": "lstm",
     "popularity": "popularity",
+    "siblings": "siblings",
+    "repeat": "repeat",
 }
 
 
@@ -893,6 +1050,7 @@ def run_evaluation(
     audits: list[FoldAudit] = []
     timings: dict[str, float] = {"prepare": time.perf_counter() - t0}
     k = config.k
+    pooled: list[tuple[dict[str, IntArray], list[IntArray]]] = []
     for fold in folds:
         tf = time.perf_counter()
         weights = BlendWeights()
@@ -901,7 +1059,16 @@ def run_evaluation(
             audits.append(vctx.audit)
             vsources = _sources_for(vctx, sorted(set(BLEND_SOURCES.values())), skipped)
             rankings = {b: vsources[s] for b, s in BLEND_SOURCES.items() if s in vsources}
-            weights = fit_blend_weights(rankings, fold.validation.truths, k=k)
+            # earlier folds' validation periods end before this fold's (folds are in cutoff
+            # order), so pooling them reads nothing on or after this fold's training end
+            pooled.append((rankings, list(fold.validation.truths)))
+            used = pooled if config.pool_validation else pooled[-1:]
+            names = set.intersection(*(set(r) for r, _ in used))
+            weights = fit_blend_weights(
+                {b: np.concatenate([r[b] for r, _ in used]) for b in sorted(names)},
+                [t for _, truths in used for t in truths],
+                k=k,
+            )
             for key, value in vctx.timings.items():
                 timings[f"validation_{key}"] = timings.get(f"validation_{key}", 0.0) + value
         ctx = _context(prepared, fold.test, config, fold.index, "test")
@@ -920,6 +1087,8 @@ def run_evaluation(
         weights_used.append(weights)
         for key, value in ctx.timings.items():
             timings[key] = timings.get(key, 0.0) + value
+            if key.endswith("_fit"):  # the slowest single fit (the largest training set)
+                timings[f"{key}_max"] = max(timings.get(f"{key}_max", 0.0), value)
         logger.info(
             "fold %d/%d: %d customers, train before %s, cutoffs up to %s, %d training events (%.1fs)",
             fold.index + 1,
@@ -1191,7 +1360,8 @@ def write_report(
             lines.append("")
         if result.skipped:
             lines += [f"- skipped `{n}`: {why}" for n, why in result.skipped.items()] + [""]
-        lines += ["Blend weights per fold (fitted on the fold's validation period):", ""]
+        pooled = " and every earlier fold's" if result.config.pool_validation else ""
+        lines += [f"Blend weights per fold (fitted on the fold's{pooled} validation period):", ""]
         for f, w in enumerate(result.blend_weights):
             weights = ", ".join(f"{s}={v:g}" for s, v in sorted(w.weights.items()))
             lines.append(
@@ -1243,13 +1413,16 @@ def preset_config(
     """The configuration ``lookbook evaluate`` and ``benchmarks/offline_hm.py`` use: the defaults,
     and for large ``time_split`` data (more than 100k interactions, e.g. Rent the Runway's 192k)
     fewer, larger LSTM and SASRec steps and a 3,000-customer sample, so a run takes minutes on two
-    cores. ``overrides`` are :class:`EvalConfig` fields (``lstm_epochs`` sets the LSTM's)."""
+    cores; the LSTM trains on one thread otherwise. ``overrides`` are :class:`EvalConfig` fields
+    (``lstm_epochs`` sets the LSTM's)."""
     lstm_epochs = overrides.pop("lstm_epochs", None)
     large = protocol == "time_split" and n_interactions > 100_000
     sequence = (
         SequenceConfig(epochs=3, batch_size=256, learning_rate=1e-2, seed=seed)
         if large
-        else SequenceConfig(seed=seed)
+        # one torch thread: on the shared 2-core machine two threads contend with every other
+        # process (largest H&M fold, same load: 50 s with one thread, 182 s with two)
+        else SequenceConfig(seed=seed, num_threads=1)
     )
     if lstm_epochs is not None:
         sequence = replace(sequence, epochs=int(lstm_epochs))
