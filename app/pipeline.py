@@ -20,7 +20,7 @@ from app.runtime import LoadedBundle
 from feature_store.profiles import preferred_size
 from feature_store.schema import Interaction
 from models.base import top_n
-from models.candidates import repurchase_ranking
+from models.candidates import neighbour_ranking, repeat_ranking, repurchase_ranking
 
 RRF_K = 60.0
 
@@ -238,6 +238,63 @@ class RepurchaseSource:
             if item in ctx.exclude:
                 continue
             out.append(Candidate(item, score, self.name, f"Buy again: the {names[item]}"))
+            if len(out) >= n:
+                break
+        return out
+
+
+class RepeatSource:
+    """Buy again, the often-rebought first: the customer's purchases by a short-memory decayed
+    count times their product type's rebuy rate squared (:func:`models.candidates.repeat_ranking`
+    with the bundle's rates, as the offline harness measures it). Like ``repurchase``, these are
+    items already bought: they survive only with ``exclude_purchased=false``."""
+
+    name = "repeat"
+
+    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
+        bought, rates = ctx.purchases, ctx.bundle.repeat_rates
+        if bought is None or len(bought) == 0 or rates is None:
+            return []
+        now = ctx.now if ctx.now is not None else int(bought.timestamps.max())
+        items, scores = repeat_ranking(bought.items, bought.timestamps, bought.weights, now, rates)
+        names = ctx.bundle.catalog.names
+        out: list[Candidate] = []
+        for item, score in zip(items.tolist(), scores.tolist(), strict=True):
+            if item in ctx.exclude:
+                continue
+            out.append(Candidate(item, score, self.name, f"Time for another: the {names[item]}"))
+            if len(out) >= n:
+                break
+        return out
+
+
+class SiblingsSource:
+    """Other colours and variants (same product code) of what the customer bought, the recent
+    purchases first (:func:`models.candidates.neighbour_ranking` over the bundle's siblings)."""
+
+    name = "siblings"
+
+    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
+        bought, table = ctx.purchases, ctx.bundle.siblings
+        if bought is None or len(bought) == 0 or table is None:
+            return []
+        now = ctx.now if ctx.now is not None else int(bought.timestamps.max())
+        items, scores = neighbour_ranking(
+            bought.items,
+            bought.timestamps,
+            bought.weights,
+            now,
+            table,
+            item_scores=ctx.bundle.popularity.scores,
+            depth=n + len(ctx.exclude),
+        )
+        catalog = ctx.bundle.catalog
+        out: list[Candidate] = []
+        for item, score in zip(items.tolist(), scores.tolist(), strict=True):
+            if item in ctx.exclude:
+                continue
+            # the purchase it varies: the most recent bought item sharing its product
+            out.append(Candidate(item, score, self.name, f"Another colour: {catalog.names[item]}"))
             if len(out) >= n:
                 break
         return out

@@ -21,6 +21,7 @@ from feature_store.ids import IdMap
 from feature_store.profiles import CustomerProfiles
 from feature_store.schema import ItemCols, StockCols
 from models.als import ALSRecommender
+from models.candidates import NeighbourTable
 from models.complementary import ComplementaryModel
 from models.index import ItemIndex
 from models.popularity import PopularityRecommender
@@ -237,6 +238,22 @@ def _load_purchase_log(path: Path, n_customers: int) -> dict[str, npt.NDArray[An
     return log
 
 
+def _load_candidate_tables(
+    path: Path, n_items: int
+) -> tuple[npt.NDArray[np.float64] | None, NeighbourTable | None]:
+    file = path / "candidates.npz"
+    if not file.exists():
+        return None, None
+    with np.load(file, allow_pickle=False) as table:
+        rates = np.asarray(table["repeat_rates"], dtype=np.float64)
+        siblings = NeighbourTable.from_arrays(
+            {k: table[f"siblings_{k}"] for k in ("indptr", "indices", "scores")}
+        )
+    if len(rates) != n_items or siblings.n_items != n_items:
+        raise ValueError("candidates.npz does not match the item ids")
+    return rates, siblings
+
+
 @dataclass(frozen=True)
 class LoadedBundle:
     """Everything one bundle version serves from, read once at load time."""
@@ -272,6 +289,10 @@ class LoadedBundle:
     # over customers, ``items``, ``timestamps`` in epoch seconds, ``weights``); None for bundles
     # written before it, which fall back to the purchase matrix (no times).
     purchase_log: dict[str, npt.NDArray[Any]] | None = None
+    # The rule-based blend sources' tables (``candidates.npz``): each item's product-type rebuy
+    # rate and its product siblings; None for bundles written before them.
+    repeat_rates: npt.NDArray[np.float64] | None = None
+    siblings: NeighbourTable | None = None
 
     @classmethod
     def load(cls, path: Path) -> LoadedBundle:
@@ -313,6 +334,7 @@ class LoadedBundle:
             )
             sequence = _load_sequence(path)
             purchase_log = _load_purchase_log(path, len(customers))
+            repeat_rates, siblings = _load_candidate_tables(path, len(items))
             for model in (complementary, seasonal, sequence):
                 if model is not None and model.n_items != len(items):
                     raise ValueError(f"{model.name} model has {model.n_items} items")
@@ -356,6 +378,8 @@ class LoadedBundle:
             sequence=sequence,
             blend=blend,
             purchase_log=purchase_log,
+            repeat_rates=repeat_rates,
+            siblings=siblings,
         )
 
     @functools.cached_property

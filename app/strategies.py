@@ -35,9 +35,13 @@ shape (``LOOKBOOK_STRATEGIES_FILE``) replaces them. The strategy sources:
   online events since) ("Goes with what you picked recently: ...").
 * ``repurchase`` — the customer's own purchases by recency-decayed count ("Buy again: ..."); they
   survive only when the request asks ``exclude_purchased=false``.
+* ``repeat`` — the same items, the often-rebought product types and the very recent first ("Time
+  for another: ..."); also only with ``exclude_purchased=false``.
+* ``siblings`` — other colours / variants of the products the customer bought ("Another colour:
+  ..."), from the catalog's optional ``product_code``.
 
-The ``default`` segment's feed is :data:`FITTED_BLEND`: repurchase, ALS, LSTM and popularity at the
-weights (and fusion constant) the trainer fitted on a validation period.
+The ``default`` segment's feed is :data:`FITTED_BLEND`: repurchase, repeat, siblings, ALS, LSTM and
+popularity at the weights (and fusion constant) the trainer fitted on a validation period.
 """
 
 from __future__ import annotations
@@ -59,8 +63,10 @@ from app.pipeline import (
     CandidateSource,
     Context,
     PopularitySource,
+    RepeatSource,
     RepurchaseSource,
     SequenceSource,
+    SiblingsSource,
 )
 from app.runtime import LoadedBundle
 from feature_store.errors import InvalidRequest
@@ -79,6 +85,8 @@ BLEND_NAMES: Final[dict[str, str]] = {"popular": "popularity"}
 #: The default feed: the sources the trainer's blend was fitted over, at the fitted weights.
 FITTED_BLEND: Final[list[dict[str, Any]]] = [
     {"source": "repurchase", "weight": FITTED},
+    {"source": "repeat", "weight": FITTED},
+    {"source": "siblings", "weight": FITTED},
     {"source": "als", "weight": FITTED},
     {"source": "sequence", "weight": FITTED},
     {"source": "popular", "weight": FITTED},
@@ -469,6 +477,8 @@ def build_sources() -> dict[str, CandidateSource]:
         "als": ALSSource(),
         "popular": PopularitySource(),
         "repurchase": RepurchaseSource(),
+        "repeat": RepeatSource(),
+        "siblings": SiblingsSource(),
         "sequence": SequenceSource(),
         "starter": StarterSource(),
         "new_in_style": NewInStyleSource(),

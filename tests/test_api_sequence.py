@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.pipeline import RRF_K
+from app.pipeline import RRF_K, Context, PurchaseHistory, RepeatSource, SiblingsSource
 from app.runtime import LoadedBundle
 from app.settings import Settings
 from app.strategies import (
@@ -28,7 +29,8 @@ from app.strategies import (
 )
 from feature_store.schema import InteractionType
 from helpers import build_small_retailer
-from training.blend import BlendWeights
+from models.candidates import build_product_siblings
+from training.blend import SOURCES, BlendWeights
 from training.bundle import latest_bundle
 
 SESSION = "/v1/sessions/recommendations"
@@ -95,7 +97,9 @@ def test_bundle_serves_the_sequence_model_through_its_index(bundle: LoadedBundle
     assert model.n_items == len(bundle.catalog.ids)
     assert model.config.num_threads == 1, "one torch thread per request thread"
     assert model._index is not None, "retrieval goes through indexes/sequence_items.faiss"
-    assert set(bundle.blend.weights) >= {"repurchase", "als", "sequence", "popularity"}
+    assert set(bundle.blend.weights) == set(SOURCES), "the trainer fits every served source"
+    assert bundle.repeat_rates is not None and len(bundle.repeat_rates) == model.n_items
+    assert bundle.siblings is not None and bundle.siblings.n_items == model.n_items
     assert bundle.blend.rrf_k > 0
 
 
@@ -176,7 +180,7 @@ def _default_segment_customer(client: TestClient, bundle: LoadedBundle) -> str:
     raise AssertionError("the small retailer has customers of the default segment")
 
 
-@pytest.mark.parametrize("only", ["sequence", "als", "repurchase"])
+@pytest.mark.parametrize("only", ["sequence", "als", "repurchase", "repeat"])
 def test_default_feed_follows_the_bundle_blend(
     retailer: tuple[Path, Path], tmp_path: Path, bundle: LoadedBundle, only: str
 ) -> None:
@@ -207,7 +211,14 @@ def test_default_strategy_uses_fitted_weights() -> None:
     config = StrategyConfig(DEFAULT_STRATEGIES, build_sources())
     for surface in ("home", "email"):
         names = [(s.name, w) for s, w in config.for_segment(surface, "default")]
-        assert names == [("repurchase", None), ("als", None), ("sequence", None), ("popular", None)]
+        assert names == [
+            ("repurchase", None),
+            ("repeat", None),
+            ("siblings", None),
+            ("als", None),
+            ("sequence", None),
+            ("popular", None),
+        ]
 
 
 def test_an_event_changes_the_lstm_list(
@@ -341,3 +352,33 @@ def test_fitted_weights_resolve_from_the_bundle_blend() -> None:
     assert [w for _, w in missing][:2] == [0.0, 0.0]
     with pytest.raises(ValueError, match="must be a number or 'fitted'"):
         StrategyConfig({"home": {"default": [{"source": "als", "weight": "lots"}]}}, sources)
+
+
+def test_siblings_and_repeat_sources(bundle: LoadedBundle) -> None:
+    """Other colours of what the customer bought (a product-code table), and buy-again ordered
+    by the product type's rebuy rate."""
+    n = len(bundle.catalog.ids)
+    codes = [f"P{i // 3}" for i in range(n)]  # items 0-2 share a product, 3-5 another, ...
+    table = build_product_siblings(codes)
+    rates = np.full(n, 0.1)
+    rates[7] = 0.9  # item 7's product type is rebought often
+    served = replace(bundle, siblings=table, repeat_rates=rates)
+    now = int(bundle.trained_until.timestamp())
+    day = 86_400
+    ctx = Context(bundle=served, k=5, now=now)
+    ctx.purchases = PurchaseHistory(
+        items=np.array([0, 4, 7]),
+        timestamps=np.array([now - 40 * day, now - day, now - 2 * day]),
+        weights=np.ones(3),
+    )
+    ctx.exclude = {0, 4, 7}
+    siblings = SiblingsSource().candidates(ctx, 10)
+    order = [c.item for c in siblings]
+    # the newest purchase's variants, then the next's, then the oldest's (ties: more popular)
+    assert [set(order[:2]), set(order[2:4]), set(order[4:])] == [{3, 5}, {6, 8}, {1, 2}]
+    assert all(c.reason.startswith("Another colour") for c in siblings)
+    ctx.exclude = set()
+    repeat = RepeatSource().candidates(ctx, 10)
+    assert [c.item for c in repeat] == [7, 4, 0], "often-rebought type beats a day fresher"
+    ctx.exclude = {7}
+    assert [c.item for c in RepeatSource().candidates(ctx, 10)] == [4, 0]

@@ -16,7 +16,7 @@ from feature_store.schema import InteractionCols
 from helpers import SMALL_CONFIG, build_small_retailer
 from models.index import ItemIndex
 from models.sequence import ItemFeatures, SequenceRecommender
-from training.blend import DEFAULT_RRF_K, DEFAULT_WEIGHTS, RRF_K_GRID, WEIGHT_GRID
+from training.blend import DEFAULT_RRF_K, DEFAULT_WEIGHTS, RRF_K_GRID, SOURCES, WEIGHT_GRID
 from training.bundle import latest_bundle
 from training.cli import cli
 from training.data import build_id_maps, opted_out_rows, to_training_data
@@ -56,6 +56,7 @@ def test_bundle_holds_the_lstm_its_index_and_the_fitted_blend(bundle: Path) -> N
         "models/sequence/config.json",
         "indexes/sequence_items.faiss",
         "purchase_history.npz",
+        "candidates.npz",
     ):
         assert (bundle / name).is_file(), name
     # evaluated beside ALS and popularity on the same held-out customers
@@ -63,16 +64,16 @@ def test_bundle_holds_the_lstm_its_index_and_the_fitted_blend(bundle: Path) -> N
     assert metrics["sequence"]["customers"] == metrics["als"]["customers"] > 0
     assert 0 < metrics["sequence"]["recall@12"] <= 1 and metrics["sequence"]["map@12"] > 0
     blend = manifest["blend"]
-    # the trainer's four sources (training.blend may know more; they get no weight here)
-    assert set(blend["weights"]) == {"repurchase", "als", "sequence", "popularity"}
-    assert set(BLEND_SOURCES) == set(blend["weights"])
+    # every source the service serves (training.blend.SOURCES) is fitted
+    assert set(blend["weights"]) == set(SOURCES)
+    assert set(BLEND_SOURCES) | {"repeat", "siblings"} == set(blend["weights"])
     assert set(blend["weights"].values()) <= set(WEIGHT_GRID) | set(DEFAULT_WEIGHTS.values())
     assert blend["rrf_k"] in (*RRF_K_GRID, DEFAULT_RRF_K)
     assert blend["fitted"] is True and blend["validation_customers"] >= 30
     assert blend["validation_map"] >= blend["default_validation_map"]
     summary = manifest["sequence"]
     assert summary["blend"]["depth"] == 100
-    assert summary["blend"]["sources"] == ["repurchase", "als", "sequence", "popularity"]
+    assert sorted(summary["blend"]["sources"]) == sorted(SOURCES)
     assert summary["fit"]["epochs_run"] == SMALL_CONFIG.sequence.epochs
     assert summary["fit"]["stopped_by_budget"] is False
     for phase in ("fit_eval_sequence", "blend", "refit_sequence", "write_sequence"):

@@ -22,10 +22,18 @@ from feature_store.errors import DataFormatError
 from feature_store.event_log import EventLog
 from feature_store.loaders import load_dataset
 from feature_store.profiles import STAGES, TIERS, EventTable, ProfileConfig, compute_profiles
-from feature_store.schema import CustomerCols, InteractionCols, InteractionType
+from feature_store.schema import CustomerCols, InteractionCols, InteractionType, ItemCols
 from models.als import ALSRecommender
 from models.base import IntArray, Recommender, TrainingData
-from models.candidates import repurchase_ranking
+from models.candidates import (
+    NeighbourTable,
+    build_product_siblings,
+    build_repeat_rates,
+    item_groups,
+    neighbour_ranking,
+    repeat_ranking,
+    repurchase_ranking,
+)
 from models.churn import ChurnConfig, ChurnModel
 from models.churn import evaluate as evaluate_churn
 from models.index import ItemIndex
@@ -34,6 +42,7 @@ from models.sequence import ItemFeatures, SequenceConfig, SequenceRecommender
 from training.blend import BlendWeights, fit_blend_weights
 from training.bundle import BundleWriter, new_version
 from training.data import (
+    PURCHASE_CODE,
     IdMaps,
     build_id_maps,
     encode,
@@ -43,7 +52,7 @@ from training.data import (
     to_training_data,
     without_rows,
 )
-from training.evaluate import event_sizes
+from training.evaluate import event_sizes, product_codes
 from training.look import ComplementaryConfig, SeasonalConfig, fit_complementary, fit_seasonal
 from training.metrics import catalog_coverage, map_at_k, recall_at_k
 from training.split import time_split
@@ -505,8 +514,95 @@ def _repurchase_source(ctx: BlendContext) -> IntArray:
     return out
 
 
-#: The served blend's sources (names as :mod:`training.blend` and the service know them) → how
-#: each ranks the held-out customers. Adding a source is one entry here.
+@dataclass(frozen=True)
+class CandidateTables:
+    """The per-bundle tables of the rule-based blend sources (:mod:`models.candidates`): each
+    item's product-type rebuy rate (``repeat``) and each item's product siblings (``siblings``:
+    other colours / variants with a training event). Stored as ``candidates.npz``."""
+
+    repeat_rates: npt.NDArray[np.float64]
+    siblings: NeighbourTable
+
+    def save(self, path: Path) -> None:
+        arrays: dict[str, Any] = {"repeat_rates": self.repeat_rates}
+        arrays.update({f"siblings_{k}": v for k, v in self.siblings.to_arrays().items()})
+        np.savez(path, **arrays)
+
+
+def _catalog_column(items: pd.DataFrame, item_ids: list[str], column: str) -> list[object]:
+    """``column`` of the catalog per item id, in ``item_ids`` order (None where absent)."""
+    if column not in items.columns:
+        return [None] * len(item_ids)
+    keyed = items.assign(_key=items[ItemCols.ID].astype(str)).drop_duplicates("_key")
+    values: list[object] = (
+        keyed.set_index("_key")[column].astype("object").reindex(item_ids).tolist()
+    )
+    return values
+
+
+def candidate_tables(dataset: Dataset, maps: IdMaps, data: TrainingData) -> CandidateTables:
+    """The tables of a bundle trained on ``data``: rebuy rates from its purchases (grouped by the
+    catalog's product type, else category) and product siblings proposing only items with an
+    event in ``data`` (an item nobody touched is not on sale)."""
+    ids = maps.items.ids()
+    groups = item_groups(
+        _catalog_column(dataset.items, ids, ItemCols.PRODUCT_TYPE),
+        _catalog_column(dataset.items, ids, ItemCols.CATEGORY),
+    )
+    bought = data.event_types == PURCHASE_CODE
+    rates = build_repeat_rates(
+        data.user_idx[bought], data.item_idx[bought], data.timestamps[bought], groups
+    )
+    seen = np.zeros(len(ids), dtype=bool)
+    seen[data.item_idx] = True
+    siblings = build_product_siblings(product_codes(dataset.items, ids), eligible=seen)
+    return CandidateTables(repeat_rates=rates, siblings=siblings)
+
+
+def _purchases_source(
+    rank: Callable[[IntArray, npt.NDArray[np.int64], npt.NDArray[np.float64], int], IntArray],
+) -> BlendSource:
+    """A blend source ranking each held-out customer from their training-period purchases."""
+
+    def source(ctx: BlendContext) -> IntArray:
+        log = purchase_log(ctx.train)
+        indptr = log["indptr"]
+        out = np.full((len(ctx.users), ctx.depth), -1, dtype=np.int64)
+        for r, user in enumerate(ctx.users.tolist()):
+            a, b = int(indptr[user]), int(indptr[user + 1])
+            ranked = rank(
+                log["items"][a:b].astype(np.int64),
+                log["timestamps"][a:b],
+                log["weights"][a:b].astype(np.float64),
+                ctx.train.now,
+            )[: ctx.depth]
+            out[r, : len(ranked)] = ranked
+        return out
+
+    return source
+
+
+def table_sources(
+    tables: CandidateTables, popularity_scores: npt.NDArray[np.floating[Any]]
+) -> dict[str, BlendSource]:
+    """The ``repeat`` and ``siblings`` blend sources over a bundle's candidate tables (ranked
+    by the same functions, with the same defaults, as the service's sources)."""
+    scores = np.asarray(popularity_scores, dtype=np.float64)
+    return {
+        "repeat": _purchases_source(
+            lambda items, ts, w, now: repeat_ranking(items, ts, w, now, tables.repeat_rates)[0]
+        ),
+        "siblings": _purchases_source(
+            lambda items, ts, w, now: neighbour_ranking(
+                items, ts, w, now, tables.siblings, item_scores=scores, depth=BLEND_DEPTH
+            )[0]
+        ),
+    }
+
+
+#: The served blend's model-free and model sources (names as :mod:`training.blend` and the
+#: service know them) → how each ranks the held-out customers; :func:`table_sources` adds the
+#: sources over the candidate tables. Adding a source is one entry here.
 BLEND_SOURCES: dict[str, BlendSource] = {
     "repurchase": _repurchase_source,
     "als": _model_source("als"),
@@ -662,12 +758,17 @@ def train(
     blend: BlendWeights | None = None
     if use_sequence:
         t = time.perf_counter()
+        train_tables = candidate_tables(dataset, maps, train_data)
+        popularity_model = models["popularity"]
+        assert isinstance(popularity_model, PopularityRecommender)
+        popularity_scores = np.asarray(popularity_model.scores)
         blend, sequence_summary["blend"] = fit_served_blend(
             lists,
             train_data,
             k=config.k,
             max_customers=min(config.eval_customers, config.sequence.blend_customers),
             seed=config.seed,
+            sources={**BLEND_SOURCES, **table_sources(train_tables, popularity_scores)},
         )
         timings["blend"] = time.perf_counter() - t
     del lists  # the held-out lists (customers x depth per model) are not needed any more
@@ -726,6 +827,7 @@ def train(
         writer.write_frame("stock", dataset.stock)
         writer.write_matrix("user_items", full.user_items)
         writer.write_matrix("purchases", purchase_matrix(full))
+        candidate_tables(dataset, maps, full).save(writer.path / "candidates.npz")
         log = purchase_log(full)
         np.savez(
             writer.path / "purchase_history.npz",
