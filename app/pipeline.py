@@ -219,6 +219,27 @@ class SequenceSource:
         ]
 
 
+def _own_items(
+    ctx: Context,
+    items: npt.NDArray[np.int64],
+    scores: npt.NDArray[np.float64],
+    source: str,
+    reason: str,
+    n: int,
+) -> list[Candidate]:
+    """Up to ``n`` candidates of a ranking over the customer's own purchases (or their variants),
+    skipping excluded items; ``reason`` is formatted with the item's ``name``."""
+    names = ctx.bundle.catalog.names
+    out: list[Candidate] = []
+    for item, score in zip(items.tolist(), scores.tolist(), strict=True):
+        if item in ctx.exclude:
+            continue
+        out.append(Candidate(item, score, source, reason.format(name=names[item])))
+        if len(out) >= n:
+            break
+    return out
+
+
 class RepurchaseSource:
     """Buy again: the customer's own purchases by recency-decayed count (the same ranking the
     offline harness measures, :func:`models.candidates.repurchase_ranking`). Items already bought
@@ -232,15 +253,7 @@ class RepurchaseSource:
             return []
         now = ctx.now if ctx.now is not None else int(bought.timestamps.max())
         items, scores = repurchase_ranking(bought.items, bought.timestamps, bought.weights, now)
-        names = ctx.bundle.catalog.names
-        out: list[Candidate] = []
-        for item, score in zip(items.tolist(), scores.tolist(), strict=True):
-            if item in ctx.exclude:
-                continue
-            out.append(Candidate(item, score, self.name, f"Buy again: the {names[item]}"))
-            if len(out) >= n:
-                break
-        return out
+        return _own_items(ctx, items, scores, self.name, "Buy again: the {name}", n)
 
 
 class RepeatSource:
@@ -257,15 +270,7 @@ class RepeatSource:
             return []
         now = ctx.now if ctx.now is not None else int(bought.timestamps.max())
         items, scores = repeat_ranking(bought.items, bought.timestamps, bought.weights, now, rates)
-        names = ctx.bundle.catalog.names
-        out: list[Candidate] = []
-        for item, score in zip(items.tolist(), scores.tolist(), strict=True):
-            if item in ctx.exclude:
-                continue
-            out.append(Candidate(item, score, self.name, f"Time for another: the {names[item]}"))
-            if len(out) >= n:
-                break
-        return out
+        return _own_items(ctx, items, scores, self.name, "Time for another: the {name}", n)
 
 
 class SiblingsSource:
@@ -288,16 +293,7 @@ class SiblingsSource:
             item_scores=ctx.bundle.popularity.scores,
             depth=n + len(ctx.exclude),
         )
-        catalog = ctx.bundle.catalog
-        out: list[Candidate] = []
-        for item, score in zip(items.tolist(), scores.tolist(), strict=True):
-            if item in ctx.exclude:
-                continue
-            # the purchase it varies: the most recent bought item sharing its product
-            out.append(Candidate(item, score, self.name, f"Another colour: {catalog.names[item]}"))
-            if len(out) >= n:
-                break
-        return out
+        return _own_items(ctx, items, scores, self.name, "Another colour: {name}", n)
 
 
 class PopularitySource:

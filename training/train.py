@@ -498,22 +498,6 @@ def _model_source(name: str) -> BlendSource:
     return source
 
 
-def _repurchase_source(ctx: BlendContext) -> IntArray:
-    """The customer's own purchases in the training period by recency-weighted count, as of its
-    end (:func:`models.candidates.repurchase_ranking` over the purchase log, as served)."""
-    log = purchase_log(ctx.train)
-    indptr = log["indptr"]
-    out = np.full((len(ctx.users), ctx.depth), -1, dtype=np.int64)
-    for r, user in enumerate(ctx.users.tolist()):
-        a, b = int(indptr[user]), int(indptr[user + 1])
-        ranked, _ = repurchase_ranking(
-            log["items"][a:b], log["timestamps"][a:b], log["weights"][a:b], ctx.train.now
-        )
-        ranked = ranked[: ctx.depth]
-        out[r, : len(ranked)] = ranked
-    return out
-
-
 @dataclass(frozen=True)
 class CandidateTables:
     """The per-bundle tables of the rule-based blend sources (:mod:`models.candidates`): each
@@ -604,7 +588,10 @@ def table_sources(
 #: service know them) → how each ranks the held-out customers; :func:`table_sources` adds the
 #: sources over the candidate tables. Adding a source is one entry here.
 BLEND_SOURCES: dict[str, BlendSource] = {
-    "repurchase": _repurchase_source,
+    # the customer's own purchases by recency-weighted count, as of the training period's end
+    "repurchase": _purchases_source(
+        lambda items, ts, w, now: repurchase_ranking(items, ts, w, now)[0]
+    ),
     "als": _model_source("als"),
     "sequence": _model_source("sequence"),
     "popularity": _model_source("popularity"),
