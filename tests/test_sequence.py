@@ -106,6 +106,26 @@ def test_batch_agrees_with_single(chain_model: SequenceRecommender) -> None:
         np.testing.assert_allclose(b_scores[r, : len(scores)], scores, rtol=1e-5, atol=1e-5)
 
 
+def test_numpy_inference_matches_torch(chain_model: SequenceRecommender) -> None:
+    """One history (a request) is encoded in numpy; batches go through torch: same vectors."""
+    rng = np.random.default_rng(3)
+    histories = [
+        chain_model._prepare(
+            rng.integers(0, 24, size=length),
+            [rng.choice(["S", "M", None]) for _ in range(length)],
+            rng.integers(0, 6, size=length).tolist(),
+            None,
+        )
+        for length in (0, 1, 5, TINY.max_len + 7)
+    ]
+    batch_vectors, batch_betas = chain_model._encode([*histories, histories[0]])
+    for r, history in enumerate(histories):
+        vector, betas = chain_model._encode([history])  # the numpy path
+        np.testing.assert_allclose(vector[0], batch_vectors[r], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(betas[0], batch_betas[r], rtol=1e-4, atol=1e-5)
+    assert chain_model._numpy_net is not None
+
+
 def test_recommend_filters_liked(chain_model: SequenceRecommender) -> None:
     data, _ = training_data(chains(), 24)
     items, _ = chain_model.recommend(0, data.user_items, N=24)
