@@ -262,11 +262,13 @@ def prepare(dataset: Dataset, name: str | None = None) -> Prepared:
         user_ptr=user_ptr,
         frame=frame,
         product_codes=product_codes(dataset.items, maps.items.ids()),
-        groups=_item_groups(dataset.items, maps.items.ids()),
+        groups=catalog_groups(dataset.items, maps.items.ids()),
     )
 
 
-def _item_groups(items: pd.DataFrame, item_ids: Sequence[str]) -> IntArray:
+def catalog_groups(items: pd.DataFrame, item_ids: Sequence[str]) -> IntArray:
+    """A group per item of ``item_ids``: its product type, else its category (the grouping of
+    the rebuy rates, :func:`models.candidates.build_repeat_rates`)."""
     frame = items.set_index(items[ItemCols.ID].astype(str))
     frame = frame[~frame.index.duplicated()].reindex([str(i) for i in item_ids])
     ptype = (

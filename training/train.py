@@ -22,14 +22,13 @@ from feature_store.errors import DataFormatError
 from feature_store.event_log import EventLog
 from feature_store.loaders import load_dataset
 from feature_store.profiles import STAGES, TIERS, EventTable, ProfileConfig, compute_profiles
-from feature_store.schema import CustomerCols, InteractionCols, InteractionType, ItemCols
+from feature_store.schema import CustomerCols, InteractionCols, InteractionType
 from models.als import ALSRecommender
 from models.base import IntArray, Recommender, TrainingData
 from models.candidates import (
     NeighbourTable,
     build_product_siblings,
     build_repeat_rates,
-    item_groups,
     neighbour_ranking,
     repeat_ranking,
     repurchase_ranking,
@@ -52,7 +51,7 @@ from training.data import (
     to_training_data,
     without_rows,
 )
-from training.evaluate import event_sizes, product_codes
+from training.evaluate import catalog_groups, event_sizes, product_codes
 from training.look import ComplementaryConfig, SeasonalConfig, fit_complementary, fit_seasonal
 from training.metrics import catalog_coverage, map_at_k, recall_at_k
 from training.split import time_split
@@ -477,11 +476,13 @@ def _sequence_summary(model: SequenceRecommender) -> dict[str, Any]:
 @dataclass(frozen=True)
 class BlendContext:
     """What a blend source reads: the customers to rank (``users``, rows ``rows`` of the held-out
-    lists), the training period's data and end, and the models' held-out lists."""
+    lists), the training period's data and end, its purchase log (:func:`purchase_log`, shared by
+    the purchase-based sources) and the models' held-out lists."""
 
     users: IntArray
     rows: IntArray
     train: TrainingData
+    purchases: dict[str, npt.NDArray[Any]]
     lists: HeldOutLists
     depth: int
 
@@ -513,26 +514,12 @@ class CandidateTables:
         np.savez(path, **arrays)
 
 
-def _catalog_column(items: pd.DataFrame, item_ids: list[str], column: str) -> list[object]:
-    """``column`` of the catalog per item id, in ``item_ids`` order (None where absent)."""
-    if column not in items.columns:
-        return [None] * len(item_ids)
-    keyed = items.assign(_key=items[ItemCols.ID].astype(str)).drop_duplicates("_key")
-    values: list[object] = (
-        keyed.set_index("_key")[column].astype("object").reindex(item_ids).tolist()
-    )
-    return values
-
-
 def candidate_tables(dataset: Dataset, maps: IdMaps, data: TrainingData) -> CandidateTables:
     """The tables of a bundle trained on ``data``: rebuy rates from its purchases (grouped by the
     catalog's product type, else category) and product siblings proposing only items with an
     event in ``data`` (an item nobody touched is not on sale)."""
     ids = maps.items.ids()
-    groups = item_groups(
-        _catalog_column(dataset.items, ids, ItemCols.PRODUCT_TYPE),
-        _catalog_column(dataset.items, ids, ItemCols.CATEGORY),
-    )
+    groups = catalog_groups(dataset.items, ids)
     bought = data.event_types == PURCHASE_CODE
     rates = build_repeat_rates(
         data.user_idx[bought], data.item_idx[bought], data.timestamps[bought], groups
@@ -549,7 +536,7 @@ def _purchases_source(
     """A blend source ranking each held-out customer from their training-period purchases."""
 
     def source(ctx: BlendContext) -> IntArray:
-        log = purchase_log(ctx.train)
+        log = ctx.purchases
         indptr = log["indptr"]
         out = np.full((len(ctx.users), ctx.depth), -1, dtype=np.int64)
         for r, user in enumerate(ctx.users.tolist()):
@@ -615,7 +602,12 @@ def fit_served_blend(
     rng = np.random.default_rng([seed, 0xB1E])
     rows = np.sort(rng.choice(len(held_out), size=n, replace=False)).astype(np.int64)
     ctx = BlendContext(
-        users=held_out.users[rows], rows=rows, train=train, lists=lists, depth=BLEND_DEPTH
+        users=held_out.users[rows],
+        rows=rows,
+        train=train,
+        purchases=purchase_log(train),
+        lists=lists,
+        depth=BLEND_DEPTH,
     )
     rankings = {name: source(ctx) for name, source in sources.items()}
     truths = [np.asarray(held_out.truths[r], dtype=np.int64) for r in rows]
@@ -815,14 +807,8 @@ def train(
         writer.write_matrix("user_items", full.user_items)
         writer.write_matrix("purchases", purchase_matrix(full))
         candidate_tables(dataset, maps, full).save(writer.path / "candidates.npz")
-        log = purchase_log(full)
-        np.savez(
-            writer.path / "purchase_history.npz",
-            indptr=log["indptr"],
-            items=log["items"],
-            timestamps=log["timestamps"],
-            weights=log["weights"],
-        )
+        log: dict[str, Any] = dict(purchase_log(full))
+        np.savez(writer.path / "purchase_history.npz", **log)
         als.save(writer.model_dir("als"))
         popularity.save(writer.model_dir("popularity"))
         # Inner product with raw factors ranks by the ALS score (personalized retrieval);
