@@ -559,21 +559,29 @@ def _purchases(
     )
 
 
+def _rank_purchases(
+    ctx: _Context,
+    rank: Callable[
+        [IntArray, npt.NDArray[np.int64], npt.NDArray[np.float64], int],
+        tuple[IntArray, npt.NDArray[np.float64]],
+    ],
+) -> IntArray:
+    """Each holdout customer's list from their purchases before their cutoff (``rank(items,
+    timestamps, weights, cutoff)``, a :mod:`models.candidates` ranking), padded to ``depth``."""
+    rows = [
+        rank(*_purchases(ctx, r), int(ctx.holdout.cutoffs[r]))[0] for r in range(len(ctx.holdout))
+    ]
+    return _pad(rows, ctx.config.depth)
+
+
 def source_repurchase(ctx: _Context) -> IntArray:
     """The customer's own purchases by recency-weighted count (ties: lower index), as served:
     :func:`models.candidates.repurchase_ranking`."""
-    rows = []
-    for r in range(len(ctx.holdout)):
-        items, ts, weights = _purchases(ctx, r)
-        ranked, _ = repurchase_ranking(
-            items,
-            ts,
-            weights,
-            int(ctx.holdout.cutoffs[r]),
-            half_life_days=ctx.config.repurchase_half_life_days,
-        )
-        rows.append(ranked)
-    return _pad(rows, ctx.config.depth)
+    half_life = ctx.config.repurchase_half_life_days
+    return _rank_purchases(
+        ctx,
+        lambda items, ts, w, now: repurchase_ranking(items, ts, w, now, half_life_days=half_life),
+    )
 
 
 def repeat_rates(prepared: Prepared, train: TrainingData) -> npt.NDArray[np.float64]:
@@ -589,20 +597,19 @@ def source_repeat(ctx: _Context) -> IntArray:
     """The customer's own purchases, those of often-rebought product types first
     (:func:`models.candidates.repeat_ranking` with :func:`repeat_rates` of the training events)."""
     rates = repeat_rates(ctx.prepared, ctx.train)
-    rows = []
-    for r in range(len(ctx.holdout)):
-        items, ts, weights = _purchases(ctx, r)
-        ranked, _ = repeat_ranking(
+    c = ctx.config
+    return _rank_purchases(
+        ctx,
+        lambda items, ts, w, now: repeat_ranking(
             items,
             ts,
-            weights,
-            int(ctx.holdout.cutoffs[r]),
+            w,
+            now,
             rates,
-            half_life_days=ctx.config.repeat_half_life_days,
-            exponent=ctx.config.repeat_exponent,
-        )
-        rows.append(ranked)
-    return _pad(rows, ctx.config.depth)
+            half_life_days=c.repeat_half_life_days,
+            exponent=c.repeat_exponent,
+        ),
+    )
 
 
 def _train_popularity(ctx: _Context) -> npt.NDArray[np.float64]:
@@ -622,21 +629,19 @@ def _train_popularity(ctx: _Context) -> npt.NDArray[np.float64]:
 
 def _neighbour_source(ctx: _Context, table: NeighbourTable, half_life_days: float) -> IntArray:
     scores = _train_popularity(ctx)
-    rows = []
-    for r in range(len(ctx.holdout)):
-        items, ts, weights = _purchases(ctx, r)
-        ranked, _ = neighbour_ranking(
+    return _rank_purchases(
+        ctx,
+        lambda items, ts, w, now: neighbour_ranking(
             items,
             ts,
-            weights,
-            int(ctx.holdout.cutoffs[r]),
+            w,
+            now,
             table,
             half_life_days=half_life_days,
             item_scores=scores,
             depth=ctx.config.depth,
-        )
-        rows.append(ranked)
-    return _pad(rows, ctx.config.depth)
+        ),
+    )
 
 
 def siblings_table(prepared: Prepared, train: TrainingData, config: EvalConfig) -> NeighbourTable:
