@@ -306,11 +306,7 @@ class PopularitySource:
 
     def candidates(self, ctx: Context, n: int) -> list[Candidate]:
         bundle = ctx.bundle
-        order = (
-            bundle.popular_order
-            if ctx.category is None
-            else bundle.popular_by_category.get(ctx.category, np.empty(0, dtype=np.int64))
-        )
+        order = bundle.popular_in(ctx.category)
         scores = bundle.popularity.scores
         out: list[Candidate] = []
         for item in order:

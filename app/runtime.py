@@ -388,6 +388,12 @@ class LoadedBundle:
         scores = self.popularity.scores
         return max(float(scores.max()), 1e-9) if len(scores) else 1.0
 
+    def popular_in(self, category: str | None) -> npt.NDArray[np.int64]:
+        """Item indices by popularity, best first: the whole catalog, or one category's."""
+        if category is None:
+            return self.popular_order
+        return self.popular_by_category.get(category, np.empty(0, dtype=np.int64))
+
     def history(self, customer: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """Items and confidence weights the customer had at training time."""
         start, end = self.user_items.indptr[customer], self.user_items.indptr[customer + 1]

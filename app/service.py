@@ -435,15 +435,15 @@ class RecommendationService:
             if item is None:
                 raise UnknownItem(step.item_id)
             items.append(item)
+        now = self._now_seconds(bundle)
         history = SequenceHistory(
             items=np.asarray(items, dtype=np.int64),
             sizes=[step.size for step in steps],
             types=[TYPE_ORDER.index(step.type) for step in steps],
-            timestamps=np.full(len(items), self._now_seconds(bundle), dtype=np.int64),
+            timestamps=np.full(len(items), now, dtype=np.int64),
         )
         cat = category.value if category is not None else None
-        ctx = Context(bundle=bundle, k=k, category=cat, sequence=history)
-        ctx.now = self._now_seconds(bundle)
+        ctx = Context(bundle=bundle, k=k, category=cat, sequence=history, now=now)
         if exclude_seen:
             ctx.exclude = set(items)
         ranked = self.session_pipeline.run(ctx)

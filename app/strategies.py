@@ -267,11 +267,7 @@ class StarterSource:
     def candidates(self, ctx: Context, n: int) -> list[Candidate]:
         bundle = ctx.bundle
         stats = bundle_stats(bundle)
-        order = (
-            bundle.popular_order
-            if ctx.category is None
-            else bundle.popular_by_category.get(ctx.category, np.empty(0, dtype=np.int64))
-        )
+        order = bundle.popular_in(ctx.category)
         scores = bundle.popularity.scores
         out: list[Candidate] = []
         for raw in order:
@@ -396,7 +392,7 @@ class StepUpSource:
             if ctx.category is not None and category != ctx.category:
                 continue
             typical = float(np.median(prices))
-            pool = bundle.popular_by_category.get(category, np.empty(0, dtype=np.int64))
+            pool = bundle.popular_in(category)
             pool = pool[:STEP_UP_POOL]
             price = catalog.prices[pool]
             pool = pool[(price >= low * typical) & (price <= high * typical)]
