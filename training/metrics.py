@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy import stats
 
 ItemList = Sequence[int] | npt.NDArray[np.integer[Any]]
 ItemSet = Collection[int] | npt.NDArray[np.integer[Any]]
@@ -154,12 +155,56 @@ def catalog_coverage(predictions: Iterable[ItemList], n_items: int, k: int | Non
     return float(seen.sum() / n_items)
 
 
+def bootstrap_interval(
+    statistic: Callable[..., Any],
+    *samples: npt.ArrayLike,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    vectorized: bool = True,
+) -> tuple[float, float]:
+    """The one bootstrap of Lookbook: a percentile interval of ``statistic(*samples)``.
+
+    ``samples`` are per-customer values of equal length, resampled together (paired): customers
+    are drawn with replacement ``n_resamples`` times (seeded). With ``vectorized`` the statistic
+    takes ``axis=-1`` and reduces along it (``np.mean`` does); otherwise it is called once per
+    resample. Resamples whose statistic is not finite are left out of the quantiles; NaN
+    bounds when none is finite. Built on :func:`scipy.stats.bootstrap`.
+    """
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    arrays = [np.asarray(sample) for sample in samples]
+    if not arrays or arrays[0].size == 0:
+        raise ValueError("the bootstrap needs at least one value")
+    if any(a.shape != arrays[0].shape for a in arrays):
+        raise ValueError("paired samples need the same length")
+    result = stats.bootstrap(
+        tuple(arrays),
+        statistic,
+        n_resamples=n_resamples,
+        paired=True,
+        vectorized=vectorized,
+        confidence_level=confidence,
+        method="percentile",
+        batch=max(1, 4_000_000 // arrays[0].size),
+        rng=np.random.default_rng(seed),
+    )
+    draws = np.asarray(result.bootstrap_distribution, dtype=np.float64).reshape(-1)
+    draws = draws[np.isfinite(draws)]
+    if draws.size == 0:
+        return math.nan, math.nan
+    alpha = (1.0 - confidence) / 2
+    low, high = np.quantile(draws, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
 def bootstrap_ci(
     per_user_values: npt.ArrayLike, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
 ) -> tuple[float, float, float]:
     """``(mean, low, high)``: the mean of ``per_user_values`` and its percentile-bootstrap
-    ``1 - alpha`` confidence interval (``n_boot`` resamples of customers with replacement,
-    seeded)."""
+    ``1 - alpha`` confidence interval (customers resampled with replacement, seeded)."""
     values = np.asarray(per_user_values, dtype=np.float64).reshape(-1)
     if values.size == 0:
         raise ValueError("bootstrap_ci needs at least one value")
@@ -169,13 +214,7 @@ def bootstrap_ci(
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    rng = np.random.default_rng(seed)
-    n = values.size
-    means = np.empty(n_boot, dtype=np.float64)
-    chunk = max(1, 4_000_000 // n)  # resamples per draw, keeping the index block near 32 MB
-    for start in range(0, n_boot, chunk):
-        stop = min(start + chunk, n_boot)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        means[start:stop] = values[idx].mean(axis=1)
-    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(values.mean()), float(low), float(high)
+    low, high = bootstrap_interval(
+        np.mean, values, n_resamples=n_boot, confidence=1 - alpha, seed=seed
+    )
+    return float(values.mean()), low, high
