@@ -672,3 +672,196 @@ def test_compute_profiles_is_deterministic_and_handles_categorical_ids() -> None
     a = compute_profiles(ds, NOW)
     b = compute_profiles(Dataset(items=ds.items, interactions=cat), NOW)
     assert _everything(a) == _everything(b)
+
+
+# --------------------------------------------------------------------------------------------
+# Online equals batch
+# --------------------------------------------------------------------------------------------
+
+# Truncation to the top ``size_keep`` / ``affinity_keep`` entries is a memory bound that differs
+# by design: the batch keeps the top k of the final sums, the online state the top k after each
+# event (a dropped label restarts from 0). Keeping every entry makes the two paths comparable.
+KEEP_ALL = ProfileConfig(
+    size_keep=1000,
+    affinity_keep=1000,
+    top_affinities=1000,
+    size_half_life_days=365.0,
+    affinity_half_life_days=90.0,
+)
+
+
+def interactions_of(frame: pd.DataFrame) -> list[Interaction]:
+    """The rows of an interactions frame as API events, in time order (ties in file order)."""
+    frame = frame.sort_values("timestamp", kind="stable")
+    out = []
+    for row in frame.to_dict("records"):
+        fields = {k: v for k, v in row.items() if v is not None and not pd.isna(v)}
+        out.append(Interaction.model_validate({k: str(v) if k.endswith("_id") else v
+                                               for k, v in fields.items()}))  # fmt: skip
+    return out
+
+
+def test_online_replay_equals_the_batch_profiles(tmp_path: Path) -> None:
+    """Batch at T0, the events of (T0, T1] applied one by one as the service does, rendered at
+    T1: every field equals the batch profile computed at T1 over all events.
+
+    Differences by design, left out or adjusted below:
+    * ``updated_online`` says which path made the profile (True online, False batch);
+    * RFM scores and tier: the online path scores with the thresholds of the batch it was seeded
+      from (T0); re-rendered with the T1 batch's thresholds they must match exactly;
+    * decayed quantities are multiplied step by step online and in one factor in batch: floats
+      agree to 1e-9 relative (rounded outputs to their last digit).
+
+    Known discrepancy (reported, not fixed: the fix changes what a saved state holds): a state
+    keeps positive size votes only. A size return at or before T0 with no more purchases than
+    returns in its (category, size) — bought then returned as too small/large, the return being
+    the more recent and so the less decayed — nets to a negative vote the T0 state drops; the
+    T1 batch still subtracts it from later purchases in that size, the online state does not.
+    For those customers the winning sizes agree but confidences and shares differ.
+    """
+    from feature_store.loaders import load_dataset
+    from feature_store.synthetic import generate
+
+    generate(tmp_path, customers=120, items=60, seed=11, days=150)
+    data = load_dataset(tmp_path)
+    inter = data.interactions
+    stamps = pd.to_datetime(inter["timestamp"], utc=True)
+    assert (stamps.dt.microsecond == 0).all()  # the batch works in whole seconds
+    t1 = stamps.max().to_pydatetime()
+    t0 = t1 - timedelta(days=21)
+    batch0 = compute_profiles(data, t0, KEEP_ALL)
+    batch1 = compute_profiles(data, t1, KEEP_ALL)
+    live = LiveProfiles(batch0)
+
+    items = {str(r["item_id"]): r for r in data.items.to_dict("records")}
+    consent = dict(
+        zip(
+            data.customers["customer_id"].astype(str),
+            data.customers["consent_personalization"].astype("boolean").fillna(True),
+            strict=True,
+        )
+    )
+    later = interactions_of(inter[(stamps > pd.Timestamp(t0)).to_numpy()])
+    kinds = {e.type for e in later}
+    assert {InteractionType.PURCHASE, InteractionType.RETURN, InteractionType.VIEW} <= kinds
+    assert any(e.return_reason in (ReturnReason.TOO_SMALL, ReturnReason.TOO_LARGE) for e in later)
+    for e in later:
+        live.apply(e, items.get(e.item_id), e.timestamp,
+                   personalization=bool(consent.get(e.customer_id, True)))  # fmt: skip
+    touched = sorted({e.customer_id for e in later})
+    before = inter[(stamps <= pd.Timestamp(t0)).to_numpy()].assign(
+        category=lambda f: f["item_id"].astype(str).map(lambda i: items[i]["category"])
+    )
+    returned = before[before["return_reason"].isin(["too_small", "too_large"])]
+    bought = before[before["type"] == "purchase"]
+    key = ["customer_id", "category", "size"]
+    netted = (
+        returned.groupby(key, observed=True)
+        .size()
+        .rename("returns")
+        .reset_index()
+        .merge(bought.groupby(key, observed=True).size().rename("buys").reset_index(), how="left")
+    )
+    negative_vote = set(
+        netted.loc[~(netted["buys"] > netted["returns"]), "customer_id"].astype(str)
+    )
+    assert len(touched) >= 30
+    assert len(negative_vote & set(touched)) <= len(touched) // 5  # the rest compare in full
+    assert any(not consent[c] for c in touched)  # consent refusals are part of the replay
+
+    def close(a: Any, b: Any, path: str) -> None:
+        if isinstance(a, dict):
+            assert isinstance(b, dict) and sorted(a) == sorted(b), (path, a, b)
+            for k in a:
+                close(a[k], b[k], f"{path}.{k}")
+        elif isinstance(a, list):
+            assert isinstance(b, list) and len(a) == len(b), (path, a, b)
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                close(x, y, f"{path}[{i}]")
+        elif isinstance(a, float) and not isinstance(b, bool):
+            # rounded to 2 or 4 decimals: the two paths may land on either side of a rounding edge
+            assert b == pytest.approx(a, rel=1e-9, abs=1.01e-4 if abs(a) < 1 else 0.0101), (
+                path,
+                a,
+                b,
+            )
+        else:
+            assert a == b, (path, a, b)
+
+    for customer in touched:
+        state = live.states.get(customer)
+        assert state is not None, customer
+        want = batch1.lookup(customer, t1)
+        assert want is not None, customer
+        got = batch1.render(state, t1)  # T1 thresholds (see above)
+        served = live.profile(customer, t1)  # what the service answers: T0 thresholds
+        assert served is not None
+        for key in ("stage", "first_purchase", "last_purchase", "sizes", "affinities"):
+            assert served[key] == got[key], (customer, key)
+        assert got.pop("updated_online") is True
+        assert want.pop("updated_online") is False
+        if customer in negative_vote:  # the known discrepancy (see above): winners only
+            assert {c: v["size"] for c, v in want.pop("sizes").items()} == {
+                c: v["size"] for c, v in got.pop("sizes").items()
+            }, customer
+        close(want, got, customer)
+
+        # The state itself: counts exact, decayed masses to 1e-9 once brought to T1.
+        batch_state = batch1.state(customer)
+        assert batch_state is not None
+        for key in ("first_purchase", "last_purchase", "last_seen", "frequency", "n_purchases",
+                    "n_returns", "consent"):  # fmt: skip
+            assert state[key] == batch_state[key], (customer, key, state[key], batch_state[key])
+        assert state["monetary"] == pytest.approx(batch_state["monetary"], rel=1e-12, abs=1e-9)
+        age = t1.timestamp() - state["decay_as_of"] if state["decay_as_of"] is not None else 0.0
+        size_f = 2.0 ** (-age / (365.0 * 86_400))  # KEEP_ALL's half-lives
+        aff_f = 2.0 ** (-age / (90.0 * 86_400))
+        assert sorted(state["sizes"]) == sorted(batch_state["sizes"]), customer
+        for category, votes in state["sizes"].items() if customer not in negative_vote else ():
+            assert {k: pytest.approx(v * size_f, rel=1e-9) for k, v in votes.items()} == (
+                batch_state["sizes"][category]
+            ), (customer, category)
+        assert sorted(state["affinities"]) == sorted(batch_state["affinities"]), customer
+        for facet, entry in state["affinities"].items():
+            other = batch_state["affinities"][facet]
+            assert entry["total"] * aff_f == pytest.approx(other["total"], rel=1e-9)
+            assert {
+                k: pytest.approx(v * aff_f, rel=1e-9, abs=1e-12) for k, v in entry["top"].items()
+            } == (other["top"]), (customer, facet)
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+
+
+def test_profile_config_is_strict_and_checked() -> None:
+    with pytest.raises(ValueError, match="recency_dayz"):
+        ProfileConfig.model_validate({"recency_dayz": 3})
+    for bad in ({"r_high": 6}, {"size_keep": 0}, {"size_half_life_days": 0},
+                {"consent_policy": "some"}, {"event_weights": {"like": 1.0}},
+                {"size_confidence_scale": 0}, {"ltv_default_lifetime_years": -1}):  # fmt: skip
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ProfileConfig.model_validate(bad)
+    config = ProfileConfig(size_half_life_days=None, event_weights={"view": 0.3})
+    assert ProfileConfig.from_dict(config.to_dict()) == config
+    # the config saved with profiles before the pydantic model (a plain dict of every field)
+    saved = {**ProfileConfig().to_dict(), "affinity_half_life_days": 30, "new_days": 14}
+    assert ProfileConfig.from_dict(saved).new_days == 14
+
+
+def test_train_config_refuses_a_misspelt_profile_key(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from feature_store.errors import DataFormatError
+    from training.train import TrainConfig
+
+    with pytest.raises(ValidationError, match="recency_dayz"):
+        TrainConfig.model_validate({"profiles": {"recency_dayz": 3}})
+    path = tmp_path / "train.json"
+    path.write_text('{"profiles": {"recency_dayz": 3}}')
+    with pytest.raises(DataFormatError, match="recency_dayz"):
+        TrainConfig.from_file(path)
+    path.write_text('{"profiles": {"new_days": 14}}')
+    assert TrainConfig.from_file(path).profiles == ProfileConfig(new_days=14)
+    assert TrainConfig().profiles == ProfileConfig()

@@ -155,8 +155,8 @@ class TrainConfig(BaseModel):
         True, description="compute RFM tiers, stages, sizes, affinities and churn into the bundle"
     )
     churn_horizon_days: int = Field(90, ge=1, le=730)
-    profiles: dict[str, Any] = Field(
-        default_factory=dict, description="ProfileConfig fields (day counts, thresholds, weights)"
+    profiles: ProfileConfig = Field(
+        default_factory=ProfileConfig, description="day counts, thresholds, weights of profiles"
     )
     complementary: ComplementaryConfig = Field(default_factory=ComplementaryConfig)
     seasonal: SeasonalConfig = Field(default_factory=SeasonalConfig)
@@ -651,9 +651,7 @@ def _customer_intelligence(
         except ValueError as exc:
             logger.warning("churn AUC not measured: %s", exc)
             churn_summary["eval_skipped"] = str(exc)
-    profiles = compute_profiles(
-        events, as_of, ProfileConfig.from_dict(config.profiles), churn=churn
-    )
+    profiles = compute_profiles(events, as_of, config.profiles, churn=churn)
     counts = profiles.counts()
     summary = {
         "as_of": counts["as_of"],
