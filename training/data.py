@@ -95,14 +95,9 @@ def to_training_data(
     seconds = frame[InteractionCols.TIMESTAMP].dt.as_unit("s").astype("int64").to_numpy()
     ts = seconds[keep].astype(np.int64)
     weights = _WEIGHT_BY_CODE[type_codes]
-    matrix = sp.csr_matrix(
-        (weights, (users, items)), shape=(len(maps.customers), len(maps.items)), dtype=np.float32
-    )
-    matrix.sum_duplicates()
-    matrix.data = np.clip(matrix.data, 0.0, None)
-    matrix.eliminate_zeros()
+    shape = (len(maps.customers), len(maps.items))
     return TrainingData(
-        user_items=matrix,
+        user_items=confidence_matrix(users, items, weights, shape),
         user_idx=users,
         item_idx=items,
         timestamps=ts,
@@ -110,6 +105,21 @@ def to_training_data(
         weights=weights,
         now=int(now.timestamp()),
     )
+
+
+def confidence_matrix(
+    users: npt.NDArray[np.int64],
+    items: npt.NDArray[np.int64],
+    weights: npt.NDArray[np.float32],
+    shape: tuple[int, int],
+) -> sp.csr_matrix:
+    """Customer x item confidence: each pair's event weights summed (a return subtracts from a
+    purchase), clipped at zero, zero entries dropped (float32 CSR)."""
+    matrix = sp.csr_matrix((weights, (users, items)), shape=shape, dtype=np.float32)
+    matrix.sum_duplicates()
+    matrix.data = np.clip(matrix.data, 0.0, None)
+    matrix.eliminate_zeros()
+    return matrix
 
 
 def purchase_matrix(data: TrainingData) -> sp.csr_matrix:
