@@ -38,6 +38,7 @@ import pandas as pd
 
 from feature_store.dataset import Dataset
 from feature_store.schema import InteractionCols, InteractionType, ItemCols
+from feature_store.timeutils import SECONDS_PER_DAY, decay
 from models.seasonal import SeasonalModel
 from training.report import markdown_table
 
@@ -88,10 +89,8 @@ def popularity_picker(
         before = frame[frame["ts"] < date]
         if window_days is not None:
             before = before[before["ts"] >= date - pd.Timedelta(days=window_days)]
-        weights = np.ones(len(before))
-        if half_life is not None:
-            age = (date - before["ts"]).dt.total_seconds().to_numpy() / 86_400
-            weights = np.power(0.5, age / half_life)
+        age = (date - before["ts"]).dt.total_seconds().to_numpy() / SECONDS_PER_DAY
+        weights = decay(age, half_life)
         return np.bincount(before["item"], weights=weights, minlength=n_items).astype(np.float64)
 
     return scores
