@@ -3,7 +3,8 @@
 ``last_day`` (H&M next basket, :func:`last_day_folds`): every customer's last purchase day is
 held out, its purchases are the truth and the start of that day the customer's *cutoff*;
 customers are grouped by cutoff into ``config.folds`` folds, and a fold's models train on the
-events before its earliest cutoff. ``time_split`` (:func:`time_split_folds`, sparse data such as
+events before its earliest cutoff (so a customer late in a fold is served by models up to one
+fold-width old, as a service between retrainings is). ``time_split`` (:func:`time_split_folds`, sparse data such as
 Rent the Runway): one global cutoff ``test_days`` before the end. :func:`validation_holdout` carves
 the period a fold's blend weights are fitted on from the end of its training period.
 """

@@ -54,8 +54,9 @@ def run_evaluation(
 ) -> EvaluationResult:
     """Evaluate every method of ``config.methods`` on ``dataset`` under ``config.protocol``.
 
-    Returns per-customer predictions and metrics with bootstrap CIs (see the module docstring for
-    the protocol and why nothing dated on or after a customer's cutoff is used for them).
+    Returns per-customer predictions and metrics with bootstrap CIs (the protocols:
+    :mod:`training.evaluate.protocols`; why nothing dated on or after a customer's cutoff is used
+    for them: :mod:`training.evaluate.context`).
     """
     config = config or EvalConfig()
     t0 = time.perf_counter()
