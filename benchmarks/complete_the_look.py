@@ -61,6 +61,7 @@ from feature_store.outfits import (
 )
 from feature_store.schema import InteractionCols, ItemCols
 from models.complementary import ComplementaryModel
+from training.report import markdown_table
 
 logger = logging.getLogger("lookbook.benchmarks")
 REPO = Path(__file__).resolve().parents[1]
@@ -295,16 +296,6 @@ def pct(x: float | None) -> str:
     return "–" if x is None or np.isnan(x) else f"{100 * x:.1f} %"
 
 
-def markdown(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(cells[0], widths, strict=True)) + " |"]
-    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in cells[1:]:
-        lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
-    return "\n".join(lines)
-
-
 # ------------------------------------------------------------------------------------- Mango
 
 
@@ -360,7 +351,7 @@ def run_mango(root: Path, seed: int, threads: int, tune: bool) -> None:
     add("baseline: item popularity (in training outfits)", ItemPopularity(train, data.n_items))
     add("baseline: item co-occurrence", item_cooccurrence(train, data.n_items))
     print(
-        markdown(
+        markdown_table(
             ["method", "FITB", f"FITB, unseen answer (n={int(cold.sum())})", "AUC", "fit s"],
             rows,
         )
@@ -394,7 +385,7 @@ def tune_mango(
             ]
         )
     print("Validation (carved from the training outfits):\n")
-    print(markdown(["change", "FITB", "AUC (min)", "AUC (mean)"], rows))
+    print(markdown_table(["change", "FITB", "AUC (min)", "AUC (mean)"], rows))
     print()
 
 
@@ -449,7 +440,7 @@ def run_polyvore(root: Path, seed: int, threads: int) -> None:
     add("baseline: item popularity (in training outfits)", ItemPopularity(train, data.n_items))
     add("baseline: item co-occurrence", item_cooccurrence(train, data.n_items))
     print(
-        markdown(
+        markdown_table(
             [
                 "method",
                 "FITB (provided questions)",
@@ -578,7 +569,7 @@ def run_hm(root: Path, seed: int, threads: int) -> None:
     val_dates = ", ".join(str(c.date()) for c in cutoffs[valid])
     test_dates = ", ".join(str(c.date()) for c in cutoffs[test])
     print(
-        markdown(
+        markdown_table(
             [
                 "method",
                 f"valid: item (n={n_valid})",

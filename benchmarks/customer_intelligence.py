@@ -50,7 +50,6 @@ from benchmarks._common import (
     human_bytes,
     load_average,
     machine_info,
-    markdown_table,
 )
 from feature_store.dataset import Dataset
 from feature_store.loaders import load_dataset
@@ -65,6 +64,8 @@ from feature_store.profiles import (
 from feature_store.schema import Interaction, InteractionType, ReturnReason
 from feature_store.synthetic import generate
 from models.churn import ChurnConfig, ChurnModel, evaluate, training_cutoffs
+from training.metrics import bootstrap_ci
+from training.report import markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
 HM = "hm_neo4j_customer_sample"
@@ -388,25 +389,21 @@ def rtr_section(root: Path, cutoff: date, n_boot: int) -> None:
         f"[{val_cut.date()}, {cutoff}): {len(val_targets)} targets, best "
         f"{100 * best_val:.1f} %). 95 % CIs: {n_boot} bootstrap resamples of targets.\n"
     )
-    rng = np.random.default_rng(0)
-    draws = rng.integers(0, len(merged), (n_boot, len(merged)))
-    fit_idx = np.flatnonzero(is_fit)
-    fit_draws = rng.integers(0, len(fit_idx), (n_boot, len(fit_idx)))
 
-    def ci(values: np.ndarray, idx: np.ndarray) -> str:
-        sample = values[idx].mean(axis=1)
-        low, high = np.quantile(sample, [0.025, 0.975])
-        return f"{100 * values.mean():.1f} % [{100 * low:.1f}, {100 * high:.1f}]"
+    def ci(values: np.ndarray) -> str:
+        # the same seed resamples the same targets for every prediction (paired)
+        mean, low, high = bootstrap_ci(values.astype(np.float64), n_boot=n_boot, seed=0)
+        return f"{100 * mean:.1f} % [{100 * low:.1f}, {100 * high:.1f}]"
 
-    rows = [[r.name, ci(r.correct, draws), ci(r.correct_fit, fit_draws)] for r in results]
+    rows = [[r.name, ci(r.correct), ci(r.correct_fit)] for r in results]
     own_result = results[1]
     for profile in results[3:]:
         diff = profile.correct.astype(float) - own_result.correct.astype(float)
         rows.append(
             [
                 f"{profile.name.split(' (')[0]} − own most common",
-                ci(diff, draws),
-                ci(diff[is_fit], fit_draws),
+                ci(diff),
+                ci(diff[is_fit]),
             ]
         )
     print(

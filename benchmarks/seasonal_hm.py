@@ -38,7 +38,9 @@ import pandas as pd
 
 from feature_store.dataset import Dataset
 from feature_store.schema import InteractionCols, InteractionType, ItemCols
+from feature_store.timeutils import SECONDS_PER_DAY, decay
 from models.seasonal import SeasonalModel
+from training.report import markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -87,10 +89,8 @@ def popularity_picker(
         before = frame[frame["ts"] < date]
         if window_days is not None:
             before = before[before["ts"] >= date - pd.Timedelta(days=window_days)]
-        weights = np.ones(len(before))
-        if half_life is not None:
-            age = (date - before["ts"]).dt.total_seconds().to_numpy() / 86_400
-            weights = np.power(0.5, age / half_life)
+        age = (date - before["ts"]).dt.total_seconds().to_numpy() / SECONDS_PER_DAY
+        weights = decay(age, half_life)
         return np.bincount(before["item"], weights=weights, minlength=n_items).astype(np.float64)
 
     return scores
@@ -154,16 +154,6 @@ def pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
-def markdown(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(cells[0], widths, strict=True)) + " |"]
-    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for row in cells[1:]:
-        lines.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
-    return "\n".join(lines)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA)
@@ -206,7 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             hit, prec, cover, _ = pooled(run(seasonal_picker(dataset, params), valid), k)
             rows.append([*values, pct(hit), pct(prec), pct(cover)])
         print("## Validation search (dates 2019-01 .. 2019-08)\n")
-        print(markdown([*keys, "hit rate", "precision", f"top-{top_types} type coverage"], rows))
+        print(
+            markdown_table([*keys, "hit rate", "precision", f"top-{top_types} type coverage"], rows)
+        )
         print()
 
     methods: dict[str, Picker] = {
@@ -237,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_test = pooled(per_date["popularity, all time"][len(valid) :], k)[3]
     print("## Seasonal picks vs popularity, following 4 weeks\n")
     print(
-        markdown(
+        markdown_table(
             [
                 "method",
                 f"valid hit rate (n={n_valid})",
@@ -253,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     shown = ["seasonal model", "popularity, last 4 weeks", "popularity, all time"]
     print(f"\n## Per date: hit rate / top-{top_types} product-type coverage\n")
     print(
-        markdown(
+        markdown_table(
             ["date", *shown],
             [
                 [

@@ -56,7 +56,6 @@ from benchmarks._common import (
     load_average,
     log_tail,
     machine_info,
-    markdown_table,
     now_iso,
     read_manifest,
     save_json,
@@ -64,6 +63,7 @@ from benchmarks._common import (
     train_bundle,
 )
 from benchmarks._loadgen import LoadResult, LoadSpec, run_load
+from training.report import markdown_table
 
 # Targets of issue 2 (2-core machine, one worker).
 TARGET_PERSONALIZED_P99_MS = 15.0

@@ -38,12 +38,12 @@ from benchmarks._common import (
     human_count,
     load_average,
     machine_info,
-    markdown_table,
     now_iso,
     read_manifest,
     save_json,
     train_bundle,
 )
+from training.report import markdown_table
 
 TARGET_10M_SECONDS = 600.0
 PHASES = (

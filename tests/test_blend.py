@@ -95,12 +95,10 @@ def test_carve_validation_reads_only_the_training_period() -> None:
 
 
 def test_served_blend_is_fitted_on_the_last_days() -> None:
-    from dataclasses import replace
-
     from test_evaluate import FAST, synthetic_retailer
 
     weights = fit_served_blend(
-        synthetic_retailer(), replace(FAST, methods=("blend",)), validation_days=40
+        synthetic_retailer(), FAST.replace(methods=("blend",)), validation_days=40
     )
     assert weights.validation_customers > 0
     assert set(weights.weights) == set(SOURCES)

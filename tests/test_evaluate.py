@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 from conftest import shared_dataset
 
+from feature_store.config import validate_config
 from feature_store.dataset import Dataset
+from feature_store.errors import DataFormatError
 from feature_store.schema import CustomerCols, InteractionCols, ItemCols
 from models.candidates import repeat_ranking, repurchase_ranking
 from models.sequence import SequenceConfig
@@ -18,9 +20,8 @@ from training.evaluate import (
     BLEND_SOURCES,
     EvalConfig,
     EvaluationResult,
-    bootstrap_ratio_ci,
+    fold_context,
     last_day_folds,
-    load_rtr,
     prepare,
     preset_config,
     repeat_rates,
@@ -31,7 +32,6 @@ from training.evaluate import (
     source_siblings,
     write_report,
 )
-from training.evaluate import _context as evaluation_context
 from training.split import last_day_holdout
 
 FAST_LSTM = SequenceConfig(
@@ -113,10 +113,21 @@ def test_every_method_is_measured_with_cis(result: EvaluationResult) -> None:
     assert "synthetic" in result.table()
 
 
-def test_no_training_event_on_or_after_any_cutoff(result: EvaluationResult) -> None:
+def test_no_training_event_on_or_after_any_cutoff(
+    retailer: Dataset, result: EvaluationResult
+) -> None:
     assert {a.kind for a in result.audits} == {"test", "validation"}
+    timestamps = prepare(retailer).data.timestamps
     for audit in result.audits:
         audit.check()
+        # the audit's figures are those of the data, recomputed here
+        before = timestamps < audit.train_end
+        assert audit.train_events == int(before.sum())
+        assert audit.max_train_timestamp == int(timestamps[before].max())
+        if audit.kind == "test":
+            held_out = result.cutoffs[result.fold_of == audit.fold]
+            assert audit.min_cutoff == int(held_out.min())
+            assert int(timestamps[before].max()) < int(held_out.min())
         if audit.max_train_timestamp is not None and audit.min_cutoff is not None:
             assert audit.max_train_timestamp < audit.min_cutoff
         if audit.max_history_timestamp_minus_cutoff is not None:
@@ -167,13 +178,19 @@ def test_blend_weights_come_from_validation_only(retailer: Dataset) -> None:
     """A fold's weights are fitted on its validation period, before its training end: rewriting
     every event on or after that end — all of the fold's held-out test days among them — leaves
     the weights of that fold (and of earlier folds) unchanged."""
-    config = replace(FAST, methods=("popularity", "repurchase", "als", "lstm", "blend"))
+    config = FAST.replace(methods=("popularity", "repurchase", "als", "lstm", "blend"))
     base = run_evaluation(retailer, config, name="synthetic")
     fitted = [f for f, w in enumerate(base.blend_weights) if w.fitted]
     assert fitted
     fold = fitted[0]
-    train_end = int(base.cutoffs[base.fold_of == fold].min())
-    assert int(base.cutoffs[base.fold_of == fold].min()) >= train_end
+    # the fold's training end, computed from the holdout alone: its earliest customer's cutoff
+    _, _, cutoffs = last_day_holdout(retailer.interactions, type_col=InteractionCols.TYPE)
+    ordered = np.sort([int(c.timestamp()) for c in cutoffs])
+    train_end = int(np.array_split(ordered, config.folds)[fold].min())
+    audits = {(a.fold, a.kind): a for a in base.audits}
+    assert audits[fold, "test"].train_end == train_end
+    validation = audits[fold, "validation"]
+    assert validation.max_cutoff is not None and validation.max_cutoff < train_end
     changed = retailer.interactions.copy()
     future = changed[InteractionCols.TIMESTAMP] >= pd.Timestamp(train_end, unit="s", tz="UTC")
     changed.loc[future, InteractionCols.ITEM_ID] = "i0"
@@ -243,8 +260,7 @@ def test_metrics_on_a_tiny_dataset_with_known_answers() -> None:
     config = EvalConfig(folds=1, depth=12, n_boot=50, methods=("popularity", "repurchase"))
     res = run_evaluation(dataset, config, name="tiny")
     by_customer = {
-        res.dataset and dataset_id: i
-        for i, dataset_id in enumerate(prepare(dataset).maps.customers.ids(res.users))
+        customer: i for i, customer in enumerate(prepare(dataset).maps.customers.ids(res.users))
     }
     rep = res.methods["repurchase"].ap
     assert rep[by_customer["a"]] == 1.0
@@ -257,17 +273,6 @@ def test_metrics_on_a_tiny_dataset_with_known_answers() -> None:
     # d and e bought only on their last day: no history, so they are cold (not warm)
     assert not res.warm[by_customer["e"]]
     assert res.warm[by_customer["a"]]
-
-
-def test_ratio_ci() -> None:
-    values = np.linspace(0.0, 1.0, 101)
-    assert bootstrap_ratio_ci(values, values, n_boot=100) == (1.0, 1.0, 1.0)
-    mean, low, high = bootstrap_ratio_ci(2 * values, values, n_boot=100)
-    assert mean == pytest.approx(2.0) and low == pytest.approx(2.0) and high == pytest.approx(2.0)
-    rng = np.random.default_rng(0)
-    noisy = rng.random(500)
-    mean, low, high = bootstrap_ratio_ci(noisy * 1.5, rng.random(500), n_boot=300)
-    assert low < mean < high
 
 
 def test_report_files(result: EvaluationResult, tmp_path: Path) -> None:
@@ -294,20 +299,26 @@ def test_hm_sample_folds_cover_every_customer() -> None:
     )
 
 
-@pytest.mark.realdata
-def test_rtr_loads_with_sizes() -> None:
-    dataset = load_rtr(shared_dataset("renttherunway_clean"))
-    assert len(dataset.interactions) > 190_000
-    assert dataset.interactions[InteractionCols.SIZE].notna().all()
-    assert set(dataset.items[ItemCols.CATEGORY]) >= {"dress", "top"}
-
-
 def test_preset_config() -> None:
     small = preset_config("last_day", n_interactions=23_199, folds=4, max_customers=None)
     assert small.folds == 4 and small.sequence.epochs == SequenceConfig().epochs
     large = preset_config("time_split", n_interactions=192_544, lstm_epochs=2)
     assert large.max_customers == 3000 and large.sequence.epochs == 2
     assert large.sequence.batch_size == 256 and large.peer.epochs == 2
+
+
+def test_a_misspelt_setting_is_an_error_naming_it() -> None:
+    with pytest.raises(DataFormatError, match=r"unknown key 'foldz' \(allowed: .*\bfolds\b"):
+        preset_config("last_day", foldz=3)
+    with pytest.raises(DataFormatError, match=r"unknown key 'factor' \(allowed: alpha, factors"):
+        FAST.replace(als={"factor": 8})
+    with pytest.raises(DataFormatError, match=r"sequence\.epochz"):
+        validate_config(EvalConfig, {"sequence": {"epochz": 1}}, what="evaluation config")
+    with pytest.raises(DataFormatError, match="unknown methods"):
+        preset_config("last_day", methods=("magic",))
+    with pytest.raises(ValueError, match="depth >= k"):
+        EvalConfig(k=12, depth=5)
+    assert FAST.replace(folds=2).folds == 2 and FAST.folds == 3
 
 
 def test_audit_refuses_look_ahead(result: EvaluationResult) -> None:
@@ -332,7 +343,7 @@ def test_rule_sources_call_the_served_candidate_functions(retailer: Dataset) -> 
     )
     prepared = prepare(dataset)
     fold = last_day_folds(prepared, FAST)[-1]
-    ctx = evaluation_context(prepared, fold.test, FAST, fold.index, "test")
+    ctx = fold_context(prepared, fold.test, FAST, fold.index, "test")
     repurchase, repeat, siblings = (
         source_repurchase(ctx),
         source_repeat(ctx),

@@ -10,6 +10,7 @@ import pytest
 from training.metrics import (
     average_precision_at_k,
     bootstrap_ci,
+    bootstrap_ratio_ci,
     catalog_coverage,
     map_at_k,
     ndcg_at_k,
@@ -117,3 +118,23 @@ def test_bootstrap_ci() -> None:
         bootstrap_ci([1.0], alpha=1.0)
     with pytest.raises(ValueError, match="finite"):
         bootstrap_ci([1.0, np.nan])
+
+
+def test_ratio_ci() -> None:
+    values = np.linspace(0.0, 1.0, 101)
+    assert bootstrap_ratio_ci(values, values, n_boot=100) == (1.0, 1.0, 1.0)
+    mean, low, high = bootstrap_ratio_ci(2 * values, values, n_boot=100)
+    assert mean == pytest.approx(2.0) and low == pytest.approx(2.0) and high == pytest.approx(2.0)
+    rng = np.random.default_rng(0)
+    noisy = rng.random(500)
+    mean, low, high = bootstrap_ratio_ci(noisy * 1.5, rng.random(500), n_boot=300)
+    assert low < mean < high
+
+
+def test_ratio_ci_over_a_zero_denominator() -> None:
+    assert bootstrap_ratio_ci([0.5, 0.25], [0.0, 0.0], n_boot=50) == (math.inf, math.inf, math.inf)
+    # one customer of five carries the denominator: resamples without them are left out
+    mean, low, high = bootstrap_ratio_ci([1.0] * 5, [1.0, 0, 0, 0, 0], n_boot=200, seed=1)
+    assert mean == 5.0 and 1.0 <= low <= high <= 5.0 and math.isfinite(high)
+    with pytest.raises(ValueError, match="same non-zero length"):
+        bootstrap_ratio_ci([1.0, 2.0], [1.0])

@@ -23,14 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from feature_store.dataset import Dataset
 from feature_store.outfits import Outfits, baskets_from_dataset
 from feature_store.schema import InteractionCols, InteractionType
+from feature_store.timeutils import SECONDS_PER_DAY
 from models.base import TrainingData
 from models.complementary import ComplementaryModel
 from models.seasonal import SeasonalModel
 from training.data import PURCHASE_CODE, RETURN_CODE, IdMaps, encode
 
 logger = logging.getLogger("lookbook.training")
-
-SECONDS_PER_DAY = 86_400
 
 
 class ComplementaryConfig(BaseModel):

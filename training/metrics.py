@@ -180,17 +180,18 @@ def bootstrap_interval(
         raise ValueError("the bootstrap needs at least one value")
     if any(a.shape != arrays[0].shape for a in arrays):
         raise ValueError("paired samples need the same length")
-    result = stats.bootstrap(
-        tuple(arrays),
-        statistic,
-        n_resamples=n_resamples,
-        paired=True,
-        vectorized=vectorized,
-        confidence_level=confidence,
-        method="percentile",
-        batch=max(1, 4_000_000 // arrays[0].size),
-        rng=np.random.default_rng(seed),
-    )
+    with np.errstate(invalid="ignore"):  # non-finite draws are dropped below
+        result = stats.bootstrap(
+            tuple(arrays),
+            statistic,
+            n_resamples=n_resamples,
+            paired=True,
+            vectorized=vectorized,
+            confidence_level=confidence,
+            method="percentile",
+            batch=max(1, 4_000_000 // arrays[0].size),
+            rng=np.random.default_rng(seed),
+        )
     draws = np.asarray(result.bootstrap_distribution, dtype=np.float64).reshape(-1)
     draws = draws[np.isfinite(draws)]
     if draws.size == 0:
@@ -218,3 +219,40 @@ def bootstrap_ci(
         np.mean, values, n_resamples=n_boot, confidence=1 - alpha, seed=seed
     )
     return float(values.mean()), low, high
+
+
+def _ratio_of_means(
+    numerator: npt.NDArray[np.float64], denominator: npt.NDArray[np.float64], axis: int = -1
+) -> npt.NDArray[np.float64]:
+    """``mean(numerator) / mean(denominator)`` along ``axis``; ``inf`` where the denominator's
+    mean is not positive."""
+    den = denominator.mean(axis=axis)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.where(den > 0, numerator.mean(axis=axis) / den, np.inf))
+
+
+def bootstrap_ratio_ci(
+    numerator: npt.ArrayLike,
+    denominator: npt.ArrayLike,
+    *,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """``(ratio of means, low, high)``: percentile bootstrap of ``mean(num) / mean(den)`` over the
+    same resampled customers (paired, :func:`bootstrap_interval`).
+
+    The ratio is ``inf`` when the denominator's mean is 0; resamples whose denominator mean is 0
+    are left out of the interval, which is ``(inf, inf)`` when every resample's is.
+    """
+    num = np.asarray(numerator, dtype=np.float64)
+    den = np.asarray(denominator, dtype=np.float64)
+    if num.shape != den.shape or num.size == 0:
+        raise ValueError("numerator and denominator need the same non-zero length")
+    ratio = float(num.mean() / den.mean()) if den.mean() > 0 else math.inf
+    low, high = bootstrap_interval(
+        _ratio_of_means, num, den, n_resamples=n_boot, confidence=1 - alpha, seed=seed
+    )
+    if math.isnan(low):
+        return ratio, math.inf, math.inf
+    return ratio, low, high

@@ -22,8 +22,7 @@ import numpy as np
 import pandas as pd
 
 from feature_store.schema import InteractionCols, InteractionType
-
-SECONDS_PER_DAY = 86_400
+from feature_store.timeutils import SECONDS_PER_DAY
 
 
 def _timestamps(frame: pd.DataFrame, timestamp_col: str) -> pd.Series:
