@@ -14,14 +14,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-import scipy.sparse as sp
 
 from feature_store.dataset import Dataset
 from feature_store.schema import InteractionCols, ItemCols
 from models.base import IntArray, TrainingData
 from models.candidates import item_groups
 from models.sequence import ItemFeatures
-from training.data import PURCHASE_CODE, IdMaps, build_id_maps, encode, to_training_data
+from training.data import (
+    PURCHASE_CODE,
+    IdMaps,
+    build_id_maps,
+    confidence_matrix,
+    encode,
+    to_training_data,
+)
 
 __all__ = [
     "Prepared",
@@ -148,12 +154,8 @@ def subset(data: TrainingData, mask: npt.NDArray[np.bool_], now: int) -> Trainin
     (weights summed per pair, clipped at zero)."""
     users, items = data.user_idx[mask], data.item_idx[mask]
     weights = data.weights[mask]
-    matrix = sp.csr_matrix((weights, (users, items)), shape=data.user_items.shape, dtype=np.float32)
-    matrix.sum_duplicates()
-    matrix.data = np.clip(matrix.data, 0.0, None)
-    matrix.eliminate_zeros()
     return TrainingData(
-        user_items=matrix,
+        user_items=confidence_matrix(users, items, weights, data.user_items.shape),
         user_idx=users,
         item_idx=items,
         timestamps=data.timestamps[mask],
