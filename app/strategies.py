@@ -14,8 +14,9 @@ segment            who
 
 Each segment of each *surface* (``home``, ``email``; ``?surface=`` on the feed) names sources with
 weights; the pipeline fuses them (weighted reciprocal-rank fusion) and every item's ``reason``
-says which strategy put it there. Defaults are :data:`DEFAULT_STRATEGIES`; a JSON file of the same
-shape (``LOOKBOOK_STRATEGIES_FILE``) replaces them. The strategy sources:
+says which strategy put it there. Defaults are :data:`DEFAULT_STRATEGIES`; a JSON file
+``{"surfaces": {surface: {segment: [{"source", "weight"}]}}}`` (``LOOKBOOK_STRATEGIES_FILE``,
+validated by :class:`StrategiesFile`) replaces them. The strategy sources:
 
 * ``starter`` — best sellers priced at or below their category's median ("Best seller to start
   with"): approachable basics for new customers.
@@ -50,11 +51,12 @@ import json
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
+from pydantic import Field, ValidationError, field_validator
 
 from app.pipeline import (
     RRF_K,
@@ -69,7 +71,8 @@ from app.pipeline import (
     SiblingsSource,
 )
 from app.runtime import LoadedBundle
-from feature_store.errors import InvalidRequest
+from feature_store.config import StrictConfig, config_error
+from feature_store.errors import DataFormatError, InvalidRequest
 from feature_store.schema import InteractionType, ItemCols
 from models.base import top_n
 from training.blend import BlendWeights
@@ -485,56 +488,113 @@ def build_sources() -> dict[str, CandidateSource]:
     }
 
 
+class StrategyEntry(StrictConfig):
+    """One source of a segment's strategy and its weight (a number >= 0, or ``"fitted"``)."""
+
+    source: str
+    weight: float | Literal["fitted"] = 1.0
+
+    @field_validator("weight", mode="before")
+    @classmethod
+    def _number_or_fitted(cls, value: object) -> float | str:
+        if value == FITTED:
+            return FITTED
+        try:
+            weight = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ValueError(f"must be a number or {FITTED!r}, got {value!r}") from None
+        if weight < 0:
+            raise ValueError(f"must not be negative, got {weight}")
+        return weight
+
+
+class SurfaceStrategies(StrictConfig):
+    """A surface's strategy per segment; a segment left out gets the ``default`` one."""
+
+    new: list[StrategyEntry] | None = None
+    high_value: list[StrategyEntry] | None = None
+    active_low_spend: list[StrategyEntry] | None = None
+    sleeping: list[StrategyEntry] | None = None
+    default: list[StrategyEntry] | None = None
+
+
+class StrategiesFile(StrictConfig):
+    """The strategies file (``LOOKBOOK_STRATEGIES_FILE``): surface → segment → sources."""
+
+    surfaces: dict[str, SurfaceStrategies] = Field(min_length=1)
+
+
+#: Which model holds a key at a given depth of the file (for naming the allowed keys).
+_OWNER_AT_DEPTH: Final[dict[int, type[StrictConfig]]] = {
+    1: StrategiesFile,
+    3: SurfaceStrategies,
+    5: StrategyEntry,
+}
+
+
+def parse_strategies(raw: Mapping[str, Any], *, file: str | None = None) -> StrategiesFile:
+    """The validated strategies of ``{"surfaces": {...}}`` (or of the bare ``{...}``); a bad or
+    misspelt key is a :class:`DataFormatError` naming it and the keys allowed there."""
+    document = dict(raw) if "surfaces" in raw else {"surfaces": dict(raw)}
+    try:
+        return StrategiesFile.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first.get("loc", ()))
+        owner = _OWNER_AT_DEPTH.get(len(loc))
+        if first.get("type") == "extra_forbidden" and owner is not None:
+            where = ".".join(str(part) for part in loc)
+            raise DataFormatError(
+                f"invalid strategies file: unknown key {str(loc[-1])!r} at {where} "
+                f"(allowed: {', '.join(owner.model_fields)})",
+                file=file,
+                column=where,
+            ) from exc
+        raise config_error(exc, StrategiesFile, what="strategies file", file=file) from exc
+
+
 class StrategyConfig:
-    """Validated strategies: surface → segment → [(source, weight)]."""
+    """Validated strategies: surface → segment → [(source, weight)] (``None``: fitted)."""
 
     def __init__(
         self,
-        raw: Mapping[str, Mapping[str, Any]],
+        raw: Mapping[str, Any],
         sources: Mapping[str, CandidateSource],
+        *,
+        file: str | None = None,
     ) -> None:
+        parsed = parse_strategies(raw, file=file)
         self.surfaces: dict[str, dict[str, list[tuple[CandidateSource, float | None]]]] = {}
-        for surface, segments in raw.items():
-            if not isinstance(segments, Mapping):
-                raise ValueError(f"strategies: surface {surface!r} must map segments to lists")
-            unknown = set(segments) - set(SEGMENTS)
-            if unknown:
-                raise ValueError(f"strategies: unknown segments {sorted(unknown)} in {surface!r}")
+        for surface, segments in parsed.surfaces.items():
             table: dict[str, list[tuple[CandidateSource, float | None]]] = {}
             for segment in SEGMENTS:
-                entries = segments.get(segment, segments.get("default", []))
+                entries = getattr(segments, segment)
+                if entries is None:
+                    entries = segments.default or []
                 chosen: list[tuple[CandidateSource, float | None]] = []
                 for entry in entries:
-                    name, raw_weight = entry.get("source"), entry.get("weight", 1.0)
-                    if name not in sources:
-                        raise ValueError(
-                            f"strategies: unknown source {name!r} in {surface}/{segment}; "
-                            f"known: {sorted(sources)}"
+                    if entry.source not in sources:
+                        raise DataFormatError(
+                            f"invalid strategies file: unknown source {entry.source!r} in "
+                            f"{surface}/{segment}; known: {sorted(sources)}",
+                            file=file,
                         )
-                    if raw_weight == FITTED:
-                        chosen.append((sources[name], None))
-                        continue
-                    try:
-                        weight = float(raw_weight)
-                    except (TypeError, ValueError):
-                        raise ValueError(
-                            f"strategies: weight of {name!r} in {surface}/{segment} must be a "
-                            f"number or {FITTED!r}, got {raw_weight!r}"
-                        ) from None
-                    if weight < 0:
-                        raise ValueError(f"strategies: negative weight in {surface}/{segment}")
-                    chosen.append((sources[name], weight))
+                    weight = None if entry.weight == FITTED else float(entry.weight)
+                    chosen.append((sources[entry.source], weight))
                 table[segment] = chosen
             self.surfaces[surface] = table
-        if not self.surfaces:
-            raise ValueError("strategies: no surface configured")
 
     @classmethod
     def from_file(cls, path: Path | None, sources: Mapping[str, CandidateSource]) -> StrategyConfig:
         if path is None:
             return cls(DEFAULT_STRATEGIES, sources)
-        raw = json.loads(Path(path).read_text())
-        return cls(raw.get("surfaces", raw), sources)
+        try:
+            raw = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataFormatError(f"cannot read strategies file: {exc}", file=str(path)) from exc
+        if not isinstance(raw, dict):
+            raise DataFormatError("strategies file must be a JSON object", file=str(path))
+        return cls(raw, sources, file=str(path))
 
     def for_segment(self, surface: str, segment: str) -> list[tuple[CandidateSource, float | None]]:
         table = self.surfaces.get(surface)

@@ -27,6 +27,7 @@ from app.strategies import (
     build_sources,
     resolve_weights,
 )
+from feature_store.errors import DataFormatError
 from feature_store.schema import InteractionType
 from helpers import build_small_retailer
 from models.candidates import build_product_siblings
@@ -350,7 +351,7 @@ def test_fitted_weights_resolve_from_the_bundle_blend() -> None:
     assert [(s.name, w) for s, w in plain] == [("als", 1.0)] and plain_k == RRF_K
     missing, _ = resolve_weights(config.for_segment("home", "default"), BlendWeights(weights={}))
     assert [w for _, w in missing][:2] == [0.0, 0.0]
-    with pytest.raises(ValueError, match="must be a number or 'fitted'"):
+    with pytest.raises(DataFormatError, match="must be a number or 'fitted'"):
         StrategyConfig({"home": {"default": [{"source": "als", "weight": "lots"}]}}, sources)
 
 

@@ -58,7 +58,7 @@ def client(
         bundle_dir=retailer[1], event_log_dir=tmp_path / "events", bundle_poll_seconds=0
     )
     with _client(settings) as c:
-        c.app.state.service.clock = lambda: batch.as_of  # type: ignore[attr-defined]
+        c.app.state.service.clock.set(lambda: batch.as_of)  # type: ignore[attr-defined]
         yield c
 
 
@@ -251,8 +251,8 @@ def _erase_and_audit(c: TestClient, customer: str, items: pd.DataFrame, events_d
         e.customer_id == customer for e in EventLog(events_dir, read_only=True).iter_events()
     )
     _error(c.get(f"/v1/customers/{customer}/profile"), 404, "unknown_customer")
-    assert customer not in service.live.batch
-    assert service.profile_states.get(customer) is None
+    assert customer not in service.customers.profiles().batch
+    assert service.store.profile_states.get(customer) is None
     for segment in (
         "high_value",
         "active_low_spend",
@@ -310,7 +310,7 @@ def test_erasure_redis_leaves_no_key(
     )
     client = redis.Redis.from_url(redis_url)
     with _client(settings) as c:
-        c.app.state.service.clock = lambda: batch.as_of  # type: ignore[attr-defined]
+        c.app.state.service.clock.set(lambda: batch.as_of)  # type: ignore[attr-defined]
         customer = _first(c, "active_low_spend", 1)[0]
         other = _first(c, "high_value", 1)[0]
         c.post("/v1/events", json=_purchase_events(other, items))

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.deps import ServiceDep, SettingsDep
+from app.deps import LookDep, SettingsDep
 from app.look import MAX_BASKET, parse_categories
 from app.schemas import ErrorResponse, RecommendedItem
 from app.settings import Settings
@@ -79,7 +79,7 @@ RESPONSES: dict[int | str, dict[str, object]] = {
 )
 def item_complementary(
     item_id: ItemId,
-    service: ServiceDep,
+    look: LookDep,
     settings: SettingsDep,
     k: Annotated[int | None, Query(ge=1, le=1000, description="items per slot")] = None,
     categories: Annotated[
@@ -92,7 +92,7 @@ def item_complementary(
     """Items of other categories that go with the item, grouped by slot (category): bottoms, shoes,
     outerwear, accessories for a top. Each carries a reason naming the item it pairs with. Items
     never seen in an outfit or basket are scored from their attributes."""
-    body = service.look.complementary(
+    body = look.complementary(
         [item_id],
         k=per_slot(k, settings),
         categories=parse_categories(categories),
@@ -108,12 +108,10 @@ def item_complementary(
     responses=RESPONSES,
     summary="Complete the look of a basket",
 )
-def basket_complementary(
-    request: BasketRequest, service: ServiceDep, settings: SettingsDep
-) -> Response:
+def basket_complementary(request: BasketRequest, look: LookDep, settings: SettingsDep) -> Response:
     """Per slot, the items that go best with *all* the basket's items (mean compatibility with the
     whole set); with ``customer_id``: nothing they bought, in stock in their size."""
-    body = service.look.complementary(
+    body = look.complementary(
         request.items,
         k=per_slot(request.k, settings),
         categories=parse_categories(request.categories),

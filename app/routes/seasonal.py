@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import Field
 
-from app.deps import ServiceDep, SettingsDep, check_k
+from app.deps import LookDep, SettingsDep, check_k
 from app.schemas import ErrorResponse, RecommendationList
 from feature_store.schema import Category
 
@@ -29,7 +29,7 @@ class SeasonalList(RecommendationList):
     summary="Seasonal picks",
 )
 def seasonal(
-    service: ServiceDep,
+    look: LookDep,
     settings: SettingsDep,
     date: Annotated[
         str | None,
@@ -51,7 +51,7 @@ def seasonal(
     """Season-of-year and recency-aware demand (trending and evergreen items told apart), moved by a
     weather hint ("cold_snap" → outerwear and knitwear). With a known customer who consented: items
     in their style, nothing they bought, in stock in their size."""
-    body = service.look.seasonal(
+    body = look.seasonal(
         k=check_k(k, settings),
         date=date,
         season=season,
