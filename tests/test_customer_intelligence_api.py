@@ -15,11 +15,12 @@ import redis
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from app.schemas import CustomerProfile, SegmentCounts, SegmentPage
 from app.settings import Settings
 from feature_store.event_log import EventLog
 from feature_store.ids import IdMap
 from feature_store.profiles import CustomerProfiles
-from helpers import SMALL_CONFIG, build_small_retailer
+from helpers import SMALL_CONFIG, assert_matches, build_small_retailer
 from training.train import train
 
 STRATEGY_SOURCES = {
@@ -75,12 +76,14 @@ def _first(client: TestClient, segment: str, n: int = 5) -> list[str]:
 def test_profile_and_segments(client: TestClient, batch: CustomerProfiles) -> None:
     customer = _first(client, "high_value", 1)[0]
     body = client.get(f"/v1/customers/{customer}/profile").json()
+    assert_matches(CustomerProfile, body)
     assert body["tier"] == "high_value" and body["segment"] == "high_value"
     assert {"rfm", "stage", "sizes", "affinities", "churn_risk", "lifetime_value"} <= set(body)
     assert body["last_purchase"] is not None and 0.0 <= body["churn_risk"] <= 1.0
     _error(client.get("/v1/customers/nobody-here/profile"), 404, "unknown_customer")
 
     counts = client.get("/v1/segments").json()
+    assert_matches(SegmentCounts, counts)
     assert counts == batch.counts()
     assert sum(counts["tiers"].values()) == sum(counts["stages"].values()) == len(batch)
 
@@ -89,6 +92,7 @@ def test_profile_and_segments(client: TestClient, batch: CustomerProfiles) -> No
     while True:
         url = "/v1/segments/sleeping_high_value/customers?limit=7&min_churn_risk=0.3"
         page = client.get(url + (f"&cursor={cursor}" if cursor else "")).json()
+        assert_matches(SegmentPage, page)
         assert all(c["churn_risk"] >= 0.3 for c in page["customers"])
         seen += [c["customer_id"] for c in page["customers"]]
         cursor = page["next_cursor"]

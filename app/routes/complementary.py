@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.deps import LookDep, SettingsDep
 from app.look import MAX_BASKET, parse_categories
-from app.schemas import ErrorResponse, RecommendedItem
+from app.schemas import ComplementaryList, ErrorResponse
 from app.settings import Settings
 from feature_store.errors import InvalidRequest
 
@@ -18,30 +18,6 @@ router = APIRouter(tags=["complete the look"])
 
 ItemId = Annotated[str, Path(min_length=1, max_length=128)]
 DEFAULT_PER_SLOT = 4
-
-
-class ComplementaryItem(RecommendedItem):
-    pairs_with: str = Field(description="the anchor / basket item this one pairs with best")
-
-
-class Slot(BaseModel):
-    category: str
-    items: list[ComplementaryItem]
-
-
-class ComplementaryList(BaseModel):
-    recommendation_id: str = Field(description="echo it (with the position) in events")
-    model_version: str
-    surface: str
-    customer_id: str | None = None
-    item_id: str | None = Field(None, description="the anchor item (single-item requests)")
-    basket: list[str] = Field(description="the items completed, as given (duplicates removed)")
-    compatibility: float | None = Field(
-        None, description="how well the basket goes together (two or more items; higher = better)"
-    )
-    personalized: bool
-    fallback: bool
-    slots: list[Slot]
 
 
 class BasketRequest(BaseModel):

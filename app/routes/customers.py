@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
 from app.deps import FeedsDep, SettingsDep, check_k
-from app.schemas import ErrorResponse, RecommendationList
+from app.schemas import ErrorResponse, PersonalizedList
 from feature_store.schema import Category
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
@@ -16,7 +16,7 @@ CustomerId = Annotated[str, Path(min_length=1, max_length=128)]
 
 @router.get(
     "/{customer_id}/recommendations",
-    response_model=RecommendationList,
+    response_model=PersonalizedList,
     responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
     summary="Personalized feed for a customer",
 )

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import CustomersDep, PrivacyDep
-from app.schemas import ErrorResponse
+from app.schemas import CustomerProfile, ErrorResponse
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
@@ -25,6 +25,7 @@ class ConsentBody(BaseModel):
 
 @router.get(
     "/{customer_id}/profile",
+    response_model=CustomerProfile,
     responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
     summary="Tier, RFM scores, stage, sizes, affinities, churn risk and lifetime value",
 )

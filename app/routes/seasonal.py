@@ -6,20 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import Field
 
 from app.deps import LookDep, SettingsDep, check_k
-from app.schemas import ErrorResponse, RecommendationList
+from app.schemas import ErrorResponse, SeasonalList
 from feature_store.schema import Category
 
 router = APIRouter(prefix="/v1", tags=["seasonal"])
-
-
-class SeasonalList(RecommendationList):
-    date: str = Field(description="first day of the 4-week window (YYYY-MM-DD)")
-    season: str | None = None
-    weather: str | None = None
-    personalized: bool
 
 
 @router.get(

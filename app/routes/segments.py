@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 
 from app.customers import Customers
 from app.deps import CustomersDep
-from app.schemas import ErrorResponse
+from app.schemas import ErrorResponse, SegmentCounts, SegmentPage
 from feature_store.errors import BundleError
 from feature_store.profiles import LiveProfiles
 
@@ -22,7 +22,11 @@ def _live(customers: Customers) -> LiveProfiles:
     return live
 
 
-@router.get("", summary="Customers per tier and per lifecycle stage")
+@router.get(
+    "",
+    responses={200: {"model": SegmentCounts}},
+    summary="Customers per tier and per lifecycle stage",
+)
 def counts(customers: CustomersDep) -> dict[str, Any]:
     """Counts of the served bundle's batch profiles (as of its data's last day), erasures applied."""
     result: dict[str, Any] = _live(customers).batch.counts()
@@ -31,7 +35,7 @@ def counts(customers: CustomersDep) -> dict[str, Any]:
 
 @router.get(
     "/{name}/customers",
-    responses={422: {"model": ErrorResponse}},
+    responses={200: {"model": SegmentPage}, 422: {"model": ErrorResponse}},
     summary="One page of the customers of a tier or stage",
 )
 def customers(
