@@ -31,7 +31,8 @@ from app.pipeline import (
 from app.rendering import Renderer, new_recommendation_id, with_recommendation_id
 from app.response_cache import FeedKey, ResponseCache, SimilarKey
 from app.runtime import BundleManager, LoadedBundle
-from app.strategies import StrategyConfig, build_sources, resolve_weights, segment_of
+from app.strategies import StrategyConfig, resolve_weights, segment_of
+from app.strategy_sources import build_sources
 from feature_store.errors import UnknownItem
 from feature_store.schema import Category, InteractionType
 

@@ -33,7 +33,7 @@ from app.routes import (
 from app.runtime import BundleManager
 from app.service import RecommendationService
 from app.settings import Settings
-from app.strategies import bundle_stats
+from app.strategy_sources import bundle_stats
 from feature_store.errors import LookbookError
 from feature_store.event_log import EventLog
 from feature_store.online_store import InMemoryOnlineStore, OnlineStore, RedisOnlineStore

@@ -25,9 +25,9 @@ from app.strategies import (
     DEFAULT_STRATEGIES,
     FITTED_BLEND,
     StrategyConfig,
-    build_sources,
     resolve_weights,
 )
+from app.strategy_sources import build_sources
 from feature_store.errors import DataFormatError
 from feature_store.schema import InteractionType
 from helpers import assert_matches, build_small_retailer
