@@ -2,8 +2,8 @@
 
 A *group* is everything cached for one customer (its feeds, lists, pages); a *key* names one
 response inside the group. One event for the customer drops the whole group with
-:meth:`Cache.invalidate`. What goes into group and key names (customer id, model version, filters)
-is the caller's business; the cache only stores bytes.
+:meth:`Cache.invalidate`. Group and key names come from the typed keys of
+:mod:`app.response_cache`; the cache only stores bytes.
 
 Two implementations:
 

@@ -1,4 +1,5 @@
-"""Dependency aliases so route signatures read like plain typed parameters."""
+"""Dependency aliases so route signatures read like plain typed parameters: the settings, the
+bundle manager, and the service's parts (``app.service``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.customers import Customers
+from app.feeds import Feeds
+from app.ingest import Ingest
+from app.look import LookService
+from app.privacy import Privacy
 from app.runtime import BundleManager
 from app.service import RecommendationService
 from app.settings import Settings
@@ -27,9 +33,34 @@ def get_bundles(request: Request) -> BundleManager:
     return bundles
 
 
+def get_feeds(request: Request) -> Feeds:
+    return get_service(request).feeds
+
+
+def get_look(request: Request) -> LookService:
+    return get_service(request).look
+
+
+def get_customers(request: Request) -> Customers:
+    return get_service(request).customers
+
+
+def get_privacy(request: Request) -> Privacy:
+    return get_service(request).privacy
+
+
+def get_ingest(request: Request) -> Ingest:
+    return get_service(request).ingest
+
+
 ServiceDep = Annotated[RecommendationService, Depends(get_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 BundlesDep = Annotated[BundleManager, Depends(get_bundles)]
+FeedsDep = Annotated[Feeds, Depends(get_feeds)]
+LookDep = Annotated[LookService, Depends(get_look)]
+CustomersDep = Annotated[Customers, Depends(get_customers)]
+PrivacyDep = Annotated[Privacy, Depends(get_privacy)]
+IngestDep = Annotated[Ingest, Depends(get_ingest)]
 
 
 def check_k(k: int | None, settings: Settings) -> int:

@@ -1,46 +1,33 @@
 """Complete the look and seasonal picks: the service behind ``/v1/items/{id}/complementary``,
 ``/v1/complementary`` and ``/v1/seasonal``.
 
-Lists are cached like the other lists, as bodies without the ``recommendation_id``: per item
-(``<version>:i:<item>``), per basket (``<version>:b:<sorted items>``), in one seasonal group
-(``<version>:seasonal``), or — with a ``customer_id`` — in the customer's group, so their events,
-consent changes and erasure drop them too.
+Lists are cached like the other lists (:mod:`app.response_cache`): per item, per basket, in one
+seasonal group, or — with a ``customer_id`` — with the customer's lists, so their events, consent
+changes and erasure drop them too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
 
+from app.customers import Clock, Customers
 from app.outfit_sources import default_date, fits_customer, purchased_items, stock_mask
 from app.pipeline import Context
-from app.runtime import LoadedBundle
+from app.rendering import Renderer, item_entry
+from app.response_cache import ComplementaryKey, ResponseCache, SeasonalKey
+from app.runtime import BundleManager, LoadedBundle
 from feature_store.errors import InvalidRequest, ModelNotLoaded, UnknownItem
 from feature_store.schema import SEASONS, Category
-from models.seasonal import WEATHER_HINTS, SeasonalPicks
-
-if TYPE_CHECKING:
-    from app.service import RecommendationService
+from models.complementary import ComplementaryModel
+from models.seasonal import WEATHER_HINTS, SeasonalModel, SeasonalPicks
 
 MAX_BASKET = 20
 CUSTOMER_OVERSAMPLE = 4  # size filtering drops items: look further down each list
-
-
-def _new_id() -> str:
-    from app.service import new_recommendation_id
-
-    return new_recommendation_id()
-
-
-def _splice(body: bytes, rid: str) -> bytes:
-    from app.service import with_recommendation_id
-
-    return with_recommendation_id(body, rid)
 
 
 def parse_categories(raw: str | Sequence[str] | None) -> list[str] | None:
@@ -84,50 +71,34 @@ def parse_weather(raw: str | None) -> str | None:
 class LookService:
     """Complementary slots and seasonal picks over the served bundle."""
 
-    def __init__(self, service: RecommendationService) -> None:
-        self.service = service
-
-    # -- shared ----------------------------------------------------------------------------------
+    def __init__(
+        self,
+        bundles: BundleManager,
+        customers: Customers,
+        responses: ResponseCache,
+        renderer: Renderer,
+        clock: Clock,
+    ) -> None:
+        self.bundles = bundles
+        self.customers = customers
+        self.responses = responses
+        self.renderer = renderer
+        self.clock = clock
 
     def _customer(self, bundle: LoadedBundle, customer_id: str | None, k: int) -> Context:
         """The request context: the customer's history, purchases and profile (sizes) when they
         consented, else an anonymous one."""
-        service = self.service
-        if customer_id is not None and service.consent(customer_id):
-            ctx = service._customer_context(bundle, customer_id, k=k, category=None)
-            ctx.profile = service._profile(bundle, customer_id)
-            return ctx
+        if customer_id is not None:
+            view = self.customers.read(bundle, customer_id)
+            if view.consent:
+                ctx = self.customers.context(bundle, view, k=k, category=None)
+                ctx.profile = view.profile
+                return ctx
         return Context(bundle=bundle, k=k, customer_id=customer_id)
 
     @staticmethod
     def _personalized(ctx: Context) -> bool:
         return ctx.customer_index is not None or bool(ctx.recent)
-
-    def _cached(self, kind: str, group: str, key: str) -> bytes | None:
-        cached = self.service.cache.get(group, key)
-        result = "hit" if cached is not None else "miss"
-        self.service.metrics.cache_requests.labels(kind=kind, result=result).inc()
-        return None if cached is None else _splice(cached, _new_id())
-
-    def _store(self, group: str, key: str, body: dict[str, Any], surface: str) -> bytes:
-        service = self.service
-        service.metrics.recommendations.labels(surface=surface, fallback="false").inc()
-        raw = orjson.dumps(body)
-        service.cache.set(group, key, raw, service.cache_ttl)
-        return _splice(raw, _new_id())
-
-    @staticmethod
-    def _entry(ctx: Context, item: int, score: float, source: str, reason: str) -> dict[str, Any]:
-        described = ctx.bundle.catalog.describe(item)
-        entry: dict[str, Any] = {
-            "item_id": described.pop("item_id"),
-            "score": round(float(score), 6),
-            "source": source,
-            "reason": reason,
-        }
-        entry.update(described)
-        entry["size"] = ctx.size_for(item)
-        return entry
 
     # -- complete the look -----------------------------------------------------------------------
 
@@ -141,7 +112,7 @@ class LookService:
         single: bool = False,
     ) -> bytes:
         """Per slot (category), the ``k`` items that go best with *all* of ``item_ids``."""
-        bundle = self.service.bundles.current
+        bundle = self.bundles.current
         ids = list(dict.fromkeys(item_ids))
         if not ids:
             raise InvalidRequest("items: give at least one item")
@@ -158,18 +129,40 @@ class LookService:
             raise ModelNotLoaded(
                 f"bundle {bundle.version} has no complementary model; train a new bundle"
             )
-        cats = ",".join(categories) if categories is not None else ""
-        if customer_id is not None:
-            group = f"{bundle.version}:c:{customer_id}"
-            key = f"cmp:{'|'.join(sorted(ids))}:{k}:{cats}:{int(single)}"
-        elif single:
-            group, key = f"{bundle.version}:i:{ids[0]}", f"cmp:{k}:{cats}"
-        else:
-            group, key = f"{bundle.version}:b:{'|'.join(sorted(ids))}", f"cmp:{k}:{cats}"
-        cached = self._cached("complementary", group, key)
-        if cached is not None:
-            return cached
+        key = ComplementaryKey(
+            version=bundle.version,
+            item_ids=tuple(ids),
+            k=k,
+            categories=tuple(categories) if categories is not None else None,
+            single=single,
+            customer_id=customer_id,
+        )
+        return self.responses.get_or_compute(
+            key,
+            lambda: self._complete(
+                bundle,
+                model,
+                ids,
+                items,
+                k=k,
+                categories=categories,
+                customer_id=customer_id,
+                single=single,
+            ),
+        )
 
+    def _complete(
+        self,
+        bundle: LoadedBundle,
+        model: ComplementaryModel,
+        ids: list[str],
+        items: list[int],
+        *,
+        k: int,
+        categories: list[str] | None,
+        customer_id: str | None,
+        single: bool,
+    ) -> bytes:
         ctx = self._customer(bundle, customer_id, k)
         personalized = self._personalized(ctx)
         wanted: list[str] | None = None
@@ -209,7 +202,7 @@ class LookService:
             )
             entries = []
             for (item, score), anchor in zip(keep, pairs_with, strict=True):
-                entry = self._entry(
+                entry = item_entry(
                     ctx, item, score, "complementary", f"Pairs with the {names[int(anchor)]}"
                 )
                 entry["pairs_with"] = bundle.catalog.ids.id(int(anchor))
@@ -226,7 +219,7 @@ class LookService:
             "fallback": False,
             "slots": rendered,
         }
-        return self._store(group, key, body, "complementary")
+        return self.renderer.body(body)
 
     # -- seasonal --------------------------------------------------------------------------------
 
@@ -243,7 +236,7 @@ class LookService:
         """Seasonal picks for the 4 weeks from ``date`` (default today) or a whole ``season``,
         with a weather hint; with a known, consenting ``customer_id``: in their style, without
         what they bought, in stock in their size."""
-        bundle = self.service.bundles.current
+        bundle = self.bundles.current
         model = bundle.seasonal
         if model is None:
             raise ModelNotLoaded(
@@ -254,17 +247,43 @@ class LookService:
         if season is not None and season.strip().lower() not in SEASONS:
             raise InvalidRequest(f"season: must be one of {', '.join(SEASONS)}, got {season!r}")
         day: datetime = (
-            when.to_pydatetime() if when is not None else default_date(bundle, self.service.clock)
+            when.to_pydatetime() if when is not None else default_date(bundle, self.clock)
         )
-        params = f"{day:%Y-%m-%d}:{season or ''}:{weather or ''}:{category or ''}:{k}"
-        if customer_id is not None:
-            group, key = f"{bundle.version}:c:{customer_id}", f"sea:{params}"
-        else:
-            group, key = f"{bundle.version}:seasonal", f"sea:{params}"
-        cached = self._cached("seasonal", group, key)
-        if cached is not None:
-            return cached
+        key = SeasonalKey(
+            version=bundle.version,
+            day=day,
+            season=season,
+            weather=weather,
+            category=category,
+            k=k,
+            customer_id=customer_id,
+        )
+        return self.responses.get_or_compute(
+            key,
+            lambda: self._seasonal(
+                bundle,
+                model,
+                day,
+                season=season,
+                weather=weather,
+                category=category,
+                k=k,
+                customer_id=customer_id,
+            ),
+        )
 
+    def _seasonal(
+        self,
+        bundle: LoadedBundle,
+        model: SeasonalModel,
+        day: datetime,
+        *,
+        season: str | None,
+        weather: str | None,
+        category: str | None,
+        k: int,
+        customer_id: str | None,
+    ) -> bytes:
         ctx = self._customer(bundle, customer_id, k)
         personalized = self._personalized(ctx)
         affinity = None
@@ -289,7 +308,7 @@ class LookService:
                 exclude=exclude or None,
             )
         entries = [
-            self._entry(ctx, int(i), float(s), "seasonal", r)
+            item_entry(ctx, int(i), float(s), "seasonal", r)
             for i, s, r in zip(picks.items, picks.scores, picks.reasons, strict=True)
             if ctx.profile is None or fits_customer(ctx, int(i))
         ][:k]
@@ -305,4 +324,4 @@ class LookService:
             "fallback": False,
             "items": entries,
         }
-        return self._store(group, key, body, "seasonal")
+        return self.renderer.body(body)

@@ -33,16 +33,10 @@ from app.routes import (
 from app.runtime import BundleManager
 from app.service import RecommendationService
 from app.settings import Settings
-from app.strategies import bundle_stats
+from app.strategy_sources import bundle_stats
 from feature_store.errors import LookbookError
 from feature_store.event_log import EventLog
-from feature_store.online_store import (
-    InMemoryOnlineStore,
-    OnlineStore,
-    RedisOnlineStore,
-    RedisProfileStates,
-)
-from feature_store.profiles import InMemoryProfileStates, ProfileStateStore
+from feature_store.online_store import InMemoryOnlineStore, OnlineStore, RedisOnlineStore
 from models.index import ItemIndex
 
 logger = logging.getLogger("lookbook.app")
@@ -84,6 +78,9 @@ class LatencyMiddleware:
 
 
 def build_store(settings: Settings) -> OnlineStore:
+    """The online store (with the customers' profile states): in Redis when ``REDIS_URL`` is set
+    (shared by replicas; profile states at ``{prefix}profile:{customer_id}``), else in this
+    process."""
     if settings.redis_url:
         return RedisOnlineStore(
             url=settings.redis_url,
@@ -91,14 +88,6 @@ def build_store(settings: Settings) -> OnlineStore:
             max_recent=settings.recent_events_per_customer,
         )
     return InMemoryOnlineStore(max_recent=settings.recent_events_per_customer)
-
-
-def build_profile_states(settings: Settings) -> ProfileStateStore:
-    """Online profile states: one JSON document per customer in Redis when ``REDIS_URL`` is set
-    (``{prefix}profile:{customer_id}``, shared by replicas), else in this process."""
-    if settings.redis_url:
-        return RedisProfileStates(url=settings.redis_url, prefix=settings.redis_prefix)
-    return InMemoryProfileStates()
 
 
 def build_cache(settings: Settings) -> Cache:
@@ -138,7 +127,6 @@ def create_app(
         metrics,
         cache_ttl_seconds=settings.cache_ttl_seconds,
         recent_events=settings.recent_events_per_customer,
-        profile_states=build_profile_states(settings),
         strategies_file=settings.strategies_file,
     )
 
@@ -154,7 +142,7 @@ def create_app(
         try:
             if await run_in_threadpool(bundles.refresh):
                 metrics.set_model(bundles.current.version)
-                await run_in_threadpool(service.profiles)  # live profiles over the batch
+                await run_in_threadpool(service.customers.profiles)  # live profiles over the batch
         except LookbookError as exc:
             logger.error("no usable bundle at start-up: %s", exc)
         if not bundles.loaded:

@@ -26,6 +26,37 @@ class RecommendationList(BaseModel):
     items: list[RecommendedItem]
 
 
+class ComplementaryItem(RecommendedItem):
+    pairs_with: str = Field(description="the anchor / basket item this one pairs with best")
+
+
+class Slot(BaseModel):
+    category: str
+    items: list[ComplementaryItem]
+
+
+class ComplementaryList(BaseModel):
+    recommendation_id: str = Field(description="echo it (with the position) in events")
+    model_version: str
+    surface: str
+    customer_id: str | None = None
+    item_id: str | None = Field(None, description="the anchor item (single-item requests)")
+    basket: list[str] = Field(description="the items completed, as given (duplicates removed)")
+    compatibility: float | None = Field(
+        None, description="how well the basket goes together (two or more items; higher = better)"
+    )
+    personalized: bool
+    fallback: bool
+    slots: list[Slot]
+
+
+class SeasonalList(RecommendationList):
+    date: str = Field(description="first day of the 4-week window (YYYY-MM-DD)")
+    season: str | None = None
+    weather: str | None = None
+    personalized: bool
+
+
 class RejectedEvent(BaseModel):
     index: int
     code: str
@@ -44,3 +75,83 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class PersonalizedList(RecommendationList):
+    segment: str = Field(description="the customer's strategy segment (default without consent)")
+    personalized: bool = Field(description="false when the customer withheld consent")
+    strategy_surface: str = Field(description="the strategy surface asked for (home, email)")
+
+
+class Rfm(BaseModel):
+    recency_days: int | None
+    frequency: int
+    monetary: float
+    r_score: int | None
+    f_score: int | None
+    m_score: int | None
+
+
+class SizeShare(BaseModel):
+    size: str
+    share: float
+
+
+class CustomerSize(BaseModel):
+    size: str
+    confidence: float
+    alternatives: list[SizeShare]
+
+
+class Affinity(BaseModel):
+    value: str
+    score: float
+
+
+class CustomerProfile(BaseModel):
+    customer_id: str
+    as_of: str
+    tier: str
+    stage: str
+    rfm: Rfm
+    first_purchase: str | None
+    last_purchase: str | None
+    sizes: dict[str, CustomerSize] = Field(description="per category: size, confidence, others")
+    affinities: dict[str, list[Affinity]] = Field(description="per facet: top values")
+    churn_risk: float | None
+    churn_horizon_days: int | None
+    churn_as_of: str | None
+    lifetime_value: float
+    personalization_consent: bool
+    updated_online: bool
+    segment: str
+    model_version: str
+
+
+class SegmentCounts(BaseModel):
+    as_of: str
+    customers: int
+    tiers: dict[str, int]
+    stages: dict[str, int]
+
+
+class SegmentCustomer(BaseModel):
+    customer_id: str
+    tier: str
+    stage: str
+    r_score: int | None
+    f_score: int | None
+    m_score: int | None
+    recency_days: int | None
+    frequency: int
+    monetary: float
+    churn_risk: float | None
+    lifetime_value: float
+    last_purchase: str | None
+
+
+class SegmentPage(BaseModel):
+    segment: str
+    min_churn_risk: float | None
+    customers: list[SegmentCustomer]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null: last")

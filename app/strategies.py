@@ -14,31 +14,11 @@ segment            who
 
 Each segment of each *surface* (``home``, ``email``; ``?surface=`` on the feed) names sources with
 weights; the pipeline fuses them (weighted reciprocal-rank fusion) and every item's ``reason``
-says which strategy put it there. Defaults are :data:`DEFAULT_STRATEGIES`; a JSON file of the same
-shape (``LOOKBOOK_STRATEGIES_FILE``) replaces them. The strategy sources:
+says which strategy put it there. Defaults are :data:`DEFAULT_STRATEGIES`; a JSON file
+``{"surfaces": {surface: {segment: [{"source", "weight"}]}}}`` (``LOOKBOOK_STRATEGIES_FILE``,
+validated by :class:`StrategiesFile`) replaces them.
 
-* ``starter`` — best sellers priced at or below their category's median ("Best seller to start
-  with"): approachable basics for new customers.
-* ``new_in_style`` — items launched in the newest window of the catalog whose style tags match the
-  customer's style affinities ("New arrival in your style: casual").
-* ``complementary`` — items of *other* categories bought by the customers who bought what this
-  customer kept (basket co-occurrence) ("Completes your look with the ...").
-* ``bundles`` — items of any category most often bought together with what the customer kept
-  ("Bundle: often bought with the ...").
-* ``step_up`` — popular items in the customer's categories priced 1.25–2.5x what they usually pay,
-  in their style when known ("Step up: ...").
-* ``win_back`` — items the customer looked at (or the nearest neighbours of what they bought) that
-  are now cheaper than the price they saw, or in stock in their size ("Now cheaper: ...",
-  "In your size M and in stock: ...").
-* ``als`` and ``popular`` — the collaborative and best-seller sources of every feed.
-* ``sequence`` — the LSTM sequence model over the customer's recent steps (training history plus
-  online events since) ("Goes with what you picked recently: ...").
-* ``repurchase`` — the customer's own purchases by recency-decayed count ("Buy again: ..."); they
-  survive only when the request asks ``exclude_purchased=false``.
-* ``repeat`` — the same items, the often-rebought product types and the very recent first ("Time
-  for another: ..."); also only with ``exclude_purchased=false``.
-* ``siblings`` — other colours / variants of the products the customer bought ("Another colour:
-  ..."), from the catalog's optional ``product_code``.
+The sources a strategy can name are listed in :mod:`app.strategy_sources`.
 
 The ``default`` segment's feed is :data:`FITTED_BLEND`: repurchase, repeat, siblings, ALS, LSTM and
 popularity at the weights (and fusion constant) the trainer fitted on a validation period.
@@ -47,31 +27,15 @@ popularity at the weights (and fusion constant) the trainer fitted on a validati
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
-import numpy as np
-import numpy.typing as npt
-import scipy.sparse as sp
+from pydantic import Field, ValidationError, field_validator
 
-from app.pipeline import (
-    RRF_K,
-    ALSSource,
-    Candidate,
-    CandidateSource,
-    Context,
-    PopularitySource,
-    RepeatSource,
-    RepurchaseSource,
-    SequenceSource,
-    SiblingsSource,
-)
-from app.runtime import LoadedBundle
-from feature_store.errors import InvalidRequest
-from feature_store.schema import InteractionType, ItemCols
-from models.base import top_n
+from app.pipeline import RRF_K, CandidateSource
+from feature_store.config import StrictConfig, config_error
+from feature_store.errors import DataFormatError, InvalidRequest
 from training.blend import BlendWeights
 
 SEGMENTS: Final = ("new", "high_value", "active_low_spend", "sleeping", "default")
@@ -141,13 +105,6 @@ DEFAULT_STRATEGIES: Final[dict[str, dict[str, list[dict[str, Any]]]]] = {
     },
 }
 
-NEW_ARRIVAL_DAYS: Final = 60.0
-NEW_ARRIVAL_MIN_SHARE: Final = 0.1  # the window widens to at least the newest 10 % of the catalog
-STEP_UP_RANGE: Final = (1.25, 2.5)
-CO_PURCHASE_ANCHORS: Final = 10
-CO_PURCHASE_BUYERS: Final = 200  # buyers of an anchor sampled (in index order) per request
-STEP_UP_POOL: Final = 2000  # most popular items of a category considered for a step up
-
 
 def segment_of(profile: Mapping[str, Any] | None) -> str:
     """The strategy segment of a rendered profile (``default`` when None)."""
@@ -163,378 +120,113 @@ def segment_of(profile: Mapping[str, Any] | None) -> str:
     return "default"
 
 
-class _BundleStats:
-    """Per-bundle tables the strategy sources share (computed once per bundle version)."""
+class StrategyEntry(StrictConfig):
+    """One source of a segment's strategy and its weight (a number >= 0, or ``"fitted"``)."""
 
-    def __init__(self, bundle: LoadedBundle) -> None:
-        catalog = bundle.catalog
-        n = len(catalog.names)
-        self.median_price: dict[str, float] = {
-            cat: float(np.median(catalog.prices[rows])) for cat, rows in catalog.by_category.items()
-        }
-        frame = catalog.frame
-        if ItemCols.STYLES in frame.columns:
-            self.styles: list[frozenset[str]] = [
-                frozenset(str(t) for t in v)
-                if isinstance(v, list | tuple | np.ndarray)
-                else frozenset()
-                for v in frame[ItemCols.STYLES]
-            ]
-        else:
-            self.styles = [frozenset()] * n
-        vocab = sorted({tag for tags in self.styles for tag in tags})
-        self.style_vocab: dict[str, int] = {tag: i for i, tag in enumerate(vocab)}
-        rows = [r for r, tags in enumerate(self.styles) for _ in tags]
-        cols = [self.style_vocab[t] for tags in self.styles for t in sorted(tags)]
-        self.style_matrix: sp.csr_matrix = sp.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, len(vocab))
-        )
-        launch = catalog.launch
-        known = ~np.isnan(launch)
-        self.new_items = np.empty(0, dtype=np.int64)
-        if known.any():
-            newest = float(np.nanmax(launch))
-            window_start = newest - NEW_ARRIVAL_DAYS * 86_400.0
-            share_start = float(np.quantile(launch[known], 1.0 - NEW_ARRIVAL_MIN_SHARE))
-            start = min(window_start, share_start)
-            self.new_items = np.flatnonzero(known & (launch >= start)).astype(np.int64)
-        self.purchases_csc: sp.csc_matrix = bundle.purchases.tocsc()
-        self.new_style_matrix: sp.csr_matrix = self.style_matrix[self.new_items]
+    source: str
+    weight: float | Literal["fitted"] = 1.0
 
-    def style_weights(self, styles: Mapping[str, float]) -> npt.NDArray[np.float32]:
-        weights = np.zeros(len(self.style_vocab), dtype=np.float32)
-        for tag, value in styles.items():
-            col = self.style_vocab.get(tag)
-            if col is not None:
-                weights[col] = value
-        return weights
+    @field_validator("weight", mode="before")
+    @classmethod
+    def _number_or_fitted(cls, value: object) -> float | str:
+        if value == FITTED:
+            return FITTED
+        try:
+            weight = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ValueError(f"must be a number or {FITTED!r}, got {value!r}") from None
+        if weight < 0:
+            raise ValueError(f"must not be negative, got {weight}")
+        return weight
 
 
-_STATS_LOCK: Final = threading.Lock()
-_STATS: dict[str, _BundleStats] = {}
+class SurfaceStrategies(StrictConfig):
+    """A surface's strategy per segment; a segment left out gets the ``default`` one."""
+
+    new: list[StrategyEntry] | None = None
+    high_value: list[StrategyEntry] | None = None
+    active_low_spend: list[StrategyEntry] | None = None
+    sleeping: list[StrategyEntry] | None = None
+    default: list[StrategyEntry] | None = None
 
 
-def bundle_stats(bundle: LoadedBundle) -> _BundleStats:
-    with _STATS_LOCK:
-        stats = _STATS.get(bundle.version)
-        if stats is None:
-            _STATS.clear()  # one bundle is served at a time
-            stats = _STATS[bundle.version] = _BundleStats(bundle)
-        return stats
+class StrategiesFile(StrictConfig):
+    """The strategies file (``LOOKBOOK_STRATEGIES_FILE``): surface → segment → sources."""
+
+    surfaces: dict[str, SurfaceStrategies] = Field(min_length=1)
 
 
-def _top_styles(ctx: Context) -> dict[str, float]:
-    if ctx.profile is None:
-        return {}
-    return {
-        str(a["value"]): float(a["score"])
-        for a in ctx.profile.get("affinities", {}).get("style", [])
-    }
+#: Which model holds a key at a given depth of the file (for naming the allowed keys).
+_OWNER_AT_DEPTH: Final[dict[int, type[StrictConfig]]] = {
+    1: StrategiesFile,
+    3: SurfaceStrategies,
+    5: StrategyEntry,
+}
 
 
-def _allowed(ctx: Context, item: int) -> bool:
-    if item in ctx.exclude or item == ctx.anchor_item:
-        return False
-    return ctx.category is None or ctx.bundle.catalog.categories[item] == ctx.category
-
-
-def _kept_items(ctx: Context) -> list[int]:
-    """Items the customer bought and kept: the bundle's purchases plus recent online purchases
-    (most recent first)."""
-    bundle = ctx.bundle
-    out: list[int] = []
-    returned: set[int] = set()
-    for event in ctx.recent:  # newest first
-        item = bundle.catalog.ids.index(event.item_id)
-        if item is None:
-            continue
-        if event.type is InteractionType.RETURN:
-            returned.add(item)
-        elif event.type is InteractionType.PURCHASE and item not in returned and item not in out:
-            out.append(item)
-    if ctx.customer_index is not None:
-        for item in bundle.purchased(ctx.customer_index).tolist():
-            if item not in out and item not in returned:
-                out.append(int(item))
-    return out
-
-
-class StarterSource:
-    """Approachable best sellers: popular items at or below their category's median price."""
-
-    name = "starter"
-
-    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
-        bundle = ctx.bundle
-        stats = bundle_stats(bundle)
-        order = bundle.popular_in(ctx.category)
-        scores = bundle.popularity.scores
-        out: list[Candidate] = []
-        for raw in order:
-            if len(out) >= n:
-                break
-            item = int(raw)
-            category = str(bundle.catalog.categories[item])
-            if (
-                not _allowed(ctx, item)
-                or bundle.catalog.prices[item] > stats.median_price[category]
-            ):
-                continue
-            out.append(
-                Candidate(
-                    item, float(scores[item]), self.name, f"Best seller to start with: {category}"
-                )
-            )
-        return out
-
-
-class NewInStyleSource:
-    """New arrivals whose style tags match the customer's style affinities."""
-
-    name = "new_in_style"
-
-    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
-        styles = _top_styles(ctx)
-        if not styles:
-            return []
-        bundle = ctx.bundle
-        stats = bundle_stats(bundle)
-        if len(stats.new_items) == 0:
-            return []
-        weights = stats.style_weights(styles)
-        popularity = bundle.popularity.scores
-        top = bundle.popularity_top
-        match = stats.new_style_matrix @ weights  # summed affinity of each new item's styles
-        score = np.where(match > 0, match + 1e-3 * popularity[stats.new_items] / top, -np.inf)
-        order, values = top_n(score, n + len(ctx.exclude) + 1)
-        out: list[Candidate] = []
-        for pos, value in zip(order.tolist(), values.tolist(), strict=True):
-            item = int(stats.new_items[pos])
-            if not _allowed(ctx, item):
-                continue
-            best = max(stats.styles[item] & styles.keys(), key=lambda t: (styles[t], t))
-            out.append(Candidate(item, value, self.name, f"New arrival in your style: {best}"))
-            if len(out) >= n:
-                break
-        return out
-
-
-class CoPurchaseSource:
-    """Items most often bought by the customers who bought what this customer kept.
-
-    ``other_categories=True`` keeps only items of categories other than the anchor's
-    (complementary pieces); False keeps any (bundles)."""
-
-    def __init__(self, name: str, *, other_categories: bool) -> None:
-        self.name = name
-        self.other_categories = other_categories
-
-    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
-        anchors = _kept_items(ctx)[:CO_PURCHASE_ANCHORS]
-        if not anchors:
-            return []
-        bundle = ctx.bundle
-        stats = bundle_stats(bundle)
-        catalog = bundle.catalog
-        n_items = len(catalog.names)
-        per_anchor = np.zeros((len(anchors), n_items), dtype=np.float32)
-        for row, anchor in enumerate(anchors):
-            buyers = stats.purchases_csc[:, anchor].indices[:CO_PURCHASE_BUYERS]
-            if len(buyers) == 0:
-                continue
-            counts = np.asarray(bundle.purchases[buyers].sum(axis=0), dtype=np.float32).ravel()
-            if self.other_categories:
-                counts[catalog.by_category[str(catalog.categories[anchor])]] = 0.0
-            per_anchor[row] = counts / np.sqrt(len(buyers))
-        totals = per_anchor.sum(axis=0)
-        totals[anchors] = 0.0  # what they own
-        if ctx.exclude:
-            totals[sorted(ctx.exclude)] = 0.0
-        totals[totals <= 0] = -np.inf
-        order, values = top_n(totals, n + 1)
-        out = []
-        for item, score in zip(order.tolist(), values.tolist(), strict=True):
-            if not _allowed(ctx, item):
-                continue
-            anchor_name = catalog.names[anchors[int(np.argmax(per_anchor[:, item]))]]
-            reason = (
-                f"Completes your look with the {anchor_name}"
-                if self.other_categories
-                else f"Bundle: often bought with the {anchor_name}"
-            )
-            out.append(Candidate(item, score, self.name, reason))
-            if len(out) >= n:
-                break
-        return out
-
-
-class StepUpSource:
-    """Popular items in the customer's categories priced a notch above what they usually pay."""
-
-    name = "step_up"
-
-    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
-        kept = _kept_items(ctx)
-        if not kept:
-            return []
-        bundle = ctx.bundle
-        catalog = bundle.catalog
-        stats = bundle_stats(bundle)
-        usual: dict[str, list[float]] = {}
-        for item in kept:
-            usual.setdefault(str(catalog.categories[item]), []).append(float(catalog.prices[item]))
-        weights = stats.style_weights(_top_styles(ctx))
-        low, high = STEP_UP_RANGE
-        scores = bundle.popularity.scores
-        top = bundle.popularity_top
-        scored: list[tuple[float, int, str]] = []
-        for category, prices in usual.items():
-            if ctx.category is not None and category != ctx.category:
-                continue
-            typical = float(np.median(prices))
-            pool = bundle.popular_in(category)
-            pool = pool[:STEP_UP_POOL]
-            price = catalog.prices[pool]
-            pool = pool[(price >= low * typical) & (price <= high * typical)]
-            if len(pool) == 0:
-                continue
-            value = stats.style_matrix[pool] @ weights + scores[pool] / top
-            order, ranked = top_n(value, n + len(ctx.exclude) + 1)
-            taken = 0
-            for pos, v in zip(order.tolist(), ranked.tolist(), strict=True):
-                item = int(pool[pos])
-                if not _allowed(ctx, item):
-                    continue
-                scored.append((v, item, category))
-                taken += 1
-                if taken >= n:
-                    break
-        scored.sort(key=lambda t: (-t[0], t[1]))
-        return [
-            Candidate(
-                item,
-                score,
-                self.name,
-                f"Step up: the {catalog.names[item]}, a notch above your usual {category}",
-            )
-            for score, item, category in scored[:n]
-        ]
-
-
-class WinBackSource:
-    """For sleeping customers: what they looked at (and the nearest neighbours of what they
-    bought) that is now cheaper than the price they saw, or in stock in their size."""
-
-    name = "win_back"
-    NEIGHBOURS: Final = 3
-
-    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
-        bundle = ctx.bundle
-        catalog = bundle.catalog
-        seen_price: dict[int, float] = {}
-        pool: dict[int, float] = {}  # item -> interest (recency rank based)
-        for rank, event in enumerate(ctx.recent):  # newest first
-            item = catalog.ids.index(event.item_id)
-            if item is None:
-                continue
-            if event.price is not None:
-                seen_price[item] = max(seen_price.get(item, 0.0), float(event.price))
-            if event.type is not InteractionType.PURCHASE:
-                pool.setdefault(item, 1.0 / (1.0 + rank))
-        for rank, item in enumerate(ctx.history.tolist()):
-            pool.setdefault(int(item), 0.5 / (1.0 + rank))
-        for anchor in _kept_items(ctx)[:CO_PURCHASE_ANCHORS]:
-            for neighbour in bundle.neighbour_ids[anchor][: self.NEIGHBOURS].tolist():
-                if neighbour >= 0:
-                    pool.setdefault(int(neighbour), 0.25)
-        out: list[Candidate] = []
-        for item, interest in sorted(pool.items(), key=lambda kv: (-kv[1], kv[0])):
-            if len(out) >= n:
-                break
-            if not _allowed(ctx, item):
-                continue
-            now_price = float(catalog.prices[item])
-            was = seen_price.get(item)
-            name = catalog.names[item]
-            if was is not None and now_price < 0.99 * was:
-                reason = (
-                    f"Now cheaper: the {name} you looked at, was {was:.2f}, now {now_price:.2f}"
-                )
-                out.append(Candidate(item, interest + 1.0, self.name, reason))
-            elif ctx.in_stock_in_size(item):
-                size = ctx.size_for(item)
-                reason = f"In your size {size} and in stock: the {name}"
-                out.append(Candidate(item, interest, self.name, reason))
-        return out
-
-
-def build_sources() -> dict[str, CandidateSource]:
-    return {
-        "als": ALSSource(),
-        "popular": PopularitySource(),
-        "repurchase": RepurchaseSource(),
-        "repeat": RepeatSource(),
-        "siblings": SiblingsSource(),
-        "sequence": SequenceSource(),
-        "starter": StarterSource(),
-        "new_in_style": NewInStyleSource(),
-        "complementary": CoPurchaseSource("complementary", other_categories=True),
-        "bundles": CoPurchaseSource("bundles", other_categories=False),
-        "step_up": StepUpSource(),
-        "win_back": WinBackSource(),
-    }
+def parse_strategies(raw: Mapping[str, Any], *, file: str | None = None) -> StrategiesFile:
+    """The validated strategies of ``{"surfaces": {...}}`` (or of the bare ``{...}``); a bad or
+    misspelt key is a :class:`DataFormatError` naming it and the keys allowed there."""
+    document = dict(raw) if "surfaces" in raw else {"surfaces": dict(raw)}
+    try:
+        return StrategiesFile.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first.get("loc", ()))
+        owner = _OWNER_AT_DEPTH.get(len(loc))
+        if first.get("type") == "extra_forbidden" and owner is not None:
+            where = ".".join(str(part) for part in loc)
+            raise DataFormatError(
+                f"invalid strategies file: unknown key {str(loc[-1])!r} at {where} "
+                f"(allowed: {', '.join(owner.model_fields)})",
+                file=file,
+                column=where,
+            ) from exc
+        raise config_error(exc, StrategiesFile, what="strategies file", file=file) from exc
 
 
 class StrategyConfig:
-    """Validated strategies: surface → segment → [(source, weight)]."""
+    """Validated strategies: surface → segment → [(source, weight)] (``None``: fitted)."""
 
     def __init__(
         self,
-        raw: Mapping[str, Mapping[str, Any]],
+        raw: Mapping[str, Any],
         sources: Mapping[str, CandidateSource],
+        *,
+        file: str | None = None,
     ) -> None:
+        parsed = parse_strategies(raw, file=file)
         self.surfaces: dict[str, dict[str, list[tuple[CandidateSource, float | None]]]] = {}
-        for surface, segments in raw.items():
-            if not isinstance(segments, Mapping):
-                raise ValueError(f"strategies: surface {surface!r} must map segments to lists")
-            unknown = set(segments) - set(SEGMENTS)
-            if unknown:
-                raise ValueError(f"strategies: unknown segments {sorted(unknown)} in {surface!r}")
+        for surface, segments in parsed.surfaces.items():
             table: dict[str, list[tuple[CandidateSource, float | None]]] = {}
             for segment in SEGMENTS:
-                entries = segments.get(segment, segments.get("default", []))
+                entries = getattr(segments, segment)
+                if entries is None:
+                    entries = segments.default or []
                 chosen: list[tuple[CandidateSource, float | None]] = []
                 for entry in entries:
-                    name, raw_weight = entry.get("source"), entry.get("weight", 1.0)
-                    if name not in sources:
-                        raise ValueError(
-                            f"strategies: unknown source {name!r} in {surface}/{segment}; "
-                            f"known: {sorted(sources)}"
+                    if entry.source not in sources:
+                        raise DataFormatError(
+                            f"invalid strategies file: unknown source {entry.source!r} in "
+                            f"{surface}/{segment}; known: {sorted(sources)}",
+                            file=file,
                         )
-                    if raw_weight == FITTED:
-                        chosen.append((sources[name], None))
-                        continue
-                    try:
-                        weight = float(raw_weight)
-                    except (TypeError, ValueError):
-                        raise ValueError(
-                            f"strategies: weight of {name!r} in {surface}/{segment} must be a "
-                            f"number or {FITTED!r}, got {raw_weight!r}"
-                        ) from None
-                    if weight < 0:
-                        raise ValueError(f"strategies: negative weight in {surface}/{segment}")
-                    chosen.append((sources[name], weight))
+                    weight = None if entry.weight == FITTED else float(entry.weight)
+                    chosen.append((sources[entry.source], weight))
                 table[segment] = chosen
             self.surfaces[surface] = table
-        if not self.surfaces:
-            raise ValueError("strategies: no surface configured")
 
     @classmethod
     def from_file(cls, path: Path | None, sources: Mapping[str, CandidateSource]) -> StrategyConfig:
         if path is None:
             return cls(DEFAULT_STRATEGIES, sources)
-        raw = json.loads(Path(path).read_text())
-        return cls(raw.get("surfaces", raw), sources)
+        try:
+            raw = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataFormatError(f"cannot read strategies file: {exc}", file=str(path)) from exc
+        if not isinstance(raw, dict):
+            raise DataFormatError("strategies file must be a JSON object", file=str(path))
+        return cls(raw, sources, file=str(path))
 
     def for_segment(self, surface: str, segment: str) -> list[tuple[CandidateSource, float | None]]:
         table = self.surfaces.get(surface)

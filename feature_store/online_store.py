@@ -2,7 +2,8 @@
 
 Two implementations pass the same contract tests (``tests/test_online_store.py``):
 :class:`InMemoryOnlineStore` (the embedded default) and :class:`RedisOnlineStore` (shared by
-replicas).
+replicas). Each also holds the customers' online profile states (``store.profile_states``), so a
+request reads everything it needs about a customer in one call, :meth:`OnlineStore.customer_state`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -23,12 +25,34 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from .errors import DataFormatError, InvalidEvent, StoreUnavailable
+from .profiles import InMemoryProfileStates, ProfileStateStore
 from .schema import Interaction, InteractionType
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerState:
+    """Everything the online store knows about one customer, read at once."""
+
+    customer_id: str
+    consent: bool | None  # the flag set through the API; None when never set
+    profile_state: dict[str, Any] | None  # the online profile state (None: none written yet)
+    recent: tuple[Interaction, ...]  # newest first
+    purchased: frozenset[str]  # item ids bought online and not returned
 
 
 @runtime_checkable
 class OnlineStore(Protocol):
-    """Recent interactions per customer, purchased set, item lookups."""
+    """Recent interactions per customer, purchased set, consent, profile states, item lookups."""
+
+    @property
+    def profile_states(self) -> ProfileStateStore:
+        """The customers' online profile states, kept in the same backend."""
+        ...
+
+    def customer_state(self, customer_id: str, n_recent: int = 50) -> CustomerState:
+        """Consent, profile state, the ``n_recent`` most recent interactions and the purchased
+        set of one customer, in one read (one round trip for Redis)."""
+        ...
 
     def record(self, events: Sequence[Interaction]) -> None:
         """Apply accepted events: append to the customer's recent list (newest first, capped),
@@ -131,7 +155,9 @@ class InMemoryOnlineStore:
     :meth:`get_item` is a fresh copy with the same types the Redis store returns.
     """
 
-    def __init__(self, max_recent: int = 100) -> None:
+    def __init__(
+        self, max_recent: int = 100, *, profile_states: InMemoryProfileStates | None = None
+    ) -> None:
         if max_recent < 1:
             raise ValueError(f"max_recent must be >= 1, got {max_recent}")
         self.max_recent = max_recent
@@ -140,6 +166,27 @@ class InMemoryOnlineStore:
         self._purchased: dict[str, set[str]] = {}
         self._items: dict[str, bytes] = {}
         self._consent: dict[str, bool] = {}
+        self._profile_states = (
+            profile_states if profile_states is not None else InMemoryProfileStates()
+        )
+
+    @property
+    def profile_states(self) -> InMemoryProfileStates:
+        return self._profile_states
+
+    def customer_state(self, customer_id: str, n_recent: int = 50) -> CustomerState:
+        with self._lock:
+            recent = self._recent.get(customer_id)
+            events = tuple(islice(recent, max(n_recent, 0))) if recent is not None else ()
+            purchased = frozenset(self._purchased.get(customer_id, ()))
+            consent = self._consent.get(customer_id)
+        return CustomerState(
+            customer_id=customer_id,
+            consent=consent,
+            profile_state=self._profile_states.get(customer_id),
+            recent=events,
+            purchased=purchased,
+        )
 
     def record(self, events: Sequence[Interaction]) -> None:
         _check_events(events)
@@ -244,6 +291,12 @@ class RedisOnlineStore:
         self._client, self._where = _redis_client("RedisOnlineStore", client, url, socket_timeout)
         self.prefix = prefix
         self.max_recent = max_recent
+        self._profile_states = RedisProfileStates(self._client, prefix=prefix)
+
+    @property
+    def profile_states(self) -> RedisProfileStates:
+        """The profile states on the same client and prefix (``{prefix}profile:{customer_id}``)."""
+        return self._profile_states
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -291,12 +344,33 @@ class RedisOnlineStore:
         with self._guard(f"record of {len(events)} events"):
             pipe.execute()
 
+    def customer_state(self, customer_id: str, n_recent: int = 50) -> CustomerState:
+        n = max(min(n_recent, self.max_recent), 0)
+        pipe = self._client.pipeline(transaction=True)  # one round trip, one consistent snapshot
+        pipe.get(self._consent_key(customer_id))
+        pipe.get(self._profile_states.key(customer_id))
+        start, stop = (0, n - 1) if n else (1, 0)  # an empty range reads nothing
+        pipe.lrange(self._recent_key(customer_id), start, stop)
+        pipe.smembers(self._purchased_key(customer_id))
+        with self._guard("customer_state"):
+            consent, profile, recent, purchased = pipe.execute()
+        return CustomerState(
+            customer_id=customer_id,
+            consent=None if consent is None else _text(consent) == "1",
+            profile_state=_decode_state(profile, self._profile_states.key(customer_id)),
+            recent=tuple(self._events(customer_id, recent)),
+            purchased=frozenset(_text(m) for m in purchased),
+        )
+
     def recent(self, customer_id: str, n: int = 50) -> list[Interaction]:
         n = min(n, self.max_recent)
         if n <= 0:
             return []
         with self._guard("recent"):
             raw = self._client.lrange(self._recent_key(customer_id), 0, n - 1)
+        return self._events(customer_id, raw)
+
+    def _events(self, customer_id: str, raw: Iterable[bytes | str]) -> list[Interaction]:
         events: list[Interaction] = []
         for payload in raw:
             try:
@@ -389,7 +463,8 @@ class RedisProfileStates:
         self._client, self._where = _redis_client("RedisProfileStates", client, url, socket_timeout)
         self.prefix = prefix
 
-    def _key(self, customer_id: str) -> str:
+    def key(self, customer_id: str) -> str:
+        """The Redis key of a customer's state."""
         return f"{self.prefix}profile:{customer_id}"
 
     @contextmanager
@@ -404,28 +479,33 @@ class RedisProfileStates:
 
     def get(self, customer_id: str) -> dict[str, Any] | None:
         with self._guard("get"):
-            raw = self._client.get(self._key(customer_id))
-        if raw is None:
-            return None
-        try:
-            state = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            _log.warning("ignoring a malformed profile state at %s", self._key(customer_id))
-            return None
-        return state if isinstance(state, dict) else None
+            raw = self._client.get(self.key(customer_id))
+        return _decode_state(raw, self.key(customer_id))
 
     def put(self, customer_id: str, state: Mapping[str, Any]) -> None:
         payload = orjson.dumps(dict(state), default=_json_default, option=_JSON_OPTIONS)
         with self._guard("put"):
-            self._client.set(self._key(customer_id), payload)
+            self._client.set(self.key(customer_id), payload)
 
     def delete(self, customer_id: str) -> None:
         with self._guard("delete"):
-            self._client.delete(self._key(customer_id))
+            self._client.delete(self.key(customer_id))
 
     def close(self) -> None:
         if self._owns_client:
             self._client.close()
+
+
+def _decode_state(raw: bytes | str | None, key: str) -> dict[str, Any] | None:
+    """A stored profile state, or None when absent or malformed (logged)."""
+    if raw is None:
+        return None
+    try:
+        state = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        _log.warning("ignoring a malformed profile state at %s", key)
+        return None
+    return state if isinstance(state, dict) else None
 
 
 def _text(value: bytes | str) -> str:

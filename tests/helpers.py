@@ -8,9 +8,12 @@ import signal
 import socket
 import subprocess
 import time
+import types
 from pathlib import Path
+from typing import Any, Union, get_args, get_origin
 
 import redis
+from pydantic import BaseModel
 
 from feature_store.synthetic import generate
 from training.train import ALSConfig, SequenceTrainConfig, TrainConfig, train
@@ -43,6 +46,38 @@ def build_small_retailer(root: Path) -> tuple[Path, Path]:
     generate(data, customers=SMALL_CUSTOMERS, items=SMALL_ITEMS, seed=7)
     train(data, bundles, config=SMALL_CONFIG, progress=False)
     return data, bundles
+
+
+def assert_matches(model: type[BaseModel], body: Any) -> None:
+    """``body`` validates as ``model`` and has exactly the keys the model declares, at every depth
+    (the schemas ignore unknown keys, so validation alone would let an undeclared key through)."""
+    model.model_validate(body)
+    _same_keys(model, body, model.__name__)
+
+
+def _same_keys(annotation: Any, value: Any, path: str) -> None:
+    origin = get_origin(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        assert isinstance(value, dict), f"{path}: not an object"
+        declared = set(annotation.model_fields)
+        assert set(value) == declared, (
+            f"{path}: undeclared {sorted(set(value) - declared)}, "
+            f"missing {sorted(declared - set(value))} ({annotation.__name__})"
+        )
+        for name, field in annotation.model_fields.items():
+            _same_keys(field.annotation, value[name], f"{path}.{name}")
+    elif origin is list and isinstance(value, list):
+        (element,) = get_args(annotation)
+        for i, item in enumerate(value):
+            _same_keys(element, item, f"{path}[{i}]")
+    elif origin is dict and isinstance(value, dict):
+        _, element = get_args(annotation)
+        for key, item in value.items():
+            _same_keys(element, item, f"{path}.{key}")
+    elif origin in (Union, types.UnionType) and value is not None:
+        options = [a for a in get_args(annotation) if a is not type(None)]
+        if len(options) == 1:
+            _same_keys(options[0], value, path)
 
 
 def free_port() -> int:

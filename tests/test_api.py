@@ -12,9 +12,10 @@ from fastapi.testclient import TestClient
 
 from app.cache import InProcessCache
 from app.main import create_app
+from app.schemas import EventsAccepted, PersonalizedList, RecommendationList
 from app.settings import Settings
 from feature_store.online_store import InMemoryOnlineStore
-from helpers import build_small_retailer
+from helpers import assert_matches, build_small_retailer
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +92,7 @@ def test_personalized_for_known_customer(
 ) -> None:
     customer = active_customer(frames)
     body = client.get(f"/v1/customers/{customer}/recommendations?k=12").json()
+    assert_matches(PersonalizedList, body)
     assert len(body["recommendation_id"]) == 32
     assert body["model_version"]
     assert body["customer_id"] == customer
@@ -119,6 +121,7 @@ def test_personalized_for_known_customer(
 
 def test_unknown_customer_gets_popular(client: TestClient) -> None:
     body = client.get("/v1/customers/nobody-at-all/recommendations?k=5").json()
+    assert_matches(PersonalizedList, body)
     assert len(body["items"]) == 5
     assert {it["source"] for it in body["items"]} == {"popular"}
     assert body["fallback"] is True
@@ -146,6 +149,7 @@ def test_recommendation_id_fresh_even_when_cached(
 def test_similar_items(client: TestClient, frames: dict[str, pd.DataFrame]) -> None:
     item = str(frames["interactions"]["item_id"].value_counts().index[0])
     body = client.get(f"/v1/items/{item}/similar?k=10").json()
+    assert_matches(RecommendationList, body)
     assert body["item_id"] == item
     assert len(body["items"]) == 10
     assert item not in {it["item_id"] for it in body["items"]}
@@ -214,6 +218,7 @@ def test_event_single_and_batch(client: TestClient, frames: dict[str, pd.DataFra
     assert client.post("/v1/events", json=one).json() == {"accepted": 1, "rejected": []}
     batch = [one, {**one, "type": "click"}, {**one, "type": "teleport"}]
     body = client.post("/v1/events", json=batch).json()
+    assert_matches(EventsAccepted, body)
     assert body["accepted"] == 2
     assert [r["index"] for r in body["rejected"]] == [2]
     assert body["rejected"][0]["code"] == "invalid_event"

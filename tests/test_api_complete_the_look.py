@@ -13,9 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from app.response_cache import customer_group
 from app.runtime import LoadedBundle
+from app.schemas import ComplementaryList, SeasonalList
 from app.settings import Settings
-from helpers import build_small_retailer
+from helpers import assert_matches, build_small_retailer
 from training.bundle import latest_bundle
 
 
@@ -87,6 +89,7 @@ def test_item_complementary_fills_other_slots_and_names_the_anchor(
     response = client.get(f"/v1/items/{anchor}/complementary?k=3")
     assert response.status_code == 200, response.text
     body = response.json()
+    assert_matches(ComplementaryList, body)
     assert body["recommendation_id"] and body["model_version"]
     assert body["item_id"] == anchor and body["basket"] == [anchor]
     categories = [slot["category"] for slot in body["slots"]]
@@ -123,6 +126,7 @@ def test_basket_considers_every_item(
     response = client.post("/v1/complementary", json={"items": basket, "k": 4})
     assert response.status_code == 200, response.text
     body = response.json()
+    assert_matches(ComplementaryList, body)
     assert body["basket"] == basket and body["item_id"] is None
     assert isinstance(body["compatibility"], float)
     categories = {slot["category"] for slot in body["slots"]}
@@ -170,6 +174,7 @@ def test_customer_basket_leaves_out_what_they_bought(
     body = client.post(
         "/v1/complementary", json={"items": [anchor], "k": 6, "customer_id": buyer}
     ).json()
+    assert_matches(ComplementaryList, body)
     assert body["personalized"] is True and body["customer_id"] == buyer
     customer = bundle.customers.index(buyer)
     assert customer is not None
@@ -187,6 +192,7 @@ def test_seasonal_cold_snap_ranks_outerwear_up(client: TestClient) -> None:
     assert plain.status_code == 200, plain.text
     cold = client.get("/v1/seasonal?date=2026-06-15&k=20&weather=cold_snap").json()
     body = plain.json()
+    assert_matches(SeasonalList, body)
     assert body["recommendation_id"] and body["model_version"] and body["date"] == "2026-06-15"
     assert cold["weather"] == "cold_snap" and len(cold["items"]) == 20
     assert outerwear_share(cold) > outerwear_share(body)
@@ -201,6 +207,7 @@ def test_seasonal_personalises_for_a_known_customer(
 ) -> None:
     anonymous = client.get("/v1/seasonal?season=winter&k=12").json()
     mine = client.get(f"/v1/seasonal?season=winter&k=12&customer_id={buyer}").json()
+    assert_matches(SeasonalList, mine)
     assert anonymous["personalized"] is False and mine["personalized"] is True
     assert [e["item_id"] for e in mine["items"]] != [e["item_id"] for e in anonymous["items"]]
     customer = bundle.customers.index(buyer)
@@ -225,3 +232,40 @@ def test_feed_uses_complete_the_look_and_seasonal_sources(client: TestClient, bu
         if entry["source"] == "complete_look":
             assert entry["reason"].startswith("Completes the ")
             assert entry["reason"].endswith(" you bought")
+
+
+def test_an_event_drops_exactly_that_customers_lists_of_every_kind(
+    client: TestClient, items: pd.DataFrame, buyer: str, bundle: LoadedBundle
+) -> None:
+    anchor = first_of(items, "top")
+    other = "someone-else"
+
+    def lists_of(customer: str) -> None:
+        for response in (
+            client.get(f"/v1/customers/{customer}/recommendations?k=5"),
+            client.get(f"/v1/items/{anchor}/similar?k=5&customer_id={customer}"),
+            client.get(f"/v1/items/{anchor}/complementary?k=2&customer_id={customer}"),
+            client.post(
+                "/v1/complementary", json={"items": [anchor], "k": 3, "customer_id": customer}
+            ),
+            client.get(f"/v1/seasonal?season=winter&k=5&customer_id={customer}"),
+        ):
+            assert response.status_code == 200, response.text
+
+    lists_of(buyer)
+    lists_of(other)
+    client.get(f"/v1/items/{anchor}/similar?k=5")  # lists of nobody in particular
+    client.get("/v1/seasonal?season=winter&k=5")
+    cache = client.app.state.service.cache  # type: ignore[attr-defined]
+    mine, theirs = (customer_group(bundle.version, c) for c in (buyer, other))
+    kinds = {field.split(":")[0] for field in cache._groups[mine]}
+    assert kinds == {"rec", "sim", "cmp", "sea"}, "every kind of list sits in the group"
+    assert len(cache._groups[mine]) == len(cache._groups[theirs]) == 5
+    shared = {g: dict(e) for g, e in cache._groups.items() if g not in (mine, theirs)}
+    assert len(shared) == 2
+
+    event = {"customer_id": buyer, "item_id": anchor, "type": "view"}
+    assert client.post("/v1/events", json=event).json()["accepted"] == 1
+    assert mine not in cache._groups, "the customer's lists are dropped"
+    assert len(cache._groups[theirs]) == 5, "another customer's lists stay"
+    assert {g: dict(e) for g, e in cache._groups.items() if g != theirs} == shared

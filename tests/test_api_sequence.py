@@ -19,16 +19,18 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.pipeline import RRF_K, Context, PurchaseHistory, RepeatSource, SiblingsSource
 from app.runtime import LoadedBundle
+from app.schemas import RecommendationList
 from app.settings import Settings
 from app.strategies import (
     DEFAULT_STRATEGIES,
     FITTED_BLEND,
     StrategyConfig,
-    build_sources,
     resolve_weights,
 )
+from app.strategy_sources import build_sources
+from feature_store.errors import DataFormatError
 from feature_store.schema import InteractionType
-from helpers import build_small_retailer
+from helpers import assert_matches, build_small_retailer
 from models.candidates import build_product_siblings
 from training.blend import SOURCES, BlendWeights
 from training.bundle import latest_bundle
@@ -110,6 +112,7 @@ def test_session_recommendations(client: TestClient, bundle: LoadedBundle) -> No
     ids = bundle.catalog.ids.ids()
     session = ids[:3]
     body = client.post(SESSION, json={"items": session, "k": 8}).json()
+    assert_matches(RecommendationList, body)
     assert body["surface"] == "session" and body["recommendation_id"]
     assert len(body["items"]) == 8
     assert not set(_items(body)) & set(session), "the session's own items are left out"
@@ -350,7 +353,7 @@ def test_fitted_weights_resolve_from_the_bundle_blend() -> None:
     assert [(s.name, w) for s, w in plain] == [("als", 1.0)] and plain_k == RRF_K
     missing, _ = resolve_weights(config.for_segment("home", "default"), BlendWeights(weights={}))
     assert [w for _, w in missing][:2] == [0.0, 0.0]
-    with pytest.raises(ValueError, match="must be a number or 'fitted'"):
+    with pytest.raises(DataFormatError, match="must be a number or 'fitted'"):
         StrategyConfig({"home": {"default": [{"source": "als", "weight": "lots"}]}}, sources)
 
 
@@ -382,3 +385,60 @@ def test_siblings_and_repeat_sources(bundle: LoadedBundle) -> None:
     assert [c.item for c in repeat] == [7, 4, 0], "often-rebought type beats a day fresher"
     ctx.exclude = {7}
     assert [c.item for c in RepeatSource().candidates(ctx, 10)] == [4, 0]
+
+
+@pytest.mark.parametrize(
+    ("document", "key", "allowed"),
+    [
+        (
+            {"surfaces": {"home": {"default": [{"source": "als", "wieght": 1.0}]}}},
+            "wieght",
+            "source, weight",
+        ),
+        (
+            {"surfaces": {"home": {"hig_value": [{"source": "als"}]}}},
+            "hig_value",
+            "new, high_value, active_low_spend, sleeping, default",
+        ),
+        ({"surfaces": {"home": {}}, "surface": {}}, "surface", "surfaces"),
+        ({"email": {"sleping": []}}, "sleping", "new, high_value"),  # the bare form
+    ],
+)
+def test_a_misspelt_key_in_the_strategies_file_is_named(
+    tmp_path: Path, document: dict[str, Any], key: str, allowed: str
+) -> None:
+    path = tmp_path / "strategies.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(DataFormatError) as caught:
+        StrategyConfig.from_file(path, build_sources())
+    message = str(caught.value)
+    assert f"unknown key {key!r}" in message and f"allowed: {allowed}" in message
+    assert str(path) in message
+
+
+def test_the_strategies_file_as_documented_is_valid(tmp_path: Path) -> None:
+    path = tmp_path / "strategies.json"
+    path.write_text(
+        json.dumps(
+            {
+                "surfaces": {
+                    "home": {
+                        "new": [{"source": "starter", "weight": 1.0}],
+                        "default": [{"source": "als", "weight": "fitted"}, {"source": "popular"}],
+                    }
+                }
+            }
+        )
+    )
+    config = StrategyConfig.from_file(path, build_sources())
+    assert [(s.name, w) for s, w in config.for_segment("home", "new")] == [("starter", 1.0)]
+    assert [(s.name, w) for s, w in config.for_segment("home", "sleeping")] == [
+        ("als", None),
+        ("popular", 1.0),
+    ], "a segment left out gets the default strategy; the weight defaults to 1"
+    with pytest.raises(DataFormatError, match="unknown source 'alss'"):
+        StrategyConfig({"home": {"default": [{"source": "alss"}]}}, build_sources())
+    with pytest.raises(DataFormatError, match="must not be negative"):
+        StrategyConfig({"home": {"new": [{"source": "als", "weight": -1}]}}, build_sources())
+    with pytest.raises(DataFormatError, match="surfaces"):
+        StrategyConfig({"surfaces": {}}, build_sources())

@@ -6,12 +6,24 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 
 from app.cache import Cache, InProcessCache, RedisCache
+from app.metrics import Metrics
+from app.response_cache import (
+    CacheKey,
+    ComplementaryKey,
+    FeedKey,
+    ResponseCache,
+    SeasonalKey,
+    SimilarKey,
+    customer_group,
+)
 from helpers import RedisServer, free_port, redis_server_required
 
 # -- the shared contract ---------------------------------------------------------------------------
@@ -281,3 +293,82 @@ def test_redis_cache_without_any_server_never_raises() -> None:
     assert timed(cache.available) is False
     assert cache.stats() == {"hits": 0, "misses": 1, "errors": 1}
     cache.close()
+
+
+# -- typed keys and the read-through helper (app.response_cache) -----------------------------------
+
+
+def _keys_of(customer: str | None, version: str = "v1") -> list[CacheKey]:
+    day = date(2026, 6, 15)
+    return [
+        *([FeedKey(version, customer, 5, None, True, "home", False, None)] if customer else []),
+        SimilarKey(version, "i1", 5, None, customer_id=customer),
+        ComplementaryKey(version, ("i1",), 3, None, single=True, customer_id=customer),
+        ComplementaryKey(version, ("i2", "i1"), 3, ("shoes",), single=False, customer_id=customer),
+        SeasonalKey(version, day, "winter", None, None, 5, customer_id=customer),
+    ]
+
+
+def test_typed_keys_keep_the_cache_layout() -> None:
+    feed = FeedKey("v1", "c1", 5, "shoes", False, "email", True, "S1")
+    assert (feed.group, feed.field) == ("v1:c:c1", "rec:5:shoes:0:email:1:S1")
+    assert (SimilarKey("v1", "i1", 5, None).group, SimilarKey("v1", "i1", 5, None).field) == (
+        "v1:i:i1",
+        "sim:5:",
+    )
+    mine = SimilarKey("v1", "i1", 5, "S1", customer_id="c1", in_stock_in_my_size=True)
+    assert (mine.group, mine.field) == ("v1:c:c1", "sim:i1:5:1:S1")
+    basket = ComplementaryKey("v1", ("i2", "i1"), 3, ("shoes", "bottom"), single=False)
+    assert (basket.group, basket.field) == ("v1:b:i1|i2", "cmp:3:shoes,bottom")
+    single = ComplementaryKey("v1", ("i1",), 3, None, single=True)
+    assert (single.group, single.field) == ("v1:i:i1", "cmp:3:")
+    theirs = ComplementaryKey("v1", ("i2", "i1"), 3, None, single=False, customer_id="c1")
+    assert (theirs.group, theirs.field) == ("v1:c:c1", "cmp:i1|i2:3::0")
+    season = SeasonalKey("v1", date(2026, 6, 15), None, "cold", "top", 5)
+    assert (season.group, season.field) == ("v1:seasonal", "sea:2026-06-15::cold:top:5")
+    assert SeasonalKey("v1", date(2026, 6, 15), None, None, None, 5, "c1").group == "v1:c:c1"
+    # every list about a customer is in the customer's group, whatever its kind
+    assert {key.group for key in _keys_of("c1")} == {customer_group("v1", "c1")}
+    assert len({key.field for key in _keys_of("c1")}) == len(_keys_of("c1"))
+    assert {key.kind for key in _keys_of("c1")} == {
+        "personalized",
+        "similar",
+        "complementary",
+        "seasonal",
+    }
+
+
+def test_get_or_compute_reads_through_with_a_fresh_recommendation_id(cache: Cache) -> None:
+    metrics = Metrics()
+    responses = ResponseCache(cache, metrics, ttl_seconds=60)
+    calls: list[int] = []
+
+    def compute() -> bytes:
+        calls.append(1)
+        return b'{"items":[1]}'
+
+    key = FeedKey("v1", "c1", 5, None, True, "home", False, None)
+    first = orjson.loads(responses.get_or_compute(key, compute))
+    second = orjson.loads(responses.get_or_compute(key, compute))
+    assert len(calls) == 1, "computed once, then read from the cache"
+    assert first["items"] == second["items"] == [1]
+    assert first["recommendation_id"] != second["recommendation_id"]
+    assert cache.get(key.group, key.field) == b'{"items":[1]}', "cached without the id"
+    hits = metrics.cache_requests.labels(kind="personalized", result="hit")._value.get()
+    misses = metrics.cache_requests.labels(kind="personalized", result="miss")._value.get()
+    assert (hits, misses) == (1.0, 1.0)
+
+
+def test_invalidating_a_customer_drops_exactly_their_lists(cache: Cache) -> None:
+    responses = ResponseCache(cache, Metrics(), ttl_seconds=60)
+    keys = {who: _keys_of(who) for who in ("c1", "c2", None)}
+    for listed in keys.values():
+        for key in listed:
+            responses.get_or_compute(key, lambda: b'{"v":1}')
+    old = FeedKey("v0", "c1", 5, None, True, "home", False, None)  # an older bundle's list
+    responses.get_or_compute(old, lambda: b'{"v":0}')
+    responses.invalidate_customer("c1", ["v0", "v1"])
+    for key in [*keys["c1"], old]:
+        assert cache.get(key.group, key.field) is None, key
+    for key in [*keys["c2"], *keys[None]]:
+        assert cache.get(key.group, key.field) == b'{"v":1}', key

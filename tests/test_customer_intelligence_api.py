@@ -15,11 +15,12 @@ import redis
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from app.schemas import CustomerProfile, SegmentCounts, SegmentPage
 from app.settings import Settings
 from feature_store.event_log import EventLog
 from feature_store.ids import IdMap
 from feature_store.profiles import CustomerProfiles
-from helpers import SMALL_CONFIG, build_small_retailer
+from helpers import SMALL_CONFIG, assert_matches, build_small_retailer
 from training.train import train
 
 STRATEGY_SOURCES = {
@@ -58,7 +59,7 @@ def client(
         bundle_dir=retailer[1], event_log_dir=tmp_path / "events", bundle_poll_seconds=0
     )
     with _client(settings) as c:
-        c.app.state.service.clock = lambda: batch.as_of  # type: ignore[attr-defined]
+        c.app.state.service.clock.set(lambda: batch.as_of)  # type: ignore[attr-defined]
         yield c
 
 
@@ -75,12 +76,14 @@ def _first(client: TestClient, segment: str, n: int = 5) -> list[str]:
 def test_profile_and_segments(client: TestClient, batch: CustomerProfiles) -> None:
     customer = _first(client, "high_value", 1)[0]
     body = client.get(f"/v1/customers/{customer}/profile").json()
+    assert_matches(CustomerProfile, body)
     assert body["tier"] == "high_value" and body["segment"] == "high_value"
     assert {"rfm", "stage", "sizes", "affinities", "churn_risk", "lifetime_value"} <= set(body)
     assert body["last_purchase"] is not None and 0.0 <= body["churn_risk"] <= 1.0
     _error(client.get("/v1/customers/nobody-here/profile"), 404, "unknown_customer")
 
     counts = client.get("/v1/segments").json()
+    assert_matches(SegmentCounts, counts)
     assert counts == batch.counts()
     assert sum(counts["tiers"].values()) == sum(counts["stages"].values()) == len(batch)
 
@@ -89,6 +92,7 @@ def test_profile_and_segments(client: TestClient, batch: CustomerProfiles) -> No
     while True:
         url = "/v1/segments/sleeping_high_value/customers?limit=7&min_churn_risk=0.3"
         page = client.get(url + (f"&cursor={cursor}" if cursor else "")).json()
+        assert_matches(SegmentPage, page)
         assert all(c["churn_risk"] >= 0.3 for c in page["customers"])
         seen += [c["customer_id"] for c in page["customers"]]
         cursor = page["next_cursor"]
@@ -251,8 +255,8 @@ def _erase_and_audit(c: TestClient, customer: str, items: pd.DataFrame, events_d
         e.customer_id == customer for e in EventLog(events_dir, read_only=True).iter_events()
     )
     _error(c.get(f"/v1/customers/{customer}/profile"), 404, "unknown_customer")
-    assert customer not in service.live.batch
-    assert service.profile_states.get(customer) is None
+    assert customer not in service.customers.profiles().batch
+    assert service.store.profile_states.get(customer) is None
     for segment in (
         "high_value",
         "active_low_spend",
@@ -310,7 +314,7 @@ def test_erasure_redis_leaves_no_key(
     )
     client = redis.Redis.from_url(redis_url)
     with _client(settings) as c:
-        c.app.state.service.clock = lambda: batch.as_of  # type: ignore[attr-defined]
+        c.app.state.service.clock.set(lambda: batch.as_of)  # type: ignore[attr-defined]
         customer = _first(c, "active_low_spend", 1)[0]
         other = _first(c, "high_value", 1)[0]
         c.post("/v1/events", json=_purchase_events(other, items))

@@ -13,6 +13,7 @@ import redis
 
 from feature_store.errors import DataFormatError, InvalidEvent, StoreUnavailable
 from feature_store.online_store import (
+    CustomerState,
     InMemoryOnlineStore,
     OnlineStore,
     RedisOnlineStore,
@@ -217,6 +218,73 @@ def test_erase_customer_removes_everything(
         assert not [k for k in keys if victim in k]
 
 
+def test_customer_state_reads_everything_about_a_customer_at_once(store: OnlineStore) -> None:
+    empty = store.customer_state("nobody")
+    assert empty == CustomerState("nobody", None, None, (), frozenset())
+    store.record(
+        [
+            event("c1", "shirt", InteractionType.PURCHASE),
+            event("c1", "tie", minutes=1),
+            event("c1", "belt", InteractionType.PURCHASE, minutes=2),
+            event("c1", "belt", InteractionType.RETURN, minutes=3),
+            event("c2", "hat", InteractionType.PURCHASE),
+        ]
+    )
+    store.set_consent("c1", False)
+    store.profile_states.put("c1", {"customer_id": "c1", "frequency": 2})
+    state = store.customer_state("c1", n_recent=3)
+    assert state.customer_id == "c1" and state.consent is False
+    assert state.profile_state == {"customer_id": "c1", "frequency": 2}
+    assert [(e.item_id, e.type) for e in state.recent] == [
+        ("belt", InteractionType.RETURN),
+        ("belt", InteractionType.PURCHASE),
+        ("tie", InteractionType.VIEW),
+    ]
+    assert state.recent == tuple(store.recent("c1", n=3))
+    assert state.purchased == frozenset({"shirt"}) == store.purchased("c1")
+    assert len(store.customer_state("c1", n_recent=100).recent) == MAX_RECENT - 1
+    assert store.customer_state("c1", n_recent=0).recent == ()
+    store.set_consent("c1", True)
+    assert store.customer_state("c1").consent is True
+    store.erase_customer("c1")
+    store.profile_states.delete("c1")
+    assert store.customer_state("c1") == CustomerState("c1", None, None, (), frozenset())
+    assert store.customer_state("c2").purchased == frozenset({"hat"})
+
+
+@pytest.mark.redis
+def test_redis_customer_state_is_one_round_trip(redis_url: str, redis_prefix: str) -> None:
+    store = RedisOnlineStore(url=redis_url, prefix=redis_prefix)
+    store.record([event("c1", "shirt", InteractionType.PURCHASE)])
+    store.set_consent("c1", True)
+    store.profile_states.put("c1", {"customer_id": "c1"})
+    client = store._client
+    sent: list[int] = []
+    real_pipeline = client.pipeline
+
+    def counting_pipeline(*args: object, **kwargs: object) -> object:
+        pipe = real_pipeline(*args, **kwargs)  # type: ignore[arg-type]
+        real_execute = pipe.execute
+
+        def execute(*a: object, **k: object) -> object:
+            sent.append(len(pipe.command_stack))
+            return real_execute(*a, **k)  # type: ignore[arg-type]
+
+        pipe.execute = execute  # type: ignore[method-assign]
+        return pipe
+
+    def no_single_commands(*args: object, **kwargs: object) -> object:
+        raise AssertionError(f"a command outside the pipeline: {args[:1]}")
+
+    client.pipeline = counting_pipeline  # type: ignore[method-assign]
+    client.execute_command = no_single_commands  # type: ignore[method-assign]
+    state = store.customer_state("c1")
+    assert sent == [4], "consent, profile state, recent events and purchases in one pipeline"
+    assert state.consent is True and state.profile_state == {"customer_id": "c1"}
+    assert [e.item_id for e in state.recent] == ["shirt"] and state.purchased == {"shirt"}
+    store.close()
+
+
 def test_memory_store_is_thread_safe() -> None:
     store = InMemoryOnlineStore(max_recent=1000)
 
@@ -247,6 +315,8 @@ def test_redis_store_unreachable_raises_store_unavailable() -> None:
         store.record([event("c1", "a")])
     with pytest.raises(StoreUnavailable, match="recent"):
         store.recent("c1")
+    with pytest.raises(StoreUnavailable, match="customer_state"):
+        store.customer_state("c1")
     with pytest.raises(StoreUnavailable):
         store.get_items(["a"])
     with pytest.raises(StoreUnavailable):

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.deps import ServiceDep, SettingsDep
+from app.deps import LookDep, SettingsDep
 from app.look import MAX_BASKET, parse_categories
-from app.schemas import ErrorResponse, RecommendedItem
+from app.schemas import ComplementaryList, ErrorResponse
 from app.settings import Settings
 from feature_store.errors import InvalidRequest
 
@@ -18,30 +18,6 @@ router = APIRouter(tags=["complete the look"])
 
 ItemId = Annotated[str, Path(min_length=1, max_length=128)]
 DEFAULT_PER_SLOT = 4
-
-
-class ComplementaryItem(RecommendedItem):
-    pairs_with: str = Field(description="the anchor / basket item this one pairs with best")
-
-
-class Slot(BaseModel):
-    category: str
-    items: list[ComplementaryItem]
-
-
-class ComplementaryList(BaseModel):
-    recommendation_id: str = Field(description="echo it (with the position) in events")
-    model_version: str
-    surface: str
-    customer_id: str | None = None
-    item_id: str | None = Field(None, description="the anchor item (single-item requests)")
-    basket: list[str] = Field(description="the items completed, as given (duplicates removed)")
-    compatibility: float | None = Field(
-        None, description="how well the basket goes together (two or more items; higher = better)"
-    )
-    personalized: bool
-    fallback: bool
-    slots: list[Slot]
 
 
 class BasketRequest(BaseModel):
@@ -79,7 +55,7 @@ RESPONSES: dict[int | str, dict[str, object]] = {
 )
 def item_complementary(
     item_id: ItemId,
-    service: ServiceDep,
+    look: LookDep,
     settings: SettingsDep,
     k: Annotated[int | None, Query(ge=1, le=1000, description="items per slot")] = None,
     categories: Annotated[
@@ -92,7 +68,7 @@ def item_complementary(
     """Items of other categories that go with the item, grouped by slot (category): bottoms, shoes,
     outerwear, accessories for a top. Each carries a reason naming the item it pairs with. Items
     never seen in an outfit or basket are scored from their attributes."""
-    body = service.look.complementary(
+    body = look.complementary(
         [item_id],
         k=per_slot(k, settings),
         categories=parse_categories(categories),
@@ -108,12 +84,10 @@ def item_complementary(
     responses=RESPONSES,
     summary="Complete the look of a basket",
 )
-def basket_complementary(
-    request: BasketRequest, service: ServiceDep, settings: SettingsDep
-) -> Response:
+def basket_complementary(request: BasketRequest, look: LookDep, settings: SettingsDep) -> Response:
     """Per slot, the items that go best with *all* the basket's items (mean compatibility with the
     whole set); with ``customer_id``: nothing they bought, in stock in their size."""
-    body = service.look.complementary(
+    body = look.complementary(
         request.items,
         k=per_slot(request.k, settings),
         categories=parse_categories(request.categories),

@@ -5,8 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
-from app.deps import ServiceDep, SettingsDep, check_k
-from app.schemas import ErrorResponse, RecommendationList
+from app.deps import FeedsDep, SettingsDep, check_k
+from app.schemas import ErrorResponse, PersonalizedList
 from feature_store.schema import Category
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
@@ -16,13 +16,13 @@ CustomerId = Annotated[str, Path(min_length=1, max_length=128)]
 
 @router.get(
     "/{customer_id}/recommendations",
-    response_model=RecommendationList,
+    response_model=PersonalizedList,
     responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
     summary="Personalized feed for a customer",
 )
 def recommendations(
     customer_id: CustomerId,
-    service: ServiceDep,
+    feeds: FeedsDep,
     settings: SettingsDep,
     k: Annotated[int | None, Query(ge=1, le=1000, description="list length")] = None,
     category: Annotated[Category | None, Query(description="only this category")] = None,
@@ -43,7 +43,7 @@ def recommendations(
     customers without personalization consent get popular items only. Each item carries the
     customer's ``size`` for it when known."""
     size = check_k(k, settings)
-    body = service.personalized(
+    body = feeds.personalized(
         customer_id,
         k=size,
         category=category,

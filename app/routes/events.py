@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import ServiceDep, SettingsDep
+from app.deps import IngestDep, SettingsDep
 from app.errors import error_response
 from app.schemas import ErrorResponse, EventsAccepted
 
@@ -36,7 +36,7 @@ EXAMPLE = {
         }
     },
 )
-async def post_events(request: Request, service: ServiceDep, settings: SettingsDep) -> Response:
+async def post_events(request: Request, ingest: IngestDep, settings: SettingsDep) -> Response:
     """Valid events are appended to the durable log before the answer is sent, then update the
     online store and invalidate the customer's cached lists. In a batch, valid events are kept
     and each invalid one is reported by index; if none is valid the answer is a 422."""
@@ -56,7 +56,7 @@ async def post_events(request: Request, service: ServiceDep, settings: SettingsD
             "batch_too_large",
             f"{len(events)} events in one request; at most {settings.max_batch_events}",
         )
-    accepted, rejected = await run_in_threadpool(service.ingest, events)  # fsync off the loop
+    accepted, rejected = await run_in_threadpool(ingest.ingest, events)  # fsync off the loop
     if accepted == 0:
         return error_response(
             422, "invalid_event", f"no valid event: {rejected[0]['message']}", rejected

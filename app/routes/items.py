@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
-from app.deps import ServiceDep, SettingsDep, check_k
+from app.deps import FeedsDep, SettingsDep, check_k
 from app.schemas import ErrorResponse, RecommendationList
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
@@ -21,7 +21,7 @@ ItemId = Annotated[str, Path(min_length=1, max_length=128)]
 )
 def similar(
     item_id: ItemId,
-    service: ServiceDep,
+    feeds: FeedsDep,
     settings: SettingsDep,
     k: Annotated[int | None, Query(ge=1, le=1000, description="list length")] = None,
     customer_id: Annotated[
@@ -35,7 +35,7 @@ def similar(
     ] = None,
 ) -> Response:
     """Nearest items in the collaborative-filtering space (bought by the same shoppers)."""
-    body = service.similar(
+    body = feeds.similar(
         item_id,
         k=check_k(k, settings),
         customer_id=customer_id,

@@ -10,8 +10,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import ServiceDep
-from app.schemas import ErrorResponse
+from app.deps import CustomersDep, PrivacyDep
+from app.schemas import CustomerProfile, ErrorResponse
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
@@ -25,13 +25,14 @@ class ConsentBody(BaseModel):
 
 @router.get(
     "/{customer_id}/profile",
+    response_model=CustomerProfile,
     responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
     summary="Tier, RFM scores, stage, sizes, affinities, churn risk and lifetime value",
 )
-def profile(customer_id: CustomerId, service: ServiceDep) -> Response:
+def profile(customer_id: CustomerId, customers: CustomersDep) -> Response:
     """The customer's profile as of now: batch profile of the served bundle updated by every
     event since. Unknown customers → 404 ``unknown_customer``."""
-    body: dict[str, Any] = service.customer_profile(customer_id)
+    body: dict[str, Any] = customers.profile_body(customer_id)
     return Response(orjson.dumps(body), media_type="application/json")
 
 
@@ -40,10 +41,10 @@ def profile(customer_id: CustomerId, service: ServiceDep) -> Response:
     responses={422: {"model": ErrorResponse}},
     summary="Record personalization consent",
 )
-def consent(customer_id: CustomerId, body: ConsentBody, service: ServiceDep) -> dict[str, Any]:
+def consent(customer_id: CustomerId, body: ConsentBody, privacy: PrivacyDep) -> dict[str, Any]:
     """Without consent the customer gets only non-personalized lists and their events are not
     used for personalization (no fold-in, no size or style learning); RFM stays for CRM."""
-    return service.set_consent(customer_id, body.personalization)
+    return privacy.set_consent(customer_id, body.personalization)
 
 
 @router.delete(
@@ -51,9 +52,9 @@ def consent(customer_id: CustomerId, body: ConsentBody, service: ServiceDep) -> 
     responses={422: {"model": ErrorResponse}},
     summary="Erase a customer everywhere",
 )
-async def erase(customer_id: CustomerId, service: ServiceDep) -> dict[str, Any]:
+async def erase(customer_id: CustomerId, privacy: PrivacyDep) -> dict[str, Any]:
     """Erasure: a durable tombstone in the event log (their events are never read again and are
     removed from disk at the next compaction or training), then the online store, profiles,
     segments and caches. Idempotent."""
-    result: dict[str, Any] = await run_in_threadpool(service.erase, customer_id)  # fsync
+    result: dict[str, Any] = await run_in_threadpool(privacy.erase, customer_id)  # fsync
     return result

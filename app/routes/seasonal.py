@@ -6,20 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import Field
 
-from app.deps import ServiceDep, SettingsDep, check_k
-from app.schemas import ErrorResponse, RecommendationList
+from app.deps import LookDep, SettingsDep, check_k
+from app.schemas import ErrorResponse, SeasonalList
 from feature_store.schema import Category
 
 router = APIRouter(prefix="/v1", tags=["seasonal"])
-
-
-class SeasonalList(RecommendationList):
-    date: str = Field(description="first day of the 4-week window (YYYY-MM-DD)")
-    season: str | None = None
-    weather: str | None = None
-    personalized: bool
 
 
 @router.get(
@@ -29,7 +21,7 @@ class SeasonalList(RecommendationList):
     summary="Seasonal picks",
 )
 def seasonal(
-    service: ServiceDep,
+    look: LookDep,
     settings: SettingsDep,
     date: Annotated[
         str | None,
@@ -51,7 +43,7 @@ def seasonal(
     """Season-of-year and recency-aware demand (trending and evergreen items told apart), moved by a
     weather hint ("cold_snap" → outerwear and knitwear). With a known customer who consented: items
     in their style, nothing they bought, in stock in their size."""
-    body = service.look.seasonal(
+    body = look.seasonal(
         k=check_k(k, settings),
         date=date,
         season=season,

@@ -6,35 +6,41 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from app.deps import ServiceDep
-from app.schemas import ErrorResponse
+from app.customers import Customers
+from app.deps import CustomersDep
+from app.schemas import ErrorResponse, SegmentCounts, SegmentPage
 from feature_store.errors import BundleError
+from feature_store.profiles import LiveProfiles
 
 router = APIRouter(prefix="/v1/segments", tags=["segments"])
 
 
-def _live(service: Any) -> Any:
-    live = service.profiles()
+def _live(customers: Customers) -> LiveProfiles:
+    live = customers.profiles()
     if live is None:
         raise BundleError("the served bundle has no customer profiles; retrain to add them")
     return live
 
 
-@router.get("", summary="Customers per tier and per lifecycle stage")
-def counts(service: ServiceDep) -> dict[str, Any]:
+@router.get(
+    "",
+    responses={200: {"model": SegmentCounts}},
+    summary="Customers per tier and per lifecycle stage",
+)
+def counts(customers: CustomersDep) -> dict[str, Any]:
     """Counts of the served bundle's batch profiles (as of its data's last day), erasures applied."""
-    result: dict[str, Any] = _live(service).batch.counts()
+    result: dict[str, Any] = _live(customers).batch.counts()
     return result
 
 
 @router.get(
     "/{name}/customers",
-    responses={422: {"model": ErrorResponse}},
+    responses={200: {"model": SegmentPage}, 422: {"model": ErrorResponse}},
     summary="One page of the customers of a tier or stage",
 )
 def customers(
     name: Annotated[str, Path(min_length=1, max_length=64)],
-    service: ServiceDep,
+    customers: CustomersDep,
     cursor: Annotated[
         str | None, Query(max_length=512, description="next_cursor of a page")
     ] = None,
@@ -45,7 +51,7 @@ def customers(
     ``sleeping`` ...), in customer-id order; ``min_churn_risk`` keeps the likely churners (for
     example sleeping high-value customers with churn risk ≥ 0.7). Unknown segment or bad
     cursor → 422."""
-    result: dict[str, Any] = _live(service).batch.list_segment(
+    result: dict[str, Any] = _live(customers).batch.list_segment(
         name, cursor=cursor, limit=limit, min_churn_risk=min_churn_risk
     )
     return result

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.deps import ServiceDep, SettingsDep, check_k
+from app.deps import FeedsDep, SettingsDep, check_k
 from app.schemas import ErrorResponse, RecommendationList
 from feature_store.schema import Category, InteractionType
 
@@ -59,12 +59,12 @@ class SessionRequest(BaseModel):
     summary="Recommendations for an anonymous session",
 )
 def session_recommendations(
-    request: SessionRequest, service: ServiceDep, settings: SettingsDep
+    request: SessionRequest, feeds: FeedsDep, settings: SettingsDep
 ) -> Response:
     """The LSTM sequence model reads the session (item, size and event type of each step) and
     retrieves what tends to come next; best sellers fill in when the list comes up short. No
     customer id is needed and nothing is stored. An unknown item id is a 404 ``unknown_item``."""
-    body = service.session(
+    body = feeds.session(
         request.steps(),
         k=check_k(request.k, settings),
         category=request.category,

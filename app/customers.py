@@ -1,0 +1,308 @@
+"""What a request knows about a customer, gathered once.
+
+:meth:`Customers.read` makes the one online-store call of a request
+(:meth:`~feature_store.online_store.OnlineStore.customer_state`: consent, profile state, recent
+events, purchases) and derives the customer's consent and live profile from it; the
+:class:`CustomerView` it returns is passed down the request. :meth:`Customers.context` turns a
+view into the pipeline's :class:`~app.pipeline.Context` (history, exclusions, the customer's
+vector, sequence and purchases). While the online store is down a view holds the bundle's
+knowledge alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from app.metrics import Metrics
+from app.pipeline import Context, PurchaseHistory, SequenceHistory
+from app.privacy import PrivacyLedger
+from app.runtime import BundleManager, LoadedBundle
+from app.strategies import segment_of
+from feature_store.errors import StoreUnavailable, UnknownCustomer
+from feature_store.online_store import CustomerState, OnlineStore
+from feature_store.profiles import LiveProfiles
+from feature_store.schema import INTERACTION_WEIGHTS, Interaction, InteractionType
+
+logger = logging.getLogger("lookbook.app")
+
+TYPE_ORDER: list[InteractionType] = list(InteractionType)  # the sequence model's type codes
+#: Event types that are not steps of a sequence (the model is trained without them).
+NOT_SEQUENCE_STEPS = frozenset({InteractionType.IMPRESSION, InteractionType.RETURN})
+
+
+class Clock:
+    """The service's wall clock (replaceable, e.g. to serve as of a bundle's last day)."""
+
+    def __init__(self) -> None:
+        self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now()
+
+    def set(self, now: Callable[[], datetime]) -> None:
+        self.now = now
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerView:
+    """One customer as one request sees them."""
+
+    customer_id: str
+    index: int | None  # the customer's row in the bundle (None: unknown or erased)
+    consent: bool  # personalization consent
+    profile: dict[str, Any] | None  # the live profile (None: unknown, or no profiles in the bundle)
+    recent: list[Interaction]  # online events, newest first (empty while the store is down)
+
+    @property
+    def personal_profile(self) -> dict[str, Any] | None:
+        """The profile when it may personalize (consent), else None."""
+        return self.profile if self.consent else None
+
+
+class Customers:
+    """Reads customers once per request; owns the live profiles over the served bundle."""
+
+    def __init__(
+        self,
+        bundles: BundleManager,
+        store: OnlineStore,
+        metrics: Metrics,
+        ledger: PrivacyLedger,
+        clock: Clock,
+        *,
+        recent_events: int = 100,
+    ) -> None:
+        self.bundles = bundles
+        self.store = store
+        self.metrics = metrics
+        self.ledger = ledger
+        self.clock = clock
+        self.recent_events = recent_events
+        self._live: LiveProfiles | None = None
+        self._live_version: str | None = None
+        self._live_lock = threading.Lock()
+
+    # -- time and profiles ----------------------------------------------------------------------
+
+    def now(self, bundle: LoadedBundle | None = None) -> datetime:
+        """Wall-clock time, never before the bundle's data (profiles are not read in the past)."""
+        now = self.clock()
+        if bundle is not None and bundle.profiles is not None:
+            now = max(now, bundle.profiles.as_of)
+        return now
+
+    def now_seconds(self, bundle: LoadedBundle) -> int:
+        """ "Now" for time-decayed scores (epoch seconds), never before the bundle's data."""
+        return int(max(self.now(bundle), bundle.trained_until).timestamp())
+
+    def profiles(self, bundle: LoadedBundle | None = None) -> LiveProfiles | None:
+        """The live profiles over the served bundle's batch (swapped when the bundle changes)."""
+        bundle = bundle if bundle is not None else self.bundles.current
+        batch = bundle.profiles
+        if batch is None:
+            return None
+        with self._live_lock:
+            if self._live is None or self._live_version != bundle.version:
+                for customer_id, erased_at in self.ledger.erased.items():
+                    if batch.as_of < erased_at:  # the batch predates the erasure
+                        batch.erase(customer_id)
+                if self._live is None:
+                    self._live = LiveProfiles(batch, states=self.store.profile_states)
+                else:
+                    self._live.swap(batch)
+                self._live_version = bundle.version
+            return self._live
+
+    def loaded_profiles(self) -> LiveProfiles | None:
+        """The live profiles, or None while no bundle is loaded."""
+        return self.profiles() if self.bundles.loaded else None
+
+    # -- one read per request -------------------------------------------------------------------
+
+    def read(self, bundle: LoadedBundle, customer_id: str) -> CustomerView:
+        """The customer from one online-store read; from the bundle alone while it is down."""
+        state: CustomerState | None = None
+        try:
+            state = self.store.customer_state(customer_id, self.recent_events)
+        except StoreUnavailable as exc:
+            self.metrics.online_store_errors.inc()
+            logger.warning(
+                "online store unavailable, serving from the bundle alone "
+                "(batch profile, consent from this replica): %s",
+                exc,
+            )
+        profile = self._profile(bundle, customer_id, state)
+        recorded = None if profile is None else bool(profile.get("personalization_consent", True))
+        consent = self.ledger.consent(
+            customer_id,
+            None if state is None else state.consent,
+            store_down=state is None,
+            recorded=recorded,
+        )
+        return CustomerView(
+            customer_id=customer_id,
+            index=self.ledger.bundle_index(bundle, customer_id),
+            consent=consent,
+            profile=profile,
+            recent=[] if state is None else list(state.recent),
+        )
+
+    def _profile(
+        self, bundle: LoadedBundle, customer_id: str, state: CustomerState | None
+    ) -> dict[str, Any] | None:
+        """The live profile: the online state when it is over the served batch, else the batch's."""
+        live = self.profiles(bundle)
+        if live is None:
+            return None
+        online = None if state is None else state.profile_state
+        if online is None or online.get("batch_as_of") != live.batch.as_of_s:
+            online = live.batch.state(customer_id)
+        return None if online is None else live.batch.render(online, self.now(bundle))
+
+    def profile_body(self, customer_id: str) -> dict[str, Any]:
+        """``GET /v1/customers/{id}/profile``: the live profile with consent, segment, version."""
+        bundle = self.bundles.current
+        view = self.read(bundle, customer_id)
+        if view.profile is None:
+            raise UnknownCustomer(customer_id)
+        profile = view.profile
+        profile["personalization_consent"] = view.consent
+        profile["segment"] = segment_of(profile) if view.consent else "default"
+        profile["model_version"] = bundle.version
+        return profile
+
+    # -- the pipeline's context -----------------------------------------------------------------
+
+    def context(
+        self, bundle: LoadedBundle, view: CustomerView, *, k: int, category: str | None
+    ) -> Context:
+        """History, exclusions and the customer's vector: the trained one, or folded in afresh
+        from training history plus events that arrived since (so every event counts at once)."""
+        ctx = Context(bundle=bundle, k=k, category=category, customer_id=view.customer_id)
+        idx = view.index
+        ctx.customer_index = idx
+        ctx.now = self.now_seconds(bundle)
+        items = np.empty(0, dtype=np.int64)
+        weights = np.empty(0, dtype=np.float32)
+        exclude: set[int] = set()
+        if idx is not None:
+            items, weights = bundle.history(idx)
+            exclude.update(int(i) for i in bundle.purchased(idx))
+        recent = view.recent
+        ctx.recent = recent
+        ctx.sequence = customer_sequence(bundle, idx, recent)
+        ctx.purchases = customer_purchases(bundle, idx, recent)
+        if recent:
+            new_items, new_weights, bought, returned = encode_events(bundle, recent)
+            exclude.update(bought)
+            exclude.difference_update(returned)
+            if len(new_items):
+                merged: dict[int, float] = dict(zip(items.tolist(), weights.tolist(), strict=True))
+                for item, weight in zip(new_items, new_weights, strict=True):
+                    merged[item] = merged.get(item, 0.0) + weight
+                positive = [(i, w) for i, w in merged.items() if w > 0]
+                items = np.array([i for i, _ in positive], dtype=np.int64)
+                weights = np.array([w for _, w in positive], dtype=np.float32)
+            if len(items):
+                ctx.user_vector = bundle.als.user_vector(items, weights)
+        elif idx is not None and len(items):
+            ctx.user_vector = bundle.als.user_factors[idx]
+        ctx.history = items
+        ctx.exclude = exclude
+        return ctx
+
+
+def customer_sequence(
+    bundle: LoadedBundle, customer: int | None, recent: Sequence[Interaction]
+) -> SequenceHistory | None:
+    """The sequence model's input for a customer: the history the model kept at training (for a
+    customer in the bundle) followed by their online events since, oldest first; impressions and
+    returns are not steps. None when the bundle has no sequence model."""
+    model = bundle.sequence
+    if model is None:
+        return None
+    items: list[int] = []
+    sizes: list[str | None] = []
+    types: list[int] = []
+    times: list[int] = []
+    if customer is not None and customer < model.n_users:
+        kept_items, kept_sizes, kept_types, kept_times = model.history_of(customer)
+        items, sizes = kept_items.tolist(), list(kept_sizes)
+        types, times = kept_types.tolist(), kept_times.tolist()
+    for event in reversed(recent):  # newest first → oldest first
+        if event.timestamp <= bundle.trained_until or event.type in NOT_SEQUENCE_STEPS:
+            continue
+        item = bundle.catalog.ids.index(event.item_id)
+        if item is None:
+            continue
+        items.append(item)
+        sizes.append(event.size)
+        types.append(TYPE_ORDER.index(event.type))
+        times.append(int(event.timestamp.timestamp()))
+    keep = slice(-model.config.max_len, None)
+    return SequenceHistory(
+        items=np.asarray(items[keep], dtype=np.int64),
+        sizes=sizes[keep],
+        types=types[keep],
+        timestamps=np.asarray(times[keep], dtype=np.int64),
+    )
+
+
+def customer_purchases(
+    bundle: LoadedBundle, customer: int | None, recent: Sequence[Interaction]
+) -> PurchaseHistory:
+    """The customer's purchases with their times: the bundle's, then online purchases since."""
+    if customer is not None:
+        items, times, weights = bundle.purchase_events(customer)
+    else:
+        items = np.empty(0, np.int64)
+        times = np.empty(0, np.int64)
+        weights = np.empty(0, np.float64)
+    new = [
+        (item, int(event.timestamp.timestamp()))
+        for event in reversed(recent)
+        if event.type is InteractionType.PURCHASE and event.timestamp > bundle.trained_until
+        for item in [bundle.catalog.ids.index(event.item_id)]
+        if item is not None
+    ]
+    if new:
+        weight = float(INTERACTION_WEIGHTS[InteractionType.PURCHASE])
+        items = np.concatenate([items, np.asarray([i for i, _ in new], np.int64)])
+        times = np.concatenate([times, np.asarray([t for _, t in new], np.int64)])
+        weights = np.concatenate([weights, np.full(len(new), weight, np.float64)])
+    return PurchaseHistory(items=items, timestamps=times, weights=weights)
+
+
+def encode_events(
+    bundle: LoadedBundle, events: Sequence[Interaction]
+) -> tuple[list[int], list[float], set[int], set[int]]:
+    """Online events newer than the bundle, as item indices with confidence weights, and the
+    items bought and returned (a later return undoes a purchase)."""
+    items: list[int] = []
+    weights: list[float] = []
+    bought: set[int] = set()
+    returned: set[int] = set()
+    for event in reversed(events):  # oldest first, so a later return undoes a purchase
+        if event.timestamp <= bundle.trained_until:
+            continue
+        item = bundle.catalog.ids.index(event.item_id)
+        if item is None:
+            continue
+        weight = INTERACTION_WEIGHTS[event.type]
+        if weight != 0:
+            items.append(item)
+            weights.append(weight)
+        if event.type is InteractionType.PURCHASE:
+            bought.add(item)
+            returned.discard(item)
+        elif event.type is InteractionType.RETURN:
+            returned.add(item)
+            bought.discard(item)
+    return items, weights, bought, returned

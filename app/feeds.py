@@ -1,0 +1,265 @@
+"""The three ranked feeds: a customer's personalized feed, an anonymous session, similar items.
+
+Each feed validates its request, then (for the cached ones, through
+:meth:`~app.response_cache.ResponseCache.get_or_compute`) gathers what it knows — the customer
+once, :meth:`~app.customers.Customers.read` — builds the pipeline's context, and
+:meth:`Feeds._serve` blends the candidates (:meth:`~app.pipeline.Pipeline.run`) and renders the
+list. Every served ranked list passes through :meth:`Feeds._serve`: a step that acts on each
+blended list (reranking it, recording what was served) belongs there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from app.customers import TYPE_ORDER, Clock, Customers
+from app.errors import CustomerRequired, UnknownStore
+from app.outfit_sources import look_sources, with_look_sources
+from app.pipeline import (
+    AttributeSimilarSource,
+    Context,
+    Pipeline,
+    PopularitySource,
+    SequenceHistory,
+    SequenceSource,
+    SimilarItemsSource,
+)
+from app.rendering import Renderer, new_recommendation_id, with_recommendation_id
+from app.response_cache import FeedKey, ResponseCache, SimilarKey
+from app.runtime import BundleManager, LoadedBundle
+from app.strategies import StrategyConfig, resolve_weights, segment_of
+from app.strategy_sources import build_sources
+from feature_store.errors import UnknownItem
+from feature_store.schema import Category, InteractionType
+
+SIMILAR_EVIDENCE_HALF = 5.0  # an item bought by this many customers gets CF and content alike
+
+
+class SessionStep(Protocol):
+    item_id: str
+    size: str | None
+    type: InteractionType
+
+
+class Feeds:
+    """Personalized feeds (a strategy per segment and surface), sessions and similar items."""
+
+    def __init__(
+        self,
+        bundles: BundleManager,
+        customers: Customers,
+        responses: ResponseCache,
+        renderer: Renderer,
+        clock: Clock,
+        *,
+        strategies_file: Path | None = None,
+    ) -> None:
+        self.bundles = bundles
+        self.customers = customers
+        self.responses = responses
+        self.renderer = renderer
+        popular = PopularitySource()
+        self.popular = popular
+        self.non_personalized_pipeline = Pipeline(sources=[(popular, 1.0)], fallback=popular)
+        self.session_pipeline = Pipeline(sources=[(SequenceSource(), 1.0)], fallback=popular)
+        self.similar_source = SimilarItemsSource()
+        self.attribute_source = AttributeSimilarSource()
+        sources = build_sources()
+        sources["popular"] = popular
+        # Complete the look and seasonal picks: nameable in a strategies file, and added to every
+        # strategy at modest weights (app/outfit_sources.py) when it does not name them.
+        self.look_sources = look_sources(clock)
+        sources.update(self.look_sources)
+        self.strategies = StrategyConfig.from_file(strategies_file, sources)
+
+    def _check_store(self, bundle: LoadedBundle, store_id: str | None) -> None:
+        if store_id is not None and store_id not in bundle.stock.store_code:
+            raise UnknownStore(store_id)
+
+    def _serve(
+        self,
+        pipeline: Pipeline,
+        ctx: Context,
+        *,
+        surface: str,
+        customer_id: str | None = None,
+        item_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+        fallback: bool = False,
+    ) -> bytes:
+        """Blend the candidates and render the list (a ``fallback`` one when the request had
+        nothing to go on, whatever the pipeline found)."""
+        ranked = pipeline.run(ctx)
+        ctx.fallback_used = ctx.fallback_used or fallback
+        return self.renderer.ranked_list(
+            ranked, ctx, surface=surface, customer_id=customer_id, item_id=item_id, extra=extra
+        )
+
+    # -- personalized ---------------------------------------------------------------------------
+
+    def personalized(
+        self,
+        customer_id: str,
+        *,
+        k: int,
+        category: Category | None,
+        exclude_purchased: bool,
+        surface: str = "home",
+        in_stock_in_my_size: bool = False,
+        store_id: str | None = None,
+    ) -> bytes:
+        bundle = self.bundles.current
+        self._check_store(bundle, store_id)
+        self.strategies.for_segment(surface, "default")  # unknown surface → 422 before caching
+        cat = category.value if category is not None else None
+        key = FeedKey(
+            version=bundle.version,
+            customer_id=customer_id,
+            k=k,
+            category=cat,
+            exclude_purchased=exclude_purchased,
+            surface=surface,
+            in_stock_in_my_size=in_stock_in_my_size,
+            store_id=store_id,
+        )
+
+        def compute() -> bytes:
+            view = self.customers.read(bundle, customer_id)
+            if view.consent:
+                ctx = self.customers.context(bundle, view, k=k, category=cat)
+                ctx.profile = view.profile
+                segment = segment_of(view.profile)
+                strategy, rrf_k = resolve_weights(
+                    self.strategies.for_segment(surface, segment), bundle.blend
+                )
+                pipeline = Pipeline(
+                    sources=with_look_sources(strategy, self.look_sources),
+                    fallback=self.popular,
+                    rrf_k=rrf_k,
+                )
+            else:  # no consent: a non-personalized list, nothing of theirs is used
+                ctx = Context(bundle=bundle, k=k, category=cat, customer_id=customer_id)
+                segment = "default"
+                pipeline = self.non_personalized_pipeline
+            ctx.in_stock_in_my_size = in_stock_in_my_size
+            ctx.store_id = store_id
+            if not exclude_purchased:
+                ctx.exclude = set()
+            return self._serve(
+                pipeline,
+                ctx,
+                surface="personalized",
+                customer_id=customer_id,
+                extra={
+                    "segment": segment,
+                    "personalized": view.consent,
+                    "strategy_surface": surface,
+                },
+                fallback=ctx.user_vector is None,  # nothing to personalize
+            )
+
+        return self.responses.get_or_compute(key, compute)
+
+    # -- anonymous sessions ---------------------------------------------------------------------
+
+    def session(
+        self,
+        steps: Sequence[SessionStep],
+        *,
+        k: int,
+        category: Category | None = None,
+        exclude_seen: bool = True,
+    ) -> bytes:
+        """Recommendations for an anonymous session (item ids in time order, optionally with the
+        size and event type of each step) from the LSTM sequence model; best sellers fill in when
+        the bundle has no sequence model or the list comes up short."""
+        bundle = self.bundles.current
+        catalog = bundle.catalog
+        items: list[int] = []
+        for step in steps:
+            item = catalog.ids.index(step.item_id)
+            if item is None:
+                raise UnknownItem(step.item_id)
+            items.append(item)
+        now = self.customers.now_seconds(bundle)
+        history = SequenceHistory(
+            items=np.asarray(items, dtype=np.int64),
+            sizes=[step.size for step in steps],
+            types=[TYPE_ORDER.index(step.type) for step in steps],
+            timestamps=np.full(len(items), now, dtype=np.int64),
+        )
+        cat = category.value if category is not None else None
+        ctx = Context(bundle=bundle, k=k, category=cat, sequence=history, now=now)
+        if exclude_seen:
+            ctx.exclude = set(items)
+        body = self._serve(
+            self.session_pipeline, ctx, surface="session", fallback=bundle.sequence is None
+        )
+        return with_recommendation_id(body, new_recommendation_id())
+
+    # -- similar --------------------------------------------------------------------------------
+
+    def similar(
+        self,
+        item_id: str,
+        *,
+        k: int,
+        customer_id: str | None = None,
+        in_stock_in_my_size: bool = False,
+        store_id: str | None = None,
+    ) -> bytes:
+        bundle = self.bundles.current
+        item = bundle.catalog.ids.index(item_id)
+        if item is None:
+            raise UnknownItem(item_id)
+        self._check_store(bundle, store_id)
+        if in_stock_in_my_size and customer_id is None:
+            raise CustomerRequired("in_stock_in_my_size needs customer_id (whose size?)")
+        # Customer-specific lists (sizes) are cached with the customer's lists, so their events,
+        # consent changes and erasure drop them too.
+        key = SimilarKey(
+            version=bundle.version,
+            item_id=item_id,
+            k=k,
+            store_id=store_id,
+            customer_id=customer_id,
+            in_stock_in_my_size=in_stock_in_my_size,
+        )
+
+        def compute() -> bytes:
+            profile = None
+            if customer_id is not None:
+                profile = self.customers.read(bundle, customer_id).personal_profile
+            ctx = Context(
+                bundle=bundle,
+                k=k,
+                anchor_item=item,
+                exclude={item},
+                customer_id=customer_id,
+                profile=profile,
+                in_stock_in_my_size=in_stock_in_my_size,
+                store_id=store_id,
+            )
+            return self._serve(
+                self._similar_pipeline(bundle, item),
+                ctx,
+                surface="similar",
+                item_id=item_id,
+                customer_id=customer_id,
+            )
+
+        return self.responses.get_or_compute(key, compute)
+
+    def _similar_pipeline(self, bundle: LoadedBundle, item: int) -> Pipeline:
+        """Collaborative similarity weighted by how much evidence the anchor item has; content
+        similarity carries items with little or no history."""
+        evidence = float(bundle.item_evidence[item])
+        cf_weight = evidence / (evidence + SIMILAR_EVIDENCE_HALF)
+        return Pipeline(
+            sources=[(self.similar_source, cf_weight), (self.attribute_source, 1.0 - cf_weight)],
+            fallback=self.popular,
+        )

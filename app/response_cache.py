@@ -1,0 +1,173 @@
+"""The response cache: typed keys for every cached list and one read-through helper.
+
+Each kind of list has its key type (:class:`FeedKey`, :class:`SimilarKey`,
+:class:`ComplementaryKey`, :class:`SeasonalKey`); a key names its cache group and its field in it.
+A list that depends on a customer sits in that customer's group (:func:`customer_group`), and
+:meth:`ResponseCache.invalidate_customer` drops that group, so an event, a consent change or an
+erasure drops every list of theirs. Every cached surface goes through
+:meth:`ResponseCache.get_or_compute`; bodies are stored without ``recommendation_id`` and served
+with a fresh one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date
+from typing import ClassVar, Protocol
+
+from app.cache import Cache
+from app.metrics import Metrics
+from app.rendering import new_recommendation_id, with_recommendation_id
+
+
+def customer_group(version: str, customer_id: str) -> str:
+    """The group of everything cached about one customer for one bundle version."""
+    return f"{version}:c:{customer_id}"
+
+
+class CacheKey(Protocol):
+    kind: ClassVar[str]  # the ``kind`` label of ``lookbook_cache_requests_total``
+
+    @property
+    def group(self) -> str: ...
+
+    @property
+    def field(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FeedKey:
+    """A customer's personalized feed."""
+
+    kind: ClassVar[str] = "personalized"
+    version: str
+    customer_id: str
+    k: int
+    category: str | None
+    exclude_purchased: bool
+    surface: str
+    in_stock_in_my_size: bool
+    store_id: str | None
+
+    @property
+    def group(self) -> str:
+        return customer_group(self.version, self.customer_id)
+
+    @property
+    def field(self) -> str:
+        return (
+            f"rec:{self.k}:{self.category or ''}:{int(self.exclude_purchased)}:{self.surface}:"
+            f"{int(self.in_stock_in_my_size)}:{self.store_id or ''}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SimilarKey:
+    """Items similar to an item; with a customer (their sizes) it is one of the customer's lists."""
+
+    kind: ClassVar[str] = "similar"
+    version: str
+    item_id: str
+    k: int
+    store_id: str | None
+    customer_id: str | None = None
+    in_stock_in_my_size: bool = False
+
+    @property
+    def group(self) -> str:
+        if self.customer_id is not None:
+            return customer_group(self.version, self.customer_id)
+        return f"{self.version}:i:{self.item_id}"
+
+    @property
+    def field(self) -> str:
+        if self.customer_id is not None:
+            return (
+                f"sim:{self.item_id}:{self.k}:{int(self.in_stock_in_my_size)}:{self.store_id or ''}"
+            )
+        return f"sim:{self.k}:{self.store_id or ''}"
+
+
+@dataclass(frozen=True, slots=True)
+class ComplementaryKey:
+    """Complete the look of one item (``single``) or a basket, per customer when one is given."""
+
+    kind: ClassVar[str] = "complementary"
+    version: str
+    item_ids: tuple[str, ...]  # as requested, duplicates removed
+    k: int
+    categories: tuple[str, ...] | None
+    single: bool
+    customer_id: str | None = None
+
+    @property
+    def _basket(self) -> str:
+        return "|".join(sorted(self.item_ids))
+
+    @property
+    def group(self) -> str:
+        if self.customer_id is not None:
+            return customer_group(self.version, self.customer_id)
+        if self.single:
+            return f"{self.version}:i:{self.item_ids[0]}"
+        return f"{self.version}:b:{self._basket}"
+
+    @property
+    def field(self) -> str:
+        cats = ",".join(self.categories) if self.categories is not None else ""
+        if self.customer_id is not None:
+            return f"cmp:{self._basket}:{self.k}:{cats}:{int(self.single)}"
+        return f"cmp:{self.k}:{cats}"
+
+
+@dataclass(frozen=True, slots=True)
+class SeasonalKey:
+    """Seasonal picks, per customer when one is given."""
+
+    kind: ClassVar[str] = "seasonal"
+    version: str
+    day: date
+    season: str | None
+    weather: str | None
+    category: str | None
+    k: int
+    customer_id: str | None = None
+
+    @property
+    def group(self) -> str:
+        if self.customer_id is not None:
+            return customer_group(self.version, self.customer_id)
+        return f"{self.version}:seasonal"
+
+    @property
+    def field(self) -> str:
+        return (
+            f"sea:{self.day:%Y-%m-%d}:{self.season or ''}:{self.weather or ''}:"
+            f"{self.category or ''}:{self.k}"
+        )
+
+
+class ResponseCache:
+    """Read-through caching of response bodies under typed keys."""
+
+    def __init__(self, cache: Cache, metrics: Metrics, *, ttl_seconds: float) -> None:
+        self.cache = cache
+        self.metrics = metrics
+        self.ttl = ttl_seconds
+
+    def get_or_compute(self, key: CacheKey, compute: Callable[[], bytes]) -> bytes:
+        """The cached body under ``key``, else ``compute()`` stored under it; either way with a
+        fresh ``recommendation_id``."""
+        body = self.cache.get(key.group, key.field)
+        result = "hit" if body is not None else "miss"
+        self.metrics.cache_requests.labels(kind=key.kind, result=result).inc()
+        if body is None:
+            body = compute()
+            self.cache.set(key.group, key.field, body, self.ttl)
+        return with_recommendation_id(body, new_recommendation_id())
+
+    def invalidate_customer(self, customer_id: str, versions: Iterable[str]) -> None:
+        """Drop every list of the customer cached for any of the bundle ``versions``."""
+        for version in versions:
+            self.cache.invalidate(customer_group(version, customer_id))
