@@ -162,9 +162,7 @@ class Customers:
         if live is None:
             return None
         online = None if state is None else state.profile_state
-        if online is None or online.get("batch_as_of") != live.batch.as_of_s:
-            online = live.batch.state(customer_id)
-        return None if online is None else live.batch.render(online, self.now(bundle))
+        return live.profile_from(customer_id, online, self.now(bundle))
 
     def profile_body(self, customer_id: str) -> dict[str, Any]:
         """``GET /v1/customers/{id}/profile``: the live profile with consent, segment, version."""

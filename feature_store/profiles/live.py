@@ -77,14 +77,24 @@ class LiveProfiles:
         self.batch = batch
         self.states: ProfileStateStore = states if states is not None else InMemoryProfileStates()
 
-    def _current(self, customer_id: str) -> dict[str, Any] | None:
-        state = self.states.get(customer_id)
-        if state is not None and state.get("batch_as_of") == self.batch.as_of_s:
-            return state
+    def current(self, customer_id: str, online: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The state to serve: ``online`` (a state read from the profile-state store) when it
+        builds on the served batch, else the batch's own state (None for an unknown customer)."""
+        if online is not None and online.get("batch_as_of") == self.batch.as_of_s:
+            return online
         return self.batch.state(customer_id)
 
+    def _current(self, customer_id: str) -> dict[str, Any] | None:
+        return self.current(customer_id, self.states.get(customer_id))
+
     def profile(self, customer_id: str, now: datetime) -> dict[str, Any] | None:
-        state = self._current(customer_id)
+        return self.profile_from(customer_id, self.states.get(customer_id), now)
+
+    def profile_from(
+        self, customer_id: str, online: dict[str, Any] | None, now: datetime
+    ) -> dict[str, Any] | None:
+        """The rendered profile from an online state already read (see :meth:`current`)."""
+        state = self.current(customer_id, online)
         return None if state is None else self.batch.render(state, now)
 
     def apply(
