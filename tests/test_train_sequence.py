@@ -78,7 +78,7 @@ def test_bundle_holds_the_lstm_its_index_and_the_fitted_blend(bundle: Path) -> N
     assert summary["fit"]["stopped_by_budget"] is False
     for phase in ("fit_eval_sequence", "blend", "refit_sequence", "write_sequence"):
         assert manifest["timings_seconds"][phase] >= 0, phase
-    assert manifest["config"]["sequence"] == SMALL_CONFIG.sequence.model_dump()
+    assert manifest["config"]["sequence"] == SMALL_CONFIG.sequence.model_dump(mode="json")
 
 
 def test_loaded_model_and_index_answer_like_the_model_before_saving(

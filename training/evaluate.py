@@ -58,7 +58,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -1432,7 +1432,7 @@ def preset_config(
         else SequenceConfig(seed=seed, num_threads=1)
     )
     if lstm_epochs is not None:
-        sequence = replace(sequence, epochs=int(lstm_epochs))
+        sequence = sequence.replace(epochs=int(lstm_epochs))
     values: dict[str, Any] = {"protocol": protocol, "seed": seed, "sequence": sequence}
     if large:
         values.update(peer=PeerParams(epochs=2, batch_size=256), max_customers=3000)
