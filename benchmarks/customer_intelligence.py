@@ -64,7 +64,8 @@ from feature_store.profiles import (
 )
 from feature_store.schema import Interaction, InteractionType, ReturnReason
 from feature_store.synthetic import generate
-from models.churn import ChurnConfig, ChurnModel, evaluate, training_cutoffs
+from models.churn import ChurnConfig, ChurnModel, training_cutoffs
+from training.churn_eval import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 HM = "hm_neo4j_customer_sample"

@@ -42,7 +42,6 @@ from models.candidates import (
     repurchase_ranking,
 )
 from models.churn import ChurnConfig, ChurnModel
-from models.churn import evaluate as evaluate_churn
 from models.index import ItemIndex
 from models.popularity import PopularityRecommender
 from models.sequence import (
@@ -53,6 +52,7 @@ from models.sequence import (
 )
 from training.blend import BlendWeights, fit_blend_weights
 from training.bundle import BundleWriter, new_version
+from training.churn_eval import evaluate as evaluate_churn
 from training.data import (
     PURCHASE_CODE,
     IdMaps,
