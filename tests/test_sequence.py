@@ -377,3 +377,7 @@ def test_bounded_config_round_trips_and_is_validated(tmp_path: Path) -> None:
     for bad in ({"max_windows": 0}, {"max_train_seconds": 0.0}, {"table_rows": "some"}):
         with pytest.raises(ValueError):
             SequenceConfig(**bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError):
+            config.replace(**bad)
+    # a saved config with a key this version does not know still loads
+    assert SequenceConfig.from_dict({**config.to_dict(), "retired_option": 1}) == config
