@@ -22,6 +22,8 @@ from .encoding import NO_INPUT_TYPES
 
 @dataclass
 class EventSequence:
+    """One customer's input events in time order: item indices, size codes, type codes, seconds."""
+
     items: IntArray
     sizes: IntArray
     types: IntArray
