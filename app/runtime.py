@@ -6,7 +6,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -218,7 +218,7 @@ def _load_sequence(path: Path) -> SequenceRecommender | None:
     if not (model_dir / "config.json").exists():
         return None
     model = SequenceRecommender.load(model_dir)
-    model.config = replace(model.config, num_threads=1)
+    model.config = model.config.replace(num_threads=1)
     index_path = path / "indexes" / "sequence_items.faiss"
     if index_path.exists():
         model.use_index(ItemIndex.load(index_path))

@@ -63,7 +63,8 @@ from feature_store.profiles import (
 )
 from feature_store.schema import Interaction, InteractionType, ReturnReason
 from feature_store.synthetic import generate
-from models.churn import ChurnConfig, ChurnModel, evaluate, training_cutoffs
+from models.churn import ChurnConfig, ChurnModel, training_cutoffs
+from training.churn_eval import evaluate
 from training.metrics import bootstrap_ci
 from training.report import markdown_table
 

@@ -5,8 +5,8 @@
 
 * ``recommend`` — the inner product of a customer's factor with every item factor;
 * fold-in — :meth:`ALSRecommender.user_vector` solves the exact ALS least-squares problem for a
-  customer from a list of items (new events, or customers unseen at training time) in tens of
-  microseconds, using the cached ``YᵀY + λI``;
+  customer from a list of items (new events, or customers unseen at training time), using the
+  cached ``YᵀY + λI``;
 * ``similar_items`` — cosine similarity of item factors; :meth:`~ALSRecommender.item_vectors` gives
   the L2-normalised item factors that the FAISS :class:`~models.index.ItemIndex` is built over.
 

@@ -29,9 +29,10 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from feature_store.timeutils import SECONDS_PER_DAY, decay
+
 from .base import IntArray
 
-SECONDS_PER_DAY = 86_400
 DEFAULT_REPURCHASE_HALF_LIFE_DAYS = 60.0
 DEFAULT_NEIGHBOUR_HALF_LIFE_DAYS = 30.0
 DEFAULT_MAX_NEIGHBOURS = 50
@@ -62,7 +63,7 @@ def repurchase_ranking(
     ts = np.asarray(timestamps, dtype=np.int64)
     w = np.maximum(np.asarray(weights, dtype=np.float64), 0.0)
     age = np.maximum(int(now) - ts, 0) / SECONDS_PER_DAY
-    decayed = np.exp2(-age / half_life_days) * w
+    decayed = decay(age, half_life_days) * w
     unique, inverse = np.unique(item_arr, return_inverse=True)
     totals = np.bincount(inverse, weights=decayed, minlength=len(unique)).astype(np.float64)
     order = np.lexsort((unique, -totals))
@@ -319,7 +320,7 @@ def neighbour_ranking(
     ts = np.asarray(timestamps, dtype=np.int64)
     w = np.maximum(np.asarray(weights, dtype=np.float64), 0.0)
     age = np.maximum(int(now) - ts, 0) / SECONDS_PER_DAY
-    decayed = np.exp2(-age / half_life_days) * w
+    decayed = decay(age, half_life_days) * w
     valid = (item_arr >= 0) & (item_arr < table.n_items) & (decayed > 0)
     if not valid.any():
         return np.empty(0, np.int64), np.empty(0, np.float64)

@@ -10,9 +10,7 @@ it — a time split, never a hand-set rule:
   fits; :meth:`ChurnModel.predict_activity` scores the activity table of
   :class:`~feature_store.profiles.EventTable` — the
   :class:`~feature_store.profiles.ChurnScorer` that :func:`~feature_store.profiles.compute_profiles`
-  takes;
-* :func:`evaluate` measures AUC at a later cutoff beside the recency-only baseline, with paired
-  bootstrap confidence intervals.
+  takes.
 
 Saved as ``arrays.npz`` + ``config.json`` (no pickle), like every Lookbook model.
 """
@@ -22,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Final, Self
@@ -30,12 +28,14 @@ from typing import Any, ClassVar, Final, Self
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from pydantic import ConfigDict, Field
 from scipy.special import expit
-from scipy.stats import rankdata
 
+from feature_store.config import StrictConfig
 from feature_store.dataset import Dataset
 from feature_store.errors import BundleError
-from feature_store.profiles import DAY, EventTable
+from feature_store.profiles import EventTable
+from feature_store.timeutils import SECONDS_PER_DAY
 
 from .base import load_arrays, read_model_config, save_arrays, write_config
 
@@ -72,32 +72,25 @@ FEATURES: Final = (
 )
 
 
-@dataclass(frozen=True)
-class ChurnConfig:
+class ChurnConfig(StrictConfig):
     """Horizon, snapshot layout and regularisation of the churn model."""
 
-    horizon_days: int = 90
-    snapshots: int = 6
-    snapshot_every_days: int = 30
-    l2: float = 1.0
-    max_iter: int = 100
-    max_rows: int = 500_000  # stacked snapshot rows kept for fitting (seeded subsample)
-    seed: int = 0
+    model_config = ConfigDict(frozen=True)
 
-    def __post_init__(self) -> None:
-        if self.horizon_days < 1:
-            raise ValueError(f"horizon_days must be >= 1, got {self.horizon_days}")
-        if self.snapshots < 1 or self.snapshot_every_days < 1:
-            raise ValueError("snapshots and snapshot_every_days must be >= 1")
-        if self.l2 < 0:
-            raise ValueError(f"l2 must be >= 0, got {self.l2}")
-        if self.max_rows < 2:
-            raise ValueError(f"max_rows must be >= 2, got {self.max_rows}")
+    horizon_days: int = Field(90, ge=1)
+    snapshots: int = Field(6, ge=1)
+    snapshot_every_days: int = Field(30, ge=1)
+    l2: float = Field(1.0, ge=0)
+    max_iter: int = 100
+    max_rows: int = Field(
+        500_000, ge=2, description="stacked snapshot rows kept for fitting (seeded subsample)"
+    )
+    seed: int = 0
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ChurnConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """The config of a saved model; keys this version does not know are ignored."""
+        return cls.model_validate({k: v for k, v in data.items() if k in cls.model_fields})
 
 
 def _utc(moment: datetime) -> datetime:
@@ -127,9 +120,9 @@ def churn_features(activity: pd.DataFrame, as_of: datetime) -> FloatArray:
     last = activity["last_purchase"].to_numpy(np.float64)
     first = activity["first_purchase"].to_numpy(np.float64)
     seen = activity["last_seen"].to_numpy(np.float64)
-    recency = np.nan_to_num(np.maximum((now - last) / DAY, 0.0))
-    tenure = np.nan_to_num(np.maximum((now - first) / DAY, 0.0))
-    since_seen = np.nan_to_num(np.maximum((now - seen) / DAY, 0.0))
+    recency = np.nan_to_num(np.maximum((now - last) / SECONDS_PER_DAY, 0.0))
+    tenure = np.nan_to_num(np.maximum((now - first) / SECONDS_PER_DAY, 0.0))
+    since_seen = np.nan_to_num(np.maximum((now - seen) / SECONDS_PER_DAY, 0.0))
     freq = col("frequency")
     orders = np.maximum(freq, 1.0)
     gap = tenure / np.maximum(freq - 1.0, 1.0)
@@ -183,7 +176,7 @@ def snapshot(events: EventTable, cutoff: datetime, horizon_days: int) -> Snapsho
     base = activity["last_purchase"].notna().to_numpy()
     active = activity[base]
     bought = events.purchased_between(cutoff, cutoff + timedelta(days=horizon_days))[base]
-    recency = (cutoff.timestamp() - active["last_purchase"].to_numpy(np.float64)) / DAY
+    recency = (cutoff.timestamp() - active["last_purchase"].to_numpy(np.float64)) / SECONDS_PER_DAY
     return Snapshot(
         cutoff=cutoff,
         customer_ids=events.customer_ids[base],
@@ -193,7 +186,8 @@ def snapshot(events: EventTable, cutoff: datetime, horizon_days: int) -> Snapsho
     )
 
 
-def _events(data: Dataset | EventTable) -> EventTable:
+def event_table(data: Dataset | EventTable) -> EventTable:
+    """``data`` as an :class:`EventTable` (built once from a dataset)."""
     return data if isinstance(data, EventTable) else EventTable.from_dataset(data)
 
 
@@ -265,12 +259,12 @@ class ChurnModel:
         rows are subsampled with the config's seed (deterministic)."""
         if not cutoffs:
             raise ValueError("fit needs at least one cutoff")
-        events = _events(data)
+        events = event_table(data)
         last_event = float(events.ts.max()) if len(events.ts) else -math.inf
         snaps = []
         for cutoff in sorted(_utc(c) for c in cutoffs):
             end = cutoff + timedelta(days=self.horizon_days)
-            if end.timestamp() > last_event + DAY:
+            if end.timestamp() > last_event + SECONDS_PER_DAY:
                 raise ValueError(
                     f"the label window of cutoff {cutoff.date()} ends {end.date()}, after the "
                     "last event of the data: its labels would be wrong"
@@ -331,7 +325,7 @@ class ChurnModel:
 
     def predict(self, data: Dataset | EventTable, as_of: datetime) -> pd.Series:
         """Churn risk as of ``as_of`` of every customer who had purchased by then, by id."""
-        events = _events(data)
+        events = event_table(data)
         activity = events.activity(_utc(as_of))
         base = activity["last_purchase"].notna().to_numpy()
         risk = self.predict_activity(activity[base], as_of)
@@ -358,7 +352,7 @@ class ChurnModel:
             path,
             {
                 "model": self.name,
-                "config": asdict(self.config),
+                "config": self.config.model_dump(),
                 "features": list(FEATURES),
                 "training": self.training,
             },
@@ -380,112 +374,13 @@ class ChurnModel:
         return model
 
 
-# --------------------------------------------------------------------------------------------
-# Evaluation
-# --------------------------------------------------------------------------------------------
-
-
-def auc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:
-    """Area under the ROC curve (Mann–Whitney, ties count half); NaN with one class only."""
-    y = np.asarray(labels).astype(bool)
-    s = np.asarray(scores, dtype=np.float64)
-    n_pos = int(y.sum())
-    n_neg = len(y) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    ranks = rankdata(s)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-@dataclass(frozen=True)
-class AucEstimate:
-    auc: float
-    low: float
-    high: float
-
-
-def bootstrap_auc(
-    labels: npt.ArrayLike,
-    scores: Mapping[str, npt.ArrayLike],
-    *,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> tuple[dict[str, AucEstimate], dict[str, AucEstimate]]:
-    """AUC of each score with a percentile bootstrap CI (customers resampled with replacement,
-    the same resamples for every score), and of each score's AUC minus the first score's."""
-    y = np.asarray(labels).astype(bool)
-    names = list(scores)
-    values = {k: np.asarray(v, dtype=np.float64) for k, v in scores.items()}
-    rng = np.random.default_rng(seed)
-    draws = {k: np.empty(n_boot) for k in names}
-    n = len(y)
-    for b in range(n_boot):
-        idx = rng.integers(0, n, n)
-        for k in names:
-            draws[k][b] = auc(y[idx], values[k][idx])
-    alpha = (1 - level) / 2
-
-    def estimate(point: float, sample: FloatArray) -> AucEstimate:
-        finite = sample[~np.isnan(sample)]
-        low, high = np.quantile(finite, [alpha, 1 - alpha]) if len(finite) else (math.nan,) * 2
-        return AucEstimate(point, float(low), float(high))
-
-    point = {k: auc(y, values[k]) for k in names}
-    single = {k: estimate(point[k], draws[k]) for k in names}
-    first = names[0]
-    diffs = {k: estimate(point[k] - point[first], draws[k] - draws[first]) for k in names[1:]}
-    return single, diffs
-
-
-@dataclass(frozen=True)
-class ChurnEvaluation:
-    """AUC at one evaluation cutoff, the model beside the recency-only baseline."""
-
-    cutoff: datetime
-    customers: int
-    positive_rate: float
-    model: AucEstimate
-    recency: AucEstimate
-    model_minus_recency: AucEstimate
-
-
-def evaluate(
-    model: ChurnModel,
-    data: Dataset | EventTable,
-    cutoff: datetime,
-    *,
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> ChurnEvaluation:
-    """AUC of ``model`` at ``cutoff`` (features up to it, labels from the horizon after it) vs
-    the recency-only baseline (days since the last purchase as the score)."""
-    snap = snapshot(_events(data), cutoff, model.horizon_days)
-    risk = model.predict_features(snap.features)
-    single, diffs = bootstrap_auc(
-        snap.labels, {"recency": snap.recency_days, "model": risk}, n_boot=n_boot, seed=seed
-    )
-    return ChurnEvaluation(
-        cutoff=snap.cutoff,
-        customers=len(snap.labels),
-        positive_rate=float(snap.labels.mean()) if len(snap.labels) else math.nan,
-        model=single["model"],
-        recency=single["recency"],
-        model_minus_recency=diffs["model"],
-    )
-
-
 __all__ = [
     "FEATURES",
-    "AucEstimate",
     "ChurnConfig",
-    "ChurnEvaluation",
     "ChurnModel",
     "Snapshot",
-    "auc",
-    "bootstrap_auc",
     "churn_features",
-    "evaluate",
+    "event_table",
     "snapshot",
     "training_cutoffs",
 ]

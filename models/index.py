@@ -5,8 +5,7 @@
 factors, queried with a customer factor, it is the ALS score.
 
 Kinds: ``"flat"`` is exact (``IndexFlatIP``); ``"hnsw"`` is approximate (``IndexHNSWFlat``, inner
-product); ``"auto"`` picks flat up to :data:`AUTO_FLAT_MAX_ITEMS` items (a flat search over 100k x
-64 takes a few milliseconds on one core) and HNSW beyond.
+product); ``"auto"`` picks flat up to :data:`AUTO_FLAT_MAX_ITEMS` items and HNSW beyond.
 
 Files: ``save(path)`` writes the FAISS index at ``path`` (``faiss.write_index``; no pickle) and a
 small JSON beside it (``<path>.json``: kind, dim, n, HNSW settings).

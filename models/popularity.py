@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from feature_store.errors import BundleError
+from feature_store.timeutils import SECONDS_PER_DAY, decay
 
 from .base import (
     FloatArray,
@@ -37,7 +38,6 @@ from .base import (
 
 logger = logging.getLogger("lookbook.models")
 
-SECONDS_PER_DAY = 86_400
 _FORMAT = 1
 
 
@@ -88,7 +88,7 @@ class PopularityRecommender(Recommender):
             keep &= age < self.window_days * SECONDS_PER_DAY
         weight = np.asarray(data.weights, dtype=np.float64)[keep]
         if self.half_life_days is not None:
-            weight = weight * np.exp2(-age[keep] / (self.half_life_days * SECONDS_PER_DAY))
+            weight = weight * decay(age[keep], self.half_life_days * SECONDS_PER_DAY)
         totals = np.bincount(data.item_idx[keep], weights=weight, minlength=data.n_items)
         self.scores = totals.astype(np.float32)
         self.now = int(data.now)

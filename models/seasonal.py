@@ -9,7 +9,7 @@ Demand is read from purchases (item, time). Four estimates per item, all at the 
   when the type has few sales): the group's share of all purchases by week of year (52 bins,
   circularly smoothed), divided by its yearly mean — ``S_g(w) = 2`` means "twice its usual share in
   week ``w``". Shares, not counts, so growth or a slump of the whole business is not mistaken for
-  a season. Two years of H&M dates show the cycle (coats in winter, swimwear in summer).
+  a season.
 * **Deseasonalised level**: recency-weighted sales (half-life ``half_life_days``) divided by the
   recency-weighted seasonal exposure since the item's first sale, shrunk towards the rate of an
   average item of its group with ``prior_days`` of pseudo-exposure,
@@ -22,7 +22,7 @@ Demand is read from purchases (item, time). Four estimates per item, all at the 
   ``trend_min_sales`` recent sales, a ratio of at least ``trend_threshold``, and more recent
   sales than the baseline rate makes plausible: Poisson tail probability below
   ``trend_p_value``). The trend enters the forecast as ``trend^γ`` (``trend_weight`` = γ; 0 by
-  default, which did best on the H&M validation dates).
+  default).
 * **Evergreen**: items whose group has a flat yearly profile (peak / trough below
   ``evergreen_max_amplitude``) and that sold in most 4-week periods of their life.
 
@@ -56,6 +56,7 @@ from scipy.stats import poisson
 from feature_store.dataset import Dataset
 from feature_store.errors import BundleError, InvalidRequest
 from feature_store.schema import SEASONS, InteractionCols, InteractionType, ItemCols
+from feature_store.timeutils import SECONDS_PER_DAY
 
 from .base import (
     FloatArray,
@@ -70,7 +71,6 @@ logger = logging.getLogger("lookbook.models")
 
 _FORMAT = 1
 WEEKS: Final = 52
-SECONDS_PER_DAY: Final = 86_400
 DateLike = Date | datetime | pd.Timestamp | str  # a date, or an ISO 8601 string
 
 # Northern-hemisphere meteorological seasons, by month.

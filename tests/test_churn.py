@@ -16,16 +16,8 @@ from feature_store.dataset import Dataset
 from feature_store.errors import BundleError
 from feature_store.loaders import load_dataset
 from feature_store.profiles import EventTable, compute_profiles
-from models.churn import (
-    FEATURES,
-    ChurnConfig,
-    ChurnModel,
-    auc,
-    bootstrap_auc,
-    evaluate,
-    snapshot,
-    training_cutoffs,
-)
+from models.churn import FEATURES, ChurnConfig, ChurnModel, snapshot, training_cutoffs
+from training.churn_eval import AucEstimate, auc, bootstrap_auc, evaluate
 
 START = datetime(2023, 1, 1, tzinfo=UTC)
 END = datetime(2024, 12, 31, tzinfo=UTC)
@@ -208,6 +200,18 @@ def test_bootstrap_intervals_cover_the_point_estimate() -> None:
     for est in (*single.values(), *diffs.values()):
         assert est.low <= est.auc <= est.high
     assert diffs["good"].low > 0
+
+
+def test_bootstrap_auc_resamples_every_score_alike() -> None:
+    rng = np.random.default_rng(6)
+    y = rng.random(300) < 0.5
+    score = y + rng.normal(0, 1.0, 300)
+    single, diffs = bootstrap_auc(y, {"a": score, "same": score.copy()}, n_boot=200, seed=4)
+    # paired: the same customers in every resample, so a score against itself differs by 0
+    assert single["a"] == single["same"] and single["a"].low < single["a"].high
+    assert diffs["same"] == AucEstimate(0.0, 0.0, 0.0)
+    points, _ = bootstrap_auc(y, {"a": score}, n_boot=0)
+    assert points["a"].auc == auc(y, score) and math.isnan(points["a"].low)
 
 
 @pytest.mark.realdata

@@ -3,7 +3,9 @@
 The block matrix: customers come in blocks; each customer likes every item of their block except
 one ("held out", different for neighbours), and nothing outside it. A collaborative model must
 then recommend exactly the held-out item first once liked items are filtered, and call items of the
-same block similar. Popularity gets its own known-answer data (counts and a recency burst).
+same block similar. Each customer bought their items one a day in the block's cyclic order,
+starting after the held-out item, so the held-out item is also what a sequence model must predict
+next. Popularity gets its own known-answer data (counts and a recency burst).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from models.base import (
     user_rows,
 )
 from models.popularity import PopularityRecommender
+from models.sequence import SequenceConfig, SequenceRecommender
 
 N_BLOCKS = 4
 BLOCK_USERS = 12
@@ -81,10 +84,12 @@ def training_data(
 def block_data() -> TrainingData:
     users, items, ages = [], [], []
     for user in range(N_USERS):
-        for item in sorted(block_items(block_of_user(user)) - {held_out(user)}):
+        held = held_out(user)
+        for item in sorted(block_items(block_of_user(user)) - {held}):
+            step = (item - held) % BLOCK_ITEMS  # 1 .. BLOCK_ITEMS - 1 after the held-out item
             users.append(user)
             items.append(item)
-            ages.append(float((user * 7 + item * 3) % 30))
+            ages.append(float(BLOCK_ITEMS - step))
     return training_data(users, items, ages, n_users=N_USERS, n_items=N_ITEMS)
 
 
@@ -100,9 +105,30 @@ def make_popularity(seed: int = 42) -> PopularityRecommender:
     return PopularityRecommender(half_life_days=14.0)
 
 
+def make_sequence(seed: int = 42) -> SequenceRecommender:
+    # learns the block's cycle (held-out item first for every customer) for every seed tried, 0..9
+    return SequenceRecommender(
+        SequenceConfig(
+            id_dim=8,
+            feature_dim=4,
+            hidden_dim=16,
+            output_dim=8,
+            epochs=30,
+            batch_size=16,
+            learning_rate=2e-2,
+            loss="full",
+            dropout=0.0,
+            id_dropout=0.0,
+            num_threads=1,
+            seed=seed,
+        )
+    )
+
+
 FACTORIES: dict[str, Callable[[int], Recommender]] = {
     "als": make_als,
     "popularity": make_popularity,
+    "sequence": make_sequence,
 }
 
 
@@ -131,13 +157,20 @@ ALL_USERS = np.arange(N_USERS, dtype=np.int64)
 # ------------------------------------------------------------------------------------ contract
 
 
+#: Relative score tolerance between a single answer and a batch's row (0: bit-identical). The LSTM
+#: runs one history through a numpy LSTM and a batch through torch: the same arithmetic, summed in
+#: another order, so the scores agree to float32 rounding (and the ranking exactly).
+SINGLE_VS_BATCH_RTOL: dict[str, float] = {"als": 0.0, "popularity": 0.0, "sequence": 1e-5}
+
+
 def test_single_and_batch_agree(fitted: Recommender, data: TrainingData) -> None:
     ids, scores = fitted.recommend(ALL_USERS, data.user_items[ALL_USERS], N=7)
     assert ids.shape == scores.shape == (N_USERS, 7)
+    rtol = SINGLE_VS_BATCH_RTOL[fitted.name]
     for user in range(N_USERS):
         one_ids, one_scores = fitted.recommend(user, data.user_items[user], N=7)
         np.testing.assert_array_equal(one_ids, ids[user])
-        np.testing.assert_array_equal(one_scores, scores[user])
+        np.testing.assert_allclose(one_scores, scores[user], rtol=rtol, atol=0.0)
 
 
 def test_user_items_as_rows_or_full_matrix(fitted: Recommender, data: TrainingData) -> None:
@@ -385,6 +418,35 @@ def test_als_rejects_bad_inputs(als: ALSRecommender) -> None:
     with pytest.raises(ValueError, match="factors"):
         ALSRecommender(factors=0)
     assert als.user_query(als.user_factors[0]).dtype == np.float32
+
+
+# ------------------------------------------------------------------------ LSTM known answers
+
+
+@pytest.fixture(scope="module")
+def lstm(data: TrainingData) -> SequenceRecommender:
+    return make_sequence().fit(data)
+
+
+def test_lstm_recommends_the_held_out_item_next(
+    lstm: SequenceRecommender, data: TrainingData
+) -> None:
+    ids, _ = lstm.recommend(ALL_USERS, data.user_items, N=1)
+    np.testing.assert_array_equal(ids[:, 0], [held_out(u) for u in range(N_USERS)])
+    # a next-basket model: what comes next is the held-out item, bought items filtered or not
+    unfiltered, _ = lstm.recommend(
+        ALL_USERS, data.user_items, N=1, filter_already_liked_items=False
+    )
+    np.testing.assert_array_equal(unfiltered[:, 0], ids[:, 0])
+
+
+def test_lstm_continues_a_session_along_the_cycle(lstm: SequenceRecommender) -> None:
+    # an anonymous session that bought items 2, 3 and 4 of block 2 in that order
+    ids, _ = lstm.recommend_from_sequence([22, 23, 24], k=1, exclude=[22, 23, 24])
+    assert ids.tolist() == [25]
+    items, _, _, times = lstm.history_of(7)
+    assert items.tolist() == [*range(8, BLOCK_ITEMS), *range(0, 7)]  # held out: item 7
+    assert (np.diff(times) > 0).all()
 
 
 # --------------------------------------------------------------------- popularity known answers

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -325,7 +324,7 @@ def test_max_windows_caps_each_epoch_and_stays_deterministic(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     data, sizes = training_data(chains(200), 24)
-    capped = replace(BOUNDED, max_windows=40)
+    capped = BOUNDED.replace(max_windows=40)
     with caplog.at_level("INFO", logger="lookbook.models.sequence"):
         first = SequenceRecommender(capped).fit(data, sizes=sizes)
     # 3 epochs x 40 windows (one window per customer here), not 3 x 200
@@ -343,12 +342,12 @@ def test_max_windows_caps_each_epoch_and_stays_deterministic(
 
 def test_time_budget_ends_training_after_the_epoch(caplog: pytest.LogCaptureFixture) -> None:
     data, sizes = training_data(chains(60), 24)
-    config = replace(BOUNDED, epochs=4, max_train_seconds=1e-6)
+    config = BOUNDED.replace(epochs=4, max_train_seconds=1e-6)
     with caplog.at_level("WARNING", logger="lookbook.models.sequence"):
         model = SequenceRecommender(config).fit(data, sizes=sizes)
     assert len(model.loss_history) == 1 and model.stopped_by_budget
     assert "wall-clock budget" in caplog.text and "after epoch 1/4" in caplog.text
-    roomy = replace(config, max_train_seconds=3600.0)
+    roomy = config.replace(max_train_seconds=3600.0)
     unhurried = SequenceRecommender(roomy).fit(data, sizes=sizes)
     assert len(unhurried.loss_history) == 4 and not unhurried.stopped_by_budget
 
@@ -357,9 +356,9 @@ def test_batch_item_table_trains_like_the_full_table() -> None:
     items, sequences, _ = category_world()
     data, _ = training_data(sequences, 36)
     features = ItemFeatures.from_frame(items)
-    config = replace(BOUNDED, epochs=2, id_dropout=0.3)
+    config = BOUNDED.replace(epochs=2, id_dropout=0.3)
     full = SequenceRecommender(config, item_features=features).fit(data)
-    batch = SequenceRecommender(replace(config, table_rows="batch"), item_features=features).fit(
+    batch = SequenceRecommender(config.replace(table_rows="batch"), item_features=features).fit(
         data
     )
     # same random draws (id dropout, negatives, order): equal up to float rounding
@@ -369,7 +368,7 @@ def test_batch_item_table_trains_like_the_full_table() -> None:
 
 def test_bounded_config_round_trips_and_is_validated(tmp_path: Path) -> None:
     data, sizes = training_data(chains(30), 24)
-    config = replace(BOUNDED, max_windows=10, max_train_seconds=60.0, table_rows="batch")
+    config = BOUNDED.replace(max_windows=10, max_train_seconds=60.0, table_rows="batch")
     model = SequenceRecommender(config).fit(data, sizes=sizes, show_progress=True)
     model.save(tmp_path / "seq")
     loaded = SequenceRecommender.load(tmp_path / "seq")
@@ -378,3 +377,7 @@ def test_bounded_config_round_trips_and_is_validated(tmp_path: Path) -> None:
     for bad in ({"max_windows": 0}, {"max_train_seconds": 0.0}, {"table_rows": "some"}):
         with pytest.raises(ValueError):
             SequenceConfig(**bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError):
+            config.replace(**bad)
+    # a saved config with a key this version does not know still loads
+    assert SequenceConfig.from_dict({**config.to_dict(), "retired_option": 1}) == config

@@ -15,13 +15,14 @@ from feature_store.errors import DataFormatError
 from feature_store.schema import InteractionCols
 from helpers import SMALL_CONFIG, build_small_retailer
 from models.index import ItemIndex
-from models.sequence import ItemFeatures, SequenceRecommender
+from models.sequence import ItemFeatures, SequenceConfig, SequenceRecommender
 from training.blend import DEFAULT_RRF_K, DEFAULT_WEIGHTS, RRF_K_GRID, SOURCES, WEIGHT_GRID
 from training.bundle import latest_bundle
 from training.cli import cli
 from training.data import build_id_maps, opted_out_rows, to_training_data
 from training.train import (
     BLEND_SOURCES,
+    SEQUENCE_TRAIN_DEFAULTS,
     SequenceTrainConfig,
     TrainConfig,
     _fit_sequence,
@@ -78,7 +79,7 @@ def test_bundle_holds_the_lstm_its_index_and_the_fitted_blend(bundle: Path) -> N
     assert summary["fit"]["stopped_by_budget"] is False
     for phase in ("fit_eval_sequence", "blend", "refit_sequence", "write_sequence"):
         assert manifest["timings_seconds"][phase] >= 0, phase
-    assert manifest["config"]["sequence"] == SMALL_CONFIG.sequence.model_dump()
+    assert manifest["config"]["sequence"] == SMALL_CONFIG.sequence.model_dump(mode="json")
 
 
 def test_loaded_model_and_index_answer_like_the_model_before_saving(
@@ -158,6 +159,9 @@ def test_sequence_disabled_writes_no_lstm_and_no_blend(
         ({"sequence": {"hidden_dim": "big"}}, "sequence.hidden_dim"),
         ({"sequence": {"lstm_layers": 3}}, "sequence.lstm_layers"),
         ({"sequence": {"seed": 3}}, "sequence.seed"),  # the seed is TrainConfig.seed
+        ({"sequence": {"hidden_dim": 4096}}, "sequence.hidden_dim"),  # the trainer's bound
+        ({"sequence": {"learning_rate": 0}}, "sequence.learning_rate"),
+        ({"sequence": {"dropout": 1.0}}, "sequence.dropout"),  # the model's own check
     ],
 )
 def test_invalid_sequence_config_is_a_data_format_error(
@@ -192,3 +196,39 @@ def test_sequence_config_reaches_the_model() -> None:
     assert model_config.table_rows == "batch"
     defaults = SequenceTrainConfig().sequence_config(1)
     assert defaults.max_windows is not None and defaults.max_train_seconds is not None
+
+
+def test_trainer_fits_its_own_defaults_and_the_model_keeps_its() -> None:
+    # what `lookbook train` has always fitted, field by field
+    fitted = SequenceTrainConfig().sequence_config(42).to_dict()
+    assert fitted == {
+        "id_dim": 32,
+        "feature_dim": 8,
+        "hidden_dim": 64,
+        "output_dim": 32,
+        "num_layers": 1,
+        "dropout": 0.2,
+        "id_dropout": 0.3,
+        "max_len": 20,
+        "epochs": 2,
+        "batch_size": 256,
+        "learning_rate": 0.01,
+        "weight_decay": 1e-05,
+        "target": "next_basket",
+        "target_types": ["purchase"],
+        "loss": "sampled",
+        "num_negatives": 512,
+        "repeat": True,
+        "repeat_half_life_days": 60.0,
+        "repeat_prior": 3.0,
+        "seed": 42,
+        "num_threads": 1,
+        "max_windows": 10000,
+        "max_train_seconds": 90.0,
+        "table_rows": "batch",
+    }
+    # the trainer departs from the model's defaults exactly where it says so
+    model = SequenceConfig(seed=42).to_dict()
+    assert {k for k, v in fitted.items() if model[k] != v} == set(SEQUENCE_TRAIN_DEFAULTS)
+    explicit = SequenceTrainConfig(hidden_dim=96, table_rows="all").sequence_config(1)
+    assert explicit.hidden_dim == 96 and explicit.table_rows == "all"

@@ -8,12 +8,20 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
@@ -34,12 +42,17 @@ from models.candidates import (
     repurchase_ranking,
 )
 from models.churn import ChurnConfig, ChurnModel
-from models.churn import evaluate as evaluate_churn
 from models.index import ItemIndex
 from models.popularity import PopularityRecommender
-from models.sequence import ItemFeatures, SequenceConfig, SequenceRecommender
+from models.sequence import (
+    ItemFeatures,
+    SequenceConfig,
+    SequenceHyperparameters,
+    SequenceRecommender,
+)
 from training.blend import BlendWeights, fit_blend_weights
 from training.bundle import BundleWriter, new_version
+from training.churn_eval import evaluate as evaluate_churn
 from training.data import (
     PURCHASE_CODE,
     IdMaps,
@@ -76,8 +89,43 @@ class PopularityConfig(BaseModel):
     half_life_days: float = Field(14.0, gt=0)
 
 
-class SequenceTrainConfig(BaseModel):
-    """The LSTM sequence model (:mod:`models.sequence`) as ``lookbook train`` fits it.
+#: What ``lookbook train`` fits where it differs from the model's defaults
+#: (:class:`~models.sequence.SequenceHyperparameters`): a smaller network and a fit bounded
+#: whatever the data size, on one torch thread (fastest on a shared 2-core machine).
+SEQUENCE_TRAIN_DEFAULTS: dict[str, Any] = {
+    "epochs": 2,
+    "max_len": 20,
+    "feature_dim": 8,
+    "hidden_dim": 64,
+    "output_dim": 32,
+    "num_negatives": 512,
+    "batch_size": 256,
+    "learning_rate": 1e-2,
+    "max_windows": 10_000,
+    "max_train_seconds": 90.0,
+    "num_threads": 1,
+    "table_rows": "batch",
+}
+#: The trainer's bounds on a config file's values, ``(low, high, low is allowed)``: fits that
+#: finish on the machine (the model itself only requires positive sizes).
+SEQUENCE_TRAIN_LIMITS: dict[str, tuple[float, float, bool]] = {
+    "epochs": (1, 200, True),
+    "max_len": (1, 1000, True),
+    "id_dim": (1, 1024, True),
+    "feature_dim": (1, 256, True),
+    "hidden_dim": (1, 2048, True),
+    "output_dim": (1, 1024, True),
+    "num_negatives": (1, 100_000, True),
+    "batch_size": (1, 65_536, True),
+    "learning_rate": (0, 1, False),
+    "num_threads": (1, 64, True),
+}
+
+
+class SequenceTrainConfig(SequenceHyperparameters):
+    """The LSTM sequence model (:mod:`models.sequence`) as ``lookbook train`` fits it: the
+    model's hyperparameters, with :data:`SEQUENCE_TRAIN_DEFAULTS` where the trainer's differ,
+    within :data:`SEQUENCE_TRAIN_LIMITS`; the seed is ``TrainConfig.seed``.
 
     Training is bounded whatever the data size: each epoch reads at most ``max_windows`` training
     windows (a fresh seeded sample of customers per epoch) and a fit stops after the epoch in
@@ -86,52 +134,31 @@ class SequenceTrainConfig(BaseModel):
     manifest's ``sequence`` section), the number of epochs run depends on the machine's speed.
     """
 
-    model_config = ConfigDict(extra="forbid")
     enabled: bool = Field(
         True, description="fit the LSTM, write it with its index and fit the served blend weights"
-    )
-    epochs: int = Field(2, ge=1, le=200)
-    max_len: int = Field(20, ge=1, le=1000, description="steps of history the LSTM reads")
-    id_dim: int = Field(32, ge=1, le=1024)
-    feature_dim: int = Field(8, ge=1, le=256)
-    hidden_dim: int = Field(64, ge=1, le=2048)
-    output_dim: int = Field(32, ge=1, le=1024)
-    loss: Literal["sampled", "full"] = "sampled"
-    num_negatives: int = Field(512, ge=1, le=100_000)
-    batch_size: int = Field(256, ge=1, le=65_536)
-    learning_rate: float = Field(1e-2, gt=0, le=1)
-    max_windows: int | None = Field(
-        10_000, ge=1, description="training windows per epoch (seeded sample); null = all"
-    )
-    max_train_seconds: float | None = Field(
-        90.0, gt=0, description="wall-clock budget of one fit, checked after each epoch"
-    )
-    num_threads: int = Field(
-        1, ge=1, le=64, description="torch threads (1 is fastest on a shared 2-core machine)"
     )
     blend_customers: int = Field(
         2_000, ge=1, description="held-out customers the blend weights are fitted on (seeded)"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _trainer_defaults(cls, data: Any) -> Any:
+        return {**SEQUENCE_TRAIN_DEFAULTS, **data} if isinstance(data, dict) else data
+
+    @field_validator(*SEQUENCE_TRAIN_LIMITS)
+    @classmethod
+    def _within_trainer_limits(cls, value: float, info: ValidationInfo) -> float:
+        low, high, low_allowed = SEQUENCE_TRAIN_LIMITS[str(info.field_name)]
+        if not (low <= value if low_allowed else low < value) or value > high:
+            bound = ">=" if low_allowed else ">"
+            raise ValueError(f"must be {bound} {low:g} and <= {high:g}, got {value}")
+        return value
+
     def sequence_config(self, seed: int) -> SequenceConfig:
-        """The model's hyperparameters (item vectors computed per batch: sampled loss only)."""
-        return SequenceConfig(
-            id_dim=self.id_dim,
-            feature_dim=self.feature_dim,
-            hidden_dim=self.hidden_dim,
-            output_dim=self.output_dim,
-            max_len=self.max_len,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            loss=self.loss,
-            num_negatives=self.num_negatives,
-            max_windows=self.max_windows,
-            max_train_seconds=self.max_train_seconds,
-            table_rows="batch",
-            num_threads=self.num_threads,
-            seed=seed,
-        )
+        """The model's hyperparameters, with the run's seed."""
+        fields = self.model_dump(exclude={"enabled", "blend_customers"})
+        return SequenceConfig(**fields, seed=seed)
 
 
 class TrainConfig(BaseModel):

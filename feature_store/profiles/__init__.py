@@ -10,7 +10,6 @@ consent).
 
 from __future__ import annotations
 
-from ..timeutils import SECONDS_PER_DAY as DAY
 from .batch import compute_profiles
 from .config import ProfileConfig
 from .events import Catalog, ChurnScorer, EventTable, customer_activity
@@ -21,7 +20,6 @@ from .store import CustomerProfiles
 from .vocabulary import FACETS, STAGES, TIERS
 
 __all__ = [
-    "DAY",
     "FACETS",
     "STAGES",
     "TIERS",

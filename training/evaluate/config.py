@@ -8,7 +8,6 @@ naming the key and the keys allowed there.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from pydantic import ConfigDict, Field, model_validator
@@ -134,7 +133,7 @@ def preset_config(
         else SequenceConfig(seed=seed, num_threads=1)
     )
     if lstm_epochs is not None:
-        sequence = replace(sequence, epochs=int(lstm_epochs))
+        sequence = sequence.replace(epochs=int(lstm_epochs))
     values: dict[str, Any] = {"protocol": protocol, "seed": seed, "sequence": sequence}
     if large:
         values.update(peer=PeerParams(epochs=2, batch_size=256), max_customers=3000)
