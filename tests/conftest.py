@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Redis server, the shared real datasets, small synthetic retailers."""
+"""Shared fixtures: a real Redis server, the shared real datasets, the small synthetic retailer."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import build_small_retailer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LOOKBOOK_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -51,6 +52,14 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
     if keys:
         client.delete(*keys)
+
+
+@pytest.fixture(scope="session")
+def retailer(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(data folder, bundles folder) of the small synthetic retailer with one trained bundle,
+    built once per test run and shared by every module. Treat it as read-only: a test that
+    publishes bundles or writes data works on a copy (``shutil.copytree``) in its ``tmp_path``."""
+    return build_small_retailer(tmp_path_factory.mktemp("retailer"))
 
 
 def shared_dataset(name: str) -> Path:

@@ -15,12 +15,7 @@ from app.main import create_app
 from app.schemas import EventsAccepted, PersonalizedList, RecommendationList
 from app.settings import Settings
 from feature_store.online_store import InMemoryOnlineStore
-from helpers import assert_matches, build_small_retailer
-
-
-@pytest.fixture(scope="module")
-def retailer(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return build_small_retailer(tmp_path_factory.mktemp("retailer"))
+from helpers import assert_matches
 
 
 @pytest.fixture

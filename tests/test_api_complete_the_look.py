@@ -17,13 +17,8 @@ from app.response_cache import customer_group
 from app.runtime import LoadedBundle
 from app.schemas import ComplementaryList, SeasonalList
 from app.settings import Settings
-from helpers import assert_matches, build_small_retailer
+from helpers import assert_matches
 from training.bundle import latest_bundle
-
-
-@pytest.fixture(scope="module")
-def retailer(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return build_small_retailer(tmp_path_factory.mktemp("look"))
 
 
 @pytest.fixture(scope="module")

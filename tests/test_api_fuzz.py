@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from helpers import build_small_retailer
 
 WEIRD = [
     "", " ", "%00", "%FF", "..", "a" * 300, "-1", "0", "1e309", "nan", "inf", "null", "[]", "{}",
@@ -40,9 +40,11 @@ WRITES = [
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+def client(
+    retailer: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
     root = tmp_path_factory.mktemp("fuzz")
-    _, bundles = build_small_retailer(root)
+    _, bundles = retailer
     settings = Settings(bundle_dir=bundles, event_log_dir=root / "events", bundle_poll_seconds=0)
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
         yield c

@@ -13,12 +13,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from helpers import RedisServer, build_small_retailer, redis_server_required
-
-
-@pytest.fixture(scope="module")
-def retailer(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return build_small_retailer(tmp_path_factory.mktemp("retailer"))
+from helpers import RedisServer, redis_server_required
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from app.strategies import (
 from app.strategy_sources import build_sources
 from feature_store.errors import DataFormatError
 from feature_store.schema import InteractionType
-from helpers import assert_matches, build_small_retailer
+from helpers import assert_matches
 from models.candidates import build_product_siblings
 from training.blend import SOURCES, BlendWeights
 from training.bundle import latest_bundle
@@ -39,11 +39,6 @@ SESSION = "/v1/sessions/recommendations"
 TYPES = [t.value for t in InteractionType]
 # seasonal picks join every strategy that does not name them; these tests look at one source
 NO_SEASONAL = [{"source": "seasonal", "weight": 0.0}]
-
-
-@pytest.fixture(scope="module")
-def retailer(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return build_small_retailer(tmp_path_factory.mktemp("retailer"))
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from app.settings import Settings
 from feature_store.event_log import EventLog
 from feature_store.ids import IdMap
 from feature_store.profiles import CustomerProfiles
-from helpers import SMALL_CONFIG, assert_matches, build_small_retailer
+from helpers import SMALL_CONFIG, assert_matches
 from training.train import train
 
 STRATEGY_SOURCES = {
@@ -29,11 +29,6 @@ STRATEGY_SOURCES = {
     "active_low_spend": {"step_up", "bundles"},
     "sleeping_high_value": {"win_back"},
 }
-
-
-@pytest.fixture(scope="module")
-def retailer(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return build_small_retailer(tmp_path_factory.mktemp("ci-retailer"))
 
 
 def _bundle(bundles: Path) -> Path:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from feature_store.errors import DataFormatError
 from feature_store.schema import InteractionCols
-from helpers import SMALL_CONFIG, build_small_retailer
+from helpers import SMALL_CONFIG
 from models.index import ItemIndex
 from models.sequence import ItemFeatures, SequenceConfig, SequenceRecommender
 from training.blend import DEFAULT_RRF_K, DEFAULT_WEIGHTS, RRF_K_GRID, SOURCES, WEIGHT_GRID
@@ -29,11 +29,6 @@ from training.train import (
     load_training_frame,
     train,
 )
-
-
-@pytest.fixture(scope="module")
-def retailer(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return build_small_retailer(tmp_path_factory.mktemp("retailer"))
 
 
 @pytest.fixture(scope="module")
