@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from helpers import build_small_retailer
 
 REPO = Path(__file__).resolve().parents[1]
