@@ -2,8 +2,9 @@
 
 Every list the service returns is made here. A *source* proposes candidates with its own scores and
 reasons; *filters* drop what must not be shown; the *blender* fuses the sources' rankings
-(weighted reciprocal-rank fusion, weights per source so a bandit can move them) and a fallback
-source tops the list up when filters leave too few. New sources (sequence model, complementary,
+(weighted reciprocal-rank fusion, :func:`models.bundle.rrf_fuse` — the trainer's blend fit uses
+the same function — with weights per source so a bandit can move them) and a fallback source
+tops the list up when filters leave too few. New sources (sequence model, complementary,
 seasonal) and rerankers plug in by adding to the lists a :class:`Pipeline` is built with.
 """
 
@@ -20,9 +21,8 @@ from app.runtime import LoadedBundle
 from feature_store.profiles import preferred_size
 from feature_store.schema import Interaction
 from models.base import top_n
+from models.bundle import DEFAULT_RRF_K, RankTable, rrf_fuse
 from models.candidates import neighbour_ranking, repeat_ranking, repurchase_ranking
-
-RRF_K = 60.0
 
 
 @dataclass(slots=True)
@@ -412,30 +412,20 @@ class Pipeline:
     filters: Sequence[Filter] = DEFAULT_FILTERS
     fallback: CandidateSource | None = None
     oversample: int = 3
-    rrf_k: float = RRF_K  # the fusion constant (the trainer fits it with the blend weights)
+    rrf_k: float = DEFAULT_RRF_K  # the fusion constant (the trainer fits it with the weights)
 
     def run(self, ctx: Context) -> list[Candidate]:
         n = max(ctx.k * self.oversample, ctx.k + 8)
         if ctx.in_stock_in_my_size:  # the size filter drops many: look further down each list
             n *= 4
-        fused: dict[int, Candidate] = {}
-        best: dict[int, float] = {}
+        weights: list[float] = []
+        lists: list[list[Candidate]] = []
         for source, weight in self.sources:
             if weight <= 0:
                 continue
-            kept = [c for c in source.candidates(ctx, n) if self._keep(ctx, c)]
-            for rank, cand in enumerate(kept):
-                contribution = weight / (self.rrf_k + rank + 1)
-                seen = fused.get(cand.item)
-                if seen is None:
-                    fused[cand.item] = Candidate(cand.item, contribution, cand.source, cand.reason)
-                    best[cand.item] = contribution
-                else:  # keep the reason of the source that ranked it best; add the evidence
-                    seen.score += contribution
-                    if contribution > best[cand.item]:
-                        best[cand.item] = contribution
-                        seen.source, seen.reason = cand.source, cand.reason
-        ranked = sorted(fused.values(), key=lambda c: (-c.score, c.item))[: ctx.k]
+            weights.append(weight)
+            lists.append([c for c in source.candidates(ctx, n) if self._keep(ctx, c)])
+        ranked = self._fuse(lists, weights, ctx.k)
         if len(ranked) < ctx.k and self.fallback is not None:
             taken = {c.item for c in ranked}
             lowest = ranked[-1].score if ranked else 1.0 / self.rrf_k
@@ -453,3 +443,23 @@ class Pipeline:
 
     def _keep(self, ctx: Context, candidate: Candidate) -> bool:
         return all(f.keep(ctx, candidate) for f in self.filters)
+
+    def _fuse(self, lists: list[list[Candidate]], weights: list[float], k: int) -> list[Candidate]:
+        """The top ``k`` of the sources' kept lists by :func:`models.bundle.rrf_fuse`, each with
+        the source and reason of the source that ranked it best (the evidence of all summed)."""
+        if not any(lists):
+            return []
+        table = RankTable.build([np.asarray([[c.item for c in kept]]) for kept in lists])
+        fused = rrf_fuse(table, weights, self.rrf_k, k)
+        out: list[Candidate] = []
+        for item, score, s in zip(
+            fused.items[0].tolist(),
+            fused.scores[0].tolist(),
+            fused.sources[0].tolist(),
+            strict=True,
+        ):
+            if item < 0:
+                break
+            best = next(c for c in lists[s] if c.item == item)
+            out.append(Candidate(item, score, best.source, best.reason))
+        return out

@@ -19,7 +19,7 @@ from feature_store.errors import StoreUnavailable
 from feature_store.event_log import EventLog
 from feature_store.online_store import OnlineStore
 from feature_store.profiles import LiveProfiles
-from training.bundle import list_bundles
+from models.bundle import list_bundles
 
 logger = logging.getLogger("lookbook.app")
 

@@ -21,14 +21,25 @@ from feature_store.ids import IdMap
 from feature_store.profiles import CustomerProfiles
 from feature_store.schema import ItemCols, StockCols
 from models.als import ALSRecommender
+from models.bundle import (
+    BlendWeights,
+    BundleInfo,
+    BundleLayout,
+    CandidateTables,
+    Manifest,
+    PurchaseLog,
+    SimilarItems,
+    latest_bundle,
+    load_csr,
+    load_purchase_history,
+    read_manifest,
+)
 from models.candidates import NeighbourTable
 from models.complementary import ComplementaryModel
 from models.index import ItemIndex
 from models.popularity import PopularityRecommender
 from models.seasonal import SeasonalModel
 from models.sequence import SequenceRecommender
-from training.blend import BlendWeights
-from training.bundle import BundleInfo, latest_bundle, load_csr, read_manifest
 
 logger = logging.getLogger("lookbook.app")
 
@@ -211,47 +222,16 @@ def _attribute_matrix(frame: pd.DataFrame) -> sp.csr_matrix:
     return sp.hstack(blocks, format="csr", dtype=np.float32)
 
 
-def _load_sequence(path: Path) -> SequenceRecommender | None:
+def _load_sequence(layout: BundleLayout) -> SequenceRecommender | None:
     """The bundle's LSTM, set up for serving: one torch thread per request (the service runs
     requests on several threads) and retrieval through its FAISS index when the bundle has one."""
-    model_dir = path / "models" / "sequence"
-    if not (model_dir / "config.json").exists():
+    if not layout.sequence_model.is_dir():
         return None
-    model = SequenceRecommender.load(model_dir)
+    model = SequenceRecommender.load(layout.sequence_model)
     model.config = model.config.replace(num_threads=1)
-    index_path = path / "indexes" / "sequence_items.faiss"
-    if index_path.exists():
-        model.use_index(ItemIndex.load(index_path))
+    if layout.sequence_index.exists():
+        model.use_index(ItemIndex.load(layout.sequence_index))
     return model
-
-
-def _load_purchase_log(path: Path, n_customers: int) -> dict[str, npt.NDArray[Any]] | None:
-    file = path / "purchase_history.npz"
-    if not file.exists():
-        return None
-    with np.load(file, allow_pickle=False) as table:
-        log = {name: table[name] for name in ("indptr", "items", "timestamps", "weights")}
-    if len(log["indptr"]) != n_customers + 1 or not (
-        len(log["items"]) == len(log["timestamps"]) == len(log["weights"]) == int(log["indptr"][-1])
-    ):
-        raise ValueError("purchase_history.npz does not match the customer ids")
-    return log
-
-
-def _load_candidate_tables(
-    path: Path, n_items: int
-) -> tuple[npt.NDArray[np.float64] | None, NeighbourTable | None]:
-    file = path / "candidates.npz"
-    if not file.exists():
-        return None, None
-    with np.load(file, allow_pickle=False) as table:
-        rates = np.asarray(table["repeat_rates"], dtype=np.float64)
-        siblings = NeighbourTable.from_arrays(
-            {k: table[f"siblings_{k}"] for k in ("indptr", "indices", "scores")}
-        )
-    if len(rates) != n_items or siblings.n_items != n_items:
-        raise ValueError("candidates.npz does not match the item ids")
-    return rates, siblings
 
 
 @dataclass(frozen=True)
@@ -260,7 +240,7 @@ class LoadedBundle:
 
     version: str
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     catalog: Catalog
     customers: IdMap
     user_items: sp.csr_matrix
@@ -288,7 +268,7 @@ class LoadedBundle:
     # Every customer's purchases in time order (``purchase_history.npz``: CSR-style ``indptr``
     # over customers, ``items``, ``timestamps`` in epoch seconds, ``weights``); None for bundles
     # written before it, which fall back to the purchase matrix (no times).
-    purchase_log: dict[str, npt.NDArray[Any]] | None = None
+    purchase_log: PurchaseLog | None = None
     # The rule-based blend sources' tables (``candidates.npz``): each item's product-type rebuy
     # rate and its product siblings; None for bundles written before them.
     repeat_rates: npt.NDArray[np.float64] | None = None
@@ -297,52 +277,41 @@ class LoadedBundle:
     @classmethod
     def load(cls, path: Path) -> LoadedBundle:
         manifest = read_manifest(path)
+        layout = BundleLayout(path)
         try:
-            items = IdMap.load(path / "item_ids.parquet")
-            customers = IdMap.load(path / "customer_ids.parquet")
-            catalog = Catalog.from_frame(pd.read_parquet(path / "catalog.parquet"), items)
-            user_items = load_csr(path / "user_items.npz")
-            purchases = load_csr(path / "purchases.npz")
-            als = ALSRecommender.load(path / "models" / "als")
-            popularity = PopularityRecommender.load(path / "models" / "popularity")
-            index = ItemIndex.load(path / "indexes" / "als_items.faiss")
-            similar_index = ItemIndex.load(path / "indexes" / "als_items_cosine.faiss")
-            with np.load(path / "similar_items.npz", allow_pickle=False) as table:
-                neighbour_ids = table["ids"]
-                neighbour_scores = table["scores"]
-            stock_path = path / "stock.parquet"
+            items = IdMap.load(layout.item_ids)
+            customers = IdMap.load(layout.customer_ids)
+            catalog = Catalog.from_frame(pd.read_parquet(layout.catalog), items)
+            user_items = load_csr(layout.user_items)
+            purchases = load_csr(layout.purchases)
+            als = ALSRecommender.load(layout.als_model)
+            popularity = PopularityRecommender.load(layout.popularity_model)
+            index = ItemIndex.load(layout.als_index)
+            similar_index = ItemIndex.load(layout.als_cosine_index)
+            similar = SimilarItems.load(layout.similar_items, len(items))
             stock = StockTable(
-                pd.read_parquet(stock_path)
-                if stock_path.exists()
+                pd.read_parquet(layout.stock)
+                if layout.stock.exists()
                 else pd.DataFrame({c: pd.Series([], dtype=object) for c in StockCols.ALL}),
                 items,
             )
-            profiles = (
-                CustomerProfiles.load(path / "profiles")
-                if (path / "profiles" / "profiles.json").exists()
-                else None
-            )
+            profiles = CustomerProfiles.load(layout.profiles) if layout.profiles.is_dir() else None
             complementary = (
-                ComplementaryModel.load(path / "models" / "complementary")
-                if (path / "models" / "complementary" / "config.json").exists()
+                ComplementaryModel.load(layout.complementary_model)
+                if layout.complementary_model.is_dir()
                 else None
             )
             seasonal = (
-                SeasonalModel.load(path / "models" / "seasonal")
-                if (path / "models" / "seasonal" / "config.json").exists()
+                SeasonalModel.load(layout.seasonal_model)
+                if layout.seasonal_model.is_dir()
                 else None
             )
-            sequence = _load_sequence(path)
-            purchase_log = _load_purchase_log(path, len(customers))
-            repeat_rates, siblings = _load_candidate_tables(path, len(items))
+            sequence = _load_sequence(layout)
+            purchase_log = load_purchase_history(layout.purchase_history, len(customers))
+            tables = CandidateTables.load(layout.candidates, len(items))
             for model in (complementary, seasonal, sequence):
                 if model is not None and model.n_items != len(items):
                     raise ValueError(f"{model.name} model has {model.n_items} items")
-            blend = (
-                BlendWeights.from_dict(manifest["blend"])
-                if isinstance(manifest.get("blend"), dict)
-                else BlendWeights()
-            )
         except (OSError, KeyError, ValueError) as exc:
             raise BundleError(f"bundle {path} is incomplete or corrupt: {exc}") from exc
         order = np.argsort(-np.asarray(popularity.scores), kind="stable").astype(np.int64)
@@ -354,7 +323,7 @@ class LoadedBundle:
             "loaded bundle %s: %d items, %d customers", path.name, len(items), len(customers)
         )
         return cls(
-            version=str(manifest["version"]),
+            version=manifest.version,
             path=path,
             manifest=manifest,
             catalog=catalog,
@@ -365,21 +334,21 @@ class LoadedBundle:
             popularity=popularity,
             index=index,
             similar_index=similar_index,
-            neighbour_ids=neighbour_ids,
-            neighbour_scores=neighbour_scores,
+            neighbour_ids=similar.ids,
+            neighbour_scores=similar.scores,
             popular_order=order,
             popular_by_category=by_category,
-            trained_until=pd.Timestamp(manifest["data"]["last_interaction"]).to_pydatetime(),
+            trained_until=pd.Timestamp(manifest.data.last_interaction).to_pydatetime(),
             item_evidence=np.bincount(user_items.indices, minlength=len(items)).astype(np.int64),
             stock=stock,
             profiles=profiles,
             complementary=complementary,
             seasonal=seasonal,
             sequence=sequence,
-            blend=blend,
+            blend=manifest.blend or BlendWeights(),
             purchase_log=purchase_log,
-            repeat_rates=repeat_rates,
-            siblings=siblings,
+            repeat_rates=None if tables is None else tables.repeat_rates,
+            siblings=None if tables is None else tables.siblings,
         )
 
     @functools.cached_property

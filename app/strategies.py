@@ -33,10 +33,11 @@ from typing import Any, Final, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from app.pipeline import RRF_K, CandidateSource
+from app.pipeline import CandidateSource
 from feature_store.config import StrictConfig, config_error
 from feature_store.errors import DataFormatError, InvalidRequest
-from training.blend import BlendWeights
+from models.bundle import DEFAULT_RRF_K as RRF_K
+from models.bundle import BlendWeights
 
 SEGMENTS: Final = ("new", "high_value", "active_low_spend", "sleeping", "default")
 

@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
+from models.bundle import BundleLayout, latest_bundle
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_WORK = Path("/tmp/lookbook-bench")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -309,15 +311,9 @@ def ensure_dataset(
 
 
 def latest_bundle_dir(bundles: Path) -> Path | None:
-    """The newest complete bundle in ``bundles`` (same rule as the service: last by name)."""
-    if not bundles.is_dir():
-        return None
-    found = sorted(
-        p
-        for p in bundles.iterdir()
-        if not p.name.startswith(".") and (p / "manifest.json").is_file()
-    )
-    return found[-1] if found else None
+    """The newest complete bundle in ``bundles`` (the service's rule: last by name)."""
+    info = latest_bundle(bundles)
+    return None if info is None else info.path
 
 
 def train_bundle(
@@ -341,7 +337,8 @@ def train_bundle(
 
 
 def read_manifest(bundle: Path) -> dict[str, Any]:
-    manifest: dict[str, Any] = json.loads((bundle / "manifest.json").read_text())
+    """The bundle's manifest as plain JSON (read leniently: a bundle of an older format too)."""
+    manifest: dict[str, Any] = json.loads(BundleLayout(bundle).manifest.read_text())
     return manifest
 
 

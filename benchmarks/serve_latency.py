@@ -63,6 +63,7 @@ from benchmarks._common import (
     train_bundle,
 )
 from benchmarks._loadgen import LoadResult, LoadSpec, run_load
+from models.bundle import BundleLayout
 from training.report import markdown_table
 
 # Targets of issue 2 (2-core machine, one worker).
@@ -516,9 +517,10 @@ def known_ids(bundle: Path) -> tuple[list[str], np.ndarray, list[str]]:
     """(customer ids, indices of customers with a training history, item ids) of a bundle."""
     import pyarrow.parquet as pq
 
-    customers = pq.read_table(bundle / "customer_ids.parquet", columns=["id"]).column("id")
-    items = pq.read_table(bundle / "item_ids.parquet", columns=["id"]).column("id")
-    with np.load(bundle / "user_items.npz", allow_pickle=False) as arrays:
+    layout = BundleLayout(bundle)
+    customers = pq.read_table(layout.customer_ids, columns=["id"]).column("id")
+    items = pq.read_table(layout.item_ids, columns=["id"]).column("id")
+    with np.load(layout.user_items, allow_pickle=False) as arrays:
         indptr = arrays["indptr"]
     with_history = np.flatnonzero(np.diff(indptr) > 0)
     return customers.to_pylist(), with_history, items.to_pylist()

@@ -151,7 +151,7 @@ def test_similar_items(client: TestClient, frames: dict[str, pd.DataFrame]) -> N
     assert {it["source"] for it in body["items"]} <= {"similar", "attributes"}
     assert body["items"][0]["source"] == "similar", "a well-bought item is led by CF"
     from app.runtime import LoadedBundle
-    from training.bundle import latest_bundle
+    from models.bundle import latest_bundle
 
     info = latest_bundle(client.app.state.settings.bundle_dir)  # type: ignore[attr-defined]
     assert info is not None
@@ -296,7 +296,7 @@ def test_events_are_durable_before_ack(client: TestClient, settings: Settings) -
 def test_admin_models_and_hot_reload(retailer: tuple[Path, Path], tmp_path: Path) -> None:
     import shutil
 
-    from training.bundle import latest_bundle
+    from models.bundle import latest_bundle
 
     _, bundles = retailer
     own = tmp_path / "bundles"

@@ -18,7 +18,7 @@ from app.runtime import LoadedBundle
 from app.schemas import ComplementaryList, SeasonalList
 from app.settings import Settings
 from helpers import assert_matches
-from training.bundle import latest_bundle
+from models.bundle import latest_bundle
 
 
 @pytest.fixture(scope="module")

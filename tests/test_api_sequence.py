@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
-from app.pipeline import RRF_K, Context, PurchaseHistory, RepeatSource, SiblingsSource
+from app.pipeline import Context, PurchaseHistory, RepeatSource, SiblingsSource
 from app.runtime import LoadedBundle
 from app.schemas import RecommendationList
 from app.settings import Settings
@@ -31,9 +31,8 @@ from app.strategy_sources import build_sources
 from feature_store.errors import DataFormatError
 from feature_store.schema import InteractionType
 from helpers import assert_matches
+from models.bundle import DEFAULT_RRF_K, SOURCES, BlendWeights, latest_bundle
 from models.candidates import build_product_siblings
-from training.blend import SOURCES, BlendWeights
-from training.bundle import latest_bundle
 
 SESSION = "/v1/sessions/recommendations"
 TYPES = [t.value for t in InteractionType]
@@ -345,7 +344,7 @@ def test_fitted_weights_resolve_from_the_bundle_blend() -> None:
     ]
     assert rrf_k == 5.0
     plain, plain_k = resolve_weights(config.for_segment("home", "new"), blend)
-    assert [(s.name, w) for s, w in plain] == [("als", 1.0)] and plain_k == RRF_K
+    assert [(s.name, w) for s, w in plain] == [("als", 1.0)] and plain_k == DEFAULT_RRF_K
     missing, _ = resolve_weights(config.for_segment("home", "default"), BlendWeights(weights={}))
     assert [w for _, w in missing][:2] == [0.0, 0.0]
     with pytest.raises(DataFormatError, match="must be a number or 'fitted'"):

@@ -1,15 +1,25 @@
-"""Blend: reciprocal-rank fusion, weights fitted on validation customers only."""
+"""Blend: reciprocal-rank fusion (one function for the trainer and the service), weights fitted
+on validation customers only."""
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
+from typing import Any, cast
 
-from app.pipeline import RRF_K
+import numpy as np
+import pytest
+
+import app.pipeline
+import models.bundle
+import training.blend
+from app.pipeline import Candidate, Context, Pipeline
+from app.runtime import LoadedBundle
+from models.bundle import DEFAULT_RRF_K as RRF_K
+from models.bundle import DEFAULT_WEIGHTS, SOURCES, BlendWeights
 from training.blend import (
-    DEFAULT_WEIGHTS,
+    RRF_K_GRID,
     SECONDS_PER_DAY,
-    SOURCES,
-    BlendWeights,
+    WEIGHT_GRID,
     carve_validation,
     fit_blend_weights,
     fuse,
@@ -104,3 +114,96 @@ def test_served_blend_is_fitted_on_the_last_days() -> None:
     assert set(weights.weights) == set(SOURCES)
     assert set(DEFAULT_WEIGHTS) == set(SOURCES)
     assert BlendWeights.from_dict(weights.to_dict()) == weights
+
+
+@dataclass
+class Listed:
+    """A pipeline source that proposes fixed items, best first."""
+
+    name: str
+    items: list[int]
+
+    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
+        return [
+            Candidate(i, 0.0, self.name, f"{self.name} #{r}") for r, i in enumerate(self.items)
+        ][:n]
+
+
+def _served(lists: dict[str, list[int]], blend: BlendWeights, k: int) -> list[Candidate]:
+    """What the service's pipeline makes of ``lists`` with ``blend``'s weights (sources in name
+    order, as the trainer fuses them)."""
+    pipeline = Pipeline(
+        sources=[
+            (Listed(name, items), blend.weights.get(name, 0.0))
+            for name, items in sorted(lists.items())
+        ],
+        rrf_k=blend.rrf_k,
+    )
+    return pipeline.run(Context(bundle=cast(LoadedBundle, None), k=k))
+
+
+def _before(lists: dict[str, list[int]], blend: BlendWeights, k: int) -> list[tuple[Any, ...]]:
+    """The service's fusion as it was written before it called models.bundle.rrf_fuse."""
+    fused: dict[int, list[Any]] = {}
+    for name, items in sorted(lists.items()):
+        weight = blend.weights.get(name, 0.0)
+        if weight <= 0:
+            continue
+        for rank, item in enumerate(items):
+            contribution = weight / (blend.rrf_k + rank + 1)
+            seen = fused.get(item)
+            if seen is None:
+                fused[item] = [item, contribution, name, f"{name} #{rank}", contribution]
+            else:
+                seen[1] += contribution
+                if contribution > seen[4]:
+                    seen[2:] = [name, f"{name} #{rank}", contribution]
+    ranked = sorted(fused.values(), key=lambda c: (-c[1], c[0]))[:k]
+    return [tuple(c[:4]) for c in ranked]
+
+
+def test_the_trainer_and_the_service_fuse_with_one_function(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert training.blend.rrf_fuse is app.pipeline.rrf_fuse is models.bundle.rrf_fuse
+    assert app.pipeline.Pipeline.rrf_k == BlendWeights().rrf_k == RRF_K
+    calls: list[int] = []
+
+    def counted(*args: Any, **kwargs: Any) -> models.bundle.Fused:
+        calls.append(1)
+        return models.bundle.rrf_fuse(*args, **kwargs)
+
+    monkeypatch.setattr(training.blend, "rrf_fuse", counted)
+    monkeypatch.setattr(app.pipeline, "rrf_fuse", counted)
+    lists = {"als": [3, 1, 2], "repeat": [2, 5]}
+    _served(lists, BlendWeights(), k=3)
+    assert len(calls) == 1
+    rows = {name: np.array([items + [-1] * (3 - len(items))] * 40) for name, items in lists.items()}
+    fit_blend_weights(rows, [np.array([2])] * 40, k=3, rounds=1)
+    assert len(calls) > 1
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_blend_fit_and_the_service_give_the_same_fused_lists(seed: int) -> None:
+    """For the same ranked lists and weights, the trainer's fused lists (all customers at once)
+    and the service's (one request at a time) hold the same items in the same order with the
+    same scores — and the service's are what it computed before the one function."""
+    rng = np.random.default_rng(seed)
+    n_customers, depth, k = 30, 20, 12
+    rankings = {
+        name: np.stack([rng.permutation(40)[:depth] for _ in range(n_customers)])
+        for name in SOURCES
+    }
+    for name in SOURCES[:2]:  # shorter lists, padded as the trainer's are
+        rankings[name][:, rng.integers(1, depth) :] = -1
+    blend = BlendWeights(
+        weights={name: float(rng.choice(WEIGHT_GRID)) for name in SOURCES},
+        rrf_k=float(rng.choice(RRF_K_GRID)),
+    )
+    items, scores = fuse(rankings, blend, k)
+    for r in range(n_customers):
+        lists = {name: [int(i) for i in a[r] if i >= 0] for name, a in rankings.items()}
+        served = _served(lists, blend, k)
+        assert [c.item for c in served] == [int(i) for i in items[r] if i >= 0]
+        assert [c.score for c in served] == [float(v) for v in scores[r] if np.isfinite(v)]
+        assert [(c.item, c.score, c.source, c.reason) for c in served] == _before(lists, blend, k)

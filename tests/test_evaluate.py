@@ -378,7 +378,7 @@ def test_rule_sources_call_the_served_candidate_functions(retailer: Dataset) -> 
 
 
 def test_blend_fuses_every_served_source(result: EvaluationResult) -> None:
-    from training.blend import SOURCES
+    from models.bundle import SOURCES
 
     assert set(BLEND_SOURCES) == set(SOURCES)
     fitted = [w for w in result.blend_weights if w.fitted]

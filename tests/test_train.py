@@ -10,11 +10,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from app.runtime import LoadedBundle
 from feature_store.synthetic import generate
 from helpers import SMALL_CONFIG
 from models.als import ALSRecommender
+from models.bundle import BundleLayout, latest_bundle, list_bundles, read_manifest
+from models.bundle.layout import FILES, INDEX_NAMES, MODEL_NAMES
 from models.sequence import SequenceRecommender
-from training.bundle import latest_bundle, list_bundles
 from training.cli import cli
 from training.train import train
 
@@ -51,6 +53,22 @@ def test_bundle_layout_and_manifest(data: Path, tmp_path: Path) -> None:
     ):
         assert (info.path / name).exists(), name
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")], "no temp leftovers"
+
+
+def test_every_file_the_trainer_writes_is_in_the_layout(data: Path, tmp_path: Path) -> None:
+    """The bundle on disk is exactly what :mod:`models.bundle.layout` names: each of its files,
+    every model and index the manifest lists, the profiles and churn folders."""
+    path = train(data, tmp_path, config=SMALL_CONFIG, progress=False).bundle_path
+    layout = BundleLayout(path)
+    manifest = read_manifest(path)
+    unnamed = [p for p in path.rglob("*") if p.is_file() and layout.owner(p) is None]
+    assert not unnamed, f"files the layout does not name: {unnamed}"
+    on_disk = {layout.owner(p) for p in path.rglob("*") if p.is_file()}
+    listed = {*manifest.models.values(), *manifest.indexes.values()}
+    assert manifest.profiles is not None and manifest.profiles.churn_model is not None
+    assert on_disk == {*FILES, *listed, manifest.profiles.path, manifest.profiles.churn_model}
+    assert set(manifest.models) == set(MODEL_NAMES) and set(manifest.indexes) == set(INDEX_NAMES)
+    assert LoadedBundle.load(path).version == manifest.version == path.name
 
 
 def test_same_data_and_seed_same_models(data: Path, tmp_path: Path) -> None:

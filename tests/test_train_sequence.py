@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 from feature_store.errors import DataFormatError
 from feature_store.schema import InteractionCols
 from helpers import SMALL_CONFIG
+from models.bundle import DEFAULT_RRF_K, DEFAULT_WEIGHTS, SOURCES, latest_bundle
 from models.index import ItemIndex
 from models.sequence import ItemFeatures, SequenceConfig, SequenceRecommender
-from training.blend import DEFAULT_RRF_K, DEFAULT_WEIGHTS, RRF_K_GRID, SOURCES, WEIGHT_GRID
-from training.bundle import latest_bundle
+from training.blend import RRF_K_GRID, WEIGHT_GRID
 from training.cli import cli
 from training.data import build_id_maps, opted_out_rows, to_training_data
 from training.train import (
@@ -60,7 +60,7 @@ def test_bundle_holds_the_lstm_its_index_and_the_fitted_blend(bundle: Path) -> N
     assert metrics["sequence"]["customers"] == metrics["als"]["customers"] > 0
     assert 0 < metrics["sequence"]["recall@12"] <= 1 and metrics["sequence"]["map@12"] > 0
     blend = manifest["blend"]
-    # every source the service serves (training.blend.SOURCES) is fitted
+    # every source the service serves (models.bundle.SOURCES) is fitted
     assert set(blend["weights"]) == set(SOURCES)
     assert set(BLEND_SOURCES) | {"repeat", "siblings"} == set(blend["weights"])
     assert set(blend["weights"].values()) <= set(WEIGHT_GRID) | set(DEFAULT_WEIGHTS.values())
@@ -135,7 +135,7 @@ def test_sequence_disabled_writes_no_lstm_and_no_blend(
     manifest = _manifest(result.bundle_path)
     assert "sequence" not in manifest["models"] and "sequence" not in manifest["metrics"]
     assert "sequence_items" not in manifest["indexes"]
-    assert "blend" not in manifest, "the service then uses training.blend's default weights"
+    assert "blend" not in manifest, "the service then uses the default weights"
     assert "sequence" not in manifest
     assert not (result.bundle_path / "models" / "sequence").exists()
     assert not (result.bundle_path / "indexes" / "sequence_items.faiss").exists()

@@ -1,17 +1,13 @@
-"""The personalized blend: weights of the recommendation sources, fitted on a validation period.
+"""The personalized blend's weights, fitted on a validation period.
 
-Sources (:data:`SOURCES`): the customer's own **repurchase** candidates (decayed count), the
-same items reordered by how often their product type is bought again (**repeat**), other variants
-of the same products (**siblings**), **als**, the LSTM **sequence** model and **popularity**; the
-rule-based ones are :mod:`models.candidates` functions the service calls too. Each proposes a
-ranked list; the blend is the weighted
-reciprocal-rank fusion the service's pipeline uses (:mod:`app.pipeline`)::
-
-    score(item) = Σ_s  w_s / (rrf_k + rank_s(item) + 1)        (rank 0-based; absent = 0)
-
-ties broken by the lower item index — so weights fitted here can be handed to the service (and
-later to the bandit, as its prior) unchanged. ``rrf_k`` is fitted too (the service's constant is
-60); see :class:`BlendWeights`.
+Sources (:data:`models.bundle.SOURCES`): the customer's own **repurchase** candidates (decayed
+count), the same items reordered by how often their product type is bought again (**repeat**),
+other variants of the same products (**siblings**), **als**, the LSTM **sequence** model and
+**popularity**; the rule-based ones are :mod:`models.candidates` functions the service calls too.
+Each proposes a ranked list; the blend is their weighted reciprocal-rank fusion,
+:func:`models.bundle.rrf_fuse` — the function the service's pipeline fuses with — so weights fitted
+here (and ``rrf_k``, see :class:`models.bundle.BlendWeights`) can be handed to the service (and
+later to the bandit, as its prior) unchanged.
 
 Where the weights come from: :func:`carve_validation` cuts a validation period off the *end of the
 training period* (never the test period): the customers whose last purchase day before the end of
@@ -24,71 +20,22 @@ grid (deterministic; the default weights are kept when the validation set is too
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from models.base import IntArray
+from models.bundle import BlendWeights, RankTable, rrf_fuse
 
 logger = logging.getLogger("lookbook.training.blend")
 
-SOURCES: tuple[str, ...] = ("repurchase", "repeat", "siblings", "als", "sequence", "popularity")
-#: Starting point of the fit, and the weights used when validation is too small (set from the
-#: pooled H&M validation folds: the repeat-prior ordering of the customer's own items leads).
-DEFAULT_WEIGHTS: dict[str, float] = {
-    "repurchase": 0.25,
-    "repeat": 4.0,
-    "siblings": 1.0,
-    "als": 0.1,
-    "sequence": 0.5,
-    "popularity": 0.25,
-}
-DEFAULT_RRF_K = 60.0
 WEIGHT_GRID: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 RRF_K_GRID: tuple[float, ...] = (1.0, 5.0, 20.0, 60.0)
 MIN_VALIDATION_CUSTOMERS = 30
 SECONDS_PER_DAY = 86_400
-
-
-@dataclass(frozen=True)
-class BlendWeights:
-    """Weights per source, the fusion constant, and how they were obtained."""
-
-    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
-    rrf_k: float = DEFAULT_RRF_K
-    fitted: bool = False
-    validation_map: float | None = None
-    default_validation_map: float | None = None
-    validation_customers: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "weights": dict(self.weights),
-            "rrf_k": self.rrf_k,
-            "fitted": self.fitted,
-            "validation_map": self.validation_map,
-            "default_validation_map": self.default_validation_map,
-            "validation_customers": self.validation_customers,
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> BlendWeights:
-        return cls(
-            weights={str(k): float(v) for k, v in raw["weights"].items()},
-            rrf_k=float(raw.get("rrf_k", DEFAULT_RRF_K)),
-            fitted=bool(raw.get("fitted", False)),
-            validation_map=raw.get("validation_map"),
-            default_validation_map=raw.get("default_validation_map"),
-            validation_customers=int(raw.get("validation_customers", 0)),
-        )
 
 
 # --------------------------------------------------------------------------- validation carve
@@ -189,75 +136,18 @@ def carve_validation(
 def fuse(
     rankings: Mapping[str, IntArray], weights: BlendWeights, k: int
 ) -> tuple[IntArray, npt.NDArray[np.float64]]:
-    """Fused top ``k`` per customer from each source's ranked lists.
+    """Fused top ``k`` per customer from each source's ranked lists: :func:`models.bundle.rrf_fuse`
+    over the sources in name order.
 
     ``rankings[source]`` is ``(n_customers, depth)`` item indices, best first, padded with -1.
     Sources missing from ``weights`` get weight 0. Returns ``(n, k)`` items (padded with -1) and
     their fused scores.
     """
-    problem = _Problem.build(rankings)
-    scores = problem.scores(weights)
-    return problem.top(scores, k)
-
-
-@dataclass
-class _Problem:
-    """All customers' candidates in one padded array, so a weighting is scored in numpy."""
-
-    names: list[str]
-    candidates: IntArray  # (n, C) item indices sorted ascending, -1 padded
-    ranks: npt.NDArray[np.float64]  # (n, C, S) rank of the candidate in each source, inf if absent
-
-    @classmethod
-    def build(cls, rankings: Mapping[str, IntArray]) -> _Problem:
-        names = sorted(rankings)
-        if not names:
-            raise ValueError("no source rankings to fuse")
-        arrays = [np.asarray(rankings[s], dtype=np.int64) for s in names]
-        n = arrays[0].shape[0]
-        if any(a.ndim != 2 or a.shape[0] != n for a in arrays):
-            raise ValueError("every source ranking must be a 2-d array with one row per customer")
-        rows: list[IntArray] = []
-        for r in range(n):
-            items = np.concatenate([a[r] for a in arrays])
-            rows.append(np.unique(items[items >= 0]))
-        width = max((len(x) for x in rows), default=0)
-        candidates = np.full((n, max(width, 1)), -1, dtype=np.int64)
-        ranks = np.full((n, max(width, 1), len(names)), np.inf, dtype=np.float64)
-        for r, cand in enumerate(rows):
-            candidates[r, : len(cand)] = cand
-            for s, a in enumerate(arrays):
-                row = a[r]
-                valid = np.flatnonzero(row >= 0)
-                # first occurrence of each item in the source's list
-                items, first = np.unique(row[valid], return_index=True)
-                pos = np.searchsorted(cand, items)
-                ranks[r, pos, s] = valid[first].astype(np.float64)
-        return cls(names=names, candidates=candidates, ranks=ranks)
-
-    def scores(self, weights: BlendWeights) -> npt.NDArray[np.float64]:
-        w = np.asarray([weights.weights.get(s, 0.0) for s in self.names], dtype=np.float64)
-        contrib = 1.0 / (weights.rrf_k + self.ranks + 1.0)  # inf rank -> 0
-        out: npt.NDArray[np.float64] = contrib @ w
-        out[self.candidates < 0] = -np.inf
-        return out
-
-    def top(
-        self, scores: npt.NDArray[np.float64], k: int
-    ) -> tuple[IntArray, npt.NDArray[np.float64]]:
-        width = scores.shape[1]
-        k = int(k)
-        # candidates are sorted by item, so a stable sort of -score breaks ties by lower item
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        items = np.take_along_axis(self.candidates, order, axis=1)
-        values = np.take_along_axis(scores, order, axis=1)
-        keep = (values > 0) & np.isfinite(values)
-        items = np.where(keep, items, -1)
-        values = np.where(keep, values, -np.inf)
-        if width < k:
-            items = np.pad(items, ((0, 0), (0, k - width)), constant_values=-1)
-            values = np.pad(values, ((0, 0), (0, k - width)), constant_values=-np.inf)
-        return items, values
+    names = sorted(rankings)
+    fused = rrf_fuse(
+        RankTable.build([rankings[s] for s in names]), weights.of(names), weights.rrf_k, k
+    )
+    return fused.items, fused.scores
 
 
 def _ap_at_k(items: IntArray, truths: Sequence[IntArray], k: int) -> npt.NDArray[np.float64]:
@@ -286,11 +176,11 @@ def fit_blend_weights(
     min_customers: int = MIN_VALIDATION_CUSTOMERS,
     initial: BlendWeights | None = None,
 ) -> BlendWeights:
-    """Weights (and ``rrf_k``) maximising validation MAP@k of :func:`fuse`.
+    """Weights (and ``rrf_k``) maximising validation MAP@k of the fused list.
 
     ``rankings`` are the sources' lists for the *validation* customers and ``truths`` their
     validation targets — nothing else is read. Coordinate ascent from ``initial`` (default
-    :data:`DEFAULT_WEIGHTS`): for each ``rrf_k`` in the grid, each source's weight in turn is set to
+    :data:`~models.bundle.DEFAULT_WEIGHTS`): for each ``rrf_k`` in the grid, each source's weight in turn is set to
     the grid value with the best MAP (ties keep the current value), for ``rounds`` rounds; the best
     over ``rrf_k`` wins. With fewer than ``min_customers`` validation customers (with a non-empty
     truth) the initial weights are returned with ``fitted=False``.
@@ -310,14 +200,14 @@ def fit_blend_weights(
             validation_customers=len(usable),
         )
     idx = np.asarray(usable, dtype=np.int64)
-    problem = _Problem.build({s: np.asarray(a)[idx] for s, a in rankings.items()})
+    names = sorted(rankings)
+    table = RankTable.build([np.asarray(rankings[s])[idx] for s in names])
     kept = [truths[r] for r in usable]
 
     def objective(weights: BlendWeights) -> float:
-        items, _ = problem.top(problem.scores(weights), k)
-        return float(_ap_at_k(items, kept, k).mean())
+        fused = rrf_fuse(table, weights.of(names), weights.rrf_k, k)
+        return float(_ap_at_k(fused.items, kept, k).mean())
 
-    names = sorted(rankings)
     base = {s: float(start.weights.get(s, 0.0)) for s in names}
     default_map = objective(BlendWeights(weights=base, rrf_k=start.rrf_k))
     best_weights, best_k, best_map = dict(base), start.rrf_k, default_map

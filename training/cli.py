@@ -166,7 +166,7 @@ def bundles(
     out: Annotated[Path, typer.Option(help="bundles folder")] = Path("var/bundles"),
 ) -> None:
     """List the published bundle versions, newest last."""
-    from training.bundle import list_bundles
+    from models.bundle import list_bundles
 
     for info in list_bundles(out):
         metrics = info.manifest.get("metrics", {})
@@ -212,7 +212,7 @@ def serve(
 def ensure_embedded_bundle(bundle_dir: Path, data_dir: Path) -> None:
     """Generate the synthetic retailer and train on it when ``bundle_dir`` has no bundle yet."""
     from feature_store.synthetic import generate as run_generate
-    from training.bundle import latest_bundle
+    from models.bundle import latest_bundle
     from training.train import train as run_train
 
     if latest_bundle(bundle_dir) is not None:

@@ -160,7 +160,6 @@ def fit_complementary(
     summary["epochs"] = config.epochs
     summary["final_loss"] = round(model.loss_history_[-1], 4) if model.loss_history_ else None
     summary["items_with_history"] = int(model.history_.sum())
-    summary["path"] = "models/complementary"
     return model, summary
 
 
@@ -198,5 +197,4 @@ def fit_seasonal(
         "trending": int(model.trending_.sum()),
         "evergreen": int(model.evergreen_.sum()),
         "fit_seconds": round(time.perf_counter() - t, 3),
-        "path": "models/seasonal",
     }

@@ -33,8 +33,17 @@ from feature_store.profiles import STAGES, TIERS, EventTable, ProfileConfig, com
 from feature_store.schema import CustomerCols, InteractionCols, InteractionType
 from models.als import ALSRecommender
 from models.base import IntArray, Recommender, TrainingData
+from models.bundle import (
+    BlendWeights,
+    BundleWriter,
+    CandidateTables,
+    DataSection,
+    ProfilesSection,
+    SequenceSection,
+    SimilarItems,
+    new_version,
+)
 from models.candidates import (
-    NeighbourTable,
     build_product_siblings,
     build_repeat_rates,
     neighbour_ranking,
@@ -50,8 +59,7 @@ from models.sequence import (
     SequenceHyperparameters,
     SequenceRecommender,
 )
-from training.blend import BlendWeights, fit_blend_weights
-from training.bundle import BundleWriter, new_version
+from training.blend import fit_blend_weights
 from training.churn_eval import evaluate as evaluate_churn
 from training.data import (
     PURCHASE_CODE,
@@ -526,21 +534,6 @@ def _model_source(name: str) -> BlendSource:
     return source
 
 
-@dataclass(frozen=True)
-class CandidateTables:
-    """The per-bundle tables of the rule-based blend sources (:mod:`models.candidates`): each
-    item's product-type rebuy rate (``repeat``) and each item's product siblings (``siblings``:
-    other colours / variants with a training event). Stored as ``candidates.npz``."""
-
-    repeat_rates: npt.NDArray[np.float64]
-    siblings: NeighbourTable
-
-    def save(self, path: Path) -> None:
-        arrays: dict[str, Any] = {"repeat_rates": self.repeat_rates}
-        arrays.update({f"siblings_{k}": v for k, v in self.siblings.to_arrays().items()})
-        np.savez(path, **arrays)
-
-
 def candidate_tables(dataset: Dataset, maps: IdMaps, data: TrainingData) -> CandidateTables:
     """The tables of a bundle trained on ``data``: rebuy rates from its purchases (grouped by the
     catalog's product type, else category) and product siblings proposing only items with an
@@ -598,7 +591,7 @@ def table_sources(
     }
 
 
-#: The served blend's model-free and model sources (names as :mod:`training.blend` and the
+#: The served blend's model-free and model sources (names as :data:`models.bundle.SOURCES` and the
 #: service know them) → how each ranks the held-out customers; :func:`table_sources` adds the
 #: sources over the candidate tables. Adding a source is one entry here.
 BLEND_SOURCES: dict[str, BlendSource] = {
@@ -686,8 +679,6 @@ def _customer_intelligence(
         "tiers": {name: counts["tiers"][name] for name in TIERS},
         "stages": {name: counts["stages"][name] for name in STAGES},
         "churn": churn_summary,
-        "path": "profiles",
-        "churn_model": "churn" if churn is not None else None,
     }
     return (profiles, churn), summary
 
@@ -826,16 +817,16 @@ def train(
     version = new_version(fingerprint)
     writer = BundleWriter(out, version)
     try:
+        layout = writer.layout
         writer.write_ids(maps.items, maps.customers)
-        writer.write_frame("catalog", dataset.items)
-        writer.write_frame("stock", dataset.stock)
-        writer.write_matrix("user_items", full.user_items)
-        writer.write_matrix("purchases", purchase_matrix(full))
-        candidate_tables(dataset, maps, full).save(writer.path / "candidates.npz")
-        log: dict[str, Any] = dict(purchase_log(full))
-        np.savez(writer.path / "purchase_history.npz", **log)
-        als.save(writer.model_dir("als"))
-        popularity.save(writer.model_dir("popularity"))
+        writer.write_catalog(dataset.items)
+        writer.write_stock(dataset.stock)
+        writer.write_user_items(full.user_items)
+        writer.write_purchases(purchase_matrix(full))
+        writer.write_candidates(candidate_tables(dataset, maps, full))
+        writer.write_purchase_history(purchase_log(full))
+        als.save(layout.als_model)
+        popularity.save(layout.popularity_model)
         # Inner product with raw factors ranks by the ALS score (personalized retrieval);
         # normalised factors rank by cosine similarity (similar items).
         # The personalized index answers every uncached feed request: past PERSONAL_HNSW_ITEMS
@@ -844,7 +835,7 @@ def train(
         if personal_kind == "auto":
             personal_kind = "hnsw" if len(maps.items) > PERSONAL_HNSW_ITEMS else "flat"
         ItemIndex.build(als.item_factors, kind=personal_kind, seed=config.seed).save(
-            writer.index_path("als_items")
+            layout.als_index
         )
         sequence_seconds = 0.0
         if sequence is not None:
@@ -852,71 +843,50 @@ def train(
             # product = the model's score before the repeat term (added to the candidates at
             # request time), so it is built like the personalized ALS index.
             t_seq = time.perf_counter()
-            sequence.save(writer.model_dir("sequence"))
+            sequence.save(layout.sequence_model)
             ItemIndex.build(sequence.item_vectors(), kind=personal_kind, seed=config.seed).save(
-                writer.index_path("sequence_items")
+                layout.sequence_index
             )
             sequence_seconds = time.perf_counter() - t_seq
         cosine = ItemIndex.build(als.item_vectors(), kind=config.index_kind, seed=config.seed)
-        cosine.save(writer.index_path("als_items_cosine"))
+        cosine.save(layout.als_cosine_index)
         # Similar items are answered from a precomputed neighbour table (live search beyond it).
         neighbour_ids, neighbour_scores = cosine.all_neighbours(
             als.item_vectors(), config.similar_items_precomputed, show_progress=progress
         )
-        np.savez(writer.path / "similar_items.npz", ids=neighbour_ids, scores=neighbour_scores)
+        writer.write_similar_items(SimilarItems(neighbour_ids, neighbour_scores))
         if profiles is not None:
             profiles_batch, churn = profiles
-            profiles_batch.save(writer.path / "profiles")
+            profiles_batch.save(layout.profiles)
             if churn is not None:
-                churn.save(writer.path / "churn")
+                churn.save(layout.churn)
         for name, look_model in look_models.items():
             if look_model is not None:
-                look_model.save(writer.model_dir(name))
+                look_model.save(layout.model(name))
         timings["write"] = time.perf_counter() - t - sequence_seconds
         if sequence is not None:
             timings["write_sequence"] = sequence_seconds
         timings["total"] = time.perf_counter() - t0
-        manifest: dict[str, Any] = {
-            "created": pd.Timestamp.now(tz="UTC").isoformat(),
-            "data": {
-                "path": str(data),
-                "source": dataset.source,
-                "fingerprint": fingerprint,
-                "first_interaction": str(interactions[InteractionCols.TIMESTAMP].min()),
-                "last_interaction": str(now),
-                "interactions": len(interactions),
-                "event_log": str(events_dir) if events_dir is not None else None,
-            },
-            "config": config.model_dump(),
-            "metrics": metrics,
-            "item_count": len(maps.items),
-            "customer_count": len(maps.customers),
-            "models": {
-                "als": "models/als",
-                "popularity": "models/popularity",
-                **{name: f"models/{name}" for name, m in look_models.items() if m is not None},
-                **({"sequence": "models/sequence"} if sequence is not None else {}),
-            },
-            "indexes": {
-                "als_items": "indexes/als_items.faiss",
-                "als_items_cosine": "indexes/als_items_cosine.faiss",
-                **(
-                    {"sequence_items": "indexes/sequence_items.faiss"}
-                    if sequence is not None
-                    else {}
-                ),
-            },
-            "timings_seconds": {key: round(value, 3) for key, value in timings.items()},
-        }
-        if blend is not None:
-            manifest["blend"] = blend.to_dict()
-        if sequence_summary:
-            manifest["sequence"] = sequence_summary
-        if look_summary:
-            manifest["look"] = look_summary
-        if profile_summary:
-            manifest["profiles"] = profile_summary
-        path = writer.commit(manifest)
+        path = writer.commit(
+            data=DataSection(
+                path=str(data),
+                source=dataset.source,
+                fingerprint=fingerprint,
+                first_interaction=str(interactions[InteractionCols.TIMESTAMP].min()),
+                last_interaction=str(now),
+                interactions=len(interactions),
+                event_log=str(events_dir) if events_dir is not None else None,
+            ),
+            config=config.model_dump(mode="json"),
+            metrics=metrics,
+            item_count=len(maps.items),
+            customer_count=len(maps.customers),
+            timings_seconds={key: round(value, 3) for key, value in timings.items()},
+            blend=blend,
+            sequence=SequenceSection.model_validate(sequence_summary) if sequence_summary else None,
+            look=look_summary or None,
+            profiles=ProfilesSection.model_validate(profile_summary) if profile_summary else None,
+        )
     except BaseException:
         writer.abort()
         raise

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import BundlesDep, ServiceDep
-from training.bundle import list_bundles
+from models.bundle import list_bundles
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.base import IntArray
-from training.blend import BlendWeights
+from models.bundle import BlendWeights
 from training.evaluate.config import EvalConfig
 from training.evaluate.context import FoldAudit
 

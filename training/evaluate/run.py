@@ -18,7 +18,8 @@ import pandas as pd
 
 from feature_store.dataset import Dataset
 from models.base import IntArray
-from training.blend import BlendWeights, fit_blend_weights, fuse
+from models.bundle import BlendWeights
+from training.blend import fit_blend_weights, fuse
 from training.evaluate.config import BASELINES, EvalConfig
 from training.evaluate.context import FoldAudit, fold_context
 from training.evaluate.prepared import Prepared, prepare

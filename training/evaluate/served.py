@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from feature_store.dataset import Dataset
 from feature_store.timeutils import SECONDS_PER_DAY
-from training.blend import BlendWeights, fit_blend_weights
+from models.bundle import BlendWeights
+from training.blend import fit_blend_weights
 from training.evaluate.config import EvalConfig
 from training.evaluate.context import fold_context
 from training.evaluate.prepared import Prepared, prepare

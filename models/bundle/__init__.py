@@ -1,0 +1,94 @@
+"""The model bundle: one folder per version, written by the trainer, read by the service.
+
+This package is the bundle format's one owner: the layout (:class:`BundleLayout`, every name
+spelt once in :mod:`models.bundle.layout`), the manifest schema (:class:`Manifest`), the writer
+(:class:`BundleWriter`), the reader (:func:`list_bundles`, :func:`latest_bundle`,
+:func:`read_manifest` and the table loaders) and the blend's fusion function (:func:`rrf_fuse`
+with :class:`BlendWeights`). Layout of ``<bundles_dir>/<version>/``::
+
+    manifest.json          Manifest: format, version, created, data, config, metrics, item and
+                           customer counts, models, indexes, timings; blend, sequence, look and
+                           profiles sections when trained
+    item_ids.parquet       dense item index -> external item id
+    customer_ids.parquet   dense customer index -> external customer id
+    catalog.parquet        the items table in item-index order (names, categories, prices, sizes ...)
+    stock.parquet          stock per item, store and size at training time
+    user_items.npz         customer x item confidence matrix (CSR) the models were fitted on
+    purchases.npz          customer x item matrix of items bought and kept (CSR, binary)
+    purchase_history.npz   every customer's purchases, oldest first (indptr, items, timestamps,
+                           weights)
+    candidates.npz         the rule-based sources' tables: repeat_rates, siblings_{indptr,indices,
+                           scores} (CandidateTables)
+    similar_items.npz      ids, scores: each item's nearest items by ALS cosine (SimilarItems)
+    profiles/              customer profiles (feature_store's CustomerProfiles.save)
+    churn/                 the churn model (models.churn), when fitted
+    models/<name>/         als, popularity, sequence, complementary, seasonal: each model's save
+    indexes/<name>.faiss   als_items, als_items_cosine, sequence_items: FAISS indexes (+ .json)
+
+A bundle is written into a hidden temporary folder and renamed into place when complete, so a
+reader never sees half a bundle; the newest complete version is the one whose name sorts last.
+No file needs pickle to be read.
+"""
+
+from __future__ import annotations
+
+from .fusion import (
+    DEFAULT_RRF_K,
+    DEFAULT_WEIGHTS,
+    SOURCES,
+    BlendWeights,
+    Fused,
+    RankTable,
+    rrf_fuse,
+)
+from .layout import BundleLayout
+from .manifest import (
+    BUNDLE_FORMAT,
+    BlendFitSummary,
+    DataSection,
+    FitSummary,
+    Manifest,
+    ProfilesSection,
+    SequenceSection,
+    read_manifest,
+)
+from .reader import BundleInfo, latest_bundle, list_bundles
+from .tables import (
+    CandidateTables,
+    PurchaseLog,
+    SimilarItems,
+    load_csr,
+    load_purchase_history,
+    save_csr,
+)
+from .writer import BundleWriter, new_version
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "DEFAULT_RRF_K",
+    "DEFAULT_WEIGHTS",
+    "SOURCES",
+    "BlendFitSummary",
+    "BlendWeights",
+    "BundleInfo",
+    "BundleLayout",
+    "BundleWriter",
+    "CandidateTables",
+    "DataSection",
+    "FitSummary",
+    "Fused",
+    "Manifest",
+    "ProfilesSection",
+    "PurchaseLog",
+    "RankTable",
+    "SequenceSection",
+    "SimilarItems",
+    "latest_bundle",
+    "list_bundles",
+    "load_csr",
+    "load_purchase_history",
+    "new_version",
+    "read_manifest",
+    "rrf_fuse",
+    "save_csr",
+]

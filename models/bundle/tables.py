@@ -1,0 +1,105 @@
+"""The bundle's array tables (``.npz``, no pickle): how each is written and read back, checked
+against the bundle's item and customer counts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from feature_store.errors import BundleError
+from models.candidates import NeighbourTable
+
+#: Arrays of ``purchase_history.npz``: CSR-style ``indptr`` over customers, then per purchase
+#: (each customer's oldest first) ``items``, ``timestamps`` (epoch seconds) and ``weights``.
+PURCHASE_HISTORY_KEYS = ("indptr", "items", "timestamps", "weights")
+
+PurchaseLog = dict[str, npt.NDArray[Any]]
+
+
+def save_csr(path: Path, matrix: sp.csr_matrix) -> None:
+    np.savez(
+        path,
+        indptr=matrix.indptr,
+        indices=matrix.indices,
+        data=matrix.data,
+        shape=np.asarray(matrix.shape, dtype=np.int64),
+    )
+
+
+def load_csr(path: Path) -> sp.csr_matrix:
+    with np.load(path, allow_pickle=False) as arrays:
+        shape = tuple(int(v) for v in arrays["shape"])
+        return sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
+
+
+def save_purchase_history(path: Path, log: Mapping[str, npt.NDArray[Any]]) -> None:
+    arrays: dict[str, Any] = {name: log[name] for name in PURCHASE_HISTORY_KEYS}
+    np.savez(path, **arrays)
+
+
+def load_purchase_history(path: Path, n_customers: int) -> PurchaseLog | None:
+    """The purchase log, or None for a bundle written before it (no file)."""
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as table:
+        log = {name: table[name] for name in PURCHASE_HISTORY_KEYS}
+    if len(log["indptr"]) != n_customers + 1 or not (
+        len(log["items"]) == len(log["timestamps"]) == len(log["weights"]) == int(log["indptr"][-1])
+    ):
+        raise BundleError(f"{path} does not match the customer ids")
+    return log
+
+
+@dataclass(frozen=True)
+class CandidateTables:
+    """The per-bundle tables of the rule-based blend sources (:mod:`models.candidates`): each
+    item's product-type rebuy rate (``repeat``) and each item's product siblings (``siblings``:
+    other colours / variants with a training event)."""
+
+    repeat_rates: npt.NDArray[np.float64]
+    siblings: NeighbourTable
+
+    def save(self, path: Path) -> None:
+        arrays: dict[str, Any] = {"repeat_rates": self.repeat_rates}
+        arrays.update({f"siblings_{k}": v for k, v in self.siblings.to_arrays().items()})
+        np.savez(path, **arrays)
+
+    @classmethod
+    def load(cls, path: Path, n_items: int) -> CandidateTables | None:
+        """The tables, or None for a bundle written before them (no file)."""
+        if not path.exists():
+            return None
+        with np.load(path, allow_pickle=False) as table:
+            rates = np.asarray(table["repeat_rates"], dtype=np.float64)
+            siblings = NeighbourTable.from_arrays(
+                {k: table[f"siblings_{k}"] for k in ("indptr", "indices", "scores")}
+            )
+        if len(rates) != n_items or siblings.n_items != n_items:
+            raise BundleError(f"{path} does not match the item ids")
+        return cls(repeat_rates=rates, siblings=siblings)
+
+
+@dataclass(frozen=True)
+class SimilarItems:
+    """Each item's precomputed nearest items by cosine of the ALS vectors: ``ids`` and ``scores``
+    of shape ``n_items x m``, best first, padded with ``-1`` / ``-inf``."""
+
+    ids: npt.NDArray[np.int32]
+    scores: npt.NDArray[np.float32]
+
+    def save(self, path: Path) -> None:
+        np.savez(path, ids=self.ids, scores=self.scores)
+
+    @classmethod
+    def load(cls, path: Path, n_items: int) -> SimilarItems:
+        with np.load(path, allow_pickle=False) as table:
+            ids, scores = table["ids"], table["scores"]
+        if ids.ndim != 2 or ids.shape != scores.shape or len(ids) != n_items:
+            raise BundleError(f"{path} does not match the item ids")
+        return cls(ids=ids, scores=scores)
