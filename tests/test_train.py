@@ -55,10 +55,12 @@ def test_bundle_layout_and_manifest(data: Path, tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")], "no temp leftovers"
 
 
-def test_every_file_the_trainer_writes_is_in_the_layout(data: Path, tmp_path: Path) -> None:
+def test_every_file_the_trainer_writes_is_in_the_layout(retailer: tuple[Path, Path]) -> None:
     """The bundle on disk is exactly what :mod:`models.bundle.layout` names: each of its files,
     every model and index the manifest lists, the profiles and churn folders."""
-    path = train(data, tmp_path, config=SMALL_CONFIG, progress=False).bundle_path
+    info = latest_bundle(retailer[1])
+    assert info is not None
+    path = info.path
     layout = BundleLayout(path)
     manifest = read_manifest(path)
     unnamed = [p for p in path.rglob("*") if p.is_file() and layout.owner(p) is None]

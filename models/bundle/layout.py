@@ -174,9 +174,9 @@ class BundleLayout:
         }
 
     def owner(self, path: Path) -> str | None:
-        """The layout entry ``path`` (inside the bundle) belongs to: a file, a folder holding it,
-        or an index with the files its index writes beside it (``<name>.faiss.json``); None when
-        the layout does not name it."""
+        """The layout entry the file ``path`` (inside the bundle) belongs to: a file, a folder
+        holding it, or an index with the files it writes beside it (``<name>.faiss.json``); None
+        when the layout does not name it."""
         rel = self.relative(path)
         if rel in FILES:
             return rel
@@ -187,6 +187,4 @@ class BundleLayout:
             index = self.relative(self.index(name))
             if rel == index or rel.startswith(f"{index}."):
                 return index
-        if rel in (MODELS, INDEXES):
-            return rel
         return None
