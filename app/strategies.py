@@ -45,7 +45,7 @@ SEGMENTS: Final = ("new", "high_value", "active_low_spend", "sleeping", "default
 #: source, fitted by the trainer on a validation period (``manifest.json`` → ``blend``); a
 #: strategy with a fitted weight also uses the blend's fitted fusion constant ``rrf_k``.
 FITTED: Final = "fitted"
-#: Strategy source name → the source's name in the trainer's blend (:mod:`training.blend`).
+#: Strategy source name → the source's name in the blend weights (:data:`models.bundle.SOURCES`).
 BLEND_NAMES: Final[dict[str, str]] = {"popular": "popularity"}
 #: The default feed: the sources the trainer's blend was fitted over, at the fitted weights.
 FITTED_BLEND: Final[list[dict[str, Any]]] = [

@@ -50,6 +50,7 @@ from app.pipeline import (
 )
 from app.runtime import LoadedBundle
 from feature_store.schema import InteractionType, ItemCols
+from feature_store.timeutils import SECONDS_PER_DAY
 from models.base import top_n
 
 NEW_ARRIVAL_DAYS: Final = 60.0
@@ -91,7 +92,7 @@ class _BundleStats:
         self.new_items = np.empty(0, dtype=np.int64)
         if known.any():
             newest = float(np.nanmax(launch))
-            window_start = newest - NEW_ARRIVAL_DAYS * 86_400.0
+            window_start = newest - NEW_ARRIVAL_DAYS * float(SECONDS_PER_DAY)
             share_start = float(np.quantile(launch[known], 1.0 - NEW_ARRIVAL_MIN_SHARE))
             start = min(window_start, share_start)
             self.new_items = np.flatnonzero(known & (launch >= start)).astype(np.int64)

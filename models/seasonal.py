@@ -56,7 +56,7 @@ from scipy.stats import poisson
 from feature_store.dataset import Dataset
 from feature_store.errors import BundleError, InvalidRequest
 from feature_store.schema import SEASONS, InteractionCols, InteractionType, ItemCols
-from feature_store.timeutils import SECONDS_PER_DAY
+from feature_store.timeutils import SECONDS_PER_DAY, decay
 
 from .base import (
     FloatArray,
@@ -447,7 +447,7 @@ class SeasonalModel:
 
         def decayed(half_life: float) -> npt.NDArray[np.float64]:
             out = np.zeros(n_items)
-            np.add.at(out, idx, w * np.power(0.5, age / half_life))
+            np.add.at(out, idx, w * decay(age, half_life))
             return out
 
         start_day = int(first.min()) if n_items else now_day
@@ -460,9 +460,8 @@ class SeasonalModel:
         ) -> npt.NDArray[np.float64]:
             """Per item: Σ over days since its first sale with ``lo <= age < hi`` of
             0.5^(age/h) · S_g(week), at least ``min_exposure_days / 2``."""
-            decay = np.power(0.5, span_age / half_life)
-            decay = np.where((span_age >= lo) & (span_age < hi), decay, 0.0)
-            per_day = self.profiles_[:, span_weeks].astype(np.float64) * decay[None, :]
+            weight = np.where((span_age >= lo) & (span_age < hi), decay(span_age, half_life), 0.0)
+            per_day = self.profiles_[:, span_weeks].astype(np.float64) * weight[None, :]
             cum = np.cumsum(per_day[:, ::-1], axis=1)[:, ::-1]  # Σ from day d to now
             start = np.clip(first - start_day, 0, len(span) - 1)
             return np.maximum(cum[group, start], self.min_exposure_days * 0.5)
@@ -491,9 +490,7 @@ class SeasonalModel:
         recent = np.zeros(n_items)
         np.add.at(recent, idx[in_window], w[in_window])
         before = np.zeros(n_items)
-        np.add.at(
-            before, idx[~in_window], (w * np.power(0.5, age / self.half_life_days))[~in_window]
-        )
+        np.add.at(before, idx[~in_window], (w * decay(age, self.half_life_days))[~in_window])
         baseline = (before + m * prior_rate[group]) / (exposure(self.half_life_days, lo=window) + m)
         half = window / 2.0
         recent_rate = (recent + half * baseline) / (exposure(1e9, hi=window) + half)  # per day

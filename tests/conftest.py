@@ -9,15 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import build_small_retailer
+from helpers import build_small_retailer, redis_missing
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LOOKBOOK_SHARED_DATA", REPO.parent / "shared" / "data"))
 REDIS_URL = os.environ.get("LOOKBOOK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-# In CI the Redis tests must run: a missing server is a failure there, not a skip.
-REQUIRE_REDIS = (
-    os.environ.get("LOOKBOOK_REQUIRE_REDIS", "") == "1" or os.environ.get("CI") == "true"
-)
 
 
 def _redis_available() -> str | None:
@@ -36,9 +32,7 @@ def _redis_available() -> str | None:
 def redis_url() -> str:
     reason = _redis_available()
     if reason is not None:
-        if REQUIRE_REDIS:
-            pytest.fail(f"Redis is required here (CI / LOOKBOOK_REQUIRE_REDIS=1): {reason}")
-        pytest.skip(reason)
+        redis_missing(reason)
     return REDIS_URL
 
 

@@ -10,8 +10,9 @@ import subprocess
 import time
 import types
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Any, NoReturn, Union, get_args, get_origin
 
+import pytest
 import redis
 from pydantic import BaseModel
 
@@ -154,4 +155,13 @@ class RedisServer:
 
 
 def redis_server_required() -> bool:
+    """In CI (or with LOOKBOOK_REQUIRE_REDIS=1) the Redis tests must run."""
     return os.environ.get("CI") == "true" or os.environ.get("LOOKBOOK_REQUIRE_REDIS") == "1"
+
+
+def redis_missing(reason: str) -> NoReturn:
+    """A Redis server or binary the test needs is missing: a failure where Redis is required
+    (:func:`redis_server_required`), a skip with ``reason`` elsewhere."""
+    if redis_server_required():
+        pytest.fail(f"Redis is required here (CI / LOOKBOOK_REQUIRE_REDIS=1): {reason}")
+    pytest.skip(reason)

@@ -24,7 +24,7 @@ from app.response_cache import (
     SimilarKey,
     customer_group,
 )
-from helpers import RedisServer, free_port, redis_server_required
+from helpers import RedisServer, free_port, redis_missing
 
 # -- the shared contract ---------------------------------------------------------------------------
 
@@ -162,9 +162,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         reason = (
             "the redis-server binary is not installed; the outage tests start and kill their own"
         )
-        if redis_server_required():
-            pytest.fail(f"{reason} (required here: CI / LOOKBOOK_REQUIRE_REDIS=1)")
-        pytest.skip(reason)
+        redis_missing(reason)
     server = RedisServer(tmp_path, binary)
     server.start()
     yield server

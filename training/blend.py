@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from feature_store.timeutils import SECONDS_PER_DAY
 from models.base import IntArray
 from models.bundle import BlendWeights, RankTable, rrf_fuse
 
@@ -35,7 +36,6 @@ logger = logging.getLogger("lookbook.training.blend")
 WEIGHT_GRID: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 RRF_K_GRID: tuple[float, ...] = (1.0, 5.0, 20.0, 60.0)
 MIN_VALIDATION_CUSTOMERS = 30
-SECONDS_PER_DAY = 86_400
 
 
 # --------------------------------------------------------------------------- validation carve
