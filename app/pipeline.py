@@ -2,8 +2,9 @@
 
 Every list the service returns is made here. A *source* proposes candidates with its own scores and
 reasons; *filters* drop what must not be shown; the *blender* fuses the sources' rankings
-(weighted reciprocal-rank fusion, :func:`models.bundle.rrf_fuse` — the trainer's blend fit uses
-the same function — with weights per source so a bandit can move them) and a fallback source
+(weighted reciprocal-rank fusion: :func:`models.bundle.rrf_fuse_row`, the one-request form of the
+:func:`models.bundle.rrf_fuse` the trainer's blend fit uses — with weights per source so a bandit
+can move them) and a fallback source
 tops the list up when filters leave too few. New sources (sequence model, complementary,
 seasonal) and rerankers plug in by adding to the lists a :class:`Pipeline` is built with.
 """
@@ -21,7 +22,7 @@ from app.runtime import LoadedBundle
 from feature_store.profiles import preferred_size
 from feature_store.schema import Interaction
 from models.base import top_n
-from models.bundle import DEFAULT_RRF_K, RankTable, rrf_fuse
+from models.bundle import DEFAULT_RRF_K, rrf_fuse_row
 from models.candidates import neighbour_ranking, repeat_ranking, repurchase_ranking
 
 
@@ -445,21 +446,13 @@ class Pipeline:
         return all(f.keep(ctx, candidate) for f in self.filters)
 
     def _fuse(self, lists: list[list[Candidate]], weights: list[float], k: int) -> list[Candidate]:
-        """The top ``k`` of the sources' kept lists by :func:`models.bundle.rrf_fuse`, each with
+        """The top ``k`` of the sources' kept lists by :func:`models.bundle.rrf_fuse_row`, each with
         the source and reason of the source that ranked it best (the evidence of all summed)."""
         if not any(lists):
             return []
-        table = RankTable.build([np.asarray([[c.item for c in kept]]) for kept in lists])
-        fused = rrf_fuse(table, weights, self.rrf_k, k)
+        fused = rrf_fuse_row([[c.item for c in kept] for kept in lists], weights, self.rrf_k, k)
         out: list[Candidate] = []
-        for item, score, s in zip(
-            fused.items[0].tolist(),
-            fused.scores[0].tolist(),
-            fused.sources[0].tolist(),
-            strict=True,
-        ):
-            if item < 0:
-                break
+        for item, score, s in fused:
             best = next(c for c in lists[s] if c.item == item)
             out.append(Candidate(item, score, best.source, best.reason))
         return out

@@ -162,25 +162,32 @@ def _before(lists: dict[str, list[int]], blend: BlendWeights, k: int) -> list[tu
     return [tuple(c[:4]) for c in ranked]
 
 
-def test_the_trainer_and_the_service_fuse_with_one_function(
+def test_the_trainer_and_the_service_fuse_with_one_formula(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert training.blend.rrf_fuse is app.pipeline.rrf_fuse is models.bundle.rrf_fuse
+    """The trainer fuses through models.bundle.rrf_fuse, the service through its one-request form
+    rrf_fuse_row (the next test checks the two agree term for term); neither has its own."""
+    assert training.blend.rrf_fuse is models.bundle.rrf_fuse
+    assert app.pipeline.rrf_fuse_row is models.bundle.rrf_fuse_row
     assert app.pipeline.Pipeline.rrf_k == BlendWeights().rrf_k == RRF_K
-    calls: list[int] = []
+    calls: list[str] = []
 
-    def counted(*args: Any, **kwargs: Any) -> models.bundle.Fused:
-        calls.append(1)
+    def counted_table(*args: Any, **kwargs: Any) -> models.bundle.Fused:
+        calls.append("table")
         return models.bundle.rrf_fuse(*args, **kwargs)
 
-    monkeypatch.setattr(training.blend, "rrf_fuse", counted)
-    monkeypatch.setattr(app.pipeline, "rrf_fuse", counted)
+    def counted_row(*args: Any, **kwargs: Any) -> list[tuple[int, float, int]]:
+        calls.append("row")
+        return models.bundle.rrf_fuse_row(*args, **kwargs)
+
+    monkeypatch.setattr(training.blend, "rrf_fuse", counted_table)
+    monkeypatch.setattr(app.pipeline, "rrf_fuse_row", counted_row)
     lists = {"als": [3, 1, 2], "repeat": [2, 5]}
     _served(lists, BlendWeights(), k=3)
-    assert len(calls) == 1
+    assert calls == ["row"]
     rows = {name: np.array([items + [-1] * (3 - len(items))] * 40) for name, items in lists.items()}
     fit_blend_weights(rows, [np.array([2])] * 40, k=3, rounds=1)
-    assert len(calls) > 1
+    assert calls.count("table") > 1 and calls.count("row") == 1
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -207,3 +214,31 @@ def test_the_blend_fit_and_the_service_give_the_same_fused_lists(seed: int) -> N
         assert [c.item for c in served] == [int(i) for i in items[r] if i >= 0]
         assert [c.score for c in served] == [float(v) for v in scores[r] if np.isfinite(v)]
         assert [(c.item, c.score, c.source, c.reason) for c in served] == _before(lists, blend, k)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_one_request_form_is_the_table_form_term_for_term(seed: int) -> None:
+    """rrf_fuse_row gives rrf_fuse's items, scores (to the bit) and best sources, with repeated
+    items in a list, weights of zero and below, padding, exact ties and short lists."""
+    rng = np.random.default_rng(seed)
+    n_sources = int(rng.integers(1, 7))
+    lists = [
+        [int(i) for i in rng.integers(-1, 25, size=int(rng.integers(0, 30)))]
+        for _ in range(n_sources)
+    ]
+    weights = [float(rng.choice([-1.0, 0.0, 0.5, 1.0, 1.0, 2.0])) for _ in range(n_sources)]
+    rrf_k = float(rng.choice(RRF_K_GRID))
+    k = int(rng.integers(1, 20))
+    width = max(1, *(len(items) for items in lists))
+    table = models.bundle.RankTable.build(
+        [np.asarray([items + [-1] * (width - len(items))]) for items in lists]
+    )
+    fused = models.bundle.rrf_fuse(table, weights, rrf_k, k)
+    expected = [
+        (int(item), float(score), int(source))
+        for item, score, source in zip(
+            fused.items[0], fused.scores[0], fused.sources[0], strict=True
+        )
+        if item >= 0
+    ]
+    assert models.bundle.rrf_fuse_row(lists, weights, rrf_k, k) == expected

@@ -122,8 +122,26 @@ def confidence_matrix(
     return matrix
 
 
+def never_returned_purchases(
+    data: TrainingData,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(item indices, timestamps in seconds) of the purchase events of pairs the customer never
+    returned: the strict sense of "bought and kept" the seasonal model learns sales from.
+    :func:`purchase_matrix` is the lenient sense (more purchases than returns of the pair)."""
+    types = data.event_types
+    n_items = int(data.user_items.shape[1])
+    keys = data.user_idx.astype(np.int64) * n_items + data.item_idx.astype(np.int64)
+    bought = types == PURCHASE_CODE
+    returned = np.unique(keys[types == RETURN_CODE])
+    if len(returned):
+        bought &= ~np.isin(keys, returned)
+    return data.item_idx[bought].astype(np.int64), data.timestamps[bought].astype(np.int64)
+
+
 def purchase_matrix(data: TrainingData) -> sp.csr_matrix:
-    """Binary customer x item matrix of items bought and not returned (for 'exclude purchased')."""
+    """Binary customer x item matrix of the pairs bought more often than returned: the lenient
+    sense of "bought and kept" ('exclude purchased', "buy again"); see
+    :func:`never_returned_purchases` for the strict one."""
     sign = np.where(
         data.event_types == PURCHASE_CODE, 1.0, np.where(data.event_types == RETURN_CODE, -1.0, 0.0)
     ).astype(np.float32)

@@ -16,10 +16,10 @@ import time
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from feature_store.config import StrictConfig
 from feature_store.dataset import Dataset
 from feature_store.outfits import Outfits, baskets_from_dataset
 from feature_store.schema import InteractionCols, InteractionType
@@ -27,15 +27,14 @@ from feature_store.timeutils import SECONDS_PER_DAY
 from models.base import TrainingData
 from models.complementary import ComplementaryModel
 from models.seasonal import SeasonalModel
-from training.data import PURCHASE_CODE, RETURN_CODE, IdMaps, encode
+from training.data import IdMaps, encode, never_returned_purchases
 
 logger = logging.getLogger("lookbook.training")
 
 
-class ComplementaryConfig(BaseModel):
+class ComplementaryConfig(StrictConfig):
     """Complementary ("complete the look") model settings for ``lookbook train``."""
 
-    model_config = ConfigDict(extra="forbid")
     enabled: bool = True
     max_baskets: int = Field(
         100_000, ge=1, description="at most this many same-day baskets are sampled (seeded)"
@@ -55,10 +54,9 @@ class ComplementaryConfig(BaseModel):
     lr: float = Field(3e-3, gt=0)
 
 
-class SeasonalConfig(BaseModel):
+class SeasonalConfig(StrictConfig):
     """Seasonal / trending model settings for ``lookbook train``."""
 
-    model_config = ConfigDict(extra="forbid")
     enabled: bool = True
     half_life_days: float = Field(90.0, gt=0)
     trend_weight: float = Field(0.0, ge=0, le=4)
@@ -163,26 +161,12 @@ def fit_complementary(
     return model, summary
 
 
-def purchase_events(
-    data: TrainingData,
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """(item indices, timestamps in seconds) of purchases that the customer did not return."""
-    types = data.event_types
-    n_items = int(data.user_items.shape[1])
-    keys = data.user_idx.astype(np.int64) * n_items + data.item_idx.astype(np.int64)
-    bought = types == PURCHASE_CODE
-    returned = np.unique(keys[types == RETURN_CODE])
-    if len(returned):
-        bought &= ~np.isin(keys, returned)
-    return data.item_idx[bought].astype(np.int64), data.timestamps[bought].astype(np.int64)
-
-
 def fit_seasonal(
     dataset: Dataset, data: TrainingData, config: SeasonalConfig
 ) -> tuple[SeasonalModel | None, dict[str, Any]]:
     """The seasonal model fitted on ``data``'s purchases (``data.now`` ends the period)."""
     t = time.perf_counter()
-    items, seconds = purchase_events(data)
+    items, seconds = never_returned_purchases(data)
     if len(items) == 0:
         logger.warning("seasonal model not fitted: no purchases")
         return None, {"skipped": "no purchases"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -14,10 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -25,6 +21,7 @@ from pydantic import (
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from feature_store.config import StrictConfig, load_config
 from feature_store.dataset import Dataset
 from feature_store.errors import DataFormatError
 from feature_store.event_log import EventLog
@@ -84,16 +81,14 @@ PERSONAL_HNSW_ITEMS = 50_000
 BLEND_DEPTH = 100
 
 
-class ALSConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ALSConfig(StrictConfig):
     factors: int = Field(64, ge=2, le=1024)
     regularization: float = Field(0.05, ge=0)
     alpha: float = Field(2.0, gt=0)
     iterations: int = Field(15, ge=1, le=200)
 
 
-class PopularityConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PopularityConfig(StrictConfig):
     half_life_days: float = Field(14.0, gt=0)
 
 
@@ -169,10 +164,9 @@ class SequenceTrainConfig(SequenceHyperparameters):
         return SequenceConfig(**fields, seed=seed)
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(StrictConfig):
     """Everything ``lookbook train`` can be told; ``--config`` takes a JSON file of these fields."""
 
-    model_config = ConfigDict(extra="forbid")
     seed: int = 42
     test_days: int = Field(7, ge=1, description="held-out period at the end of the data, in days")
     k: int = Field(12, ge=1, le=100, description="cut-off of the evaluation metrics")
@@ -199,20 +193,9 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def from_file(cls, path: Path | None) -> TrainConfig:
-        if path is None:
-            return cls()
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataFormatError(f"cannot read config: {exc}", file=str(path)) from exc
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in first.get("loc", ()))
-            raise DataFormatError(
-                f"invalid training config: {first['msg']}", file=str(path), column=where or None
-            ) from exc
+        """The config in the JSON file at ``path`` (the defaults for None); a misspelt key is a
+        :class:`DataFormatError` naming it and the keys allowed there."""
+        return load_config(cls, path, what="training config")
 
 
 @dataclass

@@ -40,6 +40,7 @@ from .fusion import (
     Fused,
     RankTable,
     rrf_fuse,
+    rrf_fuse_row,
 )
 from .layout import BundleLayout
 from .manifest import (
@@ -90,5 +91,6 @@ __all__ = [
     "new_version",
     "read_manifest",
     "rrf_fuse",
+    "rrf_fuse_row",
     "save_csr",
 ]

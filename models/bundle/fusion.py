@@ -135,6 +135,47 @@ class RankTable:
         return cls(candidates=candidates, ranks=ranks)
 
 
+def rrf_fuse_row(
+    lists: Sequence[Sequence[int]], weights: Sequence[float], rrf_k: float, k: int
+) -> list[tuple[int, float, int]]:
+    """:func:`rrf_fuse` for one row, in plain Python: ``(item, score, best source)`` of the top
+    ``k``, best first.
+
+    A request fuses a few short lists, where building arrays costs more than the arithmetic. The
+    formula is :func:`rrf_fuse`'s term for term: ``w_s / (rrf_k + rank + 1)`` for each source's
+    first listing of the item, summed in source order, weights ≤ 0 proposing nothing, only
+    scores ``> 0`` kept, ties to the lower item, the best source the first with the largest term
+    (``tests/test_blend.py`` checks the two agree on every item, score and source).
+    """
+    if len(lists) != len(weights):
+        raise ValueError(f"{len(weights)} weights for {len(lists)} sources")
+    n_sources = len(lists)
+    terms: dict[int, list[float]] = {}
+    for s, (items, weight) in enumerate(zip(lists, weights, strict=True)):
+        w = float(weight) if weight > 0 else 0.0
+        listed: set[int] = set()
+        for rank, item in enumerate(items):
+            if item < 0 or item in listed:
+                continue  # padding, or not the source's first listing of the item
+            listed.add(item)
+            row = terms.get(item)
+            if row is None:
+                row = terms[item] = [0.0] * n_sources
+            row[s] = w / (rrf_k + rank + 1.0)
+    fused: list[tuple[float, int, int]] = []
+    for item, row in terms.items():
+        score = row[0]
+        best = 0
+        for s in range(1, n_sources):
+            score += row[s]
+            if row[s] > row[best]:
+                best = s
+        if score > 0:
+            fused.append((-score, item, best))
+    fused.sort()
+    return [(item, -neg, best) for neg, item, best in fused[: int(k)]]
+
+
 @dataclass(frozen=True)
 class Fused:
     """The fused top ``k`` of each row: ``items`` (``-1`` padded), their ``scores`` (``-inf``
