@@ -25,7 +25,6 @@ import numpy.typing as npt
 
 from app.pipeline import Candidate, CandidateSource, Context
 from app.runtime import LoadedBundle
-from feature_store.schema import InteractionType
 
 # Reciprocal-rank fusion is flat (k=60): 0.9 puts a source's first item around ALS's 8th, 0.85
 # around its 11th — one or two of each in a feed of twelve.
@@ -62,28 +61,8 @@ def fits_customer(ctx: Context, item: int) -> bool:
 
 
 def purchased_items(ctx: Context, limit: int | None = None) -> list[int]:
-    """What the customer bought and kept: online purchases newest first, then the bundle's
-    purchases (most engaged first). Empty for unknown customers and without consent."""
-    bundle = ctx.bundle
-    out: list[int] = []
-    returned: set[int] = set()
-    for event in ctx.recent:  # newest first
-        if event.timestamp <= bundle.trained_until:
-            continue
-        item = bundle.catalog.ids.index(event.item_id)
-        if item is None:
-            continue
-        if event.type is InteractionType.RETURN:
-            returned.add(item)
-        elif event.type is InteractionType.PURCHASE and item not in returned and item not in out:
-            out.append(item)
-    if ctx.customer_index is not None:
-        bought = bundle.purchased(ctx.customer_index)
-        if len(bought):
-            items, weights = bundle.history(ctx.customer_index)
-            weight = dict(zip(items.tolist(), weights.tolist(), strict=True))
-            ranked = sorted(bought.tolist(), key=lambda i: (-weight.get(i, 0.0), i))
-            out.extend(i for i in ranked if i not in returned and i not in out)
+    """What the customer bought and kept, most engaged first (:meth:`Context.kept_purchases`)."""
+    out = ctx.kept_purchases(bundle_order="engagement")
     return out if limit is None else out[:limit]
 
 

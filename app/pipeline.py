@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from app.runtime import LoadedBundle
 from feature_store.profiles import preferred_size
-from feature_store.schema import Interaction
+from feature_store.schema import Interaction, InteractionType
 from models.base import top_n
 from models.bundle import DEFAULT_RRF_K, rrf_fuse_row
 from models.candidates import neighbour_ranking, repeat_ranking, repurchase_ranking
@@ -107,6 +107,37 @@ class Context:
     def in_stock_in_size(self, item: int) -> bool:
         size = self.size_for(item)
         return size is not None and self.bundle.stock.quantity(item, size, self.store_id) > 0
+
+    def kept_purchases(self, *, bundle_order: Literal["index", "engagement"]) -> list[int]:
+        """What the customer bought and kept: their online purchases newest first (a purchase
+        returned later is left out), then the bundle's kept purchases in ``bundle_order`` —
+        item index, or most engaged first. With ``"engagement"`` only online events after the
+        bundle's data count (earlier ones are in the bundle already). Empty for an unknown
+        customer without online purchases."""
+        bundle = self.bundle
+        out: list[int] = []
+        returned: set[int] = set()
+        for event in self.recent:  # newest first
+            if bundle_order == "engagement" and event.timestamp <= bundle.trained_until:
+                continue
+            item = bundle.catalog.ids.index(event.item_id)
+            if item is None:
+                continue
+            if event.type is InteractionType.RETURN:
+                returned.add(item)
+            elif (
+                event.type is InteractionType.PURCHASE and item not in returned and item not in out
+            ):
+                out.append(item)
+        if self.customer_index is None:
+            return out
+        bought = bundle.purchased(self.customer_index).tolist()
+        if bundle_order == "engagement" and bought:
+            items, weights = bundle.history(self.customer_index)
+            weight = dict(zip(items.tolist(), weights.tolist(), strict=True))
+            bought = sorted(bought, key=lambda i: (-weight.get(i, 0.0), i))
+        out.extend(int(i) for i in bought if i not in returned and i not in out)
+        return out
 
     def allowed_items(self) -> npt.NDArray[np.int64] | None:
         """Item indices the request is restricted to (``None`` = the whole catalog)."""

@@ -136,27 +136,6 @@ def _allowed(ctx: Context, item: int) -> bool:
     return ctx.category is None or ctx.bundle.catalog.categories[item] == ctx.category
 
 
-def _kept_items(ctx: Context) -> list[int]:
-    """Items the customer bought and kept: the bundle's purchases plus recent online purchases
-    (most recent first)."""
-    bundle = ctx.bundle
-    out: list[int] = []
-    returned: set[int] = set()
-    for event in ctx.recent:  # newest first
-        item = bundle.catalog.ids.index(event.item_id)
-        if item is None:
-            continue
-        if event.type is InteractionType.RETURN:
-            returned.add(item)
-        elif event.type is InteractionType.PURCHASE and item not in returned and item not in out:
-            out.append(item)
-    if ctx.customer_index is not None:
-        for item in bundle.purchased(ctx.customer_index).tolist():
-            if item not in out and item not in returned:
-                out.append(int(item))
-    return out
-
-
 class StarterSource:
     """Approachable best sellers: popular items at or below their category's median price."""
 
@@ -228,7 +207,7 @@ class CoPurchaseSource:
         self.other_categories = other_categories
 
     def candidates(self, ctx: Context, n: int) -> list[Candidate]:
-        anchors = _kept_items(ctx)[:CO_PURCHASE_ANCHORS]
+        anchors = ctx.kept_purchases(bundle_order="index")[:CO_PURCHASE_ANCHORS]
         if not anchors:
             return []
         bundle = ctx.bundle
@@ -272,7 +251,7 @@ class StepUpSource:
     name = "step_up"
 
     def candidates(self, ctx: Context, n: int) -> list[Candidate]:
-        kept = _kept_items(ctx)
+        kept = ctx.kept_purchases(bundle_order="index")
         if not kept:
             return []
         bundle = ctx.bundle
@@ -341,7 +320,7 @@ class WinBackSource:
                 pool.setdefault(item, 1.0 / (1.0 + rank))
         for rank, item in enumerate(ctx.history.tolist()):
             pool.setdefault(int(item), 0.5 / (1.0 + rank))
-        for anchor in _kept_items(ctx)[:CO_PURCHASE_ANCHORS]:
+        for anchor in ctx.kept_purchases(bundle_order="index")[:CO_PURCHASE_ANCHORS]:
             for neighbour in bundle.neighbour_ids[anchor][: self.NEIGHBOURS].tolist():
                 if neighbour >= 0:
                     pool.setdefault(int(neighbour), 0.25)
