@@ -25,6 +25,7 @@ exploration, propensities, state, cost).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -277,12 +278,15 @@ def rerank(
     samples: FloatArray | None = None
     if 0.0 < exploration < 1.0:
         samples = belief.sample(rng, draws, concentration(exploration))
-    uniforms = None if greedy else rng.random(k)
-    means = belief.mean()
-    order = np.argsort(-means, kind="stable")  # greedy preference: best mean, then lower index
+    uniforms: list[float] = [] if greedy else rng.random(k).tolist()
+    order: list[int] = []
+    if exploration == 0.0:  # greedy preference: best mean, then lower index
+        order = np.argsort(-belief.mean(), kind="stable").tolist()
     cursor = [0] * n_sources
     taken: set[int] = set()
-    cache: dict[int, FloatArray] = {}
+    # per set of sources left (a bit mask): the choice distribution, as an array and as floats,
+    # and its running sum for the draw
+    cache: dict[int, tuple[FloatArray, list[float], list[float]]] = {}
     items: list[int] = []
     chosen: list[int] = []
     propensities: list[float] = []
@@ -298,34 +302,34 @@ def rerank(
                 mask |= 1 << s
         if not mask:
             break
-        probs = cache.get(mask)
-        if probs is None:
+        entry = cache.get(mask)
+        if entry is None:
             available = np.array([(mask >> s) & 1 for s in range(n_sources)], dtype=bool)
             if samples is not None:
                 probs = slot_probabilities(samples, available)
             elif exploration == 0.0:
                 probs = np.zeros(n_sources)
-                probs[next(int(s) for s in order if available[s])] = 1.0
+                probs[next(s for s in order if available[s])] = 1.0
             else:
                 probs = available / float(available.sum())
             if reserved is not None and reserved_share > 0 and available[reserved]:
                 probs = (1.0 - reserved_share) * probs
                 probs[reserved] += reserved_share
             probs.flags.writeable = False
-            cache[mask] = probs
+            entry = cache[mask] = (probs, probs.tolist(), np.cumsum(probs).tolist())
+        probs, weights, cumulative = entry
         if greedy:
-            s = int(np.argmax(probs))
+            s = weights.index(1.0)
         else:
-            assert uniforms is not None
-            cumulative = np.cumsum(probs)
-            s = int(np.searchsorted(cumulative, uniforms[position] * cumulative[-1], side="right"))
-            s = min(s, n_sources - 1)
+            # the first source whose running sum exceeds the uniform (zero-probability sources
+            # share their predecessor's running sum, so they are never drawn)
+            s = min(bisect_right(cumulative, uniforms[position] * cumulative[-1]), n_sources - 1)
         item = int(lists[s][cursor[s]])
         taken.add(item)
         cursor[s] += 1
         items.append(item)
         chosen.append(s)
-        propensities.append(float(probs[s]))
+        propensities.append(weights[s])
         distributions.append(probs)
     return Reranked(items, chosen, propensities, distributions)
 
