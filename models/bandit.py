@@ -448,21 +448,24 @@ class Bandit:
         at: float,
         weights: Mapping[tuple[str, str], Mapping[str, float]] | None = None,
     ) -> list[ArmSummary]:
-        """Every arm with evidence: posterior mean and 95 % interval (prior from ``weights`` of
-        its (surface, segment) when given, else equal weights), decayed impressions and rewards,
+        """Every arm with evidence or a prior weight: posterior mean and 95 % interval (prior
+        from ``weights`` of its (surface, segment) — the strategy's weights, as
+        :meth:`posterior` is given them — else equal weights), decayed impressions and rewards,
         and its share of the (surface, segment)'s recent impressions."""
         out: list[ArmSummary] = []
         stat = REWARDS[self.config.reward]
-        for (surface, segment), evidence in sorted(self.state.arms(at).items()):
-            sources = sorted(evidence)
-            belief = posterior(
-                sources, (weights or {}).get((surface, segment), {}), evidence, self.config
-            )
+        table = self.state.arms(at)
+        for pair in weights or {}:
+            table.setdefault(pair, {})
+        for (surface, segment), evidence in sorted(table.items()):
+            prior_weights = (weights or {}).get((surface, segment), {})
+            sources = sorted(set(evidence) | set(prior_weights))
+            belief = posterior(sources, prior_weights, evidence, self.config)
             low, high = belief.interval()
             means = belief.mean()
             total = sum(e.impressions for e in evidence.values())
             for s, source in enumerate(sources):
-                arm = evidence[source]
+                arm = evidence.get(source, ArmStats())
                 out.append(
                     ArmSummary(
                         surface=surface,

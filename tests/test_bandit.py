@@ -475,3 +475,25 @@ def test_record_event_counts_rewards_only() -> None:
     assert bandit.record_event("home", "new", "als", InteractionType.CLICK, T0)
     assert not bandit.record_event("home", "new", "als", InteractionType.VIEW, T0)
     _approx(bandit.state.read("home", "new", T0)["als"], clicks=1, purchases=1, revenue=30.0)
+
+
+def test_report_shows_every_arm_as_the_service_sees_it() -> None:
+    config = BanditConfig()
+    bandit = Bandit(config, InMemoryBanditState(config.half_life_seconds))
+    weights = {"als": 1.0, "repeat": 4.0, "popularity": 0.25}
+    bandit.state.add("home", "default", {"als": ArmStats(impressions=300, clicks=12)}, T0)
+    bandit.state.add("home", "default", {"repeat": ArmStats(impressions=100, clicks=9)}, T0)
+    report = bandit.report(T0, {("home", "default"): weights, ("email", "new"): {"starter": 1.0}})
+    assert [(a.surface, a.segment, a.source) for a in report] == [
+        ("email", "new", "starter"),
+        ("home", "default", "als"),
+        ("home", "default", "popularity"),
+        ("home", "default", "repeat"),
+    ]
+    served = bandit.posterior("home", "default", list(weights), weights, T0)
+    means = dict(zip(served.sources, served.mean().tolist(), strict=True))
+    for arm in report[1:]:
+        assert arm.mean == pytest.approx(means[arm.source], rel=1e-12)
+    shares = {a.source: a.traffic_share for a in report[1:]}
+    assert shares == pytest.approx({"als": 0.75, "popularity": 0.0, "repeat": 0.25})
+    assert report[0].impressions == 0.0 and report[0].traffic_share == 0.0
