@@ -21,7 +21,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
@@ -38,6 +38,7 @@ logger = logging.getLogger("lookbook.app")
 # A plain body (a JSON object, starting with "{") has no template.
 _MARK: Final = b"\x00"
 _LENGTH: Final = struct.Struct(">I")
+_MEMO_TEMPLATES: Final = 4096  # distinct templates remembered (cleared when full)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,9 @@ class ServedLists:
         self.log = log
         self.metrics = metrics
         self._now = now
+        # Per distinct template (a cached list is shown many times): its impressions per credit
+        # and their Prometheus children, so a showing neither parses JSON nor resolves labels.
+        self._by_template: dict[bytes, list[tuple[Credit, int, Any]]] = {}
 
     def show(self, served: Served) -> bytes:
         """The body with a fresh ``recommendation_id``; its record kept when it has a template."""
@@ -90,18 +94,34 @@ class ServedLists:
 
     def record(self, recommendation_id: str, template: bytes) -> None:
         record = stamp(template, recommendation_id, self._now())
-        impressions = impressions_of(template)
+        counted = self._counted(template)
         try:
-            self.store.put_served(recommendation_id, record, impressions)
+            self.store.put_served(recommendation_id, record, {c: n for c, n, _ in counted})
         except StoreUnavailable as exc:
             self.metrics.served_list_errors.labels(where="store").inc()
             logger.warning("served-list record %s not kept online: %s", recommendation_id, exc)
         if self.log is not None and not self.log.append(record):
             self.metrics.served_list_errors.labels(where="log").inc()
-        for (source, surface, variant), n in impressions.items():
-            self.metrics.impressions.labels(
-                source=source, surface=surface, variant=variant or "none"
-            ).inc(n)
+        for _, n, child in counted:
+            child.inc(n)
+
+    def _counted(self, template: bytes) -> list[tuple[Credit, int, Any]]:
+        found = self._by_template.get(template)
+        if found is None:
+            found = [
+                (
+                    credit,
+                    n,
+                    self.metrics.impressions.labels(
+                        source=credit[0], surface=credit[1], variant=credit[2] or "none"
+                    ),
+                )
+                for credit, n in impressions_of(template).items()
+            ]
+            if len(self._by_template) >= _MEMO_TEMPLATES:
+                self._by_template.clear()
+            self._by_template[template] = found
+        return found
 
     def close(self) -> None:
         """Write what the impression log still holds (the app's shutdown)."""
