@@ -99,7 +99,8 @@ class Feeds:
         """Blend the candidates and render the list (a ``fallback`` one when the request had
         nothing to go on, whatever the pipeline found), with its served-list record template:
         per position the item, its source and the propensity the ranking step reported. The
-        record names the customer (``record_customer_id``) only when their data was used."""
+        record names the customer (``record_customer_id``) only when their data made the list
+        (consent, and a history or profile to use), so nothing is recorded of an erased one."""
         ranked = pipeline.run(ctx)
         ctx.fallback_used = ctx.fallback_used or fallback
         body = self.renderer.ranked_list(
@@ -164,6 +165,7 @@ class Feeds:
                 pipeline = self.non_personalized_pipeline
             ctx.in_stock_in_my_size = in_stock_in_my_size
             ctx.store_id = store_id
+            used_their_data = view.consent and (ctx.customer_index is not None or bool(ctx.recent))
             if not exclude_purchased:
                 ctx.exclude = set()
             return self._serve(
@@ -179,7 +181,7 @@ class Feeds:
                 fallback=ctx.user_vector is None,  # nothing to personalize
                 segment=segment,
                 strategy_surface=surface,
-                record_customer_id=customer_id if view.consent else None,
+                record_customer_id=customer_id if used_their_data else None,
             )
 
         return self.responses.get_or_compute(key, compute)

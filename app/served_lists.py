@@ -83,7 +83,7 @@ class ServedLists:
         self._now = now
         # Per distinct template (a cached list is shown many times): its impressions per credit
         # and their Prometheus children, so a showing neither parses JSON nor resolves labels.
-        self._by_template: dict[bytes, list[tuple[Credit, int, Any]]] = {}
+        self._by_template: dict[bytes, tuple[str | None, list[tuple[Credit, int, Any]]]] = {}
 
     def show(self, served: Served) -> bytes:
         """The body with a fresh ``recommendation_id``; its record kept when it has a template."""
@@ -94,9 +94,11 @@ class ServedLists:
 
     def record(self, recommendation_id: str, template: bytes) -> None:
         record = stamp(template, recommendation_id, self._now())
-        counted = self._counted(template)
+        customer_id, counted = self._counted(template)
         try:
-            self.store.put_served(recommendation_id, record, {c: n for c, n, _ in counted})
+            self.store.put_served(
+                recommendation_id, record, {c: n for c, n, _ in counted}, customer_id
+            )
         except StoreUnavailable as exc:
             self.metrics.served_list_errors.labels(where="store").inc()
             logger.warning("served-list record %s not kept online: %s", recommendation_id, exc)
@@ -105,19 +107,25 @@ class ServedLists:
         for _, n, child in counted:
             child.inc(n)
 
-    def _counted(self, template: bytes) -> list[tuple[Credit, int, Any]]:
+    def _counted(self, template: bytes) -> tuple[str | None, list[tuple[Credit, int, Any]]]:
+        """The customer a template names, and its impressions per credit with their Prometheus
+        children (memoised per distinct template)."""
         found = self._by_template.get(template)
         if found is None:
-            found = [
-                (
-                    credit,
-                    n,
-                    self.metrics.impressions.labels(
-                        source=credit[0], surface=credit[1], variant=credit[2] or "none"
-                    ),
-                )
-                for credit, n in impressions_of(template).items()
-            ]
+            customer_id, impressions = impressions_of(template)
+            found = (
+                customer_id,
+                [
+                    (
+                        credit,
+                        n,
+                        self.metrics.impressions.labels(
+                            source=credit[0], surface=credit[1], variant=credit[2] or "none"
+                        ),
+                    )
+                    for credit, n in impressions.items()
+                ],
+            )
             if len(self._by_template) >= _MEMO_TEMPLATES:
                 self._by_template.clear()
             self._by_template[template] = found
@@ -129,8 +137,9 @@ class ServedLists:
             self.log.close()
 
 
-def impressions_of(template: bytes) -> dict[Credit, int]:
-    """Positions shown per credit (source, surface, variant) of a record template."""
+def impressions_of(template: bytes) -> tuple[str | None, dict[Credit, int]]:
+    """The customer a record template names, and its positions shown per credit (source,
+    surface, variant)."""
     data = orjson.loads(template)
     surface: str = data["surface"]
     variant: str | None = data["variant"]
@@ -138,4 +147,4 @@ def impressions_of(template: bytes) -> dict[Credit, int]:
     for position in data["items"]:
         credit = (position["source"], surface, variant)
         out[credit] = out.get(credit, 0) + 1
-    return out
+    return data["customer_id"], out

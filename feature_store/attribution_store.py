@@ -83,10 +83,15 @@ class AttributionStore(Protocol):
     touch_ttl_seconds: float
 
     def put_served(
-        self, recommendation_id: str, record: bytes, impressions: Mapping[Credit, int]
+        self,
+        recommendation_id: str,
+        record: bytes,
+        impressions: Mapping[Credit, int],
+        customer_id: str | None = None,
     ) -> None:
         """Keep one showing's record (JSON from :func:`feature_store.served_lists.stamp`) and
-        count its impressions (positions shown per credit)."""
+        count its impressions (positions shown per credit); ``customer_id`` (the one the record
+        names) lets :meth:`erase_customer` find it."""
         ...
 
     def get_served(self, recommendation_id: str) -> ServedList | None:
@@ -118,7 +123,7 @@ class AttributionStore(Protocol):
         ...
 
     def erase_customer(self, customer_id: str) -> None:
-        """Forget the customer's touches (records expire with their TTL)."""
+        """Forget the customer's touches and the records that name them."""
         ...
 
     def ping(self) -> bool: ...
@@ -175,28 +180,45 @@ class InMemoryAttributionStore:
         self.max_touches = max_touches
         self._clock = clock
         self._lock = threading.Lock()
-        self._served: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        # id -> (expiry, record, customer it names); one TTL for all, so oldest = first to expire
+        self._served: OrderedDict[str, tuple[float, bytes, str | None]] = OrderedDict()
+        self._by_customer: dict[str, set[str]] = {}
         self._touches: OrderedDict[tuple[str, str], tuple[float, Touch]] = OrderedDict()
         self._counts: dict[Credit, dict[str, float]] = {}
         self._unattributed: dict[str, int] = {}
 
     def put_served(
-        self, recommendation_id: str, record: bytes, impressions: Mapping[Credit, int]
+        self,
+        recommendation_id: str,
+        record: bytes,
+        impressions: Mapping[Credit, int],
+        customer_id: str | None = None,
     ) -> None:
         now = self._clock()
         with self._lock:
-            self._served[recommendation_id] = (now + self.served_ttl_seconds, bytes(record))
+            self._served[recommendation_id] = (
+                now + self.served_ttl_seconds,
+                bytes(record),
+                customer_id,
+            )
             self._served.move_to_end(recommendation_id)
-            while len(self._served) > self.max_records:
-                self._served.popitem(last=False)
-            # drop expired records from the old end (they are in expiry order: one TTL for all)
-            while self._served:
-                oldest = next(iter(self._served.values()))
-                if oldest[0] > now:
-                    break
-                self._served.popitem(last=False)
+            if customer_id is not None:
+                self._by_customer.setdefault(customer_id, set()).add(recommendation_id)
+            while self._served and (
+                len(self._served) > self.max_records or next(iter(self._served.values()))[0] <= now
+            ):
+                self._drop_oldest()
             for credit, n in impressions.items():
                 self._counts.setdefault(credit, _zeros())["impressions"] += n
+
+    def _drop_oldest(self) -> None:
+        dropped, (_, _, customer_id) = self._served.popitem(last=False)
+        if customer_id is not None:
+            ids = self._by_customer.get(customer_id)
+            if ids is not None:
+                ids.discard(dropped)
+                if not ids:
+                    del self._by_customer[customer_id]
 
     def get_served(self, recommendation_id: str) -> ServedList | None:
         with self._lock:
@@ -248,6 +270,8 @@ class InMemoryAttributionStore:
         with self._lock:
             for key in [k for k in self._touches if k[0] == customer_id]:
                 del self._touches[key]
+            for recommendation_id in self._by_customer.pop(customer_id, set()):
+                self._served.pop(recommendation_id, None)
 
     def ping(self) -> bool:
         return True
@@ -262,6 +286,8 @@ class RedisAttributionStore:
     """Attribution state in Redis, shared by every replica. Keys (under ``prefix``):
 
     * ``{prefix}served:{recommendation_id}``  the record's JSON, expiring after its TTL
+    * ``{prefix}served_by:{customer_id}``     set of the ids of records naming the customer
+      (for erasure), expiring with the newest of them
     * ``{prefix}touch:{customer_id}``         hash item id → touch JSON; the hash expires
       ``touch_ttl_seconds`` after the customer's last touch, and each touch's event time is
       checked against the window when it is used
@@ -311,11 +337,22 @@ class RedisAttributionStore:
     def _ms(seconds: float) -> int:
         return max(1, round(seconds * 1000))
 
+    def _by_customer_key(self, customer_id: str) -> str:
+        return f"{self.prefix}served_by:{customer_id}"
+
     def put_served(
-        self, recommendation_id: str, record: bytes, impressions: Mapping[Credit, int]
+        self,
+        recommendation_id: str,
+        record: bytes,
+        impressions: Mapping[Credit, int],
+        customer_id: str | None = None,
     ) -> None:
+        ttl = self._ms(self.served_ttl_seconds)
         pipe = self._client.pipeline(transaction=False)  # one round trip
-        pipe.set(self._served_key(recommendation_id), record, px=self._ms(self.served_ttl_seconds))
+        pipe.set(self._served_key(recommendation_id), record, px=ttl)
+        if customer_id is not None:
+            pipe.sadd(self._by_customer_key(customer_id), recommendation_id)
+            pipe.pexpire(self._by_customer_key(customer_id), ttl)
         for credit, n in impressions.items():
             pipe.hincrby(self._counts_key, _field(credit, "impressions"), n)
         with self._guard("put_served"):
@@ -384,8 +421,11 @@ class RedisAttributionStore:
         return {_text(k): int(_text(v)) for k, v in raw.items()}
 
     def erase_customer(self, customer_id: str) -> None:
+        index = self._by_customer_key(customer_id)
         with self._guard("erase_customer"):
-            self._client.delete(self._touch_key(customer_id))
+            ids = [_text(m) for m in self._client.smembers(index)]
+            keys = [self._served_key(i) for i in ids]
+            self._client.delete(self._touch_key(customer_id), index, *keys)
 
     def ping(self) -> bool:
         try:

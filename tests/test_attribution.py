@@ -182,12 +182,19 @@ def test_the_admin_rows_match_what_was_shown_and_done(client: TestClient, custom
         assert r["revenue"] == 0.0 and r["add_to_cart_rate"] == 0.0, credit
 
 
-def test_an_erased_customer_loses_their_touches(client: TestClient, customer: str) -> None:
+def test_an_erased_customer_loses_their_touches_and_records(
+    client: TestClient, customer: str
+) -> None:
     body = feed(client, customer, k=3)
     item = body["items"][0]
     post(client, event(customer, item["item_id"], "click",
                        recommendation_id=body["recommendation_id"], position=0))  # fmt: skip
+    store = client.app.state.service.attribution_store  # type: ignore[attr-defined]
+    assert store.get_served(body["recommendation_id"]).customer_id == customer
     assert client.delete(f"/v1/customers/{customer}").status_code == 200
+    assert store.get_served(body["recommendation_id"]) is None, "the record named them"
+    after = feed(client, customer, k=3)  # nothing of theirs is left to personalize with
+    assert store.get_served(after["recommendation_id"]).customer_id is None
     post(client, event(customer, item["item_id"], "purchase", T0 + timedelta(days=1)))
     assert activity(client) == {(item["source"], "personalized", None): (1, 0, 0)}
 

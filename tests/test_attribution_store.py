@@ -115,6 +115,16 @@ def test_unattributed_echoes_are_counted_by_reason(store: AttributionStore) -> N
     assert store.unattributed() == {"unknown_id": 2, "bad_position": 3}
 
 
+def test_erasure_removes_the_records_naming_the_customer(store: AttributionStore) -> None:
+    store.put_served("r1", record("r1", [("I1", "als", 1.0)], customer_id="C1"), {}, "C1")
+    store.put_served("r2", record("r2", [("I1", "als", 1.0)], customer_id="C2"), {}, "C2")
+    store.put_served("r3", record("r3", [("I1", "als", 1.0)]), {})
+    store.erase_customer("C1")
+    assert store.get_served("r1") is None
+    assert store.get_served("r2") is not None and store.get_served("r3") is not None
+    store.erase_customer("C1")  # idempotent
+
+
 def test_touches_are_kept_for_the_window_and_erased_with_the_customer(
     store: AttributionStore,
 ) -> None:
