@@ -3,8 +3,8 @@ evaluations (off-policy evaluation needs what was shown and with which propensit
 
 Layout of a log directory::
 
-    impressions-20261205T123000-4711-3f9a2c-000001.jsonl   one record per line (the format of
-    impressions-20261205T123000-4711-3f9a2c-000002.jsonl   :mod:`feature_store.served_lists`)
+    impressions-20261205T123000123456-4711-3f9a2c-000001.jsonl   one record per line
+    impressions-20261205T123000123456-4711-3f9a2c-000002.jsonl   (:mod:`~.served_lists`)
 
 Each writer (one per process) writes its own files — start time, pid and a random tag in the
 name, then a sequence number — so replicas can share a directory without locking, and a new
@@ -21,11 +21,13 @@ the online store already holds the record for attribution; the log is for traini
 
 Erasure: readers pass the event log's erased customers (``EventLog.erased_customers()``) to
 :meth:`ImpressionLog.iter_records`, which then skips those customers' records served before
-their erasure.
+their erasure; :meth:`ImpressionLog.compact` removes them from disk (temp file + ``os.replace``),
+skipping the segments live writers still hold (each writer holds a ``flock`` on its open segment).
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
@@ -78,7 +80,7 @@ class ImpressionLog:
         self._file: Any = None
         self._size = 0
         self._sequence = 0
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         self._writer_tag = f"{stamp}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
     # -- writing -------------------------------------------------------------------------------
@@ -150,12 +152,9 @@ class ImpressionLog:
         self._sequence += 1
         path = self.directory / f"impressions-{self._writer_tag}-{self._sequence:06d}.jsonl"
         self._file = open(path, "ab", buffering=0)  # noqa: SIM115
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # "being written"
         self._size = os.fstat(self._file.fileno()).st_size
-        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)  # the new file's name is durable too
-        finally:
-            os.close(fd)
+        _fsync_directory(self.directory)  # the new file's name is durable too
 
     def close(self) -> None:
         """Write everything queued and stop the writer thread (reading still works)."""
@@ -190,6 +189,47 @@ class ImpressionLog:
             if entry.is_file() and SEGMENT_PATTERN.match(entry.name)
         )
 
+    def compact(self, erased: Mapping[str, datetime]) -> int:
+        """Rewrite the segments holding records of ``erased`` customers served before their
+        erasure without those records; return how many were removed. Segments a live writer
+        holds are left for a later compaction (readers skip the records meanwhile)."""
+        removed = 0
+        for path in self.segment_paths():
+            try:
+                file = open(path, "rb")  # noqa: SIM115
+            except FileNotFoundError:
+                continue
+            with file:
+                try:
+                    fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    logger.info(
+                        "impression log %s: %s is being written; not compacted",
+                        self.directory,
+                        path.name,
+                    )
+                    continue
+                data = file.read()
+                kept: list[bytes] = []
+                dropped = 0
+                lines = data[: data.rfind(b"\n") + 1].split(b"\n")[:-1]
+                for raw in lines:
+                    if raw.strip() and _erased(ServedList.from_json(raw), erased):
+                        dropped += 1
+                    else:
+                        kept.append(raw + b"\n")
+                if dropped == 0:
+                    continue
+                tmp = path.with_name(path.name + ".compact.tmp")
+                with open(tmp, "wb") as out:
+                    out.writelines(kept)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, path)
+                _fsync_directory(self.directory)
+                removed += dropped
+        return removed
+
     def iter_records(self, erased: Mapping[str, datetime] | None = None) -> Iterator[ServedList]:
         """Every complete record, file by file. An incomplete last line (a write in progress, a
         writer killed mid-write) is skipped; a malformed complete line raises
@@ -205,9 +245,22 @@ class ImpressionLog:
                     record = ServedList.from_json(raw)
                 except DataFormatError as exc:
                     raise DataFormatError(str(exc), file=str(path), row=row) from exc
-                when = erased.get(record.customer_id) if erased and record.customer_id else None
-                if when is not None and record.served_at < (
-                    when if when.tzinfo else when.replace(tzinfo=UTC)
-                ):
+                if erased and _erased(record, erased):
                     continue
                 yield record
+
+
+def _erased(record: ServedList, erased: Mapping[str, datetime]) -> bool:
+    """True for a record of an erased customer served before their erasure."""
+    when = erased.get(record.customer_id) if record.customer_id is not None else None
+    if when is None:
+        return False
+    return record.served_at < (when if when.tzinfo else when.replace(tzinfo=UTC))
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -259,3 +259,23 @@ def test_readers_skip_records_of_erased_customers(tmp_path: Path) -> None:
     erased = {"C1": T0 + timedelta(days=1)}
     kept = [r.recommendation_id for r in log.iter_records(erased=erased)]
     assert kept == ["r2", "r3", "r4"]
+
+
+def test_compaction_removes_erased_customers_records_but_not_from_a_live_writer(
+    tmp_path: Path,
+) -> None:
+    old = ImpressionLog(tmp_path, flush_seconds=30)
+    for n, who in enumerate(["C1", "C2", "C1", None]):
+        old.append(line(n, who, T0))
+    old.close()
+    live = ImpressionLog(tmp_path, flush_seconds=30)
+    live.append(line(10, "C1", T0))
+    live.flush()
+    erased = {"C1": T0 + timedelta(days=1)}
+    assert live.compact(erased) == 2, "the live writer's segment is left alone"
+    everything = [r.recommendation_id for r in ImpressionLog(tmp_path).iter_records()]
+    assert everything == ["r1", "r3", "r10"]
+    live.close()
+    assert ImpressionLog(tmp_path).compact(erased) == 1
+    assert [r.recommendation_id for r in ImpressionLog(tmp_path).iter_records()] == ["r1", "r3"]
+    assert not list(tmp_path.glob("*.tmp"))
