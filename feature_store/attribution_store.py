@@ -51,6 +51,20 @@ COUNTS: Final = ("impressions", "clicks", "add_to_carts", "purchases", "revenue"
 
 _SEP: Final = "|"
 
+# KEYS: record, counters hash[, the customer's record index]; ARGV: record, TTL ms, id,
+# then (counter field, impressions) pairs.
+_PUT_SERVED: Final = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if #KEYS == 3 then
+    redis.call('SADD', KEYS[3], ARGV[3])
+    redis.call('PEXPIRE', KEYS[3], ARGV[2])
+end
+for i = 4, #ARGV, 2 do
+    redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+return 1
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Touch:
@@ -314,6 +328,7 @@ class RedisAttributionStore:
         self.prefix = prefix
         self.served_ttl_seconds = served_ttl_seconds
         self.touch_ttl_seconds = touch_ttl_seconds
+        self._put_served = self._client.register_script(_PUT_SERVED)
         self._counts_key = f"{prefix}attribution:counts"
         self._unattributed_key = f"{prefix}attribution:unattributed"
 
@@ -347,16 +362,20 @@ class RedisAttributionStore:
         impressions: Mapping[Credit, int],
         customer_id: str | None = None,
     ) -> None:
-        ttl = self._ms(self.served_ttl_seconds)
-        pipe = self._client.pipeline(transaction=False)  # one round trip
-        pipe.set(self._served_key(recommendation_id), record, px=ttl)
+        # One EVALSHA: one round trip and about half the client CPU of a 5-command pipeline.
+        keys = [self._served_key(recommendation_id), self._counts_key]
         if customer_id is not None:
-            pipe.sadd(self._by_customer_key(customer_id), recommendation_id)
-            pipe.pexpire(self._by_customer_key(customer_id), ttl)
+            keys.append(self._by_customer_key(customer_id))
+        args: list[bytes | str | int] = [
+            record,
+            self._ms(self.served_ttl_seconds),
+            recommendation_id,
+        ]
         for credit, n in impressions.items():
-            pipe.hincrby(self._counts_key, _field(credit, "impressions"), n)
+            args.append(_field(credit, "impressions"))
+            args.append(n)
         with self._guard("put_served"):
-            pipe.execute()
+            self._put_served(keys=keys, args=args)
 
     def get_served(self, recommendation_id: str) -> ServedList | None:
         with self._guard("get_served"):
