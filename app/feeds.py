@@ -28,13 +28,15 @@ from app.pipeline import (
     SequenceSource,
     SimilarItemsSource,
 )
-from app.rendering import Renderer, new_recommendation_id, with_recommendation_id
+from app.rendering import Renderer
 from app.response_cache import FeedKey, ResponseCache, SimilarKey
 from app.runtime import BundleManager, LoadedBundle
+from app.served_lists import Served
 from app.strategies import StrategyConfig, resolve_weights, segment_of
 from app.strategy_sources import build_sources
 from feature_store.errors import UnknownItem
 from feature_store.schema import Category, InteractionType
+from feature_store.served_lists import template
 
 SIMILAR_EVIDENCE_HALF = 5.0  # an item bought by this many customers gets CF and content alike
 
@@ -90,14 +92,30 @@ class Feeds:
         item_id: str | None = None,
         extra: dict[str, Any] | None = None,
         fallback: bool = False,
-    ) -> bytes:
+        segment: str | None = None,
+        strategy_surface: str | None = None,
+        record_customer_id: str | None = None,
+    ) -> Served:
         """Blend the candidates and render the list (a ``fallback`` one when the request had
-        nothing to go on, whatever the pipeline found)."""
+        nothing to go on, whatever the pipeline found), with its served-list record template:
+        per position the item, its source and the propensity the ranking step reported. The
+        record names the customer (``record_customer_id``) only when their data made the list
+        (consent, and a history or profile to use), so nothing is recorded of an erased one."""
         ranked = pipeline.run(ctx)
         ctx.fallback_used = ctx.fallback_used or fallback
-        return self.renderer.ranked_list(
+        body = self.renderer.ranked_list(
             ranked, ctx, surface=surface, customer_id=customer_id, item_id=item_id, extra=extra
         )
+        ids = ctx.bundle.catalog.ids
+        record = template(
+            surface=surface,
+            model_version=ctx.bundle.version,
+            positions=[(ids.id(c.item), c.source, c.propensity) for c in ranked],
+            segment=segment,
+            customer_id=record_customer_id,
+            strategy_surface=strategy_surface,
+        )
+        return Served(body, record)
 
     # -- personalized ---------------------------------------------------------------------------
 
@@ -127,7 +145,7 @@ class Feeds:
             store_id=store_id,
         )
 
-        def compute() -> bytes:
+        def compute() -> Served:
             view = self.customers.read(bundle, customer_id)
             if view.consent:
                 ctx = self.customers.context(bundle, view, k=k, category=cat)
@@ -147,6 +165,7 @@ class Feeds:
                 pipeline = self.non_personalized_pipeline
             ctx.in_stock_in_my_size = in_stock_in_my_size
             ctx.store_id = store_id
+            used_their_data = view.consent and (ctx.customer_index is not None or bool(ctx.recent))
             if not exclude_purchased:
                 ctx.exclude = set()
             return self._serve(
@@ -160,6 +179,9 @@ class Feeds:
                     "strategy_surface": surface,
                 },
                 fallback=ctx.user_vector is None,  # nothing to personalize
+                segment=segment,
+                strategy_surface=surface,
+                record_customer_id=customer_id if used_their_data else None,
             )
 
         return self.responses.get_or_compute(key, compute)
@@ -196,10 +218,10 @@ class Feeds:
         ctx = Context(bundle=bundle, k=k, category=cat, sequence=history, now=now)
         if exclude_seen:
             ctx.exclude = set(items)
-        body = self._serve(
+        served = self._serve(
             self.session_pipeline, ctx, surface="session", fallback=bundle.sequence is None
         )
-        return with_recommendation_id(body, new_recommendation_id())
+        return self.responses.show(served)
 
     # -- similar --------------------------------------------------------------------------------
 
@@ -230,7 +252,7 @@ class Feeds:
             in_stock_in_my_size=in_stock_in_my_size,
         )
 
-        def compute() -> bytes:
+        def compute() -> Served:
             profile = None
             if customer_id is not None:
                 profile = self.customers.read(bundle, customer_id).personal_profile
@@ -250,6 +272,7 @@ class Feeds:
                 surface="similar",
                 item_id=item_id,
                 customer_id=customer_id,
+                record_customer_id=customer_id if profile is not None else None,
             )
 
         return self.responses.get_or_compute(key, compute)

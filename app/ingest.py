@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from app.attribution import Attribution
 from app.customers import Customers
 from app.metrics import Metrics
 from app.privacy import Privacy
@@ -34,6 +35,7 @@ class Ingest:
         metrics: Metrics,
         customers: Customers,
         privacy: Privacy,
+        attribution: Attribution | None = None,
     ) -> None:
         self.bundles = bundles
         self.store = store
@@ -42,6 +44,7 @@ class Ingest:
         self.metrics = metrics
         self.customers = customers
         self.privacy = privacy
+        self.attribution = attribution
 
     def ingest(self, raw_events: Sequence[Any]) -> tuple[int, list[dict[str, Any]]]:
         """Validate, append durably, update the online store and invalidate caches.
@@ -66,6 +69,7 @@ class Ingest:
             except StoreUnavailable as exc:
                 self.metrics.online_store_errors.inc()
                 logger.warning("online store unavailable; events are in the durable log: %s", exc)
+            self._attribute(valid)
             version = self.bundles.current.version if self.bundles.loaded else "none"
             for customer in {event.customer_id for event in valid}:
                 self.responses.invalidate_customer(customer, [version])
@@ -73,6 +77,17 @@ class Ingest:
         self.metrics.events.labels(outcome="accepted").inc(len(valid))
         self.metrics.events.labels(outcome="rejected").inc(len(rejected))
         return len(valid), rejected
+
+    def _attribute(self, events: Sequence[Interaction]) -> None:
+        """Credit the events to the lists that led to them (app/attribution.py); an outage of
+        the attribution store is logged: the events are durable, their credit is lost."""
+        if self.attribution is None:
+            return
+        try:
+            self.attribution.attribute(events)
+        except StoreUnavailable as exc:
+            self.metrics.online_store_errors.inc()
+            logger.warning("attribution store unavailable; events not attributed: %s", exc)
 
     def _update_profiles(self, events: Sequence[Interaction]) -> None:
         """Fold accepted events into the live profiles (RFM, stage at once; sizes and affinities

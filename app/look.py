@@ -21,8 +21,10 @@ from app.pipeline import Context
 from app.rendering import Renderer, item_entry
 from app.response_cache import ComplementaryKey, ResponseCache, SeasonalKey
 from app.runtime import BundleManager, LoadedBundle
+from app.served_lists import Served
 from feature_store.errors import InvalidRequest, ModelNotLoaded, UnknownItem
 from feature_store.schema import SEASONS, Category
+from feature_store.served_lists import template
 from models.complementary import ComplementaryModel
 from models.seasonal import WEATHER_HINTS, SeasonalModel, SeasonalPicks
 
@@ -162,7 +164,7 @@ class LookService:
         categories: list[str] | None,
         customer_id: str | None,
         single: bool,
-    ) -> bytes:
+    ) -> Served:
         ctx = self._customer(bundle, customer_id, k)
         personalized = self._personalized(ctx)
         wanted: list[str] | None = None
@@ -219,7 +221,26 @@ class LookService:
             "fallback": False,
             "slots": rendered,
         }
-        return self.renderer.body(body)
+        positions = [  # positions count across the slots, in order
+            (entry["item_id"], entry["source"], 1.0) for slot in rendered for entry in slot["items"]
+        ]
+        return self._served(body, bundle, positions, customer_id if personalized else None)
+
+    def _served(
+        self,
+        body: dict[str, Any],
+        bundle: LoadedBundle,
+        positions: list[tuple[str, str, float]],
+        customer_id: str | None,
+    ) -> Served:
+        """The rendered body with its served-list record template."""
+        record = template(
+            surface=body["surface"],
+            model_version=bundle.version,
+            positions=positions,
+            customer_id=customer_id,
+        )
+        return Served(self.renderer.body(body), record)
 
     # -- seasonal --------------------------------------------------------------------------------
 
@@ -283,7 +304,7 @@ class LookService:
         category: str | None,
         k: int,
         customer_id: str | None,
-    ) -> bytes:
+    ) -> Served:
         ctx = self._customer(bundle, customer_id, k)
         personalized = self._personalized(ctx)
         affinity = None
@@ -324,4 +345,5 @@ class LookService:
             "fallback": False,
             "items": entries,
         }
-        return self.renderer.body(body)
+        positions = [(entry["item_id"], entry["source"], 1.0) for entry in entries]
+        return self._served(body, bundle, positions, customer_id if personalized else None)

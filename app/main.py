@@ -34,9 +34,16 @@ from app.runtime import BundleManager
 from app.service import RecommendationService
 from app.settings import Settings
 from app.strategy_sources import bundle_stats
+from feature_store.attribution_store import (
+    AttributionStore,
+    InMemoryAttributionStore,
+    RedisAttributionStore,
+)
 from feature_store.errors import LookbookError
 from feature_store.event_log import EventLog
+from feature_store.impression_log import ImpressionLog
 from feature_store.online_store import InMemoryOnlineStore, OnlineStore, RedisOnlineStore
+from feature_store.timeutils import SECONDS_PER_DAY
 from models.index import ItemIndex
 
 logger = logging.getLogger("lookbook.app")
@@ -90,6 +97,25 @@ def build_store(settings: Settings) -> OnlineStore:
     return InMemoryOnlineStore(max_recent=settings.recent_events_per_customer)
 
 
+def build_attribution_store(settings: Settings) -> AttributionStore:
+    """Served-list records, attributed touches and attribution counters: in Redis when
+    ``REDIS_URL`` is set (replicas add up), else in this process (bounded)."""
+    window = settings.attribution_window_days * SECONDS_PER_DAY
+    if settings.redis_url:
+        return RedisAttributionStore(
+            url=settings.redis_url,
+            prefix=settings.redis_prefix,
+            served_ttl_seconds=settings.served_list_ttl_seconds,
+            touch_ttl_seconds=window,
+        )
+    return InMemoryAttributionStore(
+        served_ttl_seconds=settings.served_list_ttl_seconds,
+        touch_ttl_seconds=window,
+        max_records=settings.served_list_max_records,
+        max_touches=settings.served_list_max_records,
+    )
+
+
 def build_cache(settings: Settings) -> Cache:
     if settings.redis_url:
         return RedisCache(settings.redis_url, prefix=f"{settings.redis_prefix}cache:")
@@ -114,8 +140,10 @@ def create_app(
     *,
     store: OnlineStore | None = None,
     cache: Cache | None = None,
+    attribution_store: AttributionStore | None = None,
 ) -> FastAPI:
-    """Build the service. ``store`` and ``cache`` override the ones the settings would choose."""
+    """Build the service. ``store``, ``cache`` and ``attribution_store`` override the ones the
+    settings would choose."""
     settings = settings or Settings()
     metrics = Metrics()
     bundles = BundleManager(settings.bundle_dir, warmups=[bundle_stats])
@@ -128,6 +156,15 @@ def create_app(
         cache_ttl_seconds=settings.cache_ttl_seconds,
         recent_events=settings.recent_events_per_customer,
         strategies_file=settings.strategies_file,
+        attribution_store=(
+            attribution_store
+            if attribution_store is not None
+            else build_attribution_store(settings)
+        ),
+        impression_log=ImpressionLog(
+            settings.impressions_dir, flush_seconds=settings.impression_log_flush_seconds
+        ),
+        attribution_window_seconds=settings.attribution_window_days * SECONDS_PER_DAY,
     )
 
     @asynccontextmanager
@@ -158,6 +195,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
             blas_limit.restore_original_limits()
+            await run_in_threadpool(service.close)  # the impression log's queued records
 
     app = FastAPI(
         title="Lookbook",

@@ -57,6 +57,40 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Attribution (app/served_lists.py, app/attribution.py); variant "none" outside experiments
+        self.impressions = Counter(
+            "lookbook_impressions_total",
+            "Positions shown in served lists, by the source that filled them, surface and variant.",
+            ["source", "surface", "variant"],
+            registry=self.registry,
+        )
+        self.attributed_events = Counter(
+            "lookbook_attributed_events_total",
+            "Clicks, add-to-carts and purchases credited to a source, surface and variant.",
+            ["type", "source", "surface", "variant"],
+            registry=self.registry,
+        )
+        self.attributed_revenue = Counter(
+            "lookbook_attributed_revenue_total",
+            "Revenue of attributed purchases (event price, else catalog price).",
+            ["source", "surface", "variant"],
+            registry=self.registry,
+        )
+        self.unattributed_echoes = Counter(
+            "lookbook_unattributed_echoes_total",
+            "Events echoing a recommendation that could not be attributed, by reason "
+            "(unknown_id: unknown or expired; bad_position; other_item; no_position).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.served_list_errors = Counter(
+            "lookbook_served_list_errors_total",
+            "Served-list records not kept in the online store (store unavailable) or not "
+            "queued for the impression log (queue full).",
+            ["where"],
+            registry=self.registry,
+        )
+
     def set_model(self, version: str) -> None:
         self.model_info.clear()
         self.model_info.labels(version=version).set(1)

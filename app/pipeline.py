@@ -32,6 +32,9 @@ class Candidate:
     score: float
     source: str
     reason: str
+    # the probability with which the ranking step chose ``source`` for this position (the fixed
+    # fusion is deterministic: 1.0; a sampling reranker sets it); kept in the served-list record
+    propensity: float = 1.0
 
 
 @dataclass

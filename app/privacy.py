@@ -15,6 +15,7 @@ from typing import Any
 from app.metrics import Metrics
 from app.response_cache import ResponseCache
 from app.runtime import BundleManager, LoadedBundle
+from feature_store.attribution_store import AttributionStore
 from feature_store.errors import StoreUnavailable
 from feature_store.event_log import EventLog
 from feature_store.online_store import OnlineStore
@@ -66,6 +67,7 @@ class Privacy:
         metrics: Metrics,
         ledger: PrivacyLedger,
         profiles: Callable[[], LiveProfiles | None],
+        attribution: AttributionStore | None = None,
     ) -> None:
         self.bundles = bundles
         self.store = store
@@ -74,6 +76,7 @@ class Privacy:
         self.metrics = metrics
         self.ledger = ledger
         self.profiles = profiles  # the live profiles of the served bundle (None: none loaded)
+        self.attribution = attribution  # attributed touches (served-list records expire)
 
     def consent(self, customer_id: str) -> bool:
         """The customer's consent, from the online store's flag and the batch profiles."""
@@ -116,6 +119,8 @@ class Privacy:
         self.ledger.revoked.discard(customer_id)
         self.store.erase_customer(customer_id)
         self.store.profile_states.delete(customer_id)
+        if self.attribution is not None:
+            self.attribution.erase_customer(customer_id)
         live = self.profiles()
         if live is not None:
             live.erase(customer_id)

@@ -6,7 +6,9 @@ A list that depends on a customer sits in that customer's group (:func:`customer
 :meth:`ResponseCache.invalidate_customer` drops that group, so an event, a consent change or an
 erasure drops every list of theirs. Every cached surface goes through
 :meth:`ResponseCache.get_or_compute`; bodies are stored without ``recommendation_id`` and served
-with a fresh one.
+with a fresh one — with the list's served-list record template beside them
+(:func:`app.served_lists.pack`), so every showing, a cache hit too, is recorded under its own id
+(:meth:`ResponseCache.show`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import ClassVar, Protocol
 from app.cache import Cache
 from app.metrics import Metrics
 from app.rendering import new_recommendation_id, with_recommendation_id
+from app.served_lists import Served, ServedLists, pack, unpack
 
 
 def customer_group(version: str, customer_id: str) -> str:
@@ -151,21 +154,38 @@ class SeasonalKey:
 class ResponseCache:
     """Read-through caching of response bodies under typed keys."""
 
-    def __init__(self, cache: Cache, metrics: Metrics, *, ttl_seconds: float) -> None:
+    def __init__(
+        self,
+        cache: Cache,
+        metrics: Metrics,
+        *,
+        ttl_seconds: float,
+        served: ServedLists | None = None,
+    ) -> None:
         self.cache = cache
         self.metrics = metrics
         self.ttl = ttl_seconds
+        self.served = served  # None: showings get ids but are not recorded
 
-    def get_or_compute(self, key: CacheKey, compute: Callable[[], bytes]) -> bytes:
-        """The cached body under ``key``, else ``compute()`` stored under it; either way with a
-        fresh ``recommendation_id``."""
-        body = self.cache.get(key.group, key.field)
-        result = "hit" if body is not None else "miss"
+    def get_or_compute(self, key: CacheKey, compute: Callable[[], bytes | Served]) -> bytes:
+        """The cached list under ``key``, else ``compute()`` stored under it (with its record
+        template); either way shown (:meth:`show`) with a fresh ``recommendation_id``."""
+        raw = self.cache.get(key.group, key.field)
+        result = "hit" if raw is not None else "miss"
         self.metrics.cache_requests.labels(kind=key.kind, result=result).inc()
-        if body is None:
-            body = compute()
-            self.cache.set(key.group, key.field, body, self.ttl)
-        return with_recommendation_id(body, new_recommendation_id())
+        if raw is None:
+            computed = compute()
+            served = computed if isinstance(computed, Served) else Served(computed)
+            self.cache.set(key.group, key.field, pack(served), self.ttl)
+        else:
+            served = unpack(raw)
+        return self.show(served)
+
+    def show(self, served: Served) -> bytes:
+        """One showing of a list: a fresh ``recommendation_id`` and, with a template, its record."""
+        if self.served is None:
+            return with_recommendation_id(served.body, new_recommendation_id())
+        return self.served.show(served)
 
     def invalidate_customer(self, customer_id: str, versions: Iterable[str]) -> None:
         """Drop every list of the customer cached for any of the bundle ``versions``."""

@@ -155,3 +155,28 @@ class SegmentPage(BaseModel):
     min_churn_risk: float | None
     customers: list[SegmentCustomer]
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null: last")
+
+
+class AttributionRow(BaseModel):
+    source: str = Field(description="the candidate source that filled the positions")
+    surface: str = Field(description="personalized, session, similar, complementary, seasonal")
+    variant: str | None = Field(None, description="experiment variant (null outside experiments)")
+    impressions: int = Field(description="positions shown")
+    clicks: int
+    add_to_carts: int
+    purchases: int
+    revenue: float = Field(description="attributed purchases: event price, else catalog price")
+    click_through_rate: float | None = Field(description="clicks / impressions")
+    add_to_cart_rate: float | None = Field(description="add-to-carts / impressions")
+    conversion_rate: float | None = Field(description="purchases / impressions")
+
+
+class AttributionReport(BaseModel):
+    attribution_window_days: float = Field(
+        description="a purchase this long after an attributed click / add-to-cart is credited"
+    )
+    rows: list[AttributionRow]
+    unattributed: dict[str, int] = Field(
+        description="echoes left unattributed, by reason: unknown_id (unknown or expired), "
+        "no_position, bad_position (outside the list), other_item (the position holds another)"
+    )

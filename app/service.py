@@ -6,7 +6,9 @@
   live profiles, the profile endpoint;
 * :class:`~app.privacy.Privacy` — consent and erasure;
 * :class:`~app.ingest.Ingest` — interaction events;
-* :class:`~app.response_cache.ResponseCache` — cached bodies under typed keys.
+* :class:`~app.response_cache.ResponseCache` — cached bodies under typed keys;
+* :class:`~app.served_lists.ServedLists` — every showing's id and served-list record;
+* :class:`~app.attribution.Attribution` — events credited to sources, surfaces and variants.
 
 Routes take the part they need (``app.deps``); none of them speaks HTTP.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from app.attribution import Attribution
 from app.cache import Cache
 from app.customers import Clock, Customers
 from app.feeds import Feeds
@@ -25,12 +28,16 @@ from app.privacy import Privacy, PrivacyLedger
 from app.rendering import Renderer
 from app.response_cache import ResponseCache
 from app.runtime import BundleManager
+from app.served_lists import ServedLists
+from feature_store.attribution_store import AttributionStore
 from feature_store.event_log import EventLog
+from feature_store.impression_log import ImpressionLog
 from feature_store.online_store import OnlineStore
 
 
 class RecommendationService:
-    """Builds the parts over one bundle manager, online store, event log and cache."""
+    """Builds the parts over one bundle manager, online store, event log, cache, attribution
+    store and impression log."""
 
     def __init__(
         self,
@@ -43,6 +50,9 @@ class RecommendationService:
         cache_ttl_seconds: float,
         recent_events: int = 100,
         strategies_file: Path | None = None,
+        attribution_store: AttributionStore,
+        impression_log: ImpressionLog | None = None,
+        attribution_window_seconds: float,
     ) -> None:
         self.bundles = bundles
         self.store = store
@@ -51,7 +61,14 @@ class RecommendationService:
         self.metrics = metrics
         self.clock = Clock()
         self.ledger = PrivacyLedger(event_log.erased_customers())
-        self.responses = ResponseCache(cache, metrics, ttl_seconds=cache_ttl_seconds)
+        self.attribution_store = attribution_store
+        self.served_lists = ServedLists(attribution_store, impression_log, metrics)
+        self.attribution = Attribution(
+            attribution_store, metrics, bundles, window_seconds=attribution_window_seconds
+        )
+        self.responses = ResponseCache(
+            cache, metrics, ttl_seconds=cache_ttl_seconds, served=self.served_lists
+        )
         renderer = Renderer(metrics)
         self.customers = Customers(
             bundles, store, metrics, self.ledger, self.clock, recent_events=recent_events
@@ -64,9 +81,17 @@ class RecommendationService:
             metrics,
             self.ledger,
             self.customers.loaded_profiles,
+            attribution_store,
         )
         self.ingest = Ingest(
-            bundles, store, event_log, self.responses, metrics, self.customers, self.privacy
+            bundles,
+            store,
+            event_log,
+            self.responses,
+            metrics,
+            self.customers,
+            self.privacy,
+            self.attribution,
         )
         self.feeds = Feeds(
             bundles,
@@ -77,3 +102,7 @@ class RecommendationService:
             strategies_file=strategies_file,
         )
         self.look = LookService(bundles, self.customers, self.responses, renderer, self.clock)
+
+    def close(self) -> None:
+        """Write what is still queued for the impression log (the app's shutdown)."""
+        self.served_lists.close()

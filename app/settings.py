@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from feature_store.timeutils import SECONDS_PER_DAY
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOOKBOOK_", extra="ignore")
@@ -35,6 +37,35 @@ class Settings(BaseSettings):
     strategies_file: Path | None = Field(
         None, description="JSON of segment strategies per surface (app/strategies.py defaults)"
     )
+    served_list_ttl_seconds: float = Field(
+        2 * SECONDS_PER_DAY,
+        gt=0,
+        description="how long a served-list record stays in the online store (events echoing "
+        "its recommendation_id later than this are accepted but not attributed)",
+    )
+    served_list_max_records: int = Field(
+        100_000, ge=1, description="records and touches kept by the in-process store (no Redis)"
+    )
+    attribution_window_days: float = Field(
+        7.0,
+        gt=0,
+        le=90,
+        description="a purchase within this many days after an attributed click or add-to-cart "
+        "of the same item by the same customer is credited to it",
+    )
+    impression_log_dir: Path | None = Field(
+        None, description="durable served-list records (default: <event_log_dir>/impressions)"
+    )
+    impression_log_flush_seconds: float = Field(
+        1.0, gt=0, le=60, description="how often the impression log is written (and fsynced)"
+    )
+
+    @property
+    def impressions_dir(self) -> Path:
+        """Where the impression log is written."""
+        if self.impression_log_dir is not None:
+            return self.impression_log_dir
+        return self.event_log_dir / "impressions"
 
     @model_validator(mode="after")
     def _production_needs_redis(self) -> Settings:

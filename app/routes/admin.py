@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import BundlesDep, ServiceDep
+from app.schemas import AttributionReport
 from models.bundle import list_bundles
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -34,3 +35,17 @@ async def reload(bundles: BundlesDep, service: ServiceDep) -> dict[str, Any]:
     if bundles.loaded:
         service.metrics.set_model(bundles.current.version)
     return {"reloaded": swapped, "serving": bundles.current.version if bundles.loaded else None}
+
+
+@router.get(
+    "/attribution",
+    response_model=AttributionReport,
+    summary="Impressions, clicks, add-to-carts, purchases and revenue per source, surface, variant",
+)
+def attribution(service: ServiceDep) -> dict[str, Any]:
+    """Counts since the attribution store was created (shared by replicas with Redis): one row
+    per source × surface × variant, with click-through, add-to-cart and conversion rates per
+    impression. Events echoing ``recommendation_id`` and ``position`` are credited to the source
+    of that position; a purchase also to an attributed click or add-to-cart of the same item by
+    the same customer within the attribution window."""
+    return service.attribution.report()
