@@ -9,9 +9,14 @@ logged? One table, every figure with its 95 % bootstrap interval over rounds:
   the check against the reference IPW ≈ 0.00455;
 * Lookbook's own policies, learned on the first ``--train-share`` of the random log by time and
   evaluated on the rest: context-free Beta-Bernoulli Thompson sampling over items, and a
-  contextual ε-greedy policy over an L2-regularised logistic click model (user × item features
-  and the user-item affinity); the uniform policy's value on the same held-out rounds beside
-  them.
+  contextual ε-greedy policy (ε = 0.1) over an L2-regularised logistic click model (user × item
+  features and the user-item affinity; ``l2`` chosen on the training part's last quarter); the
+  uniform policy's value on the same held-out rounds beside them.
+
+The ESS column (Kish's effective sample size of the importance weights) says how many rounds an
+importance-weighted estimate really rests on: a policy that concentrates on a few items per user
+has an ESS of tens of rounds, i.e. well under one expected click, and its IPW / DR figures then
+hinge on whether one held-out click happens to match.
 
 DM and DR use the context-free smoothed click-rate model (``training.ope_reward.ClickRateModel``),
 cross-fitted on the evaluated rounds (``--folds`` contiguous blocks of time: each round's
@@ -43,6 +48,7 @@ from training.ope import (
     EstimatorConfig,
     OffPolicyEstimate,
     Policy,
+    effective_sample_size,
     estimate_all,
     on_policy_value,
 )
@@ -54,7 +60,13 @@ from training.ope_policies import (
     bts_policy,
     fit_thompson,
 )
-from training.ope_reward import ClickRateModel, LogisticRewardModel, cross_fit
+from training.ope_reward import (
+    ClickRateModel,
+    LogisticConfig,
+    LogisticRewardModel,
+    choose_l2,
+    cross_fit,
+)
 from training.report import markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,11 +74,13 @@ DEFAULT_DATA = REPO.parent / "shared" / "data"
 OBD_FOLDER = "open_bandit_dataset_sample"
 CAMPAIGN = "all"
 ESTIMATORS = (Estimator.IPW, Estimator.SNIPW, Estimator.DM, Estimator.DR)
-HEADERS = ("policy", "evaluated on", "rounds", "on-policy", *[e.value for e in ESTIMATORS])
+L2_GRID = (0.1, 1.0, 10.0, 100.0)
+HEADERS = ("policy", "evaluated on", "rounds", "ESS", "on-policy", *[e.value for e in ESTIMATORS])
 
 
 def on_policy_row(name: str, data: str, value: OffPolicyEstimate) -> list[str]:
-    return [name, data, str(value.n_rounds), value.cell(), *["—"] * len(ESTIMATORS)]
+    rounds = str(value.n_rounds)
+    return [name, data, rounds, rounds, value.cell(), *["—"] * len(ESTIMATORS)]
 
 
 def off_policy_row(
@@ -78,7 +92,8 @@ def off_policy_row(
         return cross_fit(ClickRateModel, part, folds)
 
     found = estimate_all(log, pi, config=config, fit_q=fit_q)
-    return [name, data, str(len(log)), "—", *[found[e].cell() for e in ESTIMATORS]]
+    ess = f"{effective_sample_size(log, pi):.0f}"
+    return [name, data, str(len(log)), ess, "—", *[found[e].cell() for e in ESTIMATORS]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
 
     logged_bts = bts_policy(prior, random_log.n_positions, args.n_draws, args.seed)
     thompson = fit_thompson(train, ThompsonConfig(n_draws=args.n_draws, seed=args.seed))
+    l2 = choose_l2(train, L2_GRID)
     contextual = EpsilonGreedyPolicy(
-        LogisticRewardModel().fit(train),
+        LogisticRewardModel(LogisticConfig(l2=l2)).fit(train),
         train.n_actions,
         train.n_positions,
         EpsilonGreedyConfig(),
@@ -140,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         f"Open Bandit Dataset sample, campaign {CAMPAIGN}: click rate per impression, "
         f"value [95 % bootstrap interval, {args.n_resamples} resamples], seed {args.seed}; "
         f"learned policies fitted on the first {args.train_share:.0%} of the random log "
-        f"({len(train)} rounds, {int(train.rewards.sum())} clicks)\n"
+        f"({len(train)} rounds, {int(train.rewards.sum())} clicks; the contextual model's l2 = "
+        f"{l2:g}, chosen from {L2_GRID} on that part's last quarter); ESS = Kish's effective "
+        "sample size of the importance weights\n"
     )
     print(markdown_table(HEADERS, rows))
     print(f"\n{time.perf_counter() - started:.1f} s")

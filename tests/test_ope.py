@@ -22,6 +22,7 @@ from feature_store.open_bandit import (
 from training.ope import (
     Estimator,
     EstimatorConfig,
+    effective_sample_size,
     estimate,
     estimate_all,
     importance_weights,
@@ -42,6 +43,7 @@ from training.ope_reward import (
     ClickRateModel,
     LogisticConfig,
     LogisticRewardModel,
+    choose_l2,
     cross_fit,
 )
 
@@ -207,6 +209,14 @@ def test_estimates_are_deterministic_and_checked() -> None:
         EstimatorConfig.model_validate({"n_resample": 10})
 
 
+def test_effective_sample_size() -> None:
+    log, _, logger = synthetic_log(n=3000, seed=11)
+    own = ContextFreePolicy(logger).action_distribution(log.contexts)
+    assert effective_sample_size(log, own) == pytest.approx(len(log))
+    narrow = segment_policy(log)
+    assert effective_sample_size(log, narrow) < 0.6 * len(log)
+
+
 # -- reward models and policies -------------------------------------------------------------------
 
 
@@ -250,6 +260,15 @@ def test_logistic_reward_model_learns_the_affinity_and_segments() -> None:
     assert predicted[rounds, log.actions, log.positions].mean() == pytest.approx(
         log.rewards.mean(), rel=0.05
     )
+
+
+def test_choose_l2_follows_the_signal() -> None:
+    log, _, _ = synthetic_log(n=20_000, seed=12)
+    grid = (0.1, 10_000.0)
+    assert choose_l2(log, grid) == 0.1  # a real signal: little regularisation fits it best
+    noise = np.random.default_rng(0).uniform(size=len(log)) < 0.2
+    shuffled = BanditLog(**{**log.__dict__, "rewards": noise.astype(np.float64)})
+    assert choose_l2(shuffled, grid) == 10_000.0  # nothing to learn: the strongest wins
 
 
 def test_epsilon_greedy_distribution_is_exact() -> None:
@@ -366,6 +385,7 @@ def test_benchmark_prints_the_table(obd: Path, capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().out
     assert "| random (logged)" in out and "0.0038 [" in out and "0.0042 [" in out
     assert "Lookbook TS, context-free" in out and "contextual" in out
+    assert "| ESS " in out
 
 
 # -- malformed files -------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ __all__ = [
     "RewardFit",
     "RewardModel",
     "check_action_distribution",
+    "effective_sample_size",
     "estimate",
     "estimate_all",
     "importance_weights",
@@ -122,6 +123,16 @@ def importance_weights(log: BanditLog, pi: FloatArray) -> FloatArray:
     """``w_i = pi[i, a_i, k_i] / p_i`` for every round of ``log``."""
     rounds = np.arange(len(log))
     return pi[rounds, log.actions, log.positions] / log.pscore
+
+
+def effective_sample_size(log: BanditLog, pi: FloatArray) -> float:
+    """Kish's effective sample size of the importance weights, ``sum(w)^2 / sum(w^2)``: about how
+    many of the log's rounds an importance-weighted estimate of ``pi`` really rests on (all of
+    them when ``pi`` is the logger, few when ``pi`` concentrates where the logger rarely went)."""
+    weights = importance_weights(log, check_action_distribution(log, pi))
+    total = float(weights.sum())
+    squares = float(weights @ weights)
+    return total * total / squares if squares > 0 else 0.0
 
 
 def _per_round_terms(

@@ -10,7 +10,8 @@ for the contextual policy of :mod:`training.ope_policies`.
   ``logit q[i, a, k] = b0 + b[a] + c[k] + g * affinity[i, a] + u_i' W f_a`` with ``u_i`` the
   round's one-hot user features, ``f_a`` the item's features and ``affinity`` the log's
   user-item affinity; fitted by L-BFGS (scipy) on the summed log-loss plus
-  ``l2 / 2 * |params|^2`` (the intercept ``b0`` unpenalised).
+  ``l2 / 2 * |params|^2`` (the intercept ``b0`` unpenalised). :func:`choose_l2` picks ``l2``
+  from a grid by the log-loss on the last part of the training log (by time).
 
 :func:`cross_fit` gives every round a prediction from a model fitted on the other folds
 (contiguous blocks of time), so a DR estimate on the whole log never uses a model fitted on
@@ -36,6 +37,7 @@ __all__ = [
     "ClickRateModel",
     "LogisticConfig",
     "LogisticRewardModel",
+    "choose_l2",
     "cross_fit",
 ]
 
@@ -165,6 +167,22 @@ class LogisticRewardModel:
 
     def predict(self, contexts: FloatArray) -> FloatArray:
         return np.asarray(special.expit(self.logits(contexts)), dtype=np.float64)
+
+
+def choose_l2(log: BanditLog, grid: tuple[float, ...], share: float = 0.75) -> float:
+    """The ``l2`` of ``grid`` whose :class:`LogisticRewardModel`, fitted on the first ``share`` of
+    ``log`` by time, has the smallest log-loss on the rest (the smallest ``l2`` on a tie)."""
+    if not grid:
+        raise ValueError("choose_l2 needs at least one l2 value")
+    fit_part, check = log.split(share)
+    rounds = np.arange(len(check))
+    losses = []
+    for l2 in grid:
+        model = LogisticRewardModel(LogisticConfig(l2=l2)).fit(fit_part)
+        z = model.logits(check.contexts)[rounds, check.actions, check.positions]
+        losses.append(float(np.mean(np.logaddexp(0.0, z) - check.rewards * z)))
+    best = min(range(len(grid)), key=lambda i: (losses[i], grid[i]))
+    return float(grid[best])
 
 
 def cross_fit(make_model: Callable[[], Any], log: BanditLog, n_folds: int = 2) -> FloatArray:
