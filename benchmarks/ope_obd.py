@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-resamples", type=int, default=1000)
     parser.add_argument("--train-share", type=float, default=0.5)
     parser.add_argument("--folds", type=int, default=2)
+    parser.add_argument(
+        "--l2-grid", type=float, nargs="+", default=list(L2_GRID), help="the contextual model's l2"
+    )
     args = parser.parse_args(argv)
 
     root = args.data_root / OBD_FOLDER
@@ -120,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
 
     logged_bts = bts_policy(prior, random_log.n_positions, args.n_draws, args.seed)
     thompson = fit_thompson(train, ThompsonConfig(n_draws=args.n_draws, seed=args.seed))
-    l2 = choose_l2(train, L2_GRID)
+    l2_grid = tuple(args.l2_grid)
+    l2 = choose_l2(train, l2_grid)
     contextual = EpsilonGreedyPolicy(
         LogisticRewardModel(LogisticConfig(l2=l2)).fit(train),
         train.n_actions,
@@ -157,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         f"value [95 % bootstrap interval, {args.n_resamples} resamples], seed {args.seed}; "
         f"learned policies fitted on the first {args.train_share:.0%} of the random log "
         f"({len(train)} rounds, {int(train.rewards.sum())} clicks; the contextual model's l2 = "
-        f"{l2:g}, chosen from {L2_GRID} on that part's last quarter); ESS = Kish's effective "
+        f"{l2:g}, chosen from {l2_grid} on that part's last quarter); ESS = Kish's effective "
         "sample size of the importance weights\n"
     )
     print(markdown_table(HEADERS, rows))

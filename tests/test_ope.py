@@ -381,6 +381,7 @@ def test_bts_policy_by_ipw_on_the_random_log(obd: Path) -> None:
 @pytest.mark.realdata
 def test_benchmark_prints_the_table(obd: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--data-root", str(obd.parent), "--n-draws", "5000", "--n-resamples", "30"]
+    argv += ["--l2-grid", "100"]
     assert ope_obd.main(argv) == 0
     out = capsys.readouterr().out
     assert "| random (logged)" in out and "0.0038 [" in out and "0.0042 [" in out

@@ -114,7 +114,7 @@ class LogisticRewardModel:
         items = log.item_features
         self._items = items
         self._shape = (log.n_actions, log.n_positions, n_user, items.shape[1])
-        users = log.contexts[:, :n_user]
+        users = np.ascontiguousarray(log.contexts[:, :n_user])
         rounds = np.arange(len(log))
         affinity = log.affinity[rounds, log.actions]
         shown = items[log.actions]
@@ -124,7 +124,7 @@ class LogisticRewardModel:
         def loss(theta: FloatArray) -> tuple[float, FloatArray]:
             b0, b, c, g, w = self._split(theta)
             z = b0 + b[log.actions] + c[log.positions] + g * affinity
-            z = z + np.einsum("iu,uf,if->i", users, w, shown)
+            z = z + ((users @ w) * shown).sum(axis=1)
             nll = float(np.sum(np.logaddexp(0.0, z) - rewards * z))
             err = special.expit(z) - rewards
             grad = np.concatenate(
