@@ -18,6 +18,7 @@ import numpy as np
 
 from app.customers import TYPE_ORDER, Clock, Customers
 from app.errors import CustomerRequired, UnknownStore
+from app.list_options import NO_OPTIONS, ListOptions
 from app.outfit_sources import look_sources, with_look_sources
 from app.pipeline import (
     AttributeSimilarSource,
@@ -111,6 +112,7 @@ class Feeds:
         surface: str = "home",
         in_stock_in_my_size: bool = False,
         store_id: str | None = None,
+        options: ListOptions = NO_OPTIONS,
     ) -> bytes:
         bundle = self.bundles.current
         self._check_store(bundle, store_id)
@@ -125,6 +127,7 @@ class Feeds:
             surface=surface,
             in_stock_in_my_size=in_stock_in_my_size,
             store_id=store_id,
+            options=options,
         )
 
         def compute() -> bytes:
@@ -147,6 +150,7 @@ class Feeds:
                 pipeline = self.non_personalized_pipeline
             ctx.in_stock_in_my_size = in_stock_in_my_size
             ctx.store_id = store_id
+            options.apply(ctx)
             if not exclude_purchased:
                 ctx.exclude = set()
             return self._serve(
@@ -173,6 +177,7 @@ class Feeds:
         k: int,
         category: Category | None = None,
         exclude_seen: bool = True,
+        options: ListOptions = NO_OPTIONS,
     ) -> bytes:
         """Recommendations for an anonymous session (item ids in time order, optionally with the
         size and event type of each step) from the LSTM sequence model; best sellers fill in when
@@ -193,7 +198,7 @@ class Feeds:
             timestamps=np.full(len(items), now, dtype=np.int64),
         )
         cat = category.value if category is not None else None
-        ctx = Context(bundle=bundle, k=k, category=cat, sequence=history, now=now)
+        ctx = options.apply(Context(bundle=bundle, k=k, category=cat, sequence=history, now=now))
         if exclude_seen:
             ctx.exclude = set(items)
         body = self._serve(
@@ -211,6 +216,7 @@ class Feeds:
         customer_id: str | None = None,
         in_stock_in_my_size: bool = False,
         store_id: str | None = None,
+        options: ListOptions = NO_OPTIONS,
     ) -> bytes:
         bundle = self.bundles.current
         item = bundle.catalog.ids.index(item_id)
@@ -228,6 +234,7 @@ class Feeds:
             store_id=store_id,
             customer_id=customer_id,
             in_stock_in_my_size=in_stock_in_my_size,
+            options=options,
         )
 
         def compute() -> bytes:
@@ -244,6 +251,7 @@ class Feeds:
                 in_stock_in_my_size=in_stock_in_my_size,
                 store_id=store_id,
             )
+            options.apply(ctx)
             return self._serve(
                 self._similar_pipeline(bundle, item),
                 ctx,
