@@ -57,18 +57,34 @@ def check_diversity(diversity: float) -> float:
 @dataclass(frozen=True)
 class ItemSimilarity:
     """Attribute similarity of items in [0, 1]: the cosine of their weighted one-hot attribute
-    rows with the category as one more attribute (weight :data:`CATEGORY_WEIGHT`)."""
+    rows with the category as one more attribute (weight :data:`CATEGORY_WEIGHT`). Rows are
+    normalised once, so a list's similarity is one small product."""
 
-    attributes: sp.csr_matrix  # n_items x d, models.attributes.attribute_matrix
-    categories: IntArray  # category code per item, -1 when unknown
-    category_weight: float = CATEGORY_WEIGHT
+    unit_rows: sp.csr_matrix  # n_items x (d + categories), each row of norm 1 (or all zero)
 
     @classmethod
     def build(
-        cls, attributes: sp.csr_matrix, categories: Sequence[object] | npt.NDArray[np.generic]
+        cls,
+        attributes: sp.csr_matrix,
+        categories: Sequence[object] | npt.NDArray[np.generic],
+        category_weight: float = CATEGORY_WEIGHT,
     ) -> ItemSimilarity:
-        codes, _ = pd.factorize(pd.Series(np.asarray(categories, dtype=object), dtype="string"))
-        return cls(sp.csr_matrix(attributes, dtype=np.float64), np.asarray(codes, np.int64))
+        codes, uniques = pd.factorize(
+            pd.Series(np.asarray(categories, dtype=object), dtype="string")
+        )
+        known = codes >= 0
+        n = attributes.shape[0]
+        category = sp.csr_matrix(
+            (
+                np.full(int(known.sum()), np.sqrt(category_weight)),
+                (np.flatnonzero(known), codes[known]),
+            ),
+            shape=(n, len(uniques)),
+        )
+        rows = sp.hstack([sp.csr_matrix(attributes, dtype=np.float64), category], format="csr")
+        norms = np.sqrt(np.asarray(rows.multiply(rows).sum(axis=1)).ravel())
+        scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        return cls(sp.csr_matrix(sp.diags(scale) @ rows))
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> ItemSimilarity:
@@ -83,15 +99,10 @@ class ItemSimilarity:
     def matrix(self, items: IntArray) -> npt.NDArray[np.float64]:
         """The ``len(items) x len(items)`` similarity of ``items`` (1 on the diagonal of items
         with any attribute; 0 between an item without attributes and any other)."""
-        rows = self.attributes[items]
-        gram = np.asarray((rows @ rows.T).toarray(), dtype=np.float64)
-        cats = self.categories[items]
-        gram += self.category_weight * ((cats[:, None] == cats[None, :]) & (cats[:, None] >= 0))
-        norms = np.sqrt(np.diag(gram))
-        scale = np.outer(norms, norms)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            sim = np.where(scale > 0, gram / scale, 0.0)
-        return np.clip(sim, 0.0, 1.0)
+        rows = self.unit_rows[items]
+        used = np.unique(rows.indices)  # only the columns these items have
+        dense = rows[:, used].toarray()
+        return np.clip(dense @ dense.T, 0.0, 1.0)
 
 
 def diversify(
@@ -105,18 +116,15 @@ def diversify(
     m = min(k, n)
     if diversity == 0.0 or m <= 1:
         return np.arange(m, dtype=np.int64)
-    sim = similarity.matrix(pool)
-    relevance = 1.0 - np.arange(n, dtype=np.float64) / n
-    closest = np.zeros(n, dtype=np.float64)
-    open_ = np.ones(n, dtype=bool)
+    penalty = diversity * similarity.matrix(pool)
+    value = (1.0 - diversity) * (1.0 - np.arange(n, dtype=np.float64) / n)
     chosen = np.empty(m, dtype=np.int64)
+    best = value.copy()  # relevance less the penalty of the closest item picked so far
     for step in range(m):
-        value = (1.0 - diversity) * relevance - diversity * closest
-        value[~open_] = -np.inf
-        pick = int(np.argmax(value))  # the first maximum: ties go to the better rank
+        pick = int(np.argmax(best))  # the first maximum: ties go to the better rank
         chosen[step] = pick
-        open_[pick] = False
-        np.maximum(closest, sim[pick], out=closest)
+        np.minimum(best, value - penalty[pick], out=best)
+        best[chosen[: step + 1]] = -np.inf
     return chosen
 
 
