@@ -514,9 +514,11 @@ class Pipeline:
 
     def _ranked(self, ctx: Context, short: int | None = None) -> list[Candidate]:
         """The fused top ``ctx.k`` topped up from the fallback when fewer than ``short`` (default
-        ``ctx.k``) survive the filters."""
+        ``ctx.k``) survive the filters. Each source proposes as many candidates as for a list of
+        ``short`` (the fusion of the same lists: a diversity pool's first ``short`` items are the
+        list without diversity)."""
         short = ctx.k if short is None else short
-        n = max(ctx.k * self.oversample, ctx.k + 8)
+        n = max(short * self.oversample, short + 8, ctx.k)
         if ctx.in_stock_in_my_size:  # the size filter drops many: look further down each list
             n *= 4
         weights: list[float] = []
