@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from app.customers import Customers
 from app.feeds import Feeds
 from app.ingest import Ingest
+from app.list_options import DIVERSITY, PRICE, ListOptions
 from app.look import LookService
 from app.privacy import Privacy
 from app.runtime import BundleManager
@@ -53,6 +54,17 @@ def get_ingest(request: Request) -> Ingest:
     return get_service(request).ingest
 
 
+def get_list_options(
+    request: Request,
+    min_price: Annotated[float | None, Query(description=PRICE)] = None,
+    max_price: Annotated[float | None, Query(description=PRICE)] = None,
+    diversity: Annotated[float | None, Query(description=DIVERSITY)] = None,
+) -> ListOptions:
+    """``min_price``, ``max_price`` and ``diversity`` of a GET list request, validated (422
+    ``validation_error``)."""
+    return ListOptions.of(min_price, max_price, diversity, get_settings(request).default_diversity)
+
+
 ServiceDep = Annotated[RecommendationService, Depends(get_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 BundlesDep = Annotated[BundleManager, Depends(get_bundles)]
@@ -61,6 +73,7 @@ LookDep = Annotated[LookService, Depends(get_look)]
 CustomersDep = Annotated[Customers, Depends(get_customers)]
 PrivacyDep = Annotated[Privacy, Depends(get_privacy)]
 IngestDep = Annotated[Ingest, Depends(get_ingest)]
+ListOptionsDep = Annotated[ListOptions, Depends(get_list_options)]
 
 
 def check_k(k: int | None, settings: Settings) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 
 from app.customers import TYPE_ORDER, Clock, Customers
 from app.errors import CustomerRequired, UnknownStore
+from app.list_options import NO_OPTIONS, ListOptions
 from app.outfit_sources import look_sources, with_look_sources
 from app.pipeline import (
     AttributeSimilarSource,
@@ -129,6 +130,7 @@ class Feeds:
         surface: str = "home",
         in_stock_in_my_size: bool = False,
         store_id: str | None = None,
+        options: ListOptions = NO_OPTIONS,
     ) -> bytes:
         bundle = self.bundles.current
         self._check_store(bundle, store_id)
@@ -143,6 +145,7 @@ class Feeds:
             surface=surface,
             in_stock_in_my_size=in_stock_in_my_size,
             store_id=store_id,
+            options=options,
         )
 
         def compute() -> Served:
@@ -166,6 +169,7 @@ class Feeds:
             ctx.in_stock_in_my_size = in_stock_in_my_size
             ctx.store_id = store_id
             used_their_data = view.consent and (ctx.customer_index is not None or bool(ctx.recent))
+            options.apply(ctx)
             if not exclude_purchased:
                 ctx.exclude = set()
             return self._serve(
@@ -195,6 +199,7 @@ class Feeds:
         k: int,
         category: Category | None = None,
         exclude_seen: bool = True,
+        options: ListOptions = NO_OPTIONS,
     ) -> bytes:
         """Recommendations for an anonymous session (item ids in time order, optionally with the
         size and event type of each step) from the LSTM sequence model; best sellers fill in when
@@ -215,7 +220,7 @@ class Feeds:
             timestamps=np.full(len(items), now, dtype=np.int64),
         )
         cat = category.value if category is not None else None
-        ctx = Context(bundle=bundle, k=k, category=cat, sequence=history, now=now)
+        ctx = options.apply(Context(bundle=bundle, k=k, category=cat, sequence=history, now=now))
         if exclude_seen:
             ctx.exclude = set(items)
         served = self._serve(
@@ -233,6 +238,7 @@ class Feeds:
         customer_id: str | None = None,
         in_stock_in_my_size: bool = False,
         store_id: str | None = None,
+        options: ListOptions = NO_OPTIONS,
     ) -> bytes:
         bundle = self.bundles.current
         item = bundle.catalog.ids.index(item_id)
@@ -250,6 +256,7 @@ class Feeds:
             store_id=store_id,
             customer_id=customer_id,
             in_stock_in_my_size=in_stock_in_my_size,
+            options=options,
         )
 
         def compute() -> Served:
@@ -266,6 +273,7 @@ class Feeds:
                 in_stock_in_my_size=in_stock_in_my_size,
                 store_id=store_id,
             )
+            options.apply(ctx)
             return self._serve(
                 self._similar_pipeline(bundle, item),
                 ctx,

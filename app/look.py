@@ -4,6 +4,12 @@
 Lists are cached like the other lists (:mod:`app.response_cache`): per item, per basket, in one
 seasonal group, or — with a ``customer_id`` — with the customer's lists, so their events, consent
 changes and erasure drop them too.
+
+``min_price`` / ``max_price`` (:class:`~app.list_options.ListOptions`) restrict the models'
+candidates before ranking (each slot and the seasonal list are ranked exactly over the items in
+the range), so a list comes up short only when fewer items than ``k`` are in range; ``diversity``
+reranks each slot and the seasonal list (:func:`models.diversity.diversify`) from a pool of
+:func:`models.diversity.candidate_pool` of them.
 """
 
 from __future__ import annotations
@@ -13,9 +19,11 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from app.customers import Clock, Customers
+from app.list_options import NO_OPTIONS, ListOptions
 from app.outfit_sources import default_date, fits_customer, purchased_items, stock_mask
 from app.pipeline import Context
 from app.rendering import Renderer, item_entry
@@ -26,6 +34,7 @@ from feature_store.errors import InvalidRequest, ModelNotLoaded, UnknownItem
 from feature_store.schema import SEASONS, Category
 from feature_store.served_lists import template
 from models.complementary import ComplementaryModel
+from models.diversity import candidate_pool, diversify
 from models.seasonal import WEATHER_HINTS, SeasonalModel, SeasonalPicks
 
 MAX_BASKET = 20
@@ -70,6 +79,27 @@ def parse_weather(raw: str | None) -> str | None:
     return name
 
 
+def _within(
+    mask: npt.NDArray[np.bool_] | None, options: ListOptions, bundle: LoadedBundle
+) -> npt.NDArray[np.bool_] | None:
+    """``mask`` (items allowed; None: all) narrowed to the request's price range."""
+    prices = options.price_mask(bundle.catalog.prices)
+    if prices is None:
+        return mask
+    return prices if mask is None else mask & prices
+
+
+def _diversified(
+    ranked: list[tuple[int, float]], k: int, options: ListOptions, bundle: LoadedBundle
+) -> list[tuple[int, float]]:
+    """The first ``k`` of ``ranked`` (best first), or with ``diversity`` its diversity rerank."""
+    if options.diversity <= 0:
+        return ranked[:k]
+    pool = ranked[: candidate_pool(k)]
+    picked = diversify([i for i, _ in pool], k, options.diversity, bundle.item_similarity)
+    return [pool[int(p)] for p in picked]
+
+
 class LookService:
     """Complementary slots and seasonal picks over the served bundle."""
 
@@ -112,6 +142,7 @@ class LookService:
         categories: list[str] | None = None,
         customer_id: str | None = None,
         single: bool = False,
+        options: ListOptions = NO_OPTIONS,
     ) -> bytes:
         """Per slot (category), the ``k`` items that go best with *all* of ``item_ids``."""
         bundle = self.bundles.current
@@ -138,6 +169,7 @@ class LookService:
             categories=tuple(categories) if categories is not None else None,
             single=single,
             customer_id=customer_id,
+            options=options,
         )
         return self.responses.get_or_compute(
             key,
@@ -150,6 +182,7 @@ class LookService:
                 categories=categories,
                 customer_id=customer_id,
                 single=single,
+                options=options,
             ),
         )
 
@@ -164,6 +197,7 @@ class LookService:
         categories: list[str] | None,
         customer_id: str | None,
         single: bool,
+        options: ListOptions = NO_OPTIONS,
     ) -> Served:
         ctx = self._customer(bundle, customer_id, k)
         personalized = self._personalized(ctx)
@@ -172,9 +206,11 @@ class LookService:
         if categories is not None:  # valid categories without items in the catalog: empty slots
             wanted = [c for c in categories if c in model.categories_]
             empty = {c for c in categories if c not in model.categories_}
-        in_stock = stock_mask(bundle)
+        in_stock = _within(stock_mask(bundle), options, bundle)
         exclude = sorted((ctx.exclude if personalized else set()) - set(items))
         fetch = k * CUSTOMER_OVERSAMPLE if ctx.profile is not None else k
+        if options.diversity > 0:
+            fetch = max(fetch, candidate_pool(k))
         slots = (
             model.complete(
                 items,
@@ -194,11 +230,16 @@ class LookService:
                 rendered.append({"category": category, "items": []})
                 continue
             found, scores = slots[category]
-            keep = [
-                (int(i), float(s))
-                for i, s in zip(found, scores, strict=True)
-                if ctx.profile is None or fits_customer(ctx, int(i))
-            ][:k]
+            keep = _diversified(
+                [
+                    (int(i), float(s))
+                    for i, s in zip(found, scores, strict=True)
+                    if ctx.profile is None or fits_customer(ctx, int(i))
+                ],
+                k,
+                options,
+                bundle,
+            )
             pairs_with: list[int] = (
                 model.anchors(items, [i for i, _ in keep]).tolist() if keep else []
             )
@@ -253,6 +294,7 @@ class LookService:
         weather: str | None = None,
         category: str | None = None,
         customer_id: str | None = None,
+        options: ListOptions = NO_OPTIONS,
     ) -> bytes:
         """Seasonal picks for the 4 weeks from ``date`` (default today) or a whole ``season``,
         with a weather hint; with a known, consenting ``customer_id``: in their style, without
@@ -278,6 +320,7 @@ class LookService:
             category=category,
             k=k,
             customer_id=customer_id,
+            options=options,
         )
         return self.responses.get_or_compute(
             key,
@@ -290,6 +333,7 @@ class LookService:
                 category=category,
                 k=k,
                 customer_id=customer_id,
+                options=options,
             ),
         )
 
@@ -304,6 +348,7 @@ class LookService:
         category: str | None,
         k: int,
         customer_id: str | None,
+        options: ListOptions = NO_OPTIONS,
     ) -> Served:
         ctx = self._customer(bundle, customer_id, k)
         personalized = self._personalized(ctx)
@@ -315,6 +360,8 @@ class LookService:
             affinity = model.affinity_from_items(style) if style else None
             exclude = sorted(ctx.exclude)
         fetch = k * CUSTOMER_OVERSAMPLE + 8 if ctx.profile is not None else k
+        if options.diversity > 0:
+            fetch = max(fetch, candidate_pool(k))
         if category is not None and category not in model.categories_:
             picks = SeasonalPicks(np.empty(0, np.int64), np.empty(0, np.float32), [])
         else:
@@ -325,14 +372,23 @@ class LookService:
                 category=category,
                 k=fetch,
                 customer_affinity=affinity,
-                in_stock=stock_mask(bundle),
+                in_stock=_within(stock_mask(bundle), options, bundle),
                 exclude=exclude or None,
             )
+        reasons = dict(zip(picks.items.tolist(), picks.reasons, strict=True))
         entries = [
-            item_entry(ctx, int(i), float(s), "seasonal", r)
-            for i, s, r in zip(picks.items, picks.scores, picks.reasons, strict=True)
-            if ctx.profile is None or fits_customer(ctx, int(i))
-        ][:k]
+            item_entry(ctx, i, s, "seasonal", reasons[i])
+            for i, s in _diversified(
+                [
+                    (int(i), float(s))
+                    for i, s in zip(picks.items, picks.scores, strict=True)
+                    if ctx.profile is None or fits_customer(ctx, int(i))
+                ],
+                k,
+                options,
+                bundle,
+            )
+        ]
         body = {
             "model_version": bundle.version,
             "surface": "seasonal",

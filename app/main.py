@@ -146,7 +146,9 @@ def create_app(
     settings would choose."""
     settings = settings or Settings()
     metrics = Metrics()
-    bundles = BundleManager(settings.bundle_dir, warmups=[bundle_stats])
+    bundles = BundleManager(
+        settings.bundle_dir, warmups=[bundle_stats, lambda bundle: bundle.item_similarity]
+    )
     service = RecommendationService(
         bundles,
         store if store is not None else build_store(settings),

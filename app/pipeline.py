@@ -24,6 +24,19 @@ from feature_store.schema import Interaction, InteractionType
 from models.base import top_n
 from models.bundle import DEFAULT_RRF_K, rrf_fuse_row
 from models.candidates import neighbour_ranking, repeat_ranking, repurchase_ranking
+from models.diversity import candidate_pool, diversify
+
+
+def price_mask(
+    prices: npt.NDArray[np.float64], low: float | None, high: float | None
+) -> npt.NDArray[np.bool_]:
+    """Per price: within ``[low, high]`` (an open end where None)."""
+    keep = np.ones(len(prices), dtype=bool)
+    if low is not None:
+        keep &= prices >= low
+    if high is not None:
+        keep &= prices <= high
+    return keep
 
 
 @dataclass(slots=True)
@@ -89,6 +102,10 @@ class Context:
     sequence: SequenceHistory | None = None
     purchases: PurchaseHistory | None = None
     now: int | None = None
+    # Price range (inclusive; None: open) and the diversity rerank's strength (0: none … 1).
+    min_price: float | None = None
+    max_price: float | None = None
+    diversity: float = 0.0
     _sizes: dict[int, str | None] = field(default_factory=dict)
 
     def size_for(self, item: int) -> str | None:
@@ -142,11 +159,33 @@ class Context:
         out.extend(int(i) for i in bought if i not in returned and i not in out)
         return out
 
+    @property
+    def price_filtered(self) -> bool:
+        return self.min_price is not None or self.max_price is not None
+
+    def in_price_range(self, item: int) -> bool:
+        price = float(self.bundle.catalog.prices[item])
+        return (self.min_price is None or price >= self.min_price) and (
+            self.max_price is None or price <= self.max_price
+        )
+
+    def within_price(self, items: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """``items`` (order kept) whose price is in the request's range."""
+        if not self.price_filtered or len(items) == 0:
+            return items
+        return items[price_mask(self.bundle.catalog.prices[items], self.min_price, self.max_price)]
+
     def allowed_items(self) -> npt.NDArray[np.int64] | None:
-        """Item indices the request is restricted to (``None`` = the whole catalog)."""
-        if self.category is None:
+        """Item indices the request is restricted to, ascending (``None`` = the whole catalog):
+        the category's items, within the price range."""
+        if self.category is None and not self.price_filtered:
             return None
-        return self.bundle.catalog.by_category.get(self.category, np.empty(0, dtype=np.int64))
+        catalog = self.bundle.catalog
+        if self.category is None:
+            return self.within_price(np.arange(len(catalog.prices), dtype=np.int64))
+        return self.within_price(
+            catalog.by_category.get(self.category, np.empty(0, dtype=np.int64))
+        )
 
 
 class CandidateSource(Protocol):
@@ -341,7 +380,7 @@ class PopularitySource:
 
     def candidates(self, ctx: Context, n: int) -> list[Candidate]:
         bundle = ctx.bundle
-        order = bundle.popular_in(ctx.category)
+        order = ctx.within_price(bundle.popular_in(ctx.category))
         scores = bundle.popularity.scores
         out: list[Candidate] = []
         for item in order:
@@ -436,12 +475,27 @@ class SizeStockFilter:
         return not ctx.in_stock_in_my_size or ctx.in_stock_in_size(candidate.item)
 
 
-DEFAULT_FILTERS: tuple[Filter, ...] = (ExcludeFilter(), CategoryFilter(), SizeStockFilter())
+class PriceFilter:
+    """With ``min_price`` / ``max_price``: only items priced within the range (inclusive)."""
+
+    def keep(self, ctx: Context, candidate: Candidate) -> bool:
+        return not ctx.price_filtered or ctx.in_price_range(candidate.item)
+
+
+DEFAULT_FILTERS: tuple[Filter, ...] = (
+    ExcludeFilter(),
+    CategoryFilter(),
+    SizeStockFilter(),
+    PriceFilter(),
+)
 
 
 @dataclass
 class Pipeline:
-    """Sources with weights, filters, and a fallback source used when the list comes up short."""
+    """Sources with weights, filters, a fallback source used when the list comes up short, and
+    the diversity rerank (:func:`models.diversity.diversify`, when ``ctx.diversity`` > 0) of the
+    fused candidates: a pool of :func:`models.diversity.candidate_pool` of them, fallback
+    included, reranked down to ``k``."""
 
     sources: Sequence[tuple[CandidateSource, float]]
     filters: Sequence[Filter] = DEFAULT_FILTERS
@@ -450,7 +504,24 @@ class Pipeline:
     rrf_k: float = DEFAULT_RRF_K  # the fusion constant (the trainer fits it with the weights)
 
     def run(self, ctx: Context) -> list[Candidate]:
-        n = max(ctx.k * self.oversample, ctx.k + 8)
+        if ctx.diversity <= 0:
+            return self._ranked(ctx)
+        k = ctx.k
+        ctx.k = candidate_pool(k)
+        try:
+            pool = self._ranked(ctx, short=k)
+        finally:
+            ctx.k = k
+        picked = diversify([c.item for c in pool], k, ctx.diversity, ctx.bundle.item_similarity)
+        return [pool[int(p)] for p in picked]
+
+    def _ranked(self, ctx: Context, short: int | None = None) -> list[Candidate]:
+        """The fused top ``ctx.k`` topped up from the fallback when fewer than ``short`` (default
+        ``ctx.k``) survive the filters. Each source proposes as many candidates as for a list of
+        ``short`` (the fusion of the same lists: a diversity pool's first ``short`` items are the
+        list without diversity)."""
+        short = ctx.k if short is None else short
+        n = max(short * self.oversample, short + 8, ctx.k)
         if ctx.in_stock_in_my_size:  # the size filter drops many: look further down each list
             n *= 4
         weights: list[float] = []
@@ -461,7 +532,7 @@ class Pipeline:
             weights.append(weight)
             lists.append([c for c in source.candidates(ctx, n) if self._keep(ctx, c)])
         ranked = self._fuse(lists, weights, ctx.k)
-        if len(ranked) < ctx.k and self.fallback is not None:
+        if len(ranked) < short and self.fallback is not None:
             taken = {c.item for c in ranked}
             lowest = ranked[-1].score if ranked else 1.0 / self.rrf_k
             extra = [

@@ -19,6 +19,7 @@ from datetime import date
 from typing import ClassVar, Protocol
 
 from app.cache import Cache
+from app.list_options import NO_OPTIONS, ListOptions
 from app.metrics import Metrics
 from app.rendering import new_recommendation_id, with_recommendation_id
 from app.served_lists import Served, ServedLists, pack, unpack
@@ -52,6 +53,7 @@ class FeedKey:
     surface: str
     in_stock_in_my_size: bool
     store_id: str | None
+    options: ListOptions = NO_OPTIONS
 
     @property
     def group(self) -> str:
@@ -61,7 +63,7 @@ class FeedKey:
     def field(self) -> str:
         return (
             f"rec:{self.k}:{self.category or ''}:{int(self.exclude_purchased)}:{self.surface}:"
-            f"{int(self.in_stock_in_my_size)}:{self.store_id or ''}"
+            f"{int(self.in_stock_in_my_size)}:{self.store_id or ''}{self.options.key}"
         )
 
 
@@ -76,6 +78,7 @@ class SimilarKey:
     store_id: str | None
     customer_id: str | None = None
     in_stock_in_my_size: bool = False
+    options: ListOptions = NO_OPTIONS
 
     @property
     def group(self) -> str:
@@ -88,8 +91,9 @@ class SimilarKey:
         if self.customer_id is not None:
             return (
                 f"sim:{self.item_id}:{self.k}:{int(self.in_stock_in_my_size)}:{self.store_id or ''}"
+                f"{self.options.key}"
             )
-        return f"sim:{self.k}:{self.store_id or ''}"
+        return f"sim:{self.k}:{self.store_id or ''}{self.options.key}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,7 @@ class ComplementaryKey:
     categories: tuple[str, ...] | None
     single: bool
     customer_id: str | None = None
+    options: ListOptions = NO_OPTIONS
 
     @property
     def _basket(self) -> str:
@@ -120,8 +125,8 @@ class ComplementaryKey:
     def field(self) -> str:
         cats = ",".join(self.categories) if self.categories is not None else ""
         if self.customer_id is not None:
-            return f"cmp:{self._basket}:{self.k}:{cats}:{int(self.single)}"
-        return f"cmp:{self.k}:{cats}"
+            return f"cmp:{self._basket}:{self.k}:{cats}:{int(self.single)}{self.options.key}"
+        return f"cmp:{self.k}:{cats}{self.options.key}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +141,7 @@ class SeasonalKey:
     category: str | None
     k: int
     customer_id: str | None = None
+    options: ListOptions = NO_OPTIONS
 
     @property
     def group(self) -> str:
@@ -147,7 +153,7 @@ class SeasonalKey:
     def field(self) -> str:
         return (
             f"sea:{self.day:%Y-%m-%d}:{self.season or ''}:{self.weather or ''}:"
-            f"{self.category or ''}:{self.k}"
+            f"{self.category or ''}:{self.k}{self.options.key}"
         )
 
 

@@ -21,6 +21,7 @@ from feature_store.ids import IdMap
 from feature_store.profiles import CustomerProfiles
 from feature_store.schema import ItemCols, StockCols
 from models.als import ALSRecommender
+from models.attributes import attribute_matrix
 from models.bundle import (
     BlendWeights,
     BundleInfo,
@@ -36,6 +37,7 @@ from models.bundle import (
 )
 from models.candidates import NeighbourTable
 from models.complementary import ComplementaryModel
+from models.diversity import ItemSimilarity
 from models.index import ItemIndex
 from models.popularity import PopularityRecommender
 from models.seasonal import SeasonalModel
@@ -72,7 +74,7 @@ class Catalog:
             str(cat): np.flatnonzero(categories == cat).astype(np.int64)
             for cat in np.unique(categories)
         }
-        attributes = _attribute_matrix(frame)
+        attributes = attribute_matrix(frame)
         return cls(
             ids=ids,
             names=frame[ItemCols.NAME].astype(str).tolist(),
@@ -178,48 +180,6 @@ class StockTable:
         mask = np.zeros(self._n_items, dtype=bool)
         mask[self._total_keys[self._total_qty > 0] // self._n_sizes] = True
         return mask
-
-
-ATTRIBUTE_WEIGHTS: dict[str, float] = {
-    ItemCols.PRODUCT_TYPE: 2.0,
-    ItemCols.COLOUR: 1.0,
-    ItemCols.MATERIAL: 0.5,
-    ItemCols.PATTERN: 0.5,
-}
-STYLE_WEIGHT = 1.5
-
-
-def _attribute_matrix(frame: pd.DataFrame) -> sp.csr_matrix:
-    n = len(frame)
-    blocks: list[sp.csr_matrix] = []
-    for column, weight in ATTRIBUTE_WEIGHTS.items():
-        if column not in frame.columns:
-            continue
-        codes, uniques = pd.factorize(frame[column].astype("string"), use_na_sentinel=True)
-        known = codes >= 0
-        blocks.append(
-            sp.csr_matrix(
-                (
-                    np.full(int(known.sum()), np.sqrt(weight), np.float32),
-                    (np.flatnonzero(known), codes[known]),
-                ),
-                shape=(n, len(uniques)),
-            )
-        )
-    if ItemCols.STYLES in frame.columns:
-        tags = [
-            list(v) if isinstance(v, list | tuple | np.ndarray) else []
-            for v in frame[ItemCols.STYLES]
-        ]
-        vocab = {t: i for i, t in enumerate(sorted({str(t) for row in tags for t in row}))}
-        rows = [r for r, row in enumerate(tags) for _ in row]
-        cols = [vocab[str(t)] for row in tags for t in row]
-        counts = np.array([max(len(row), 1) for row in tags], dtype=np.float32)
-        values = np.sqrt(STYLE_WEIGHT / counts[rows]) if rows else np.empty(0, np.float32)
-        blocks.append(sp.csr_matrix((values, (rows, cols)), shape=(n, len(vocab))))
-    if not blocks:
-        return sp.csr_matrix((n, 0), dtype=np.float32)
-    return sp.hstack(blocks, format="csr", dtype=np.float32)
 
 
 def _load_sequence(layout: BundleLayout) -> SequenceRecommender | None:
@@ -356,6 +316,11 @@ class LoadedBundle:
         """The largest popularity score (> 0), to normalise popularity tie-breaks."""
         scores = self.popularity.scores
         return max(float(scores.max()), 1e-9) if len(scores) else 1.0
+
+    @functools.cached_property
+    def item_similarity(self) -> ItemSimilarity:
+        """Attribute similarity of the catalog's items, for the diversity rerank."""
+        return ItemSimilarity.build(self.catalog.attributes, self.catalog.categories)
 
     def popular_in(self, category: str | None) -> npt.NDArray[np.int64]:
         """Item indices by popularity, best first: the whole catalog, or one category's."""

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
         4, ge=1, le=256, description="threads running request handlers (they are CPU-bound)"
     )
     recent_events_per_customer: int = Field(100, ge=1)
+    default_diversity: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="diversity of a list when the request gives none (0: none … 1: strong)",
+    )
     strategies_file: Path | None = Field(
         None, description="JSON of segment strategies per surface (app/strategies.py defaults)"
     )

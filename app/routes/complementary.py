@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from app.deps import LookDep, SettingsDep
+from app.deps import ListOptionsDep, LookDep, SettingsDep
+from app.list_options import ListOptionsBody
 from app.look import MAX_BASKET, parse_categories
 from app.schemas import ComplementaryList, ErrorResponse
 from app.settings import Settings
@@ -20,7 +21,7 @@ ItemId = Annotated[str, Path(min_length=1, max_length=128)]
 DEFAULT_PER_SLOT = 4
 
 
-class BasketRequest(BaseModel):
+class BasketRequest(ListOptionsBody):
     model_config = ConfigDict(extra="forbid")
     items: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         min_length=1, max_length=MAX_BASKET, description="item ids of the basket / outfit so far"
@@ -57,6 +58,7 @@ def item_complementary(
     item_id: ItemId,
     look: LookDep,
     settings: SettingsDep,
+    options: ListOptionsDep,
     k: Annotated[int | None, Query(ge=1, le=1000, description="items per slot")] = None,
     categories: Annotated[
         str | None, Query(max_length=200, description="comma-separated slots, e.g. bottom,shoes")
@@ -74,6 +76,7 @@ def item_complementary(
         categories=parse_categories(categories),
         customer_id=customer_id,
         single=True,
+        options=options,
     )
     return Response(body, media_type="application/json")
 
@@ -92,5 +95,6 @@ def basket_complementary(request: BasketRequest, look: LookDep, settings: Settin
         k=per_slot(request.k, settings),
         categories=parse_categories(request.categories),
         customer_id=request.customer_id,
+        options=request.list_options(settings.default_diversity),
     )
     return Response(body, media_type="application/json")

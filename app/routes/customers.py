@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
-from app.deps import FeedsDep, SettingsDep, check_k
+from app.deps import FeedsDep, ListOptionsDep, SettingsDep, check_k
 from app.schemas import ErrorResponse, PersonalizedList
 from feature_store.schema import Category
 
@@ -24,6 +24,7 @@ def recommendations(
     customer_id: CustomerId,
     feeds: FeedsDep,
     settings: SettingsDep,
+    options: ListOptionsDep,
     k: Annotated[int | None, Query(ge=1, le=1000, description="list length")] = None,
     category: Annotated[Category | None, Query(description="only this category")] = None,
     exclude_purchased: Annotated[bool, Query(description="leave out items already bought")] = True,
@@ -51,5 +52,6 @@ def recommendations(
         surface=surface,
         in_stock_in_my_size=in_stock_in_my_size,
         store_id=store_id,
+        options=options,
     )
     return Response(body, media_type="application/json")

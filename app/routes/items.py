@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
-from app.deps import FeedsDep, SettingsDep, check_k
+from app.deps import FeedsDep, ListOptionsDep, SettingsDep, check_k
 from app.schemas import ErrorResponse, RecommendationList
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
@@ -23,6 +23,7 @@ def similar(
     item_id: ItemId,
     feeds: FeedsDep,
     settings: SettingsDep,
+    options: ListOptionsDep,
     k: Annotated[int | None, Query(ge=1, le=1000, description="list length")] = None,
     customer_id: Annotated[
         str | None, Query(min_length=1, max_length=128, description="whose size to show / filter")
@@ -41,5 +42,6 @@ def similar(
         customer_id=customer_id,
         in_stock_in_my_size=in_stock_in_my_size,
         store_id=store_id,
+        options=options,
     )
     return Response(body, media_type="application/json")

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from app.deps import LookDep, SettingsDep, check_k
+from app.deps import ListOptionsDep, LookDep, SettingsDep, check_k
 from app.schemas import ErrorResponse, SeasonalList
 from feature_store.schema import Category
 
@@ -23,6 +23,7 @@ router = APIRouter(prefix="/v1", tags=["seasonal"])
 def seasonal(
     look: LookDep,
     settings: SettingsDep,
+    options: ListOptionsDep,
     date: Annotated[
         str | None,
         Query(max_length=40, description="ISO date; the 4 weeks from it (default today)"),
@@ -50,5 +51,6 @@ def seasonal(
         weather=weather,
         category=category.value if category is not None else None,
         customer_id=customer_id,
+        options=options,
     )
     return Response(body, media_type="application/json")

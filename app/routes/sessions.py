@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.deps import FeedsDep, SettingsDep, check_k
+from app.list_options import ListOptionsBody
 from app.schemas import ErrorResponse, RecommendationList
 from feature_store.schema import Category, InteractionType
 
@@ -36,7 +37,7 @@ class SessionStep(BaseModel):
         return value
 
 
-class SessionRequest(BaseModel):
+class SessionRequest(ListOptionsBody):
     model_config = ConfigDict(extra="forbid")
     items: list[ItemId | SessionStep] = Field(
         min_length=1,
@@ -69,5 +70,6 @@ def session_recommendations(
         k=check_k(request.k, settings),
         category=request.category,
         exclude_seen=request.exclude_seen,
+        options=request.list_options(settings.default_diversity),
     )
     return Response(body, media_type="application/json")

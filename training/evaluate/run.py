@@ -5,13 +5,15 @@ fold's validation period, pooled with every earlier fold's (all dated before the
 end; never on test customers), then every source is fitted on the events before the training end
 and each method's list, topped up with popularity as of the cutoff, is scored: MAP@k, Recall@k,
 NDCG@k and coverage with percentile-bootstrap CIs over customers, and the paired bootstrap ratios
-``blend / best other`` and ``lstm / als``.
+``blend / best other`` and ``lstm / als``. ``rerankers`` add methods that rerank the blend's
+lists (e.g. the diversity rerank, ``benchmarks/diversity_hm.py``), measured on the same customers.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -52,12 +54,17 @@ def run_evaluation(
     *,
     name: str | None = None,
     progress: bool = False,
+    rerankers: Mapping[str, Callable[[IntArray], IntArray]] | None = None,
 ) -> EvaluationResult:
     """Evaluate every method of ``config.methods`` on ``dataset`` under ``config.protocol``.
 
     Returns per-customer predictions and metrics with bootstrap CIs (the protocols:
     :mod:`training.evaluate.protocols`; why nothing dated on or after a customer's cutoff is used
     for them: :mod:`training.evaluate.context`).
+
+    ``rerankers`` (needs ``"blend"`` in the methods) name functions from the blend's ranked rows
+    (fused, topped up with popularity, ``config.depth`` wide) to ``(n, k)`` lists; each is
+    measured as one more method under its name.
     """
     config = config or EvalConfig()
     t0 = time.perf_counter()
@@ -68,12 +75,18 @@ def run_evaluation(
         else time_split_folds(prepared, config)
     )
     methods = list(config.methods)
+    rerank = dict(rerankers or {})
+    if rerank and "blend" not in methods:
+        raise ValueError("rerankers rerank the blend: add 'blend' to the methods")
+    clash = sorted(set(rerank) & set(methods))
+    if clash:
+        raise ValueError(f"reranker names {clash} are method names")
     needed = sorted(
         {METHOD_SOURCE[m] for m in methods if m != "blend"}
         | (set(BLEND_SOURCES.values()) if "blend" in methods else set())
     )
     skipped: dict[str, str] = {}
-    per_fold_predictions: dict[str, list[IntArray]] = {m: [] for m in methods}
+    per_fold_predictions: dict[str, list[IntArray]] = {m: [] for m in [*methods, *rerank]}
     weights_used: list[BlendWeights] = []
     audits: list[FoldAudit] = []
     timings: dict[str, float] = {"prepare": time.perf_counter() - t0}
@@ -108,6 +121,10 @@ def run_evaluation(
                 rankings = {b: sources[s] for b, s in BLEND_SOURCES.items() if s in sources}
                 fused, _ = fuse(rankings, weights, config.depth)
                 per_fold_predictions[method].append(fill(fused, popular, k))
+                if rerank:
+                    deep = fill(fused, popular, config.depth)
+                    for label, rerank_fn in rerank.items():
+                        per_fold_predictions[label].append(rerank_fn(deep))
             elif METHOD_SOURCE[method] in sources:
                 per_fold_predictions[method].append(
                     fill(sources[METHOD_SOURCE[method]], popular, k)
