@@ -106,6 +106,12 @@ class Context:
     min_price: float | None = None
     max_price: float | None = None
     diversity: float = 0.0
+    # The experiment variant the request was assigned to (None: none) and what a variant may
+    # override in the reranking stage: the bandit on or off, and its exploration (None: the
+    # service's configured default).
+    variant: str | None = None
+    bandit_enabled: bool | None = None
+    exploration: float | None = None
     _sizes: dict[int, str | None] = field(default_factory=dict)
 
     def size_for(self, item: int) -> str | None:
