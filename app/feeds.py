@@ -24,6 +24,7 @@ from app.pipeline import (
     Context,
     Pipeline,
     PopularitySource,
+    Returned,
     SequenceHistory,
     SequenceSource,
     SimilarItemsSource,
@@ -36,7 +37,18 @@ from app.strategy_sources import build_sources
 from feature_store.errors import UnknownItem
 from feature_store.schema import Category, InteractionType
 
-SIMILAR_EVIDENCE_HALF = 5.0  # an item bought by this many customers gets CF and content alike
+SIMILAR_EVIDENCE_HALF = 5.0
+CONSIDERING = frozenset(
+    {
+        InteractionType.VIEW,
+        InteractionType.CLICK,
+        InteractionType.ADD_TO_CART,
+        InteractionType.WISHLIST,
+    }
+)
+NOT_CONSIDERING = frozenset(
+    {InteractionType.PURCHASE, InteractionType.RETURN}
+)  # an item bought by this many customers gets CF and content alike
 
 
 class SessionStep(Protocol):
@@ -147,8 +159,8 @@ class Feeds:
                 pipeline = self.non_personalized_pipeline
             ctx.in_stock_in_my_size = in_stock_in_my_size
             ctx.store_id = store_id
-            if not exclude_purchased:
-                ctx.exclude = set()
+            if not exclude_purchased:  # what they returned stays out unless in another size
+                ctx.exclude = ctx.never_again()
             return self._serve(
                 pipeline,
                 ctx,
@@ -194,6 +206,11 @@ class Feeds:
         )
         cat = category.value if category is not None else None
         ctx = Context(bundle=bundle, k=k, category=cat, sequence=history, now=now)
+        # looked at in this session (viewed, clicked, carted, wishlisted), not bought
+        looked = {i for i, s in zip(items, steps, strict=True) if s.type in CONSIDERING}
+        ctx.considered = looked - {
+            i for i, s in zip(items, steps, strict=True) if s.type in NOT_CONSIDERING
+        }
         if exclude_seen:
             ctx.exclude = set(items)
         body = self._serve(
@@ -232,8 +249,12 @@ class Feeds:
 
         def compute() -> bytes:
             profile = None
+            returned: dict[int, Returned] = {}
+            considered: set[int] = set()
             if customer_id is not None:
-                profile = self.customers.read(bundle, customer_id).personal_profile
+                view = self.customers.read(bundle, customer_id)
+                profile = view.personal_profile
+                returned, considered = self.customers.items_of(bundle, view)
             ctx = Context(
                 bundle=bundle,
                 k=k,
@@ -243,7 +264,10 @@ class Feeds:
                 profile=profile,
                 in_stock_in_my_size=in_stock_in_my_size,
                 store_id=store_id,
+                returned=returned,
+                considered=considered,
             )
+            ctx.exclude |= ctx.never_again()
             return self._serve(
                 self._similar_pipeline(bundle, item),
                 ctx,
