@@ -337,9 +337,10 @@ def customer_items(
     only considered (viewed, clicked, carted, wishlisted — never bought).
 
     From the bundle (a purchase in ``purchase_history.npz`` not among the kept purchases of
-    ``purchases.npz`` was returned; the size bought from the sequence model's steps) and from
-    the online events since training (their size and ``return_reason``). Proportional to the
-    customer's history, not the catalog."""
+    ``purchases.npz`` was returned; its size and reason from ``returns.npz``, or for bundles
+    without it the size bought from the sequence model's steps) and from the online events since
+    training (their size and ``return_reason``). Proportional to the customer's history, not
+    the catalog."""
     catalog = bundle.catalog
     bought: set[int] = set()
     returned: set[int] = set()
@@ -351,13 +352,18 @@ def customer_items(
         bought |= ever
         returned |= ever - set(bundle.purchased(customer).tolist())
         engaged.update(bundle.history(customer)[0].tolist())
-    if sequence is not None:
+    if sequence is not None:  # sizes bought (bundles without a returns log)
         purchase = TYPE_ORDER.index(InteractionType.PURCHASE)
         for item, size, kind in zip(
             sequence.items.tolist(), sequence.sizes, sequence.types, strict=True
         ):
             if kind == purchase and size is not None:
                 sizes[int(item)] = size
+    if customer is not None:  # the size and reason of each return in training
+        for item, size, why in bundle.returns(customer):
+            if size is not None:
+                sizes[item] = size
+            reasons[item] = _return_reason(why)
     for event in reversed(recent):  # oldest first: a later purchase undoes a return
         item = catalog.ids.index(event.item_id)
         if item is None:
@@ -388,6 +394,13 @@ def customer_items(
         for item in sorted(returned)
     }
     return out, engaged - bought
+
+
+def _return_reason(value: str | None) -> ReturnReason | None:
+    try:
+        return None if value is None else ReturnReason(value)
+    except ValueError:  # a reason this version does not know
+        return ReturnReason.OTHER
 
 
 def retry_size(

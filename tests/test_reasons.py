@@ -23,8 +23,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from app.runtime import LoadedBundle
 from app.settings import Settings
+from feature_store.errors import BundleError
 from feature_store.profiles import CustomerProfiles
+from models.bundle.tables import load_returns, save_returns
 
 #: Reasons that cite another item as evidence, with the cited name captured.
 CITING = tuple(
@@ -147,6 +150,11 @@ def honest(entry: dict[str, Any], name: str, did: Did, sizes: list[str], where: 
                 problems.append(f"{where}: {item} returned in {size}: {reason!r}, {entry['size']}")
             if why not in (None, "too_small", "too_large"):
                 problems.append(f"{where}: {item} returned ({why}) comes back: {reason!r}")
+            told = {" as too small": "too_small", " as too large": "too_large"}.get(
+                again.group(3) or ""
+            )
+            if told != why:
+                problems.append(f"{where}: {item} returned ({why}): {reason!r}")
     elif item in did.considered:
         if reason != f"{STILL_THINKING}{name}?" and not reason.startswith(
             f"{STILL_THINKING}{name}? "
@@ -340,3 +348,28 @@ def test_a_session_never_cites_the_item_it_explains(
         assert name not in entry["reason"] or entry["reason"].startswith(ABOUT_ITSELF), entry
         if entry["source"] == "sequence" and entry["item_id"] in (first, second):
             assert entry["reason"] == f"Goes with what you picked recently: the {names[other]}"
+
+
+def test_the_bundle_keeps_each_return_with_its_size_and_reason(
+    retailer: tuple[Path, Path], tmp_path: Path
+) -> None:
+    raw = pd.read_parquet(retailer[0] / "interactions.parquet")
+    returns = raw[raw["type"].astype(str) == "return"]
+    bundle = LoadedBundle.load(_bundle(retailer[1]))
+    log = bundle.return_log
+    assert log is not None and int(log["indptr"][-1]) == len(returns) > 0
+    last = returns.sort_values("timestamp", kind="stable").iloc[-1]
+    customer = bundle.customers.index(str(last["customer_id"]))
+    assert customer is not None
+    item = bundle.catalog.ids.index(str(last["item_id"]))
+    size = None if pd.isna(last["size"]) else str(last["size"])
+    why = None if pd.isna(last["return_reason"]) else str(last["return_reason"])
+    assert (item, size, why) in bundle.returns(customer)
+    save_returns(tmp_path / "r.npz", log)
+    again = load_returns(tmp_path / "r.npz", len(bundle.customers))
+    assert again is not None
+    for key in log:
+        assert (again[key] == log[key]).all(), key
+    assert load_returns(tmp_path / "none.npz", 3) is None, "bundles written before it"
+    with pytest.raises(BundleError):
+        load_returns(tmp_path / "r.npz", len(bundle.customers) + 1)
