@@ -226,10 +226,10 @@ def _explain_by_history(ctx: Context, items: npt.NDArray[np.int64]) -> list[str]
     vectors = bundle.als.item_vectors()
     sims = vectors[items] @ vectors[evidence].T
     reasons: list[str] = []
+    best = evidence[np.argmax(sims, axis=1)].tolist()
     for row, item in enumerate(items.tolist()):
-        best = int(evidence[int(np.argmax(sims[row]))])
-        cited: int | None = best
-        if not ctx.may_cite(item, best):  # the item itself, or one of the same name
+        cited: int | None = best[row]
+        if not ctx.may_cite(item, best[row]):  # the item itself, or one of the same name
             cited = next(
                 (
                     int(evidence[at])
@@ -317,17 +317,18 @@ class SequenceSource:
                 scores[np.isin(allowed, exclude)] = -np.inf
             top, values = top_n(scores, n)
             items = allowed[top]
+        latest_first = history.items[::-1].tolist()
         return [
-            Candidate(int(i), float(v), self.name, _recent_pick(ctx, history, int(i)))
+            Candidate(int(i), float(v), self.name, _recent_pick(ctx, latest_first, int(i)))
             for i, v in zip(items, values, strict=True)
             if np.isfinite(v)
         ]
 
 
-def _recent_pick(ctx: Context, history: SequenceHistory, item: int) -> str:
+def _recent_pick(ctx: Context, latest_first: list[int], item: int) -> str:
     """The sequence model's reason for ``item``: the latest step of the history that may explain
     it (:meth:`Context.may_cite`), or no item named when none may."""
-    for step in reversed(history.items.tolist()):
+    for step in latest_first:
         if ctx.may_cite(item, int(step)):
             return f"Goes with what you picked recently: the {ctx.bundle.catalog.names[int(step)]}"
     return "Goes with what you picked recently"
@@ -509,17 +510,11 @@ class AttributeSimilarSource:
 
 
 class ExcludeFilter:
-    """Drops excluded items (already bought, the anchor item) and returned items with no other
-    size to try (:meth:`Context.never_again`)."""
+    """Drops excluded items (already bought, the anchor item, returned items with no other size
+    to try: :meth:`Context.never_again`)."""
 
     def keep(self, ctx: Context, candidate: Candidate) -> bool:
-        item = candidate.item
-        back = ctx.returned.get(item)
-        return (
-            item not in ctx.exclude
-            and item != ctx.anchor_item
-            and (back is None or back.retry is not None)
-        )
+        return candidate.item not in ctx.exclude and candidate.item != ctx.anchor_item
 
 
 class CategoryFilter:
