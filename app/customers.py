@@ -21,14 +21,20 @@ from typing import Any
 import numpy as np
 
 from app.metrics import Metrics
-from app.pipeline import Context, PurchaseHistory, SequenceHistory
+from app.pipeline import Context, PurchaseHistory, Returned, SequenceHistory
 from app.privacy import PrivacyLedger
 from app.runtime import BundleManager, LoadedBundle
 from app.strategies import segment_of
 from feature_store.errors import StoreUnavailable, UnknownCustomer
 from feature_store.online_store import CustomerState, OnlineStore
-from feature_store.profiles import LiveProfiles
-from feature_store.schema import INTERACTION_WEIGHTS, Interaction, InteractionType
+from feature_store.profiles import LiveProfiles, preferred_size
+from feature_store.schema import (
+    INTERACTION_WEIGHTS,
+    SIZE_RETURN_REASONS,
+    Interaction,
+    InteractionType,
+    ReturnReason,
+)
 
 logger = logging.getLogger("lookbook.app")
 
@@ -213,8 +219,21 @@ class Customers:
         elif idx is not None and len(items):
             ctx.user_vector = bundle.als.user_factors[idx]
         ctx.history = items
+        ctx.returned, ctx.considered = customer_items(
+            bundle, idx, recent, view.personal_profile, ctx.sequence
+        )
+        exclude.update(ctx.never_again())
         ctx.exclude = exclude
         return ctx
+
+    def items_of(
+        self, bundle: LoadedBundle, view: CustomerView
+    ) -> tuple[dict[int, Returned], set[int]]:
+        """:func:`customer_items` of a customer who consented (nothing otherwise)."""
+        if not view.consent:
+            return {}, set()
+        sequence = customer_sequence(bundle, view.index, view.recent)
+        return customer_items(bundle, view.index, view.recent, view.personal_profile, sequence)
 
 
 def customer_sequence(
@@ -304,3 +323,112 @@ def encode_events(
             returned.add(item)
             bought.discard(item)
     return items, weights, bought, returned
+
+
+def customer_items(
+    bundle: LoadedBundle,
+    customer: int | None,
+    recent: Sequence[Interaction],
+    profile: dict[str, Any] | None,
+    sequence: SequenceHistory | None,
+) -> tuple[dict[int, Returned], set[int]]:
+    """What the customer did with items, for honest reasons: the items they returned and did
+    not buy again (with the size to try instead, if any: :func:`retry_size`), and the items they
+    only considered (viewed, clicked, carted, wishlisted — never bought).
+
+    From the bundle (a purchase in ``purchase_history.npz`` not among the kept purchases of
+    ``purchases.npz`` was returned; its size and reason from ``returns.npz``, or for bundles
+    without it the size bought from the sequence model's steps) and from the online events since
+    training (their size and ``return_reason``). Proportional to the customer's history, not
+    the catalog."""
+    catalog = bundle.catalog
+    bought: set[int] = set()
+    returned: set[int] = set()
+    engaged: set[int] = set()
+    sizes: dict[int, str | None] = {}  # the size of the latest purchase (or return) of an item
+    reasons: dict[int, ReturnReason | None] = {}
+    if customer is not None and bundle.purchase_log is not None:  # older bundles: no returns
+        ever = set(bundle.purchase_events(customer)[0].tolist())
+        bought |= ever
+        returned |= ever - set(bundle.purchased(customer).tolist())
+        engaged.update(bundle.history(customer)[0].tolist())
+    if sequence is not None:  # sizes bought (bundles without a returns log)
+        purchase = TYPE_ORDER.index(InteractionType.PURCHASE)
+        for item, size, kind in zip(
+            sequence.items.tolist(), sequence.sizes, sequence.types, strict=True
+        ):
+            if kind == purchase and size is not None:
+                sizes[int(item)] = size
+    if customer is not None:  # the size and reason of each return in training
+        for item, size, why in bundle.returns(customer):
+            if size is not None:
+                sizes[item] = size
+            reasons[item] = _return_reason(why)
+    for event in reversed(recent):  # oldest first: a later purchase undoes a return
+        item = catalog.ids.index(event.item_id)
+        if item is None:
+            continue
+        new = event.timestamp > bundle.trained_until  # older events are in the bundle already
+        if event.type is InteractionType.RETURN:
+            if event.size is not None:
+                sizes[item] = event.size
+            reasons[item] = event.return_reason
+            if new:
+                returned.add(item)
+                bought.add(item)
+        elif event.type is InteractionType.PURCHASE:
+            if event.size is not None:
+                sizes[item] = event.size
+            if new:
+                bought.add(item)
+                returned.discard(item)
+                reasons.pop(item, None)
+        elif new and INTERACTION_WEIGHTS[event.type] > 0:
+            engaged.add(item)
+    out = {
+        item: Returned(
+            size=sizes.get(item),
+            reason=reasons.get(item),
+            retry=retry_size(bundle, item, sizes.get(item), reasons.get(item), profile),
+        )
+        for item in sorted(returned)
+    }
+    return out, engaged - bought
+
+
+def _return_reason(value: str | None) -> ReturnReason | None:
+    try:
+        return None if value is None else ReturnReason(value)
+    except ValueError:  # a reason this version does not know
+        return ReturnReason.OTHER
+
+
+def retry_size(
+    bundle: LoadedBundle,
+    item: int,
+    size: str | None,
+    reason: ReturnReason | None,
+    profile: dict[str, Any] | None,
+) -> str | None:
+    """The size of a returned item worth trying instead, or None (not to be recommended again).
+
+    Returned as too small / too large: the next larger / smaller size the item offers (the size
+    profile moves its vote the same way). Reason unknown (a return in the training data): the
+    customer's size of the item's category from their profile, when it is another size than the
+    one returned. Any other reason (quality, not as described, changed mind …), an unknown size
+    or a one-size item: None. With a stock table, the size must be in stock somewhere."""
+    offered = list(bundle.catalog.sizes[item])
+    if size is None or size not in offered:
+        return None
+    target: str | None = None
+    if reason in SIZE_RETURN_REASONS:
+        at = offered.index(size) + (1 if reason is ReturnReason.TOO_SMALL else -1)
+        target = offered[at] if 0 <= at < len(offered) else None
+    elif reason is None and profile is not None:
+        found = preferred_size(profile, str(bundle.catalog.categories[item]), offered)
+        target = found[0] if found is not None and found[0] != size else None
+    if target is None:
+        return None
+    if not bundle.stock.empty and bundle.stock.quantity(item, target) <= 0:
+        return None
+    return target

@@ -25,6 +25,7 @@ from app.pipeline import (
     Context,
     Pipeline,
     PopularitySource,
+    Returned,
     SequenceHistory,
     SequenceSource,
     SimilarItemsSource,
@@ -39,7 +40,18 @@ from feature_store.errors import UnknownItem
 from feature_store.schema import Category, InteractionType
 from feature_store.served_lists import template
 
-SIMILAR_EVIDENCE_HALF = 5.0  # an item bought by this many customers gets CF and content alike
+SIMILAR_EVIDENCE_HALF = 5.0
+CONSIDERING = frozenset(
+    {
+        InteractionType.VIEW,
+        InteractionType.CLICK,
+        InteractionType.ADD_TO_CART,
+        InteractionType.WISHLIST,
+    }
+)
+NOT_CONSIDERING = frozenset(
+    {InteractionType.PURCHASE, InteractionType.RETURN}
+)  # an item bought by this many customers gets CF and content alike
 
 
 class SessionStep(Protocol):
@@ -170,8 +182,8 @@ class Feeds:
             ctx.store_id = store_id
             used_their_data = view.consent and (ctx.customer_index is not None or bool(ctx.recent))
             options.apply(ctx)
-            if not exclude_purchased:
-                ctx.exclude = set()
+            if not exclude_purchased:  # what they returned stays out unless in another size
+                ctx.exclude = ctx.never_again()
             return self._serve(
                 pipeline,
                 ctx,
@@ -221,6 +233,11 @@ class Feeds:
         )
         cat = category.value if category is not None else None
         ctx = options.apply(Context(bundle=bundle, k=k, category=cat, sequence=history, now=now))
+        # looked at in this session (viewed, clicked, carted, wishlisted), not bought
+        looked = {i for i, s in zip(items, steps, strict=True) if s.type in CONSIDERING}
+        ctx.considered = looked - {
+            i for i, s in zip(items, steps, strict=True) if s.type in NOT_CONSIDERING
+        }
         if exclude_seen:
             ctx.exclude = set(items)
         served = self._serve(
@@ -261,8 +278,12 @@ class Feeds:
 
         def compute() -> Served:
             profile = None
+            returned: dict[int, Returned] = {}
+            considered: set[int] = set()
             if customer_id is not None:
-                profile = self.customers.read(bundle, customer_id).personal_profile
+                view = self.customers.read(bundle, customer_id)
+                profile = view.personal_profile
+                returned, considered = self.customers.items_of(bundle, view)
             ctx = Context(
                 bundle=bundle,
                 k=k,
@@ -272,8 +293,11 @@ class Feeds:
                 profile=profile,
                 in_stock_in_my_size=in_stock_in_my_size,
                 store_id=store_id,
+                returned=returned,
+                considered=considered,
             )
             options.apply(ctx)
+            ctx.exclude |= ctx.never_again()
             return self._serve(
                 self._similar_pipeline(bundle, item),
                 ctx,

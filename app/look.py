@@ -245,9 +245,11 @@ class LookService:
             )
             entries = []
             for (item, score), anchor in zip(keep, pairs_with, strict=True):
-                entry = item_entry(
-                    ctx, item, score, "complementary", f"Pairs with the {names[int(anchor)]}"
+                pairs = names[int(anchor)]  # a reason never names the item it explains
+                reason = (
+                    f"Pairs with the {pairs}" if pairs != names[item] else "Pairs with your pick"
                 )
+                entry = item_entry(ctx, item, score, "complementary", reason)
                 entry["pairs_with"] = bundle.catalog.ids.id(int(anchor))
                 entries.append(entry)
             rendered.append({"category": category, "items": entries})

@@ -124,7 +124,11 @@ class CompleteTheLookSource:
                 if rank < len(items) and items[rank][0] not in seen:
                     item, score = items[rank]
                     seen.add(item)
-                    reason = f"Completes the {catalog.names[anchor]} you bought"
+                    reason = (
+                        f"Completes the {catalog.names[anchor]} you bought"
+                        if ctx.may_cite(item, anchor)
+                        else "Completes a look you bought"
+                    )
                     out.append(Candidate(item, score, self.name, reason))
         return out[:n]
 

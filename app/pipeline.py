@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from app.runtime import LoadedBundle
 from feature_store.profiles import preferred_size
-from feature_store.schema import Interaction, InteractionType
+from feature_store.schema import SIZE_RETURN_REASONS, Interaction, InteractionType, ReturnReason
 from models.base import top_n
 from models.bundle import DEFAULT_RRF_K, rrf_fuse_row
 from models.candidates import neighbour_ranking, repeat_ranking, repurchase_ranking
@@ -48,6 +48,24 @@ class Candidate:
     # the probability with which the ranking step chose ``source`` for this position (the fixed
     # fusion is deterministic: 1.0; a sampling reranker sets it); kept in the served-list record
     propensity: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Returned:
+    """An item the customer returned and has not bought again: the size returned (None when
+    unknown), the reason given (None when unknown) and the size to try instead (None: the item is
+    not recommended again)."""
+
+    size: str | None
+    reason: ReturnReason | None
+    retry: str | None
+
+    def explain(self) -> str:
+        """The reason shown when the item is recommended again, in the other size."""
+        why = ""
+        if self.reason in SIZE_RETURN_REASONS:
+            why = " as too small" if self.reason is ReturnReason.TOO_SMALL else " as too large"
+        return f"Try it in {self.retry}: you returned the {self.size}{why}"
 
 
 @dataclass
@@ -112,13 +130,23 @@ class Context:
     variant: str | None = None
     bandit_enabled: bool | None = None
     exploration: float | None = None
+    # What the customer did with items, for honest reasons (:meth:`reason_for`): the items they
+    # returned (and did not buy again), and the items they only considered — viewed, clicked,
+    # carted or wishlisted, never bought.
+    returned: dict[int, Returned] = field(default_factory=dict)
+    considered: set[int] = field(default_factory=set)
     _sizes: dict[int, str | None] = field(default_factory=dict)
 
     def size_for(self, item: int) -> str | None:
-        """The customer's size for ``item`` (their size of its category the item offers; the
-        only size of a one-size item), or None when unknown."""
+        """The customer's size for ``item`` (the size to try instead for an item they returned;
+        their size of its category the item offers; the only size of a one-size item), or None
+        when unknown."""
         if item in self._sizes:
             return self._sizes[item]
+        back = self.returned.get(item)
+        if back is not None and back.retry is not None:
+            self._sizes[item] = back.retry
+            return back.retry
         catalog = self.bundle.catalog
         offered = catalog.sizes[item]
         size: str | None = None
@@ -181,6 +209,28 @@ class Context:
             return items
         return items[price_mask(self.bundle.catalog.prices[items], self.min_price, self.max_price)]
 
+    def never_again(self) -> set[int]:
+        """Items the customer returned that are not to be recommended again (no other size to
+        try): excluded from every list, whatever ``exclude_purchased`` says."""
+        return {item for item, back in self.returned.items() if back.retry is None}
+
+    def reason_for(self, item: int, reason: str) -> str:
+        """The reason shown for ``item``: what the customer did with the item itself when that
+        says more than the source's reason — a returned item offered in another size says so, an
+        item only looked at says "Still thinking about …?"."""
+        back = self.returned.get(item)
+        if back is not None and back.retry is not None:
+            return back.explain()
+        if item in self.considered and not reason.startswith(STILL_THINKING):
+            return f"{STILL_THINKING} the {self.bundle.catalog.names[item]}?"
+        return reason
+
+    def may_cite(self, item: int, evidence: int) -> bool:
+        """Whether ``evidence`` may explain ``item``: another item, under another name (a reason
+        naming the item it explains says nothing), and not one the customer returned."""
+        names = self.bundle.catalog.names
+        return evidence != item and names[evidence] != names[item] and evidence not in self.returned
+
     def allowed_items(self) -> npt.NDArray[np.int64] | None:
         """Item indices the request is restricted to, ascending (``None`` = the whole catalog):
         the category's items, within the price range."""
@@ -206,15 +256,40 @@ class Filter(Protocol):
     def keep(self, ctx: Context, candidate: Candidate) -> bool: ...
 
 
+STILL_THINKING: Final = "Still thinking about"
+RECENT_ACTIVITY: Final = "Picked for your recent activity"
+
+
 def _explain_by_history(ctx: Context, items: npt.NDArray[np.int64]) -> list[str]:
-    """For each item, a reason naming the history item it is most similar to."""
+    """For each item, a reason naming the history item it is most similar to — never the item
+    itself, one of the same name or one the customer returned (:meth:`Context.may_cite`); an
+    item with no such evidence gets a reason that names no item."""
     bundle = ctx.bundle
-    if len(ctx.history) == 0:
-        return ["Picked for your recent activity"] * len(items)
+    names = bundle.catalog.names
+    evidence = ctx.history
+    if ctx.returned:
+        evidence = evidence[~np.isin(evidence, sorted(ctx.returned))]
+    if len(evidence) == 0 or len(items) == 0:
+        return [RECENT_ACTIVITY] * len(items)
     vectors = bundle.als.item_vectors()
-    sims = vectors[items] @ vectors[ctx.history].T
-    best = ctx.history[np.argmax(sims, axis=1)]
-    return [f"Because you liked the {bundle.catalog.names[int(b)]}" for b in best]
+    sims = vectors[items] @ vectors[evidence].T
+    reasons: list[str] = []
+    best = evidence[np.argmax(sims, axis=1)].tolist()
+    for row, item in enumerate(items.tolist()):
+        cited: int | None = best[row]
+        if not ctx.may_cite(item, best[row]):  # the item itself, or one of the same name
+            cited = next(
+                (
+                    int(evidence[at])
+                    for at in np.argsort(-sims[row], kind="stable").tolist()
+                    if ctx.may_cite(item, int(evidence[at]))
+                ),
+                None,
+            )
+        reasons.append(
+            RECENT_ACTIVITY if cited is None else f"Because you liked the {names[cited]}"
+        )
+    return reasons
 
 
 class ALSSource:
@@ -290,13 +365,21 @@ class SequenceSource:
                 scores[np.isin(allowed, exclude)] = -np.inf
             top, values = top_n(scores, n)
             items = allowed[top]
-        last = ctx.bundle.catalog.names[int(history.items[-1])]
-        reason = f"Goes with what you picked recently: the {last}"
+        latest_first = history.items[::-1].tolist()
         return [
-            Candidate(int(i), float(v), self.name, reason)
+            Candidate(int(i), float(v), self.name, _recent_pick(ctx, latest_first, int(i)))
             for i, v in zip(items, values, strict=True)
             if np.isfinite(v)
         ]
+
+
+def _recent_pick(ctx: Context, latest_first: list[int], item: int) -> str:
+    """The sequence model's reason for ``item``: the latest step of the history that may explain
+    it (:meth:`Context.may_cite`), or no item named when none may."""
+    for step in latest_first:
+        if ctx.may_cite(item, int(step)):
+            return f"Goes with what you picked recently: the {ctx.bundle.catalog.names[int(step)]}"
+    return "Goes with what you picked recently"
 
 
 def _own_items(
@@ -421,9 +504,15 @@ class SimilarItemsSource:
                 vectors[anchor], n, exclude=[sorted(exclude)]
             )
             items, values = np.asarray(found).reshape(-1), np.asarray(scores).reshape(-1)
+        names = bundle.catalog.names
         return [
             Candidate(
-                int(i), float(s), self.name, f"Shoppers who liked the {anchor_name} chose this"
+                int(i),
+                float(s),
+                self.name,
+                f"Shoppers who liked the {anchor_name} chose this"
+                if names[int(i)] != anchor_name
+                else "Shoppers who liked this one chose this too",
             )
             for i, s in zip(items, values, strict=True)
             if i >= 0 and int(i) not in exclude
@@ -456,13 +545,21 @@ class AttributeSimilarSource:
         top, values = top_n(score, n)
         anchor_name = catalog.names[anchor]
         return [
-            Candidate(int(pool[t]), float(v), self.name, f"Same look as the {anchor_name}")
+            Candidate(
+                int(pool[t]),
+                float(v),
+                self.name,
+                f"Same look as the {anchor_name}"
+                if catalog.names[int(pool[t])] != anchor_name
+                else "Same look, another version",
+            )
             for t, v in zip(top, values, strict=True)
         ]
 
 
 class ExcludeFilter:
-    """Drops excluded items (already bought, the anchor item)."""
+    """Drops excluded items (already bought, the anchor item, returned items with no other size
+    to try: :meth:`Context.never_again`)."""
 
     def keep(self, ctx: Context, candidate: Candidate) -> bool:
         return candidate.item not in ctx.exclude and candidate.item != ctx.anchor_item

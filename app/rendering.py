@@ -27,13 +27,15 @@ def with_recommendation_id(body: bytes, recommendation_id: str) -> bytes:
 
 
 def item_entry(ctx: Context, item: int, score: float, source: str, reason: str) -> dict[str, Any]:
-    """One item of a list: id, score, source, reason, catalog description and the customer's size."""
+    """One item of a list: id, score, source, reason, catalog description and the customer's size.
+    The reason is the source's unless what the customer did with the item says more
+    (:meth:`~app.pipeline.Context.reason_for`: returned, now in another size; only looked at)."""
     described = ctx.bundle.catalog.describe(item)
     entry: dict[str, Any] = {
         "item_id": described.pop("item_id"),
         "score": round(float(score), 6),
         "source": source,
-        "reason": reason,
+        "reason": ctx.reason_for(item, reason),
     }
     entry.update(described)
     entry["size"] = ctx.size_for(item)

@@ -29,10 +29,12 @@ from models.bundle import (
     CandidateTables,
     Manifest,
     PurchaseLog,
+    ReturnLog,
     SimilarItems,
     latest_bundle,
     load_csr,
     load_purchase_history,
+    load_returns,
     read_manifest,
 )
 from models.candidates import NeighbourTable
@@ -229,6 +231,9 @@ class LoadedBundle:
     # over customers, ``items``, ``timestamps`` in epoch seconds, ``weights``); None for bundles
     # written before it, which fall back to the purchase matrix (no times).
     purchase_log: PurchaseLog | None = None
+    # Every customer's returns in time order with the size and reason (``returns.npz``); None for
+    # bundles written before it (their returns are known from the purchase log alone).
+    return_log: ReturnLog | None = None
     # The rule-based blend sources' tables (``candidates.npz``): each item's product-type rebuy
     # rate and its product siblings; None for bundles written before them.
     repeat_rates: npt.NDArray[np.float64] | None = None
@@ -268,6 +273,7 @@ class LoadedBundle:
             )
             sequence = _load_sequence(layout)
             purchase_log = load_purchase_history(layout.purchase_history, len(customers))
+            return_log = load_returns(layout.returns, len(customers))
             tables = CandidateTables.load(layout.candidates, len(items))
             for model in (complementary, seasonal, sequence):
                 if model is not None and model.n_items != len(items):
@@ -307,6 +313,7 @@ class LoadedBundle:
             sequence=sequence,
             blend=manifest.blend or BlendWeights(),
             purchase_log=purchase_log,
+            return_log=return_log,
             repeat_rates=None if tables is None else tables.repeat_rates,
             siblings=None if tables is None else tables.siblings,
         )
@@ -353,6 +360,23 @@ class LoadedBundle:
             log["timestamps"][start:end].astype(np.int64),
             log["weights"][start:end].astype(np.float64),
         )
+
+    def returns(self, customer: int) -> list[tuple[int, str | None, str | None]]:
+        """``(item, size, reason)`` of the customer's returns in training, oldest first (size
+        and reason None when unknown); empty for bundles without a returns log."""
+        log = self.return_log
+        if log is None:
+            return []
+        start, end = int(log["indptr"][customer]), int(log["indptr"][customer + 1])
+        return [
+            (int(item), str(size) or None, str(reason) or None)
+            for item, size, reason in zip(
+                log["items"][start:end].tolist(),
+                log["sizes"][start:end].tolist(),
+                log["reasons"][start:end].tolist(),
+                strict=True,
+            )
+        ]
 
     def purchased(self, customer: int) -> npt.NDArray[np.int64]:
         start, end = self.purchases.indptr[customer], self.purchases.indptr[customer + 1]

@@ -38,6 +38,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from app.pipeline import (
+    STILL_THINKING,
     ALSSource,
     Candidate,
     CandidateSource,
@@ -233,12 +234,25 @@ class CoPurchaseSource:
         for item, score in zip(order.tolist(), values.tolist(), strict=True):
             if not _allowed(ctx, item):
                 continue
-            anchor_name = catalog.names[anchors[int(np.argmax(per_anchor[:, item]))]]
-            reason = (
-                f"Completes your look with the {anchor_name}"
-                if self.other_categories
-                else f"Bundle: often bought with the {anchor_name}"
-            )
+            # the anchor that contributed most and may be named (not one of the item's name)
+            cited = [
+                (float(per_anchor[row, item]), -row)
+                for row, anchor in enumerate(anchors)
+                if per_anchor[row, item] > 0 and ctx.may_cite(item, anchor)
+            ]
+            if cited:
+                anchor_name = catalog.names[anchors[-max(cited)[1]]]
+                reason = (
+                    f"Completes your look with the {anchor_name}"
+                    if self.other_categories
+                    else f"Bundle: often bought with the {anchor_name}"
+                )
+            else:
+                reason = (
+                    "Completes your look"
+                    if self.other_categories
+                    else "Bundle: often bought together"
+                )
             out.append(Candidate(item, score, self.name, reason))
             if len(out) >= n:
                 break
@@ -333,14 +347,22 @@ class WinBackSource:
             now_price = float(catalog.prices[item])
             was = seen_price.get(item)
             name = catalog.names[item]
+            # an item only looked at says so (the service shows "Still thinking about …?" for it)
+            thinking = f"{STILL_THINKING} the {name}? " if item in ctx.considered else ""
             if was is not None and now_price < 0.99 * was:
                 reason = (
-                    f"Now cheaper: the {name} you looked at, was {was:.2f}, now {now_price:.2f}"
+                    f"{thinking}Now cheaper: was {was:.2f}, now {now_price:.2f}"
+                    if thinking
+                    else f"Now cheaper: the {name} you looked at, was {was:.2f}, now {now_price:.2f}"
                 )
                 out.append(Candidate(item, interest + 1.0, self.name, reason))
             elif ctx.in_stock_in_size(item):
                 size = ctx.size_for(item)
-                reason = f"In your size {size} and in stock: the {name}"
+                reason = (
+                    f"{thinking}In your size {size} and in stock"
+                    if thinking
+                    else f"In your size {size} and in stock: the {name}"
+                )
                 out.append(Candidate(item, interest, self.name, reason))
         return out
 

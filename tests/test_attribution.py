@@ -216,9 +216,9 @@ def test_replicas_on_redis_add_up(
         post(b, event(customer, item["item_id"], "click",
                       recommendation_id=body["recommendation_id"], position=0))  # fmt: skip
         post(a, event(customer, item["item_id"], "purchase", T0 + timedelta(hours=1), price=12.5))
-        feed(b, customer, k=5)  # a second showing, on the other replica
+        again = feed(b, customer, k=5)  # a second showing, on the other replica
+        shown = sum(1 for i in [*body["items"], *again["items"]] if i["source"] == item["source"])
         for client in (a, b):
             row = rows(client)[(item["source"], "personalized", None)]
-            shown = sum(1 for i in body["items"] if i["source"] == item["source"])
-            assert (row["impressions"], row["clicks"], row["purchases"]) == (2 * shown, 1, 1)
+            assert (row["impressions"], row["clicks"], row["purchases"]) == (shown, 1, 1)
             assert row["revenue"] == 12.5

@@ -144,6 +144,9 @@ def test_each_tier_gets_its_strategy(client: TestClient, tier: str) -> None:
                     "Bundle:",
                     "Now cheaper",
                     "In your size",
+                    # what the customer did with the item itself says more (issue 10)
+                    "Still thinking about",
+                    "Try it in",
                 )
             )
     assert hits >= len(candidates) // 2, f"{tier}: strategy items in {hits}/{len(candidates)} feeds"

@@ -175,6 +175,41 @@ def purchase_log(data: TrainingData) -> dict[str, npt.NDArray[Any]]:
     }
 
 
+def return_log(interactions: pd.DataFrame, maps: IdMaps) -> dict[str, npt.NDArray[Any]]:
+    """Every customer's returns in time order, CSR-style (the bundle's ``returns.npz``):
+    ``indptr`` (``n_users + 1``), ``items`` (int32), ``timestamps`` (epoch seconds), ``sizes``
+    and ``reasons`` (strings, "" when unknown). The service does not recommend a returned item
+    again, or offers it in another size saying why (the size returned, the reason)."""
+    frame = interactions[
+        interactions[InteractionCols.TYPE].astype(str) == InteractionType.RETURN.value
+    ]
+    users = encode(frame[InteractionCols.CUSTOMER_ID], maps.customers)
+    items = encode(frame[InteractionCols.ITEM_ID], maps.items)
+    keep = (users >= 0) & (items >= 0)
+    seconds = frame[InteractionCols.TIMESTAMP].dt.as_unit("s").astype("int64").to_numpy()
+
+    def text(column: str) -> npt.NDArray[np.str_]:
+        if column not in frame.columns:
+            return np.full(len(frame), "", dtype=np.str_)
+        values = frame[column].astype(object)
+        return np.asarray(values.where(values.notna(), "").astype(str).to_numpy(), dtype=np.str_)
+
+    users, items, seconds = users[keep], items[keep], seconds[keep]
+    sizes = text(InteractionCols.SIZE)[keep]
+    reasons = text(InteractionCols.RETURN_REASON)[keep]
+    order = np.lexsort((seconds, users))
+    counts = np.bincount(users[order], minlength=len(maps.customers))
+    indptr = np.zeros(len(maps.customers) + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return {
+        "indptr": indptr,
+        "items": items[order].astype(np.int32),
+        "timestamps": seconds[order].astype(np.int64),
+        "sizes": sizes[order],
+        "reasons": reasons[order],
+    }
+
+
 def opted_out_rows(dataset: Dataset, maps: IdMaps) -> npt.NDArray[np.int64]:
     """Dense indices of customers whose ``consent_personalization`` is false in the data."""
     customers = dataset.customers

@@ -66,6 +66,7 @@ from training.data import (
     opted_out_rows,
     purchase_log,
     purchase_matrix,
+    return_log,
     to_training_data,
     without_rows,
 )
@@ -808,6 +809,7 @@ def train(
         writer.write_purchases(purchase_matrix(full))
         writer.write_candidates(candidate_tables(dataset, maps, full))
         writer.write_purchase_history(purchase_log(full))
+        writer.write_returns(return_log(interactions, maps))
         als.save(layout.als_model)
         popularity.save(layout.popularity_model)
         # Inner product with raw factors ranks by the ALS score (personalized retrieval);

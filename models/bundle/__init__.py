@@ -17,6 +17,8 @@ with :class:`BlendWeights`). Layout of ``<bundles_dir>/<version>/``::
     purchases.npz          customer x item matrix of items bought and kept (CSR, binary)
     purchase_history.npz   every customer's purchases, oldest first (indptr, items, timestamps,
                            weights)
+    returns.npz            every customer's returns, oldest first (indptr, items, timestamps,
+                           sizes, reasons): what is not offered again, or only in another size
     candidates.npz         the rule-based sources' tables: repeat_rates, siblings_{indptr,indices,
                            scores} (CandidateTables)
     similar_items.npz      ids, scores: each item's nearest items by ALS cosine (SimilarItems)
@@ -57,9 +59,11 @@ from .reader import BundleInfo, latest_bundle, list_bundles
 from .tables import (
     CandidateTables,
     PurchaseLog,
+    ReturnLog,
     SimilarItems,
     load_csr,
     load_purchase_history,
+    load_returns,
     save_csr,
 )
 from .writer import BundleWriter, new_version
@@ -82,12 +86,14 @@ __all__ = [
     "ProfilesSection",
     "PurchaseLog",
     "RankTable",
+    "ReturnLog",
     "SequenceSection",
     "SimilarItems",
     "latest_bundle",
     "list_bundles",
     "load_csr",
     "load_purchase_history",
+    "load_returns",
     "new_version",
     "read_manifest",
     "rrf_fuse",

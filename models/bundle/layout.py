@@ -14,6 +14,7 @@ STOCK: Final = "stock.parquet"
 USER_ITEMS: Final = "user_items.npz"
 PURCHASES: Final = "purchases.npz"
 PURCHASE_HISTORY: Final = "purchase_history.npz"
+RETURNS: Final = "returns.npz"
 CANDIDATES: Final = "candidates.npz"
 SIMILAR_ITEMS: Final = "similar_items.npz"
 PROFILES: Final = "profiles"
@@ -45,6 +46,7 @@ FILES: Final = (
     USER_ITEMS,
     PURCHASES,
     PURCHASE_HISTORY,
+    RETURNS,
     CANDIDATES,
     SIMILAR_ITEMS,
 )
@@ -89,6 +91,10 @@ class BundleLayout:
     @property
     def purchase_history(self) -> Path:
         return self.root / PURCHASE_HISTORY
+
+    @property
+    def returns(self) -> Path:
+        return self.root / RETURNS
 
     @property
     def candidates(self) -> Path:

@@ -21,6 +21,13 @@ PURCHASE_HISTORY_KEYS = ("indptr", "items", "timestamps", "weights")
 
 PurchaseLog = dict[str, npt.NDArray[Any]]
 
+#: Arrays of ``returns.npz``: CSR-style ``indptr`` over customers, then per return (each
+#: customer's oldest first) ``items``, ``timestamps`` (epoch seconds), ``sizes`` and ``reasons``
+#: (strings, "" when unknown).
+RETURN_KEYS = ("indptr", "items", "timestamps", "sizes", "reasons")
+
+ReturnLog = dict[str, npt.NDArray[Any]]
+
 
 def save_csr(path: Path, matrix: sp.csr_matrix) -> None:
     np.savez(
@@ -51,6 +58,27 @@ def load_purchase_history(path: Path, n_customers: int) -> PurchaseLog | None:
         log = {name: table[name] for name in PURCHASE_HISTORY_KEYS}
     if len(log["indptr"]) != n_customers + 1 or not (
         len(log["items"]) == len(log["timestamps"]) == len(log["weights"]) == int(log["indptr"][-1])
+    ):
+        raise BundleError(f"{path} does not match the customer ids")
+    return log
+
+
+def save_returns(path: Path, log: Mapping[str, npt.NDArray[Any]]) -> None:
+    arrays: dict[str, Any] = {name: log[name] for name in RETURN_KEYS}
+    arrays["sizes"] = np.asarray(arrays["sizes"], dtype=np.str_)
+    arrays["reasons"] = np.asarray(arrays["reasons"], dtype=np.str_)
+    np.savez(path, **arrays)
+
+
+def load_returns(path: Path, n_customers: int) -> ReturnLog | None:
+    """The returns log, or None for a bundle written before it (no file)."""
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as table:
+        log = {name: table[name] for name in RETURN_KEYS}
+    n = int(log["indptr"][-1]) if len(log["indptr"]) else -1
+    if len(log["indptr"]) != n_customers + 1 or any(
+        len(log[name]) != n for name in RETURN_KEYS[1:]
     ):
         raise BundleError(f"{path} does not match the customer ids")
     return log

@@ -26,7 +26,13 @@ from .manifest import (
     ProfilesSection,
     SequenceSection,
 )
-from .tables import CandidateTables, SimilarItems, save_csr, save_purchase_history
+from .tables import (
+    CandidateTables,
+    SimilarItems,
+    save_csr,
+    save_purchase_history,
+    save_returns,
+)
 
 logger = logging.getLogger("lookbook.bundle")
 
@@ -74,6 +80,9 @@ class BundleWriter:
 
     def write_purchase_history(self, log: Mapping[str, npt.NDArray[Any]]) -> None:
         save_purchase_history(self.layout.purchase_history, log)
+
+    def write_returns(self, log: Mapping[str, npt.NDArray[Any]]) -> None:
+        save_returns(self.layout.returns, log)
 
     def write_candidates(self, tables: CandidateTables) -> None:
         tables.save(self.layout.candidates)
