@@ -31,10 +31,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from types import UnionType
+from typing import Any, Final, Union, get_args, get_origin
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from app.errors import UnknownExperiment
 from app.pipeline import CandidateSource, Context
@@ -233,7 +234,16 @@ class Experiments:
         try:
             parsed = ExperimentsFile.model_validate(dict(raw))
         except ValidationError as exc:
-            raise config_error(exc, ExperimentsFile, what="experiments file", file=file) from exc
+            error = config_error(exc, ExperimentsFile, what="experiments file", file=file)
+            first = exc.errors()[0]
+            allowed = _allowed_keys(tuple(first.get("loc", ())))
+            if first.get("type") == "extra_forbidden" and allowed and "allowed" not in str(error):
+                raise DataFormatError(
+                    f"{error.args[0].split(': ', 1)[-1]} (allowed: {', '.join(allowed)})",
+                    file=file,
+                    column=error.column,
+                ) from exc
+            raise error from exc
         self.file = file
         self.experiments: dict[str, Experiment] = {}
         for i, spec in enumerate(parsed.experiments):
@@ -446,6 +456,24 @@ class Experiments:
                 )
             )
         return report
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str] | None:
+    """The keys allowed where the key at ``loc`` sits (list indices and dict keys walked)."""
+    current: Any = ExperimentsFile
+    for part in loc[:-1]:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return None
+            current = field.annotation
+        else:  # a list element or a dict value: the element type
+            current = get_args(current)[-1] if get_args(current) else None
+        while get_origin(current) in (Union, UnionType):  # X | None
+            current = next(a for a in get_args(current) if a is not type(None))
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return None
 
 
 def _estimate(e: st.Estimate) -> dict[str, Any]:
