@@ -21,8 +21,10 @@ from scipy import stats
 
 import app.feeds
 from app.cache import InProcessCache
+from app.customers import Clock
 from app.experiments import Experiments, bucket
 from app.main import create_app
+from app.outfit_sources import look_sources
 from app.pipeline import Context, Pipeline
 from app.response_cache import FeedKey
 from app.schemas import (
@@ -39,7 +41,7 @@ from helpers import assert_matches
 from models import experiment_stats as st
 
 NOW = datetime.now(UTC)
-SOURCES = {**build_sources(), "popular": app.feeds.PopularitySource()}
+SOURCES = {**build_sources(), "popular": app.feeds.PopularitySource(), **look_sources(Clock())}
 SURFACES = {"home", "email", "session"}
 LOOK = ("complete_look", "seasonal")
 
@@ -224,6 +226,15 @@ def test_the_variant_sets_the_pipeline_context() -> None:
     als = SOURCES["als"]
     strategy = assignment.strategy("high_value", [(als, 1.0)])
     assert [(s.name, w) for s, w in strategy] == [("popular", 1.0)], "default covers every segment"
+    blended = parse(experiment(variants=[
+        {"name": "control", "share": 0.0, "control": True},
+        {"name": "b", "share": 1.0, "blend": {"weights": {"popular": 2.0, "seasonal": 9.0},
+                                              "rrf_k": 10}},
+    ])).assign("home", "C1", NOW)  # fmt: skip
+    assert blended is not None
+    weights, rrf_k = blended.reweighted([(als, 1.0), (SOURCES["popular"], 0.5)], 60.0)
+    assert [(s.name, w) for s, w in weights] == [("als", 1.0), ("popular", 2.0)] and rrf_k == 10
+    assert blended.strategy("new", [(als, 1.0)]) == [(als, 1.0)], "no strategy: the surface's"
 
 
 def test_variants_never_share_a_cache_key() -> None:
