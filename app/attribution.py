@@ -36,6 +36,8 @@ ATTRIBUTED: Final = {
     InteractionType.PURCHASE: "purchases",
 }
 _TOUCHES: Final = (InteractionType.CLICK, InteractionType.ADD_TO_CART)
+#: The counters the attribution report shows (the sum of squared revenue serves experiments).
+REPORTED: Final = tuple(name for name in COUNTS if name != "revenue_squares")
 
 
 class Attribution:
@@ -82,6 +84,7 @@ class Attribution:
             if event.type is InteractionType.PURCHASE:
                 revenue = self._price(event)
                 row["revenue"] = row.get("revenue", 0.0) + revenue
+                row["revenue_squares"] = row.get("revenue_squares", 0.0) + revenue * revenue
                 self.metrics.attributed_revenue.labels(**labels).inc(revenue)
             elif event.type in _TOUCHES:
                 self.store.remember_touch(
@@ -132,7 +135,7 @@ class Attribution:
             self.store.counts().items(), key=lambda kv: (kv[0][1], kv[0][0], kv[0][2] or "")
         ):
             row: dict[str, Any] = {"source": source, "surface": surface, "variant": variant}
-            for name in COUNTS:
+            for name in REPORTED:
                 row[name] = round(values[name], 2) if name == "revenue" else int(values[name])
             shown = row["impressions"]
             row["click_through_rate"] = row["clicks"] / shown if shown else None

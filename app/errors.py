@@ -38,12 +38,21 @@ class UnknownStore(LookbookError):
         super().__init__(f"unknown store {store_id!r}")
 
 
+class UnknownExperiment(LookbookError):
+    code = "not_found"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"unknown experiment {name!r}")
+
+
 class CustomerRequired(InvalidRequest):
     code = "customer_required"
 
 
 STATUS: dict[type[LookbookError], int] = {
     UnknownStore: 404,
+    UnknownExperiment: 404,
     UnknownItem: 404,
     UnknownCustomer: 404,
     InvalidEvent: 422,

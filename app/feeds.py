@@ -18,10 +18,12 @@ import numpy as np
 
 from app.customers import TYPE_ORDER, Clock, Customers
 from app.errors import CustomerRequired, UnknownStore
+from app.experiments import SESSION_SURFACE, Assignment, Experiments, experiments_now
 from app.list_options import NO_OPTIONS, ListOptions
 from app.outfit_sources import look_sources, with_look_sources
 from app.pipeline import (
     AttributeSimilarSource,
+    CandidateSource,
     Context,
     Pipeline,
     PopularitySource,
@@ -72,6 +74,7 @@ class Feeds:
         clock: Clock,
         *,
         strategies_file: Path | None = None,
+        experiments_file: Path | None = None,
     ) -> None:
         self.bundles = bundles
         self.customers = customers
@@ -80,7 +83,8 @@ class Feeds:
         popular = PopularitySource()
         self.popular = popular
         self.non_personalized_pipeline = Pipeline(sources=[(popular, 1.0)], fallback=popular)
-        self.session_pipeline = Pipeline(sources=[(SequenceSource(), 1.0)], fallback=popular)
+        self.session_source = SequenceSource()
+        self.session_pipeline = Pipeline(sources=[(self.session_source, 1.0)], fallback=popular)
         self.similar_source = SimilarItemsSource()
         self.attribute_source = AttributeSimilarSource()
         sources = build_sources()
@@ -90,6 +94,10 @@ class Feeds:
         self.look_sources = look_sources(clock)
         sources.update(self.look_sources)
         self.strategies = StrategyConfig.from_file(strategies_file, sources)
+        self.clock = clock
+        self.experiments = Experiments.from_file(
+            experiments_file, sources, set(self.strategies.surfaces) | {SESSION_SURFACE}
+        )
 
     def _check_store(self, bundle: LoadedBundle, store_id: str | None) -> None:
         if store_id is not None and store_id not in bundle.stock.store_code:
@@ -127,6 +135,7 @@ class Feeds:
             segment=segment,
             customer_id=record_customer_id,
             strategy_surface=strategy_surface,
+            variant=ctx.variant,
         )
         return Served(body, record)
 
@@ -148,6 +157,7 @@ class Feeds:
         self._check_store(bundle, store_id)
         self.strategies.for_segment(surface, "default")  # unknown surface → 422 before caching
         cat = category.value if category is not None else None
+        assignment = self.experiments.assign(surface, customer_id, experiments_now(self.clock))
         key = FeedKey(
             version=bundle.version,
             customer_id=customer_id,
@@ -158,17 +168,23 @@ class Feeds:
             in_stock_in_my_size=in_stock_in_my_size,
             store_id=store_id,
             options=options,
+            variant=assignment.label if assignment is not None else None,
         )
 
         def compute() -> Served:
             view = self.customers.read(bundle, customer_id)
+            # a customer without personalization consent is in no experiment
+            in_experiment = assignment if view.consent else None
             if view.consent:
                 ctx = self.customers.context(bundle, view, k=k, category=cat)
                 ctx.profile = view.profile
                 segment = segment_of(view.profile)
                 strategy, rrf_k = resolve_weights(
-                    self.strategies.for_segment(surface, segment), bundle.blend
+                    self._strategy(surface, segment, in_experiment), bundle.blend
                 )
+                if in_experiment is not None:
+                    in_experiment.apply(ctx)
+                    strategy, rrf_k = in_experiment.reweighted(strategy, rrf_k)
                 pipeline = Pipeline(
                     sources=with_look_sources(strategy, self.look_sources),
                     fallback=self.popular,
@@ -193,6 +209,7 @@ class Feeds:
                     "segment": segment,
                     "personalized": view.consent,
                     "strategy_surface": surface,
+                    **_experiment_field(in_experiment),
                 },
                 fallback=ctx.user_vector is None,  # nothing to personalize
                 segment=segment,
@@ -201,6 +218,13 @@ class Feeds:
             )
 
         return self.responses.get_or_compute(key, compute)
+
+    def _strategy(
+        self, surface: str, segment: str, assignment: Assignment | None
+    ) -> list[tuple[CandidateSource, float | None]]:
+        """The surface's strategy for the segment, or the assigned variant's override of it."""
+        strategy = self.strategies.for_segment(surface, segment)
+        return strategy if assignment is None else assignment.strategy(segment, strategy)
 
     # -- anonymous sessions ---------------------------------------------------------------------
 
@@ -212,10 +236,12 @@ class Feeds:
         category: Category | None = None,
         exclude_seen: bool = True,
         options: ListOptions = NO_OPTIONS,
+        session_id: str | None = None,
     ) -> bytes:
         """Recommendations for an anonymous session (item ids in time order, optionally with the
         size and event type of each step) from the LSTM sequence model; best sellers fill in when
-        the bundle has no sequence model or the list comes up short."""
+        the bundle has no sequence model or the list comes up short. With a ``session_id`` the
+        session takes part in the experiment running on the ``session`` surface, if any."""
         bundle = self.bundles.current
         catalog = bundle.catalog
         items: list[int] = []
@@ -240,8 +266,22 @@ class Feeds:
         }
         if exclude_seen:
             ctx.exclude = set(items)
+        assignment = self.experiments.assign(
+            SESSION_SURFACE, session_id, experiments_now(self.clock)
+        )
+        pipeline = self.session_pipeline
+        if assignment is not None:
+            assignment.apply(ctx)
+            default: list[tuple[CandidateSource, float | None]] = [(self.session_source, 1.0)]
+            strategy, rrf_k = resolve_weights(assignment.strategy("default", default), bundle.blend)
+            strategy, rrf_k = assignment.reweighted(strategy, rrf_k)
+            pipeline = Pipeline(sources=strategy, fallback=self.popular, rrf_k=rrf_k)
         served = self._serve(
-            self.session_pipeline, ctx, surface="session", fallback=bundle.sequence is None
+            pipeline,
+            ctx,
+            surface="session",
+            fallback=bundle.sequence is None,
+            extra=_experiment_field(assignment),
         )
         return self.responses.show(served)
 
@@ -318,3 +358,9 @@ class Feeds:
             sources=[(self.similar_source, cf_weight), (self.attribute_source, 1.0 - cf_weight)],
             fallback=self.popular,
         )
+
+
+def _experiment_field(assignment: Assignment | None) -> dict[str, Any]:
+    """The body's ``experiment`` field, only when the request is in an experiment (bodies
+    outside experiments stay as they were)."""
+    return {} if assignment is None else {"experiment": assignment.body()}

@@ -158,6 +158,7 @@ def create_app(
         cache_ttl_seconds=settings.cache_ttl_seconds,
         recent_events=settings.recent_events_per_customer,
         strategies_file=settings.strategies_file,
+        experiments_file=settings.experiments_file,
         attribution_store=(
             attribution_store
             if attribution_store is not None

@@ -54,6 +54,7 @@ class FeedKey:
     in_stock_in_my_size: bool
     store_id: str | None
     options: ListOptions = NO_OPTIONS
+    variant: str | None = None  # the experiment variant's label: variants never share a body
 
     @property
     def group(self) -> str:
@@ -64,6 +65,7 @@ class FeedKey:
         return (
             f"rec:{self.k}:{self.category or ''}:{int(self.exclude_purchased)}:{self.surface}:"
             f"{int(self.in_stock_in_my_size)}:{self.store_id or ''}{self.options.key}"
+            f"{'' if self.variant is None else ':x' + self.variant}"
         )
 
 

@@ -83,6 +83,23 @@ class PersonalizedList(RecommendationList):
     strategy_surface: str = Field(description="the strategy surface asked for (home, email)")
 
 
+class ExperimentTag(BaseModel):
+    name: str = Field(description="the experiment the request was assigned in")
+    variant: str = Field(description="its variant (sticky per customer or session id)")
+
+
+class PersonalizedListInExperiment(PersonalizedList):
+    """A feed in an A/B experiment: the feed's body and the ``experiment`` field."""
+
+    experiment: ExperimentTag
+
+
+class SessionListInExperiment(RecommendationList):
+    """A session's list in an A/B experiment: the list's body and the ``experiment`` field."""
+
+    experiment: ExperimentTag
+
+
 class Rfm(BaseModel):
     recency_days: int | None
     frequency: int
@@ -180,3 +197,70 @@ class AttributionReport(BaseModel):
         description="echoes left unattributed, by reason: unknown_id (unknown or expired), "
         "no_position, bad_position (outside the list), other_item (the position holds another)"
     )
+
+
+class ExperimentVariant(BaseModel):
+    name: str
+    share: float = Field(description="share of the experiment's traffic")
+    control: bool
+    label: str = Field(description="<experiment>:<variant>, the variant in records and counters")
+    strategy_override: bool = Field(description="true when the variant has its own strategy")
+    weights: dict[str, float] | None = Field(description="source weights the variant overrides")
+    rrf_k: float | None = Field(description="the variant's fusion constant (null: the strategy's)")
+    bandit_enabled: bool | None = Field(description="bandit on / off (null: service default)")
+    exploration: float | None = Field(description="bandit exploration (null: service default)")
+
+
+class Experiment(BaseModel):
+    name: str
+    surface: str = Field(description="feed surface (home, email, …) or session")
+    description: str | None
+    start: str
+    end: str = Field(description="assignment runs in [start, end)")
+    running: bool
+    variants: list[ExperimentVariant]
+
+
+class ExperimentList(BaseModel):
+    experiments: list[Experiment]
+
+
+class Interval(BaseModel):
+    difference: float | None
+    low: float | None = Field(description="95 % interval of the difference")
+    high: float | None
+    p_value: float | None
+
+
+class Estimate(BaseModel):
+    value: float | None
+    low: float | None = Field(description="95 % interval (null without impressions)")
+    high: float | None
+    vs_control: Interval | None = Field(None, description="this variant minus control")
+
+
+class VariantResults(BaseModel):
+    name: str
+    control: bool
+    share: float
+    impressions: int = Field(description="positions shown")
+    clicks: int
+    add_to_carts: int
+    purchases: int
+    revenue: float
+    click_through_rate: Estimate = Field(description="Wilson interval; pooled z-test vs control")
+    add_to_cart_rate: Estimate
+    conversion_rate: Estimate = Field(description="attributed purchases / impressions")
+    revenue_per_1000: Estimate = Field(
+        description="revenue per 1,000 impressions: normal interval; Welch t-test vs control"
+    )
+
+
+class ExperimentReport(BaseModel):
+    name: str
+    surface: str
+    description: str | None
+    start: str
+    end: str
+    running: bool
+    variants: list[VariantResults]

@@ -50,6 +50,7 @@ class RecommendationService:
         cache_ttl_seconds: float,
         recent_events: int = 100,
         strategies_file: Path | None = None,
+        experiments_file: Path | None = None,
         attribution_store: AttributionStore,
         impression_log: ImpressionLog | None = None,
         attribution_window_seconds: float,
@@ -100,6 +101,7 @@ class RecommendationService:
             renderer,
             self.clock,
             strategies_file=strategies_file,
+            experiments_file=experiments_file,
         )
         self.look = LookService(bundles, self.customers, self.responses, renderer, self.clock)
 

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     strategies_file: Path | None = Field(
         None, description="JSON of segment strategies per surface (app/strategies.py defaults)"
     )
+    experiments_file: Path | None = Field(
+        None,
+        description="A/B experiments, JSON or YAML (.yaml/.yml); format in docs/experiments.md",
+    )
     served_list_ttl_seconds: float = Field(
         2 * SECONDS_PER_DAY,
         gt=0,

@@ -46,8 +46,17 @@ __all__ = [
 #: A credit: (source, surface, variant); variant None outside experiments.
 Credit = tuple[str, str, str | None]
 
-#: The counters kept per credit (revenue is a float sum, the others whole counts).
-COUNTS: Final = ("impressions", "clicks", "add_to_carts", "purchases", "revenue")
+#: The counters kept per credit (revenue and the sum of its squares — for the variance of revenue
+#: per impression in experiment reports — are float sums, the others whole counts).
+COUNTS: Final = (
+    "impressions",
+    "clicks",
+    "add_to_carts",
+    "purchases",
+    "revenue",
+    "revenue_squares",
+)
+_FLOAT_COUNTS: Final = ("revenue", "revenue_squares")
 
 _SEP: Final = "|"
 
@@ -393,7 +402,7 @@ class RedisAttributionStore:
             for name, value in values.items():
                 if name not in COUNTS:
                     raise ValueError(f"unknown counter {name!r}; known: {COUNTS}")
-                if name == "revenue":
+                if name in _FLOAT_COUNTS:
                     pipe.hincrbyfloat(self._counts_key, _field(credit, name), float(value))
                 else:
                     pipe.hincrby(self._counts_key, _field(credit, name), int(value))

@@ -94,15 +94,18 @@ def test_counters_add_up_with_variants_and_revenue(store: AttributionStore) -> N
     b = ("als", "similar", "treatment")
     store.add({a: {"clicks": 1, "purchases": 1, "revenue": 19.99}})
     store.add({a: {"clicks": 2, "revenue": 0.01}, b: {"add_to_carts": 1}})
+    store.add({a: {"revenue_squares": 0.25}})
     counts = store.counts()
     assert counts[a]["clicks"] == 3 and counts[a]["purchases"] == 1
     assert counts[a]["revenue"] == pytest.approx(20.0)
+    assert counts[a]["revenue_squares"] == pytest.approx(0.25), "a float sum, like revenue"
     assert counts[b] == {
         "impressions": 0,
         "clicks": 0,
         "add_to_carts": 1,
         "purchases": 0,
         "revenue": 0,
+        "revenue_squares": 0,
     }
     with pytest.raises(ValueError, match="unknown counter"):
         store.add({a: {"likes": 1}})

@@ -6,7 +6,8 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import BundlesDep, ServiceDep
-from app.schemas import AttributionReport
+from app.experiments import experiments_now
+from app.schemas import AttributionReport, ErrorResponse, ExperimentList, ExperimentReport
 from models.bundle import list_bundles
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -49,3 +50,33 @@ def attribution(service: ServiceDep) -> dict[str, Any]:
     of that position; a purchase also to an attributed click or add-to-cart of the same item by
     the same customer within the attribution window."""
     return service.attribution.report()
+
+
+@router.get(
+    "/experiments",
+    response_model=ExperimentList,
+    summary="The A/B experiments of the experiments file, their windows and variants",
+)
+def experiments(service: ServiceDep) -> dict[str, Any]:
+    """Every experiment of ``LOOKBOOK_EXPERIMENTS_FILE`` (none without one): its surface,
+    window, whether it is running now, and its variants with their shares and overrides."""
+    feeds = service.feeds
+    return {"experiments": feeds.experiments.listing(experiments_now(feeds.clock))}
+
+
+@router.get(
+    "/experiments/{name}",
+    response_model=ExperimentReport,
+    responses={404: {"model": ErrorResponse}},
+    summary="Per-variant results of an experiment with 95 % intervals and tests against control",
+)
+def experiment(name: str, service: ServiceDep) -> dict[str, Any]:
+    """Per variant (attribution counters summed over sources): impressions, click-through,
+    add-to-cart and conversion rates with Wilson intervals and revenue per 1,000 impressions with
+    a normal interval; for each non-control variant the difference to control with its interval
+    and p-value (pooled two-proportion z-test for rates, Welch's t-test for revenue). An unknown
+    experiment is a 404 ``not_found``."""
+    feeds = service.feeds
+    return feeds.experiments.report(
+        name, service.attribution_store.counts(), experiments_now(feeds.clock)
+    )

@@ -42,7 +42,8 @@ def recommendations(
     the last training), blended with what is popular now and with the strategy of the customer's
     segment (new, high value, active low-spend, sleeping). Unknown customers get popular items;
     customers without personalization consent get popular items only. Each item carries the
-    customer's ``size`` for it when known."""
+    customer's ``size`` for it when known. A customer (with consent) in an A/B experiment running
+    on the surface gets the variant's list and an ``experiment: {name, variant}`` field."""
     size = check_k(k, settings)
     body = feeds.personalized(
         customer_id,

@@ -48,6 +48,13 @@ class SessionRequest(ListOptionsBody):
     k: int | None = Field(None, ge=1, le=1000, description="list length")
     category: Category | None = Field(None, description="only items of this category")
     exclude_seen: bool = Field(True, description="leave out the session's own items")
+    session_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="a stable id of the session: assigns it to the experiment running on the "
+        "session surface (sticky); without it the session is in no experiment",
+    )
 
     def steps(self) -> list[SessionStep]:
         return [SessionStep(item_id=step) if isinstance(step, str) else step for step in self.items]
@@ -64,12 +71,15 @@ def session_recommendations(
 ) -> Response:
     """The LSTM sequence model reads the session (item, size and event type of each step) and
     retrieves what tends to come next; best sellers fill in when the list comes up short. No
-    customer id is needed and nothing is stored. An unknown item id is a 404 ``unknown_item``."""
+    customer id is needed and nothing is stored. An unknown item id is a 404 ``unknown_item``.
+    With a ``session_id``, a session in the A/B experiment running on the ``session`` surface gets
+    the variant's list and an ``experiment: {name, variant}`` field."""
     body = feeds.session(
         request.steps(),
         k=check_k(request.k, settings),
         category=request.category,
         exclude_seen=request.exclude_seen,
         options=request.list_options(settings.default_diversity),
+        session_id=request.session_id,
     )
     return Response(body, media_type="application/json")
