@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import BundlesDep, ServiceDep
-from app.schemas import AttributionReport
+from app.schemas import AttributionReport, BanditReport
 from models.bundle import list_bundles
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -49,3 +49,16 @@ def attribution(service: ServiceDep) -> dict[str, Any]:
     of that position; a purchase also to an attributed click or add-to-cart of the same item by
     the same customer within the attribution window."""
     return service.attribution.report()
+
+
+@router.get(
+    "/bandit",
+    response_model=BanditReport,
+    summary="The bandit's arms: posterior and share of recent traffic per surface, segment, source",
+)
+def bandit(service: ServiceDep) -> dict[str, Any]:
+    """Every arm of every strategy (its prior from the strategy's weights) and every arm with
+    evidence: posterior mean reward per impression with its 95 % credible interval, decayed
+    impressions and rewards of the lists the bandit ranked, and its share of its (surface,
+    segment)'s recent impressions. Also sets ``lookbook_bandit_weight``."""
+    return service.bandit_report()
