@@ -19,6 +19,7 @@ from app.main import create_app
 from app.pipeline import Context
 from app.schemas import BanditReport
 from app.settings import Settings
+from feature_store.errors import StoreUnavailable
 from helpers import assert_matches
 from models.bandit import BanditConfig
 
@@ -320,3 +321,38 @@ def test_redis_state_is_shared_by_replicas(
     assert after["mean"] > before["mean"]
     raw = orjson.loads(b.get("/v1/admin/bandit").content)
     assert raw["enabled"] is True
+
+
+class BrokenState:
+    """A bandit state whose every operation fails like an unreachable Redis."""
+
+    half_life = BanditConfig().half_life_seconds
+
+    def add(self, surface: str, segment: str, updates: Any, at: float) -> None:
+        raise StoreUnavailable("bandit state down")
+
+    def read(self, surface: str, segment: str, at: float) -> Any:
+        raise StoreUnavailable("bandit state down")
+
+    def arms(self, at: float) -> Any:
+        raise StoreUnavailable("bandit state down")
+
+    def ping(self) -> bool:
+        return False
+
+
+def test_a_failing_state_never_fails_a_list_or_an_event(
+    retailer: tuple[Path, Path], tmp_path: Path, customers: list[str]
+) -> None:
+    """Reads fall back to the prior, writes are dropped; both are counted. The admin view says
+    503 (the state is the report)."""
+    settings = make_settings(retailer, tmp_path, bandit=bandit_on(), bandit_seed=2)
+    with TestClient(create_app(settings)) as client:
+        client.app.state.service.bandit.bandit.state = BrokenState()  # type: ignore[attr-defined]
+        body = feed(client, customers[0])
+        assert record(client, body["recommendation_id"]).policy == "bandit"
+        click(client, customers[0], body, 0)
+        metrics = client.get("/metrics").text
+        for where in ("read", "impressions", "event"):
+            assert f'lookbook_bandit_errors_total{{where="{where}"}} 1.0' in metrics
+        assert client.get("/v1/admin/bandit").status_code == 503
