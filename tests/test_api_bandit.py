@@ -356,3 +356,18 @@ def test_a_failing_state_never_fails_a_list_or_an_event(
         for where in ("read", "impressions", "event"):
             assert f'lookbook_bandit_errors_total{{where="{where}"}} 1.0' in metrics
         assert client.get("/v1/admin/bandit").status_code == 503
+
+
+def test_the_record_names_the_bandit_policy_only_when_it_ranked() -> None:
+    from feature_store.served_lists import ServedList, stamp, template
+
+    positions = [("I1", "als", 0.5), ("I2", "repeat", 1.0)]
+    fixed = template(surface="personalized", model_version="v1", positions=positions)
+    assert b"policy" not in fixed  # fixed-fusion records are byte-identical to before
+    ranked = template(
+        surface="personalized", model_version="v1", positions=positions, policy="bandit"
+    )
+    parsed = ServedList.from_json(stamp(ranked, "r1", datetime.now(UTC)))
+    assert parsed.policy == "bandit"
+    assert ServedList.from_record(parsed.to_record()) == parsed
+    assert "policy" not in ServedList.from_json(stamp(fixed, "r2", datetime.now(UTC))).to_record()
