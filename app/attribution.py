@@ -10,6 +10,10 @@
   add-to-cart of the same item within the attribution window before it (event times; the window
   is ``LOOKBOOK_ATTRIBUTION_WINDOW_DAYS``, default 7 days): the latest such touch gets the credit.
 * Every other event stays unattributed. Returns do not take revenue back.
+* An echoed event on a list the bandit ranked is also the bandit's reward for that position's arm
+  (:meth:`app.bandit.BanditStage.reward`). A purchase credited only through the window is not: the
+  touch does not carry the list's segment, so with ``reward`` purchase or revenue the bandit learns
+  from echoed purchases alone.
 
 Counters per credit — impressions (counted when a list is shown, :mod:`app.served_lists`),
 clicks, add-to-carts, purchases and revenue (the event's ``price``, else the catalog price) — are
@@ -23,10 +27,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
+from app.bandit import BanditStage
 from app.metrics import Metrics
 from app.runtime import BundleManager
 from feature_store.attribution_store import COUNTS, AttributionStore, Credit, Touch
 from feature_store.schema import Interaction, InteractionType
+from feature_store.served_lists import ServedList
 from feature_store.timeutils import SECONDS_PER_DAY
 
 #: The events attribution credits, and the counter each one increments.
@@ -50,8 +56,10 @@ class Attribution:
         bundles: BundleManager,
         *,
         window_seconds: float,
+        bandit: BanditStage | None = None,
     ) -> None:
         self.store = store
+        self.bandit = bandit
         self.metrics = metrics
         self.bundles = bundles
         self.window_seconds = window_seconds
@@ -67,7 +75,8 @@ class Attribution:
             counter = ATTRIBUTED.get(event.type)
             if counter is None:
                 continue
-            credit = self._echoed(event) if event.recommendation_id is not None else None
+            echoed = self._echoed(event) if event.recommendation_id is not None else None
+            credit = echoed[0] if echoed is not None else None
             at = event.timestamp.timestamp()
             if credit is None and event.type is InteractionType.PURCHASE:
                 touch = self.store.touch(event.customer_id, event.item_id)
@@ -81,6 +90,7 @@ class Attribution:
             source, surface, variant = credit
             labels = {"source": source, "surface": surface, "variant": variant or "none"}
             self.metrics.attributed_events.labels(type=event.type.value, **labels).inc()
+            revenue = 0.0
             if event.type is InteractionType.PURCHASE:
                 revenue = self._price(event)
                 row["revenue"] = row.get("revenue", 0.0) + revenue
@@ -90,12 +100,15 @@ class Attribution:
                 self.store.remember_touch(
                     event.customer_id, event.item_id, Touch(source, surface, variant, at)
                 )
+            if echoed is not None and self.bandit is not None:
+                self.bandit.reward(echoed[1], source, event.type, at, revenue)
         if counts:
             self.store.add(counts)
         return attributed
 
-    def _echoed(self, event: Interaction) -> Credit | None:
-        """The credit of the position the event echoes, or None (counted by reason)."""
+    def _echoed(self, event: Interaction) -> tuple[Credit, ServedList] | None:
+        """The credit of the position the event echoes and the list's record, or None (counted
+        by reason)."""
         assert event.recommendation_id is not None
         record = self.store.get_served(event.recommendation_id)
         if record is None:
@@ -111,7 +124,7 @@ class Attribution:
         if position.item_id != event.item_id:
             self._unattributed("other_item")
             return None
-        return (position.source, record.surface, record.variant)
+        return (position.source, record.surface, record.variant), record
 
     def _unattributed(self, reason: str) -> None:
         self.metrics.unattributed_echoes.labels(reason=reason).inc()

@@ -27,6 +27,7 @@ from app.pipeline import (
     Context,
     Pipeline,
     PopularitySource,
+    Reranker,
     Returned,
     SequenceHistory,
     SequenceSource,
@@ -75,8 +76,10 @@ class Feeds:
         *,
         strategies_file: Path | None = None,
         experiments_file: Path | None = None,
+        bandit: Reranker | None = None,
     ) -> None:
         self.bundles = bundles
+        self.bandit = bandit  # ranks personalized feeds when on for the request
         self.customers = customers
         self.responses = responses
         self.renderer = renderer
@@ -136,6 +139,7 @@ class Feeds:
             customer_id=record_customer_id,
             strategy_surface=strategy_surface,
             variant=ctx.variant,
+            policy=ctx.policy,
         )
         return Served(body, record)
 
@@ -179,6 +183,7 @@ class Feeds:
                 ctx = self.customers.context(bundle, view, k=k, category=cat)
                 ctx.profile = view.profile
                 segment = segment_of(view.profile)
+                ctx.surface, ctx.segment = surface, segment
                 strategy, rrf_k = resolve_weights(
                     self._strategy(surface, segment, in_experiment), bundle.blend
                 )
@@ -189,6 +194,7 @@ class Feeds:
                     sources=with_look_sources(strategy, self.look_sources),
                     fallback=self.popular,
                     rrf_k=rrf_k,
+                    reranker=self.bandit,
                 )
             else:  # no consent: a non-personalized list, nothing of theirs is used
                 ctx = Context(bundle=bundle, k=k, category=cat, customer_id=customer_id)
@@ -348,6 +354,23 @@ class Feeds:
             )
 
         return self.responses.get_or_compute(key, compute)
+
+    def prior_weights(self) -> dict[tuple[str, str], dict[str, float]]:
+        """Per (strategy surface, segment): each source's resolved weight, as the bandit's prior
+        is given it (empty before a bundle is loaded)."""
+        if not self.bundles.loaded:
+            return {}
+        blend = self.bundles.current.blend
+        out: dict[tuple[str, str], dict[str, float]] = {}
+        for surface, table in self.strategies.surfaces.items():
+            for segment, strategy in table.items():
+                resolved, _ = resolve_weights(strategy, blend)
+                weights: dict[str, float] = {}
+                for source, weight in with_look_sources(resolved, self.look_sources):
+                    if weight > 0:
+                        weights[source.name] = max(weights.get(source.name, 0.0), weight)
+                out[(surface, segment)] = weights
+        return out
 
     def _similar_pipeline(self, bundle: LoadedBundle, item: int) -> Pipeline:
         """Collaborative similarity weighted by how much evidence the anchor item has; content

@@ -39,11 +39,13 @@ from feature_store.attribution_store import (
     InMemoryAttributionStore,
     RedisAttributionStore,
 )
+from feature_store.bandit_state import BanditState, InMemoryBanditState, RedisBanditState
 from feature_store.errors import LookbookError
 from feature_store.event_log import EventLog
 from feature_store.impression_log import ImpressionLog
 from feature_store.online_store import InMemoryOnlineStore, OnlineStore, RedisOnlineStore
 from feature_store.timeutils import SECONDS_PER_DAY
+from models.bandit import Bandit
 from models.index import ItemIndex
 
 logger = logging.getLogger("lookbook.app")
@@ -116,6 +118,22 @@ def build_attribution_store(settings: Settings) -> AttributionStore:
     )
 
 
+def build_bandit(settings: Settings, store: OnlineStore) -> Bandit:
+    """The bandit with its state: in Redis when ``REDIS_URL`` is set (the online store's client
+    when it is the Redis one; replicas add up), else in this process."""
+    config = settings.bandit
+    state: BanditState
+    if isinstance(store, RedisOnlineStore):
+        state = RedisBanditState(config.half_life_seconds, store.client, prefix=store.prefix)
+    elif settings.redis_url:
+        state = RedisBanditState(
+            config.half_life_seconds, url=settings.redis_url, prefix=settings.redis_prefix
+        )
+    else:
+        state = InMemoryBanditState(config.half_life_seconds)
+    return Bandit(config, state)
+
+
 def build_cache(settings: Settings) -> Cache:
     if settings.redis_url:
         return RedisCache(settings.redis_url, prefix=f"{settings.redis_prefix}cache:")
@@ -146,12 +164,13 @@ def create_app(
     settings would choose."""
     settings = settings or Settings()
     metrics = Metrics()
+    store = store if store is not None else build_store(settings)
     bundles = BundleManager(
         settings.bundle_dir, warmups=[bundle_stats, lambda bundle: bundle.item_similarity]
     )
     service = RecommendationService(
         bundles,
-        store if store is not None else build_store(settings),
+        store,
         EventLog(settings.event_log_dir),
         cache if cache is not None else build_cache(settings),
         metrics,
@@ -168,6 +187,8 @@ def create_app(
             settings.impressions_dir, flush_seconds=settings.impression_log_flush_seconds
         ),
         attribution_window_seconds=settings.attribution_window_days * SECONDS_PER_DAY,
+        bandit=build_bandit(settings, store),
+        bandit_seed=settings.bandit_seed,
     )
 
     @asynccontextmanager

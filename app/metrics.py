@@ -91,6 +91,22 @@ class Metrics:
             registry=self.registry,
         )
 
+        # The bandit (app/bandit.py)
+        self.bandit_weight = Gauge(
+            "lookbook_bandit_weight",
+            "Each bandit arm's current posterior mean reward per impression (set when a "
+            "posterior or the admin report is computed).",
+            ["surface", "segment", "source"],
+            registry=self.registry,
+        )
+        self.bandit_errors = Counter(
+            "lookbook_bandit_errors_total",
+            "Bandit state operations that failed (read: ranked with the prior; impressions, "
+            "event: the evidence was dropped).",
+            ["where"],
+            registry=self.registry,
+        )
+
     def set_model(self, version: str) -> None:
         self.model_info.clear()
         self.model_info.labels(version=version).set(1)

@@ -11,7 +11,7 @@ seasonal) and rerankers plug in by adding to the lists a :class:`Pipeline` is bu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
@@ -21,6 +21,7 @@ import numpy.typing as npt
 from app.runtime import LoadedBundle
 from feature_store.profiles import preferred_size
 from feature_store.schema import SIZE_RETURN_REASONS, Interaction, InteractionType, ReturnReason
+from models.bandit import Reranked
 from models.base import top_n
 from models.bundle import DEFAULT_RRF_K, rrf_fuse_row
 from models.candidates import neighbour_ranking, repeat_ranking, repurchase_ranking
@@ -135,6 +136,12 @@ class Context:
     # carted or wishlisted, never bought.
     returned: dict[int, Returned] = field(default_factory=dict)
     considered: set[int] = field(default_factory=set)
+    # The strategy surface and segment of a personalized feed (the bandit's arms are per
+    # (surface, segment, source)), and the policy that ranked the list ("bandit", or None for the
+    # fixed fusion), which the served-list record carries.
+    surface: str | None = None
+    segment: str | None = None
+    policy: str | None = None
     _sizes: dict[int, str | None] = field(default_factory=dict)
 
     def size_for(self, item: int) -> str | None:
@@ -258,6 +265,27 @@ class Filter(Protocol):
 
 STILL_THINKING: Final = "Still thinking about"
 RECENT_ACTIVITY: Final = "Picked for your recent activity"
+
+
+class Reranker(Protocol):
+    """A ranking step that replaces the fixed fusion for some requests (the bandit,
+    :class:`app.bandit.BanditStage`)."""
+
+    def active(self, ctx: Context) -> bool:
+        """Whether it ranks this request."""
+        ...
+
+    def rerank(
+        self,
+        ctx: Context,
+        sources: Sequence[str],
+        lists: Sequence[Sequence[int]],
+        weights: Mapping[str, float],
+        k: int,
+    ) -> Reranked:
+        """The top ``k`` of ``lists`` (``lists[s]`` from ``sources[s]``), each position with its
+        source and the propensity of that choice."""
+        ...
 
 
 def _explain_by_history(ctx: Context, items: npt.NDArray[np.int64]) -> list[str]:
@@ -598,13 +626,20 @@ class Pipeline:
     """Sources with weights, filters, a fallback source used when the list comes up short, and
     the diversity rerank (:func:`models.diversity.diversify`, when ``ctx.diversity`` > 0) of the
     fused candidates: a pool of :func:`models.diversity.candidate_pool` of them, fallback
-    included, reranked down to ``k``."""
+    included, reranked down to ``k``.
+
+    With a ``reranker`` (the bandit) that is active for the request, it fills the list from the
+    sources' kept lists instead of the fixed fusion, each position with its propensity, and
+    ``ctx.policy`` names it. A request with ``diversity`` > 0 is always ranked by the fixed
+    fusion: diversity reorders and drops the pool's candidates, so a logged propensity would no
+    longer be the probability of what was shown at that position (``docs/bandit.md``)."""
 
     sources: Sequence[tuple[CandidateSource, float]]
     filters: Sequence[Filter] = DEFAULT_FILTERS
     fallback: CandidateSource | None = None
     oversample: int = 3
     rrf_k: float = DEFAULT_RRF_K  # the fusion constant (the trainer fits it with the weights)
+    reranker: Reranker | None = None
 
     def run(self, ctx: Context) -> list[Candidate]:
         if ctx.diversity <= 0:
@@ -627,14 +662,20 @@ class Pipeline:
         n = max(short * self.oversample, short + 8, ctx.k)
         if ctx.in_stock_in_my_size:  # the size filter drops many: look further down each list
             n *= 4
+        names: list[str] = []
         weights: list[float] = []
         lists: list[list[Candidate]] = []
         for source, weight in self.sources:
             if weight <= 0:
                 continue
+            names.append(source.name)
             weights.append(weight)
             lists.append([c for c in source.candidates(ctx, n) if self._keep(ctx, c)])
-        ranked = self._fuse(lists, weights, ctx.k)
+        reranker = self.reranker
+        if reranker is not None and ctx.diversity <= 0 and any(lists) and reranker.active(ctx):
+            ranked = self._rerank(reranker, ctx, names, lists, weights, ctx.k)
+        else:
+            ranked = self._fuse(lists, weights, ctx.k)
         if len(ranked) < short and self.fallback is not None:
             taken = {c.item for c in ranked}
             lowest = ranked[-1].score if ranked else 1.0 / self.rrf_k
@@ -663,4 +704,30 @@ class Pipeline:
         for item, score, s in fused:
             best = next(c for c in lists[s] if c.item == item)
             out.append(Candidate(item, score, best.source, best.reason))
+        return out
+
+    def _rerank(
+        self,
+        reranker: Reranker,
+        ctx: Context,
+        names: list[str],
+        lists: list[list[Candidate]],
+        weights: list[float],
+        k: int,
+    ) -> list[Candidate]:
+        """The top ``k`` by ``reranker``: each item with the candidate (reason) of the source that
+        filled its position, the propensity of that choice, and a score falling with the position
+        on the fusion's scale."""
+        prior: dict[str, float] = {}
+        for name, weight in zip(names, weights, strict=True):
+            prior[name] = max(prior.get(name, 0.0), weight)
+        shown = reranker.rerank(ctx, names, [[c.item for c in kept] for kept in lists], prior, k)
+        out: list[Candidate] = []
+        for position, (item, s, propensity) in enumerate(
+            zip(shown.items, shown.sources, shown.propensities, strict=True)
+        ):
+            found = next(c for c in lists[s] if c.item == item)
+            score = 1.0 / (self.rrf_k + 1 + position)
+            out.append(Candidate(item, score, found.source, found.reason, propensity))
+        ctx.policy = "bandit"
         return out

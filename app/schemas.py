@@ -264,3 +264,27 @@ class ExperimentReport(BaseModel):
     end: str
     running: bool
     variants: list[VariantResults]
+
+
+class BanditArm(BaseModel):
+    surface: str = Field(description="strategy surface (home, email)")
+    segment: str
+    source: str = Field(description="the candidate source this arm is")
+    mean: float = Field(description="posterior mean reward per impression (revenue: currency)")
+    low: float = Field(description="95 % credible interval, lower end")
+    high: float = Field(description="95 % credible interval, upper end")
+    impressions: float = Field(description="decayed positions shown in bandit-ranked lists")
+    rewards: float = Field(description="decayed rewards (clicks, add-to-carts, purchases, revenue)")
+    traffic_share: float = Field(
+        description="its share of the (surface, segment)'s decayed impressions"
+    )
+
+
+class BanditReport(BaseModel):
+    enabled: bool = Field(description="on by default for requests (a variant may override it)")
+    reward: str
+    exploration: float
+    exploration_by_surface: dict[str, float]
+    half_life_days: float | None
+    prior_strength: float
+    arms: list[BanditArm]

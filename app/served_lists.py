@@ -6,7 +6,8 @@ A surface that computes a list returns a :class:`Served`: the body (rendered wit
 and per position the item, its source and propensity). :meth:`ServedLists.show` makes each showing
 — fresh or from the cache — a new id, the full record (:func:`feature_store.served_lists.stamp`),
 kept in the attribution store for its TTL (one write), queued for the durable impression log (off
-the request thread), and counted as impressions per source, surface and variant. The response
+the request thread), and counted as impressions per source, surface and variant (and, for a list
+the bandit ranked, as impressions of its arms: :meth:`app.bandit.BanditStage.shown`). The response
 cache stores the template beside the body (:func:`pack` / :func:`unpack`), so a cache hit is
 recorded without recomputing anything.
 
@@ -25,6 +26,7 @@ from typing import Any, Final
 
 import orjson
 
+from app.bandit import BanditStage
 from app.metrics import Metrics
 from app.rendering import new_recommendation_id, with_recommendation_id
 from feature_store.attribution_store import AttributionStore, Credit
@@ -76,8 +78,10 @@ class ServedLists:
         metrics: Metrics,
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        bandit: BanditStage | None = None,
     ) -> None:
         self.store = store
+        self.bandit = bandit  # counts the showings of lists it ranked as impressions
         self.log = log
         self.metrics = metrics
         self._now = now
@@ -106,6 +110,8 @@ class ServedLists:
             self.metrics.served_list_errors.labels(where="log").inc()
         for _, n, child in counted:
             child.inc(n)
+        if self.bandit is not None:
+            self.bandit.shown(template)
 
     def _counted(self, template: bytes) -> tuple[str | None, list[tuple[Credit, int, Any]]]:
         """The customer a template names, and its impressions per credit with their Prometheus

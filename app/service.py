@@ -8,7 +8,9 @@
 * :class:`~app.ingest.Ingest` — interaction events;
 * :class:`~app.response_cache.ResponseCache` — cached bodies under typed keys;
 * :class:`~app.served_lists.ServedLists` — every showing's id and served-list record;
-* :class:`~app.attribution.Attribution` — events credited to sources, surfaces and variants.
+* :class:`~app.attribution.Attribution` — events credited to sources, surfaces and variants;
+* :class:`~app.bandit.BanditStage` — the bandit: reranks personalized feeds when on, learns from
+  the showings of the lists it ranked and from the events attributed to them.
 
 Routes take the part they need (``app.deps``); none of them speaks HTTP.
 """
@@ -16,8 +18,10 @@ Routes take the part they need (``app.deps``); none of them speaks HTTP.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from app.attribution import Attribution
+from app.bandit import BanditStage
 from app.cache import Cache
 from app.customers import Clock, Customers
 from app.feeds import Feeds
@@ -30,9 +34,11 @@ from app.response_cache import ResponseCache
 from app.runtime import BundleManager
 from app.served_lists import ServedLists
 from feature_store.attribution_store import AttributionStore
+from feature_store.bandit_state import InMemoryBanditState
 from feature_store.event_log import EventLog
 from feature_store.impression_log import ImpressionLog
 from feature_store.online_store import OnlineStore
+from models.bandit import Bandit, BanditConfig
 
 
 class RecommendationService:
@@ -54,6 +60,8 @@ class RecommendationService:
         attribution_store: AttributionStore,
         impression_log: ImpressionLog | None = None,
         attribution_window_seconds: float,
+        bandit: Bandit | None = None,
+        bandit_seed: int | None = None,
     ) -> None:
         self.bundles = bundles
         self.store = store
@@ -63,9 +71,19 @@ class RecommendationService:
         self.clock = Clock()
         self.ledger = PrivacyLedger(event_log.erased_customers())
         self.attribution_store = attribution_store
-        self.served_lists = ServedLists(attribution_store, impression_log, metrics)
+        if bandit is None:  # off by default, in-process (an experiment may still turn it on)
+            config = BanditConfig()
+            bandit = Bandit(config, InMemoryBanditState(config.half_life_seconds))
+        self.bandit = BanditStage(bandit, metrics, seed=bandit_seed)
+        self.served_lists = ServedLists(
+            attribution_store, impression_log, metrics, bandit=self.bandit
+        )
         self.attribution = Attribution(
-            attribution_store, metrics, bundles, window_seconds=attribution_window_seconds
+            attribution_store,
+            metrics,
+            bundles,
+            window_seconds=attribution_window_seconds,
+            bandit=self.bandit,
         )
         self.responses = ResponseCache(
             cache, metrics, ttl_seconds=cache_ttl_seconds, served=self.served_lists
@@ -102,8 +120,14 @@ class RecommendationService:
             self.clock,
             strategies_file=strategies_file,
             experiments_file=experiments_file,
+            bandit=self.bandit,
         )
         self.look = LookService(bundles, self.customers, self.responses, renderer, self.clock)
+
+    def bandit_report(self) -> dict[str, Any]:
+        """``GET /v1/admin/bandit``: every arm of every strategy (prior from its weights) and
+        every arm with evidence."""
+        return self.bandit.report(self.feeds.prior_weights())
 
     def close(self) -> None:
         """Write what is still queued for the impression log (the app's shutdown)."""

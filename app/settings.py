@@ -9,10 +9,13 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from feature_store.timeutils import SECONDS_PER_DAY
+from models.bandit import BanditConfig
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LOOKBOOK_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LOOKBOOK_", extra="ignore", env_nested_delimiter="__"
+    )
 
     env: Literal["development", "test", "production"] = "development"
     bundle_dir: Path = Path("var/bundles")
@@ -68,6 +71,17 @@ class Settings(BaseSettings):
     )
     impression_log_flush_seconds: float = Field(
         1.0, gt=0, le=60, description="how often the impression log is written (and fsynced)"
+    )
+    bandit: BanditConfig = Field(
+        default_factory=BanditConfig,
+        description="the Thompson-sampling reranker (models/bandit.py; off by default): "
+        "LOOKBOOK_BANDIT__ENABLED, LOOKBOOK_BANDIT__EXPLORATION, "
+        "LOOKBOOK_BANDIT__EXPLORATION_BY_SURFACE='{\"email\": 0.2}', … or LOOKBOOK_BANDIT as JSON",
+    )
+    bandit_seed: int | None = Field(
+        None,
+        description="seed of the bandit's random draws, per request from its context (tests, "
+        "simulations); unset in production: fresh entropy per request",
     )
 
     @property

@@ -31,7 +31,7 @@ import redis
 from redis.exceptions import RedisError
 
 from .errors import DataFormatError, StoreUnavailable
-from .online_store import _redis_client, _text
+from .online_store import _text, redis_client
 from .served_lists import ServedList
 
 __all__ = [
@@ -331,7 +331,7 @@ class RedisAttributionStore:
     ) -> None:
         _check_ttls(served_ttl_seconds, touch_ttl_seconds)
         self._owns_client = client is None
-        self._client, self._where = _redis_client(
+        self._client, self._where = redis_client(
             "RedisAttributionStore", client, url, socket_timeout
         )
         self.prefix = prefix

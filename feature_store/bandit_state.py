@@ -37,7 +37,7 @@ import redis
 from redis.exceptions import RedisError
 
 from .errors import StoreUnavailable
-from .online_store import _redis_client
+from .online_store import redis_client
 from .timeutils import decay
 
 __all__ = [
@@ -223,7 +223,7 @@ class RedisBanditState(_DecayedSums):
     ) -> None:
         super().__init__(half_life)
         self._owns_client = client is None
-        self._client, self._where = _redis_client("RedisBanditState", client, url, socket_timeout)
+        self._client, self._where = redis_client("RedisBanditState", client, url, socket_timeout)
         tag = "none" if self.half_life is None else f"{self.half_life:.6g}"
         self._base = f"{prefix}bandit:{tag}:"
 

@@ -288,10 +288,15 @@ class RedisOnlineStore:
         if max_recent < 1:
             raise ValueError(f"max_recent must be >= 1, got {max_recent}")
         self._owns_client = client is None
-        self._client, self._where = _redis_client("RedisOnlineStore", client, url, socket_timeout)
+        self._client, self._where = redis_client("RedisOnlineStore", client, url, socket_timeout)
         self.prefix = prefix
         self.max_recent = max_recent
         self._profile_states = RedisProfileStates(self._client, prefix=prefix)
+
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis client (siblings such as the bandit's state share it)."""
+        return self._client
 
     @property
     def profile_states(self) -> RedisProfileStates:
@@ -460,7 +465,7 @@ class RedisProfileStates:
         socket_timeout: float = 0.25,
     ) -> None:
         self._owns_client = client is None
-        self._client, self._where = _redis_client("RedisProfileStates", client, url, socket_timeout)
+        self._client, self._where = redis_client("RedisProfileStates", client, url, socket_timeout)
         self.prefix = prefix
 
     def key(self, customer_id: str) -> str:
@@ -512,7 +517,7 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
-def _redis_client(
+def redis_client(
     owner: str, client: redis.Redis | None, url: str | None, socket_timeout: float
 ) -> tuple[redis.Redis, str]:
     """The client to use (the given one, or one made from ``url`` with short timeouts and one

@@ -12,7 +12,9 @@ the look — counts positions across its slots in order). ``propensity`` is the 
 which the ranking step chose that entry's source for that position (1.0 for the deterministic
 fusion), as off-policy evaluation needs it. ``variant`` is the experiment variant (``None``
 outside experiments); ``customer_id`` is ``None`` for anonymous sessions; ``segment`` is ``None``
-for surfaces without segments.
+for surfaces without segments. ``policy`` is present only on lists the bandit ranked
+(``"bandit"``, :mod:`models.bandit`): the bandit learns from those lists' impressions and events;
+a record without it was ranked by the fixed fusion.
 
 The service builds a record in two steps: a *template* (everything but the id and the time, made
 once per computed list and cached beside the body) and :func:`stamp`, which adds both for each
@@ -57,6 +59,7 @@ class ServedList:
     model_version: str
     items: tuple[ServedPosition, ...]
     strategy_surface: str | None = None
+    policy: str | None = None  # "bandit" when the bandit ranked the list; None: fixed fusion
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> ServedList:
@@ -84,12 +87,13 @@ class ServedList:
                 model_version=str(data["model_version"]),
                 items=items,
                 strategy_surface=_opt(data.get("strategy_surface")),
+                policy=_opt(data.get("policy")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DataFormatError(f"malformed served-list record: {exc!r}") from exc
 
     def to_record(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "recommendation_id": self.recommendation_id,
             "served_at": self.served_at.isoformat(),
             "surface": self.surface,
@@ -103,6 +107,9 @@ class ServedList:
                 for p in self.items
             ],
         }
+        if self.policy is not None:
+            record["policy"] = self.policy
+        return record
 
 
 def _opt(value: Any) -> str | None:
@@ -118,23 +125,25 @@ def template(
     variant: str | None = None,
     customer_id: str | None = None,
     strategy_surface: str | None = None,
+    policy: str | None = None,
 ) -> bytes:
     """A record without ``recommendation_id`` and ``served_at`` (JSON bytes): ``positions`` are
-    ``(item_id, source, propensity)`` in the order shown."""
-    return orjson.dumps(
-        {
-            "surface": surface,
-            "segment": segment,
-            "variant": variant,
-            "customer_id": customer_id,
-            "model_version": model_version,
-            "strategy_surface": strategy_surface,
-            "items": [
-                {"item_id": item_id, "source": source, "propensity": float(propensity)}
-                for item_id, source, propensity in positions
-            ],
-        }
-    )
+    ``(item_id, source, propensity)`` in the order shown; ``policy`` only when given."""
+    record: dict[str, Any] = {
+        "surface": surface,
+        "segment": segment,
+        "variant": variant,
+        "customer_id": customer_id,
+        "model_version": model_version,
+        "strategy_surface": strategy_surface,
+        "items": [
+            {"item_id": item_id, "source": source, "propensity": float(propensity)}
+            for item_id, source, propensity in positions
+        ],
+    }
+    if policy is not None:
+        record["policy"] = policy
+    return orjson.dumps(record)
 
 
 def stamp(template_json: bytes, recommendation_id: str, served_at: datetime) -> bytes:

@@ -393,11 +393,18 @@ class Bandit:
         k: int,
         rng: np.random.Generator,
         at: float,
+        *,
+        exploration: float | None = None,
+        belief: Posterior | None = None,
     ) -> Reranked:
-        """One request's list: reads the posterior (one state read) and reranks ``lists``
-        (``lists[s]`` from ``sources[s]``) with the surface's exploration level and, when one
-        of ``sources`` is the new-items source, its reserved share."""
-        belief = self.posterior(surface, segment, sources, weights, at)
+        """One request's list: reads the posterior (one state read; none when ``belief`` is
+        given, e.g. a cached one) and reranks ``lists`` (``lists[s]`` from ``sources[s]``) with
+        ``exploration`` (None: the surface's configured level) and, when one of ``sources`` is
+        the new-items source, its reserved share."""
+        if belief is None:
+            belief = self.posterior(surface, segment, sources, weights, at)
+        elif belief.sources != tuple(sources):
+            raise ValueError(f"the posterior is over {belief.sources}, the lists over {sources}")
         config = self.config
         reserved = (
             list(sources).index(config.new_items_source)
@@ -408,7 +415,7 @@ class Bandit:
             lists,
             belief,
             k,
-            config.exploration_for(surface),
+            config.exploration_for(surface) if exploration is None else exploration,
             rng,
             draws=config.draws,
             reserved=reserved,
@@ -420,6 +427,15 @@ class Bandit:
     ) -> None:
         """Count a served list's slots as impressions of their sources."""
         updates = shown.impressions(sources)
+        if updates:
+            self.state.add(surface, segment, updates, at)
+
+    def record_impressions(
+        self, surface: str, segment: str, shown: Mapping[str, float], at: float
+    ) -> None:
+        """Count ``shown`` (source → positions) as impressions: a served list known only by its
+        record (a cached list shown again)."""
+        updates = {source: ArmStats(impressions=float(n)) for source, n in shown.items() if n}
         if updates:
             self.state.add(surface, segment, updates, at)
 

@@ -7,7 +7,13 @@ from starlette.concurrency import run_in_threadpool
 
 from app.deps import BundlesDep, ServiceDep
 from app.experiments import experiments_now
-from app.schemas import AttributionReport, ErrorResponse, ExperimentList, ExperimentReport
+from app.schemas import (
+    AttributionReport,
+    BanditReport,
+    ErrorResponse,
+    ExperimentList,
+    ExperimentReport,
+)
 from models.bundle import list_bundles
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -80,3 +86,16 @@ def experiment(name: str, service: ServiceDep) -> dict[str, Any]:
     return feeds.experiments.report(
         name, service.attribution_store.counts(), experiments_now(feeds.clock)
     )
+
+
+@router.get(
+    "/bandit",
+    response_model=BanditReport,
+    summary="The bandit's arms: posterior and share of recent traffic per surface, segment, source",
+)
+def bandit(service: ServiceDep) -> dict[str, Any]:
+    """Every arm of every strategy (its prior from the strategy's weights) and every arm with
+    evidence: posterior mean reward per impression with its 95 % credible interval, decayed
+    impressions and rewards of the lists the bandit ranked, and its share of its (surface,
+    segment)'s recent impressions. Also sets ``lookbook_bandit_weight``."""
+    return service.bandit_report()
