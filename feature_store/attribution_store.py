@@ -21,8 +21,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Final, Protocol, runtime_checkable
 
@@ -30,8 +30,8 @@ import orjson
 import redis
 from redis.exceptions import RedisError
 
-from .errors import DataFormatError, StoreUnavailable
-from .online_store import _text, redis_client
+from .errors import DataFormatError
+from .online_store import _text, redis_client, redis_errors
 from .served_lists import ServedList
 
 __all__ = [
@@ -347,15 +347,8 @@ class RedisAttributionStore:
     def _touch_key(self, customer_id: str) -> str:
         return f"{self.prefix}touch:{customer_id}"
 
-    @contextmanager
-    def _guard(self, operation: str) -> Iterator[None]:
-        try:
-            yield
-        except (RedisError, OSError, ValueError, AttributeError) as exc:
-            raise StoreUnavailable(
-                f"Redis attribution store at {self._where}: {operation} failed: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+    def _guard(self, operation: str) -> AbstractContextManager[None]:
+        return redis_errors("attribution store", self._where, operation)
 
     @staticmethod
     def _ms(seconds: float) -> int:

@@ -28,16 +28,15 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from typing import Final, Protocol, runtime_checkable
 
 import redis
 from redis.exceptions import RedisError
 
-from .errors import StoreUnavailable
-from .online_store import redis_client
+from .online_store import redis_client, redis_errors
 from .timeutils import decay
 
 __all__ = [
@@ -230,15 +229,8 @@ class RedisBanditState(_DecayedSums):
     def _key(self, surface: str, segment: str, epoch: int) -> str:
         return f"{self._base}{surface}:{segment}:{epoch}"
 
-    @contextmanager
-    def _guard(self, operation: str) -> Iterator[None]:
-        try:
-            yield
-        except (RedisError, OSError, ValueError, AttributeError) as exc:
-            raise StoreUnavailable(
-                f"Redis bandit state at {self._where}: {operation} failed: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+    def _guard(self, operation: str) -> AbstractContextManager[None]:
+        return redis_errors("bandit state", self._where, operation)
 
     def add(self, surface: str, segment: str, updates: Mapping[str, ArmStats], at: float) -> None:
         self.check_names(surface, segment, updates)

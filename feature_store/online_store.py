@@ -12,7 +12,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Final, Protocol, runtime_checkable
@@ -317,16 +317,8 @@ class RedisOnlineStore:
     def _consent_key(self, customer_id: str) -> str:
         return f"{self.prefix}consent:{customer_id}"
 
-    @contextmanager
-    def _guard(self, operation: str) -> Iterator[None]:
-        try:
-            yield
-        except (RedisError, OSError, ValueError, AttributeError) as exc:
-            # ValueError / AttributeError: a connection closed mid-command inside redis-py
-            raise StoreUnavailable(
-                f"Redis online store at {self._where}: {operation} failed: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+    def _guard(self, operation: str) -> AbstractContextManager[None]:
+        return redis_errors("online store", self._where, operation)
 
     # -- protocol ------------------------------------------------------------------------------
 
@@ -472,15 +464,8 @@ class RedisProfileStates:
         """The Redis key of a customer's state."""
         return f"{self.prefix}profile:{customer_id}"
 
-    @contextmanager
-    def _guard(self, operation: str) -> Iterator[None]:
-        try:
-            yield
-        except (RedisError, OSError, ValueError, AttributeError) as exc:
-            raise StoreUnavailable(
-                f"Redis profile states at {self._where}: {operation} failed: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+    def _guard(self, operation: str) -> AbstractContextManager[None]:
+        return redis_errors("profile states", self._where, operation)
 
     def get(self, customer_id: str) -> dict[str, Any] | None:
         with self._guard("get"):
@@ -535,6 +520,19 @@ def redis_client(
         )
         return made, url
     return client, _describe(client)
+
+
+@contextmanager
+def redis_errors(what: str, where: str, operation: str) -> Iterator[None]:
+    """Turn a failed Redis call into :class:`StoreUnavailable` naming ``what`` (e.g. "online
+    store"), ``where`` and the ``operation`` — for every Redis-backed store."""
+    try:
+        yield
+    except (RedisError, OSError, ValueError, AttributeError) as exc:
+        # ValueError / AttributeError: a connection closed mid-command inside redis-py
+        raise StoreUnavailable(
+            f"Redis {what} at {where}: {operation} failed: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _describe(client: redis.Redis) -> str:
