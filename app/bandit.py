@@ -11,6 +11,9 @@ state in-process or in Redis, :mod:`feature_store.bandit_state`) for the parts o
   (surface, segment, sources, weights) is cached for :data:`POSTERIOR_SECONDS` (a Redis read costs
   about 160 µs; one request per second and pair pays it), and the Prometheus gauge
   ``lookbook_bandit_weight`` is set whenever a posterior is computed.
+* :meth:`extra_sources` — with ``new_items_share`` > 0, a feed it ranks also gets the new-arrivals
+  list (:class:`~app.strategy_sources.NewArrivalsSource` under the name ``new_items_source``)
+  unless its strategy names that source; the reranker reserves that share of every slot for it.
 * Random numbers: with a ``seed`` (``LOOKBOOK_BANDIT_SEED``, for tests and simulations) each
   request's generator is seeded from the seed and the request's recommendation context (customer,
   surface, segment, k, category, price range, exploration), so the same request ranks the same
@@ -39,7 +42,8 @@ import numpy as np
 import orjson
 
 from app.metrics import Metrics
-from app.pipeline import Context
+from app.pipeline import CandidateSource, Context
+from app.strategy_sources import NewArrivalsSource
 from feature_store.errors import StoreUnavailable
 from feature_store.schema import InteractionType
 from feature_store.served_lists import ServedList
@@ -75,6 +79,13 @@ class BanditStage:
         self._posteriors: dict[PosteriorKey, tuple[float, Posterior]] = {}
         # per record template: (surface, segment, positions per source), None when not learned from
         self._templates: dict[bytes, tuple[str, str, dict[str, float]] | None] = {}
+        config = bandit.config
+        # the new-items source, offered with its reserved share when the strategy has none
+        self.new_arrivals: CandidateSource | None = (
+            NewArrivalsSource(config.new_item_days, config.new_items_source)
+            if config.new_items_share > 0
+            else None
+        )
 
     @property
     def config(self) -> BanditConfig:
@@ -85,6 +96,17 @@ class BanditStage:
         return ctx.bandit_enabled if ctx.bandit_enabled is not None else self.config.enabled
 
     # -- reranking -------------------------------------------------------------------------------
+
+    def extra_sources(self, ctx: Context, names: Sequence[str]) -> Sequence[CandidateSource]:
+        """The new-arrivals list (:class:`~app.strategy_sources.NewArrivalsSource`, items
+        launched within ``new_item_days``, in stock) under the name ``new_items_source``, when
+        ``new_items_share`` > 0 and the strategy does not name that source already: the
+        reranker reserves that share of every slot for it (:meth:`models.bandit.Bandit.rerank`),
+        and its slots are credited like any arm's."""
+        source = self.new_arrivals
+        if source is None or self.config.new_items_source in names:
+            return ()
+        return (source,)
 
     def rerank(
         self,

@@ -38,7 +38,7 @@ from app.response_cache import FeedKey, ResponseCache, SimilarKey
 from app.runtime import BundleManager, LoadedBundle
 from app.served_lists import Served
 from app.strategies import StrategyConfig, resolve_weights, segment_of
-from app.strategy_sources import build_sources
+from app.strategy_sources import NEW_ITEM_DAYS, build_sources
 from feature_store.errors import UnknownItem
 from feature_store.schema import Category, InteractionType
 from feature_store.served_lists import template
@@ -77,6 +77,7 @@ class Feeds:
         strategies_file: Path | None = None,
         experiments_file: Path | None = None,
         bandit: Reranker | None = None,
+        new_item_days: float = NEW_ITEM_DAYS,
     ) -> None:
         self.bundles = bundles
         self.bandit = bandit  # ranks personalized feeds when on for the request
@@ -90,7 +91,7 @@ class Feeds:
         self.session_pipeline = Pipeline(sources=[(self.session_source, 1.0)], fallback=popular)
         self.similar_source = SimilarItemsSource()
         self.attribute_source = AttributeSimilarSource()
-        sources = build_sources()
+        sources = build_sources(new_item_days)  # ``new_arrivals``: the bandit's window
         sources["popular"] = popular
         # Complete the look and seasonal picks: nameable in a strategies file, and added to every
         # strategy at modest weights (app/outfit_sources.py) when it does not name them.

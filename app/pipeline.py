@@ -275,6 +275,11 @@ class Reranker(Protocol):
         """Whether it ranks this request."""
         ...
 
+    def extra_sources(self, ctx: Context, names: Sequence[str]) -> Sequence[CandidateSource]:
+        """Sources it adds to a request it ranks that are not among the strategy's ``names``
+        (the bandit's new-items list); they compete at the mean of the strategy's weights."""
+        ...
+
     def rerank(
         self,
         ctx: Context,
@@ -629,8 +634,9 @@ class Pipeline:
     included, reranked down to ``k``.
 
     With a ``reranker`` (the bandit) that is active for the request, it fills the list from the
-    sources' kept lists instead of the fixed fusion, each position with its propensity, and
-    ``ctx.policy`` names it. A request with ``diversity`` > 0 is always ranked by the fixed
+    sources' kept lists instead of the fixed fusion — the strategy's sources and any the reranker
+    adds (:meth:`Reranker.extra_sources`, the new-items list) — each position with its
+    propensity, and ``ctx.policy`` names it. A request with ``diversity`` > 0 is always ranked by the fixed
     fusion: diversity reorders and drops the pool's candidates, so a logged propensity would no
     longer be the probability of what was shown at that position (``docs/bandit.md``)."""
 
@@ -672,7 +678,15 @@ class Pipeline:
             weights.append(weight)
             lists.append([c for c in source.candidates(ctx, n) if self._keep(ctx, c)])
         reranker = self.reranker
-        if reranker is not None and ctx.diversity <= 0 and any(lists) and reranker.active(ctx):
+        if reranker is not None and ctx.diversity <= 0 and reranker.active(ctx):
+            mean = sum(weights) / len(weights) if weights else 1.0
+            for source in reranker.extra_sources(ctx, names):
+                names.append(source.name)
+                weights.append(mean)
+                lists.append([c for c in source.candidates(ctx, n) if self._keep(ctx, c)])
+        else:
+            reranker = None
+        if reranker is not None and any(lists):
             ranked = self._rerank(reranker, ctx, names, lists, weights, ctx.k)
         else:
             ranked = self._fuse(lists, weights, ctx.k)

@@ -121,6 +121,7 @@ class RecommendationService:
             strategies_file=strategies_file,
             experiments_file=experiments_file,
             bandit=self.bandit,
+            new_item_days=bandit.config.new_item_days,
         )
         self.look = LookService(bundles, self.customers, self.responses, renderer, self.clock)
 

@@ -4,6 +4,10 @@
   with"): approachable basics for new customers.
 * ``new_in_style`` — items launched in the newest window of the catalog whose style tags match the
   customer's style affinities ("New arrival in your style: casual").
+* ``new_arrivals`` — every item launched within ``new_item_days`` (``BanditConfig``, default 14)
+  of the catalog's newest launch that is in stock, by early popularity ("New in: Dresses,
+  launched 2024-09-12"); the bandit's new-items source (:class:`app.bandit.BanditStage` adds it to
+  a feed it ranks when ``new_items_share`` > 0), and nameable in a strategy like any other.
 * ``complementary`` — items of *other* categories bought by the customers who bought what this
   customer kept (basket co-occurrence) ("Completes your look with the ...").
 * ``bundles`` — items of any category most often bought together with what the customer kept
@@ -30,7 +34,9 @@ the per-bundle tables they share (warmed when a bundle loads).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Final
 
 import numpy as np
@@ -55,6 +61,8 @@ from feature_store.timeutils import SECONDS_PER_DAY
 from models.base import top_n
 
 NEW_ARRIVAL_DAYS: Final = 60.0
+#: The ``new_arrivals`` window when none is configured (``BanditConfig.new_item_days``' default).
+NEW_ITEM_DAYS: Final = 14
 NEW_ARRIVAL_MIN_SHARE: Final = 0.1  # the window widens to at least the newest 10 % of the catalog
 STEP_UP_RANGE: Final = (1.25, 2.5)
 CO_PURCHASE_ANCHORS: Final = 10
@@ -99,6 +107,31 @@ class _BundleStats:
             self.new_items = np.flatnonzero(known & (launch >= start)).astype(np.int64)
         self.purchases_csc: sp.csc_matrix = bundle.purchases.tocsc()
         self.new_style_matrix: sp.csr_matrix = self.style_matrix[self.new_items]
+        self._bundle = bundle
+        self._launched: dict[float, npt.NDArray[np.int64]] = {}
+
+    def launched_within(self, days: float) -> npt.NDArray[np.int64]:
+        """The in-stock items launched within ``days`` of the newest launch (launches after now
+        are not out yet and do not count), best first: by time-decayed popularity (their early
+        sales), then the newer launch, then the index. With no stock table every item counts
+        as in stock. Computed once per bundle and window."""
+        found = self._launched.get(days)
+        if found is not None:
+            return found
+        bundle = self._bundle
+        launch = bundle.catalog.launch
+        out = np.empty(0, dtype=np.int64)
+        launched = ~np.isnan(launch) & (launch <= time.time())
+        if launched.any():
+            newest = float(launch[launched].max())
+            window = launched & (launch >= newest - days * float(SECONDS_PER_DAY))
+            if not bundle.stock.empty:
+                window &= bundle.stock.in_stock_items()
+            items = np.flatnonzero(window).astype(np.int64)
+            order = np.lexsort((items, -launch[items], -bundle.popularity.scores[items]))
+            out = items[order]
+        self._launched[days] = out
+        return out
 
     def style_weights(self, styles: Mapping[str, float]) -> npt.NDArray[np.float32]:
         weights = np.zeros(len(self.style_vocab), dtype=np.float32)
@@ -194,6 +227,32 @@ class NewInStyleSource:
             out.append(Candidate(item, value, self.name, f"New arrival in your style: {best}"))
             if len(out) >= n:
                 break
+        return out
+
+
+class NewArrivalsSource:
+    """In-stock items launched within ``days`` of the catalog's newest launch, by early
+    popularity (:meth:`_BundleStats.launched_within`): the bandit's new-items source."""
+
+    def __init__(self, days: float = NEW_ITEM_DAYS, name: str = "new_arrivals") -> None:
+        self.days = float(days)
+        self.name = name
+
+    def candidates(self, ctx: Context, n: int) -> list[Candidate]:
+        bundle = ctx.bundle
+        catalog = bundle.catalog
+        items = ctx.within_price(bundle_stats(bundle).launched_within(self.days))
+        scores = bundle.popularity.scores
+        out: list[Candidate] = []
+        for raw in items.tolist():
+            if len(out) >= n:
+                break
+            item = int(raw)
+            if not _allowed(ctx, item):
+                continue
+            day = datetime.fromtimestamp(float(catalog.launch[item]), UTC).date().isoformat()
+            reason = f"New in: {catalog.categories[item]}, launched {day}"
+            out.append(Candidate(item, float(scores[item]), self.name, reason))
         return out
 
 
@@ -367,7 +426,8 @@ class WinBackSource:
         return out
 
 
-def build_sources() -> dict[str, CandidateSource]:
+def build_sources(new_item_days: float = NEW_ITEM_DAYS) -> dict[str, CandidateSource]:
+    """Every source a strategy may name; ``new_arrivals`` over ``new_item_days``."""
     return {
         "als": ALSSource(),
         "popular": PopularitySource(),
@@ -377,6 +437,7 @@ def build_sources() -> dict[str, CandidateSource]:
         "sequence": SequenceSource(),
         "starter": StarterSource(),
         "new_in_style": NewInStyleSource(),
+        "new_arrivals": NewArrivalsSource(new_item_days),
         "complementary": CoPurchaseSource("complementary", other_categories=True),
         "bundles": CoPurchaseSource("bundles", other_categories=False),
         "step_up": StepUpSource(),

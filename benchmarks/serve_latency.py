@@ -9,6 +9,10 @@
    time; see ``benchmarks/_loadgen.py``), HTTP/1.1 keep-alive, warm-up then a fixed duration.
 4. Prints p50/p95/p99 client latency, achieved rate, errors, server-side p50/p99 (from the
    ``server-timing`` header) and server CPU per request for each scenario, then the targets.
+5. ``personalized_uncached_bandit`` repeats ``personalized_uncached`` — the same requests — on a
+   second server started with the bandit on (``LOOKBOOK_BANDIT__ENABLED=true``, in-process state,
+   ``docs/bandit.md``); the difference of the two servers' CPU per request is the reranking
+   stage's cost, printed with its target (issue 10: at most 0.3 ms).
 
 Pass/fail is not the exit code: the script prints figures and exits 0 once it has measured (and
 always stops the servers it started, also on errors and Ctrl-C).
@@ -70,6 +74,8 @@ from training.report import markdown_table
 TARGET_PERSONALIZED_P99_MS = 15.0
 TARGET_SIMILAR_P99_MS = 5.0
 TARGET_CACHED_SERVER_P50_MS = 1.0
+# Target of issue 10: the bandit's reranking stage adds at most this much server CPU to a list.
+TARGET_BANDIT_CPU_MS = 0.3
 MIN_ACHIEVED_FRACTION = 0.98  # of the offered rate, for a latency target to count as met
 
 
@@ -510,6 +516,32 @@ def format_targets(outcomes: dict[str, Outcome], rate: float) -> str:
     return markdown_table(["target", "limit", "measured", "met"], rows)
 
 
+def bandit_cost_ms(outcomes: dict[str, Outcome]) -> float | None:
+    """Server CPU per request of the personalized feed with the bandit on minus without (the same
+    requests on two servers), or None unless both were measured."""
+    on, off = outcomes.get("personalized_uncached_bandit"), outcomes.get("personalized_uncached")
+    if on is None or off is None or not on.server_cpu_ms_per_req or not off.server_cpu_ms_per_req:
+        return None
+    return on.server_cpu_ms_per_req - off.server_cpu_ms_per_req
+
+
+def format_bandit_cost(outcomes: dict[str, Outcome]) -> str | None:
+    """One line: the bandit's added server CPU per personalized request against its target."""
+    cost = bandit_cost_ms(outcomes)
+    if cost is None:
+        return None
+    on, off = outcomes["personalized_uncached_bandit"], outcomes["personalized_uncached"]
+    healthy_runs = healthy(on)[0] and healthy(off)[0]
+    verdict = "yes" if cost <= TARGET_BANDIT_CPU_MS else "no"
+    if not healthy_runs:
+        verdict += " (a run had errors or did not keep up)"
+    return (
+        f"bandit reranking cost: server CPU {on.server_cpu_ms_per_req:.3f} − "
+        f"{off.server_cpu_ms_per_req:.3f} = {cost:+.3f} ms per personalized request "
+        f"(target ≤ {TARGET_BANDIT_CPU_MS:g} ms): met {verdict}"
+    )
+
+
 # -- workload --------------------------------------------------------------------------------------
 
 
@@ -572,6 +604,13 @@ def build_scenarios(
             "lookbook",
             feed(uncached_c),
             "a distinct random known customer with history per request",
+        ),
+        Scenario(
+            "personalized_uncached_bandit",
+            "personalized, uncached, bandit on",
+            "lookbook-bandit",
+            feed(uncached_c),
+            "the requests of personalized_uncached on a server with LOOKBOOK_BANDIT__ENABLED=true",
         ),
         Scenario(
             "personalized_cached", "personalized, cached", "lookbook", feed(cached_c), n_cached
@@ -703,8 +742,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated scenario keys (bare, personalized_uncached, personalized_cached, "
-        "similar_uncached, similar_cached, personalized_uncached_redis)",
+        help="comma-separated scenario keys (bare, personalized_uncached, "
+        "personalized_uncached_bandit, personalized_cached, similar_uncached, similar_cached, "
+        "personalized_uncached_redis)",
     )
     parser.add_argument(
         "--profile",
@@ -798,6 +838,15 @@ def run(args: argparse.Namespace) -> int:
             server_cpu,
             args.nice,
         ),
+        "lookbook-bandit": Server(
+            "lookbook (bandit on)",
+            "app.main:create_app",
+            server_env({**common, "LOOKBOOK_BANDIT__ENABLED": "true"}),
+            logs / "serve-lookbook-bandit.log",
+            access,
+            server_cpu,
+            args.nice,
+        ),
         "lookbook-redis": Server(
             "lookbook (Redis)",
             "app.main:create_app",
@@ -886,6 +935,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"- {o.title}: {o.note.strip('; ')}")
     print()
     print(format_targets(outcomes, args.rate))
+    cost_line = format_bandit_cost(outcomes)
+    if cost_line is not None:
+        print(cost_line)
     for o in ordered:
         if o.result is not None and o.result.max_dispatch_lag_ms > 5:
             print(
@@ -904,6 +956,7 @@ def run(args: argparse.Namespace) -> int:
             "args": {k: str(v) for k, v in vars(args).items()},
             "bundle": str(bundle),
             "redis_skipped": redis_skip,
+            "bandit_cost_ms_per_req": bandit_cost_ms(outcomes),
             "warnings": warnings,
             "scenarios": [
                 {
