@@ -264,17 +264,49 @@ def run_experiment(
     rounds: int,
     per_round: int,
     seed: int,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[float | None]]:
     """The A/B experiment in one app (bandit off by default; the ``bandit`` variant turns it
-    on): ``GET /v1/admin/experiments/{name}`` after ``rounds`` rounds."""
+    on): ``GET /v1/admin/experiments/{name}`` after ``rounds`` rounds, and the bandit variant's
+    CTR p-value against control after each round."""
     path = experiment_file(work / "experiments.json")
     settings = shop_settings(bundles, work, POLICIES["fixed"], seed=seed, experiments_file=path)
+    p_values: list[float | None] = []
     with TestClient(create_app(settings)) as client:
-        run_shop(client, shopper, customers_of(data), rounds=rounds, per_round=per_round, seed=seed)
-        response = client.get(f"/v1/admin/experiments/{EXPERIMENT}")
-        response.raise_for_status()
-        report: dict[str, Any] = response.json()
-    return report
+
+        def report() -> dict[str, Any]:
+            response = client.get(f"/v1/admin/experiments/{EXPERIMENT}")
+            response.raise_for_status()
+            body: dict[str, Any] = response.json()
+            return body
+
+        def after_round(_: int, __: ShopRun) -> None:
+            variants = {v["name"]: v for v in report()["variants"]}
+            vs = variants["bandit"]["click_through_rate"]["vs_control"] or {}
+            p_values.append(vs.get("p_value"))
+
+        run_shop(
+            client,
+            shopper,
+            customers_of(data),
+            rounds=rounds,
+            per_round=per_round,
+            seed=seed,
+            on_round=after_round,
+        )
+        final = report()
+    return final, p_values
+
+
+def first_significant(p_values: Sequence[float | None], alpha: float = 0.05) -> int | None:
+    """The first round after which the p-value stays below ``alpha`` to the end (None: never)."""
+    first: int | None = None
+    for r, p in enumerate(p_values, start=1):
+        if p is not None and p < alpha:
+            if first is None:
+                first = r
+        else:
+            first = None
+    return first
 
 
 def plot(runs: dict[str, ShopRun], path: Path, title: str) -> bool:
@@ -373,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {a['segment']} | {a['source']} | {a['mean']:.4f} | {a['traffic_share']:.2f} |")
 
     started = time.perf_counter()
-    experiment = run_experiment(
+    experiment, p_values = run_experiment(
         data,
         bundles,
         args.out / "work" / "experiment",
@@ -396,6 +428,14 @@ def main(argv: list[str] | None = None) -> None:
             f"{ctr['value']:.4f} [{ctr['low']:.4f}, {ctr['high']:.4f}] | {diff} | {p} |"
         )
 
+    significant = first_significant(p_values)
+    print(
+        f"bandit vs control: p < 0.05 from round {significant} on "
+        f"(p after rounds 5, 10, 15, 20, 25: "
+        + ", ".join(f"{p:.2g}" if p is not None else "-" for p in p_values[4:25:5])
+        + ")"
+    )
+
     png = args.out / "cumulative_reward.png"
     title = f"Simulated shop: cumulative clicks ('{b}' ×{args.boost}, {args.per_round}/round)"
     if plot(runs, png, title):
@@ -410,6 +450,8 @@ def main(argv: list[str] | None = None) -> None:
         "bandit_largest_from_round": first,
         "window": args.window,
         "experiment": experiment,
+        "experiment_significant_from_round": significant,
+        "experiment_p_values": p_values,
     }
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
 
