@@ -188,11 +188,13 @@ class Feeds:
                 strategy, rrf_k = resolve_weights(
                     self._strategy(surface, segment, in_experiment), bundle.blend
                 )
+                # the look sources join first, so a variant can reweight them too
+                strategy = with_look_sources(strategy, self.look_sources)
                 if in_experiment is not None:
                     in_experiment.apply(ctx)
                     strategy, rrf_k = in_experiment.reweighted(strategy, rrf_k)
                 pipeline = Pipeline(
-                    sources=with_look_sources(strategy, self.look_sources),
+                    sources=strategy,
                     fallback=self.popular,
                     rrf_k=rrf_k,
                     reranker=self.bandit,

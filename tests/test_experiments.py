@@ -518,3 +518,33 @@ def test_revenue_per_1000_matches_welch() -> None:
     assert (ours.low, ours.high) == pytest.approx((1000 * ci.low, 1000 * ci.high), rel=1e-6)
     assert st.compare_means(0.0, 0.0, 10, 0.0, 0.0, 10).p_value == 1.0
     assert st.mean_interval(0.0, 0.0, 0) == st.Estimate(None, None, None)
+
+
+def test_a_variant_reweights_the_look_sources_too(
+    retailer: tuple[Path, Path],
+    tmp_path: Path,
+    customers: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The seasonal and complete-the-look sources join every strategy that does not name them;
+    a variant's blend weight for them must reach the pipeline like any other source's."""
+    heavy = experiment(
+        variants=[
+            {"name": "control", "share": 0.5, "control": True},
+            {"name": "seasonal_heavy", "share": 0.5, "blend": {"weights": {"seasonal": 10.0}}},
+        ]
+    )
+    seen: dict[str | None, dict[str, float]] = {}
+    run = Pipeline.run
+
+    def spy(self: Pipeline, ctx: Context) -> Any:
+        seen[ctx.variant] = {source.name: weight for source, weight in self.sources}
+        return run(self, ctx)
+
+    monkeypatch.setattr(Pipeline, "run", spy)
+    path = write(tmp_path, heavy)
+    with TestClient(create_app(settings(retailer, tmp_path, experiments_file=path))) as c:
+        feed(c, one_in(c, customers, "seasonal_heavy"))
+        feed(c, one_in(c, customers, "control"))
+    assert seen["feed_test:seasonal_heavy"]["seasonal"] == 10.0
+    assert 0 < seen["feed_test:control"]["seasonal"] < 10.0
