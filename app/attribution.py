@@ -10,10 +10,9 @@
   add-to-cart of the same item within the attribution window before it (event times; the window
   is ``LOOKBOOK_ATTRIBUTION_WINDOW_DAYS``, default 7 days): the latest such touch gets the credit.
 * Every other event stays unattributed. Returns do not take revenue back.
-* An echoed event on a list the bandit ranked is also the bandit's reward for that position's arm
-  (:meth:`app.bandit.BanditStage.reward`). A purchase credited only through the window is not: the
-  touch does not carry the list's segment, so with ``reward`` purchase or revenue the bandit learns
-  from echoed purchases alone.
+* An event credited to a position of a list the bandit ranked is also the bandit's reward for that
+  position's arm (:meth:`app.bandit.BanditStage.reward_arm`) — a purchase credited through the
+  window too: the touch keeps the bandit's (strategy surface, segment).
 
 Counters per credit — impressions (counted when a list is shown, :mod:`app.served_lists`),
 clicks, add-to-carts, purchases and revenue (the event's ``price``, else the catalog price) — are
@@ -78,10 +77,11 @@ class Attribution:
             echoed = self._echoed(event) if event.recommendation_id is not None else None
             credit = echoed[0] if echoed is not None else None
             at = event.timestamp.timestamp()
+            arm = BanditStage.arm_of(echoed[1]) if echoed is not None else None
             if credit is None and event.type is InteractionType.PURCHASE:
                 touch = self.store.touch(event.customer_id, event.item_id)
                 if touch is not None and 0.0 <= at - touch.at <= self.window_seconds:
-                    credit = touch.credit
+                    credit, arm = touch.credit, touch.arm
             if credit is None:
                 continue
             attributed += 1
@@ -98,10 +98,10 @@ class Attribution:
                 self.metrics.attributed_revenue.labels(**labels).inc(revenue)
             elif event.type in _TOUCHES:
                 self.store.remember_touch(
-                    event.customer_id, event.item_id, Touch(source, surface, variant, at)
+                    event.customer_id, event.item_id, Touch(source, surface, variant, at, arm)
                 )
-            if echoed is not None and self.bandit is not None:
-                self.bandit.reward(echoed[1], source, event.type, at, revenue)
+            if arm is not None and self.bandit is not None:
+                self.bandit.reward_arm(arm, source, event.type, at, revenue)
         if counts:
             self.store.add(counts)
         return attributed

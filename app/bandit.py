@@ -188,22 +188,24 @@ class BanditStage:
         except StoreUnavailable as exc:
             self._failed("impressions", exc)
 
-    def reward(
+    @staticmethod
+    def arm_of(record: ServedList) -> tuple[str, str] | None:
+        """The (strategy surface, segment) whose bandit ranked ``record``'s list, or None."""
+        if record.policy != POLICY or record.strategy_surface is None or record.segment is None:
+            return None
+        return record.strategy_surface, record.segment
+
+    def reward_arm(
         self,
-        record: ServedList,
+        arm: tuple[str, str],
         source: str,
         event: InteractionType,
         at: float,
         revenue: float = 0.0,
     ) -> bool:
-        """Credit an attributed event on a position of ``record`` to the position's ``source``,
-        if the bandit ranked that list; True when it was credited."""
-        if record.policy != POLICY or record.strategy_surface is None or record.segment is None:
-            return False
+        """Credit an attributed event to ``source`` of the bandit of ``arm``; True when it was."""
         try:
-            return self.bandit.record_event(
-                record.strategy_surface, record.segment, source, event, at, revenue=revenue
-            )
+            return self.bandit.record_event(arm[0], arm[1], source, event, at, revenue=revenue)
         except StoreUnavailable as exc:
             self._failed("event", exc)
             return False

@@ -77,26 +77,35 @@ return 1
 
 @dataclass(frozen=True, slots=True)
 class Touch:
-    """An attributed click or add-to-cart: who gets the credit, and when it happened (epoch s)."""
+    """An attributed click or add-to-cart: who gets the credit, and when it happened (epoch s);
+    ``arm`` is the (strategy surface, segment) of the bandit that ranked the list, None when the
+    list was not bandit-ranked — so a purchase credited through the window rewards that arm."""
 
     source: str
     surface: str
     variant: str | None
     at: float
+    arm: tuple[str, str] | None = None
 
     @property
     def credit(self) -> Credit:
         return (self.source, self.surface, self.variant)
 
     def to_json(self) -> bytes:
-        return orjson.dumps([self.source, self.surface, self.variant, self.at])
+        fields: list[object] = [self.source, self.surface, self.variant, self.at]
+        if self.arm is not None:
+            fields.extend(self.arm)
+        return orjson.dumps(fields)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Touch:
         try:
-            source, surface, variant, at = orjson.loads(raw)
-            return cls(str(source), str(surface), None if variant is None else str(variant), at)
-        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+            fields = orjson.loads(raw)
+            source, surface, variant, at = fields[:4]
+            arm = (str(fields[4]), str(fields[5])) if len(fields) == 6 else None
+            variant = None if variant is None else str(variant)
+            return cls(str(source), str(surface), variant, float(at), arm)
+        except (orjson.JSONDecodeError, TypeError, ValueError, IndexError) as exc:
             raise DataFormatError(f"malformed attribution touch: {exc!r}") from exc
 
 

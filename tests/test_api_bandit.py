@@ -371,3 +371,27 @@ def test_the_record_names_the_bandit_policy_only_when_it_ranked() -> None:
     assert parsed.policy == "bandit"
     assert ServedList.from_record(parsed.to_record()) == parsed
     assert "policy" not in ServedList.from_json(stamp(fixed, "r2", datetime.now(UTC))).to_record()
+
+
+def test_a_purchase_credited_through_the_window_rewards_the_arm(
+    retailer: tuple[Path, Path], tmp_path: Path, customers: list[str]
+) -> None:
+    """With purchase as the reward, a purchase that echoes nothing but follows an attributed
+    click of the same item (within the window) rewards the arm whose list showed the item."""
+    settings = make_settings(retailer, tmp_path, bandit=bandit_on(reward="purchase"), bandit_seed=3)
+    with TestClient(create_app(settings)) as client:
+        customer = customers[1]
+        body = feed(client, customer)
+        source, segment = body["items"][0]["source"], body["segment"]
+        click(client, customer, body, 0)
+        assert arms(client)[("home", segment, source)]["rewards"] == 0  # a click is no purchase
+        purchase = {
+            "customer_id": customer,
+            "item_id": body["items"][0]["item_id"],
+            "type": "purchase",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "price": 20.0,
+        }
+        assert client.post("/v1/events", json=[purchase]).status_code == 200
+        arm = arms(client)[("home", segment, source)]
+        assert arm["rewards"] == pytest.approx(1.0, rel=1e-5)

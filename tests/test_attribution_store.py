@@ -191,3 +191,11 @@ def test_redis_replicas_add_up(redis_url: str, redis_prefix: str) -> None:
 def test_ttls_must_be_positive() -> None:
     with pytest.raises(ValueError, match="TTLs"):
         InMemoryAttributionStore(served_ttl_seconds=0, touch_ttl_seconds=1)
+
+
+@pytest.mark.parametrize("arm", [None, ("home", "high_value")])
+def test_a_touch_round_trips_through_json_with_its_bandit_arm(arm: tuple[str, str] | None) -> None:
+    touch = Touch("als", "personalized", "exp:variant", 1_700_000_000.5, arm)
+    assert Touch.from_json(touch.to_json()) == touch
+    # a touch written before the arm was kept still reads, without one
+    assert Touch.from_json(b'["als", "personalized", null, 1.0]').arm is None
