@@ -149,8 +149,8 @@ async def _watch_bundles(app: FastAPI, interval: float) -> None:
             if await run_in_threadpool(bundles.refresh):
                 metrics.set_model(bundles.current.version)
                 logger.info("now serving bundle %s", bundles.current.version)
-        except LookbookError as exc:
-            logger.error("could not load the newest bundle, still serving the old one: %s", exc)
+        except Exception:  # the watcher must outlive any failure; bad bundles are rejected
+            logger.exception("could not look for a newer bundle, still serving the old one")
 
 
 def create_app(
@@ -166,7 +166,9 @@ def create_app(
     metrics = Metrics()
     store = store if store is not None else build_store(settings)
     bundles = BundleManager(
-        settings.bundle_dir, warmups=[bundle_stats, lambda bundle: bundle.item_similarity]
+        settings.bundle_dir,
+        warmups=[bundle_stats, lambda bundle: bundle.item_similarity],
+        on_rejected=lambda _: metrics.bundle_rejected.inc(),
     )
     service = RecommendationService(
         bundles,
