@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from threadpoolctl import threadpool_limits
 
 from app.cache import Cache, InProcessCache, RedisCache
+from app.erasure import compact_periodically, install_access_log_redaction
 from app.errors import install_error_handlers
 from app.metrics import Metrics
 from app.routes import (
@@ -149,8 +150,8 @@ async def _watch_bundles(app: FastAPI, interval: float) -> None:
             if await run_in_threadpool(bundles.refresh):
                 metrics.set_model(bundles.current.version)
                 logger.info("now serving bundle %s", bundles.current.version)
-        except LookbookError as exc:
-            logger.error("could not load the newest bundle, still serving the old one: %s", exc)
+        except Exception:  # the watcher must outlive any failure; bad bundles are rejected
+            logger.exception("could not look for a newer bundle, still serving the old one")
 
 
 def create_app(
@@ -166,12 +167,18 @@ def create_app(
     metrics = Metrics()
     store = store if store is not None else build_store(settings)
     bundles = BundleManager(
-        settings.bundle_dir, warmups=[bundle_stats, lambda bundle: bundle.item_similarity]
+        settings.bundle_dir,
+        warmups=[bundle_stats, lambda bundle: bundle.item_similarity],
+        on_rejected=lambda _: metrics.bundle_rejected.inc(),
+    )
+    event_log = EventLog(settings.event_log_dir)
+    impression_log = ImpressionLog(
+        settings.impressions_dir, flush_seconds=settings.impression_log_flush_seconds
     )
     service = RecommendationService(
         bundles,
         store,
-        EventLog(settings.event_log_dir),
+        event_log,
         cache if cache is not None else build_cache(settings),
         metrics,
         cache_ttl_seconds=settings.cache_ttl_seconds,
@@ -183,9 +190,7 @@ def create_app(
             if attribution_store is not None
             else build_attribution_store(settings)
         ),
-        impression_log=ImpressionLog(
-            settings.impressions_dir, flush_seconds=settings.impression_log_flush_seconds
-        ),
+        impression_log=impression_log,
         attribution_window_seconds=settings.attribution_window_days * SECONDS_PER_DAY,
         bandit=build_bandit(settings, store),
         bandit_seed=settings.bandit_seed,
@@ -208,16 +213,22 @@ def create_app(
             logger.error("no usable bundle at start-up: %s", exc)
         if not bundles.loaded:
             logger.warning("no bundle in %s yet: not ready until one appears", settings.bundle_dir)
-        watcher = None
+        tasks = []
         if settings.bundle_poll_seconds > 0:
-            watcher = asyncio.create_task(_watch_bundles(app, settings.bundle_poll_seconds))
+            tasks.append(asyncio.create_task(_watch_bundles(app, settings.bundle_poll_seconds)))
+        if settings.compaction_seconds > 0:
+            tasks.append(
+                asyncio.create_task(
+                    compact_periodically(event_log, impression_log, settings.compaction_seconds)
+                )
+            )
         try:
             yield
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+                    await task
             blas_limit.restore_original_limits()
             await run_in_threadpool(service.close)  # the impression log's queued records
 
@@ -227,6 +238,7 @@ def create_app(
         summary="Recommendations for fashion retail",
         lifespan=lifespan,
     )
+    install_access_log_redaction()  # uvicorn's access log never names a customer
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.bundles = bundles

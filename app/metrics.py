@@ -50,6 +50,11 @@ class Metrics:
         self.model_loaded = Gauge(
             "lookbook_model_loaded", "1 when a model bundle is loaded.", registry=self.registry
         )
+        self.bundle_rejected = Counter(
+            "lookbook_bundle_rejected",
+            "Published bundles refused because they could not be loaded (the served one stays).",
+            registry=self.registry,
+        )
         self.recommendations = Counter(
             "lookbook_recommendations_total",
             "Lists served, by surface and whether the fallback filled them.",

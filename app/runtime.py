@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from models.bundle import (
     PurchaseLog,
     ReturnLog,
     SimilarItems,
-    latest_bundle,
+    list_bundles,
     load_csr,
     load_purchase_history,
     load_returns,
@@ -240,8 +240,33 @@ class LoadedBundle:
     siblings: NeighbourTable | None = None
 
     @classmethod
-    def load(cls, path: Path) -> LoadedBundle:
+    def load(
+        cls, path: Path, warmups: Sequence[Callable[[LoadedBundle], object]] = ()
+    ) -> LoadedBundle:
+        """The bundle in the folder ``path``, with ``warmups`` run on it. Any failure (a missing
+        or truncated file, a bad FAISS index, a manifest whose ``version`` is not the folder's
+        name, a warmup that cannot run on it) is a :class:`BundleError`: this is the one place
+        where loading a bundle can fail, so the service can refuse a bad bundle and keep going."""
+        try:
+            bundle = cls._load(path)
+            for warmup in warmups:
+                warmup(bundle)
+        except BundleError:
+            raise
+        except Exception as exc:
+            raise BundleError(
+                f"bundle {path.name} is incomplete or corrupt: {type(exc).__name__}: {exc}"
+            ) from exc
+        return bundle
+
+    @classmethod
+    def _load(cls, path: Path) -> LoadedBundle:
         manifest = read_manifest(path)
+        if manifest.version != path.name:
+            raise BundleError(
+                f"bundle {path.name} is inconsistent: its manifest says version "
+                f"{manifest.version!r} (the folder name is the version)"
+            )
         layout = BundleLayout(path)
         try:
             items = IdMap.load(layout.item_ids)
@@ -383,17 +408,35 @@ class LoadedBundle:
         return self.purchases.indices[start:end].astype(np.int64)
 
 
+@dataclass(frozen=True)
+class RejectedBundle:
+    """A published bundle the service refused to load, and why."""
+
+    version: str
+    reason: str
+    at: datetime
+
+
 class BundleManager:
-    """Holds the current bundle; :meth:`refresh` swaps in a newer one without stopping service."""
+    """Holds the current bundle; :meth:`refresh` swaps in a newer one without stopping service.
+
+    A bundle that cannot be loaded is rejected: logged, reported to ``on_rejected``, remembered
+    (so polling does not load it again; an explicit reload retries it) and skipped for the newest
+    older one that loads, while the bundle being served keeps serving."""
 
     def __init__(
-        self, bundle_dir: Path, warmups: Sequence[Callable[[LoadedBundle], object]] = ()
+        self,
+        bundle_dir: Path,
+        warmups: Sequence[Callable[[LoadedBundle], object]] = (),
+        on_rejected: Callable[[RejectedBundle], object] | None = None,
     ) -> None:
         """``warmups`` run on a newly loaded bundle before it is swapped in (per-bundle tables),
         so no request pays for them."""
         self.bundle_dir = bundle_dir
         self.warmups = list(warmups)
+        self.on_rejected = on_rejected
         self._current: LoadedBundle | None = None
+        self._rejected: dict[str, RejectedBundle] = {}
         self._lock = threading.Lock()
 
     @property
@@ -407,16 +450,37 @@ class BundleManager:
     def loaded(self) -> bool:
         return self._current is not None
 
-    def refresh(self) -> bool:
-        """Load the newest bundle if it is not the one being served. True when it swapped."""
+    @property
+    def rejected(self) -> list[RejectedBundle]:
+        """Versions refused since start-up (or their last retry), oldest version first."""
+        return [self._rejected[v] for v in sorted(self._rejected)]
+
+    def refresh(self, retry_rejected: bool = False) -> bool:
+        """Serve the newest loadable bundle: the newest published version, else (when it is
+        rejected) the newest older one that loads. True when it swapped. Versions rejected
+        before are skipped unless ``retry_rejected``; the served bundle is never reloaded."""
         with self._lock:
-            info: BundleInfo | None = latest_bundle(self.bundle_dir)
-            if info is None:
-                return False
-            if self._current is not None and self._current.version == info.version:
-                return False
-            bundle = LoadedBundle.load(info.path)
-            for warmup in self.warmups:
-                warmup(bundle)
-            self._current = bundle
-            return True
+            if retry_rejected:
+                self._rejected.clear()
+            for info in reversed(list_bundles(self.bundle_dir)):
+                if info.version in self._rejected:
+                    continue
+                if self._current is not None and self._current.version == info.version:
+                    return False
+                try:
+                    bundle = LoadedBundle.load(info.path, self.warmups)
+                except BundleError as exc:
+                    self._reject(info, exc)
+                    continue
+                self._current = bundle
+                self._rejected.pop(info.version, None)
+                return True
+            return False
+
+    def _reject(self, info: BundleInfo, exc: BundleError) -> None:
+        reason = str(exc).replace(str(info.path), info.version)
+        rejected = RejectedBundle(info.version, reason, datetime.now(UTC))
+        self._rejected[info.version] = rejected
+        logger.error("rejected bundle %s, not serving it: %s", info.version, reason)
+        if self.on_rejected is not None:
+            self.on_rejected(rejected)

@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     impression_log_dir: Path | None = Field(
         None, description="durable served-list records (default: <event_log_dir>/impressions)"
     )
+    compaction_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="how often erased customers' events and served-list records are removed from "
+        "the event and impression logs on disk (by the process holding the event log's writer "
+        "lock); 0 disables it",
+    )
     impression_log_flush_seconds: float = Field(
         1.0, gt=0, le=60, description="how often the impression log is written (and fsynced)"
     )

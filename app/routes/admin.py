@@ -7,6 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.deps import BundlesDep, ServiceDep
 from app.experiments import experiments_now
+from app.runtime import RejectedBundle
 from app.schemas import (
     AttributionReport,
     BanditReport,
@@ -21,7 +22,10 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 @router.get("/models", summary="Published bundle versions and the one being served")
 def models(bundles: BundlesDep) -> dict[str, Any]:
+    """Every published version, the one being served, and the versions refused because they
+    could not be loaded (each with why and when; polling does not retry them, a reload does)."""
     serving = bundles.current.version if bundles.loaded else None
+    rejected = {r.version: r for r in bundles.rejected}
     return {
         "serving": serving,
         "versions": [
@@ -30,18 +34,32 @@ def models(bundles: BundlesDep) -> dict[str, Any]:
                 "created": info.manifest.get("created"),
                 "item_count": info.manifest.get("item_count"),
                 "metrics": info.manifest.get("metrics", {}),
+                "rejected": info.version in rejected,
             }
             for info in list_bundles(bundles.bundle_dir)
         ],
+        "rejected": [_rejected(r) for r in rejected.values()],
     }
 
 
 @router.post("/reload", summary="Load the newest published bundle now")
 async def reload(bundles: BundlesDep, service: ServiceDep) -> dict[str, Any]:
-    swapped = await run_in_threadpool(bundles.refresh)
+    """Serve the newest bundle that loads, retrying versions rejected before. A bundle that
+    cannot be loaded is listed under ``rejected`` (200: the bundle being served keeps serving)."""
+    swapped = await run_in_threadpool(bundles.refresh, True)
     if bundles.loaded:
         service.metrics.set_model(bundles.current.version)
-    return {"reloaded": swapped, "serving": bundles.current.version if bundles.loaded else None}
+    body: dict[str, Any] = {
+        "reloaded": swapped,
+        "serving": bundles.current.version if bundles.loaded else None,
+    }
+    if bundles.rejected:
+        body["rejected"] = [_rejected(r) for r in bundles.rejected]
+    return body
+
+
+def _rejected(rejected: RejectedBundle) -> dict[str, Any]:
+    return {"version": rejected.version, "reason": rejected.reason, "at": rejected.at.isoformat()}
 
 
 @router.get(
