@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import orjson
 from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.deps import BundlesDep, ServiceDep
@@ -29,7 +29,17 @@ def readyz(bundles: BundlesDep, service: ServiceDep) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+        }
+    },
+)
 def metrics(service: ServiceDep) -> Response:
     service.metrics.cache_errors.set(service.cache.stats().get("errors", 0))
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

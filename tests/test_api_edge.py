@@ -1,0 +1,128 @@
+"""The HTTP edge: the documented contract holds for hostile bodies, methods and failures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+from feature_store.errors import LookbookError
+from models.index import ItemIndex
+
+
+@pytest.fixture
+def settings(retailer: tuple[Path, Path], tmp_path: Path) -> Settings:
+    _, bundles = retailer
+    return Settings(
+        bundle_dir=bundles, event_log_dir=tmp_path / "events", bundle_poll_seconds=0, redis_url=None
+    )
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def error_of(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    error: dict[str, Any] = response.json()["error"]
+    assert error["code"] == code, error
+    return error
+
+
+def declared(client: TestClient, path: str, method: str) -> dict[str, Any]:
+    responses: dict[str, Any] = client.get("/openapi.json").json()["paths"][path][method][
+        "responses"
+    ]
+    return responses
+
+
+BODY_ROUTES = [
+    ("post", "/v1/sessions/recommendations", "/v1/sessions/recommendations"),
+    ("post", "/v1/complementary", "/v1/complementary"),
+    ("put", "/v1/customers/C1/consent", "/v1/customers/{customer_id}/consent"),
+    ("post", "/v1/events", "/v1/events"),
+]
+HOSTILE_BODIES = {
+    "truncated": b'{"items": [',
+    "not utf-8": b'{"items": ["\xff\xfe"]}',
+    "nested 100,000 deep": b"[" * 100_000 + b"]" * 100_000,
+}
+
+
+@pytest.mark.parametrize("method,url,template", BODY_ROUTES)
+@pytest.mark.parametrize("body", list(HOSTILE_BODIES.values()), ids=list(HOSTILE_BODIES))
+def test_undecodable_or_deeply_nested_body_is_a_declared_422_invalid_json(
+    client: TestClient, method: str, url: str, template: str, body: bytes
+) -> None:
+    response = client.request(
+        method, url, content=body, headers={"content-type": "application/json"}
+    )
+    error_of(response, 422, "invalid_json")
+    assert "422" in declared(client, template, method)
+
+
+def test_unknown_store_is_a_declared_404(client: TestClient) -> None:
+    response = client.get("/v1/customers/C1/recommendations", params={"store_id": "nowhere"})
+    error_of(response, 404, "unknown_store")
+    assert "404" in declared(client, "/v1/customers/{customer_id}/recommendations", "get")
+
+
+def test_metrics_are_declared_as_prometheus_text(client: TestClient) -> None:
+    response = client.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
+    content = declared(client, "/metrics", "get")["200"]["content"]
+    assert "application/json" not in content
+    assert [kind for kind in content if kind.startswith("text/plain")]
+
+
+def test_405_keeps_its_allow_header(client: TestClient) -> None:
+    response = client.delete("/v1/sessions/recommendations")
+    error_of(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize("value", [0, 1, "off", "true", "no", None])
+def test_consent_takes_only_a_json_boolean(client: TestClient, value: object) -> None:
+    response = client.put("/v1/customers/C1/consent", json={"personalization": value})
+    error_of(response, 422, "validation_error")
+
+
+def test_consent_still_takes_a_boolean(client: TestClient) -> None:
+    response = client.put("/v1/customers/C1/consent", json={"personalization": False})
+    assert response.status_code == 200, response.text
+
+
+def test_error_bodies_expose_no_server_path_nor_library_internals(
+    settings: Settings, tmp_path: Path
+) -> None:
+    broken = tmp_path / "srv" / "bundles" / "v1" / "index.faiss"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"not a faiss index")
+    broken.with_name(broken.name + ".json").write_text('{"kind": "flat"}')
+    try:
+        ItemIndex.load(broken)
+    except LookbookError as exc:
+        failure = exc
+    # the raw message has both a server path and FAISS's own text: the case is real
+    assert str(tmp_path) in str(failure) and "faiss::" in str(failure), failure
+    app = create_app(settings)
+
+    @app.get("/v1/broken")
+    def broken_route() -> None:
+        raise failure
+
+    with TestClient(app) as c:
+        response = c.get("/v1/broken")
+    assert response.status_code == 503
+    message = response.json()["error"]["message"]
+    assert str(tmp_path) not in message and "/srv/" not in message, message
+    assert "faiss::" not in message and ".cpp" not in message, message
+    assert "index.faiss" in message
