@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from threadpoolctl import threadpool_limits
 
+from app.body_limit import BodyLimitMiddleware
 from app.cache import Cache, InProcessCache, RedisCache
 from app.errors import install_error_handlers
 from app.metrics import Metrics
@@ -245,5 +246,10 @@ def create_app(
         health.router,
     ):
         app.include_router(router)
-    app.add_middleware(LatencyMiddleware, metrics=metrics)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_body_bytes,
+        limits_by_path={"/v1/events": settings.max_events_body_bytes},
+    )
+    app.add_middleware(LatencyMiddleware, metrics=metrics)  # outermost: times the 413s too
     return app

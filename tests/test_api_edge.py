@@ -126,3 +126,105 @@ def test_error_bodies_expose_no_server_path_nor_library_internals(
     assert str(tmp_path) not in message and "/srv/" not in message, message
     assert "faiss::" not in message and ".cpp" not in message, message
     assert "index.faiss" in message
+
+
+MIB = 1024 * 1024
+
+
+class Upload:
+    """An ASGI ``receive`` sending 20 MiB of whitespace ``chunk`` bytes at a time, counting."""
+
+    def __init__(self, chunk: int = 64 * 1024, total: int = 20 * 1024 * 1024) -> None:
+        self.chunk = chunk
+        self.total = total
+        self.sent = 0
+
+    async def __call__(self) -> dict[str, Any]:
+        if self.sent >= self.total:
+            return {"type": "http.disconnect"}
+        self.sent += self.chunk
+        more = self.sent < self.total
+        return {"type": "http.request", "body": b" " * self.chunk, "more_body": more}
+
+
+def call_app(app: Any, upload: Upload, content_length: int | None) -> tuple[int, bytes, int]:
+    import anyio
+
+    headers = [(b"content-type", b"application/json")]
+    if content_length is not None:
+        headers.append((b"content-length", str(content_length).encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/sessions/recommendations",
+        "raw_path": b"/v1/sessions/recommendations",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    anyio.run(app, scope, upload, send)
+    status = int(sent[0]["status"])
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    return status, body, upload.sent
+
+
+@pytest.mark.parametrize("content_length", [20 * MIB, None], ids=["declared", "chunked"])
+def test_an_oversize_body_is_refused_with_413_before_it_is_read(
+    settings: Settings, content_length: int | None
+) -> None:
+    app = create_app(settings)
+    status, body, read = call_app(app, Upload(), content_length)
+    assert status == 413
+    assert body.startswith(b'{"error":{"code":"payload_too_large"')
+    if content_length is not None:
+        assert read == 0  # refused on the header alone
+    else:
+        assert read <= settings.max_body_bytes + 64 * 1024  # stopped at the limit, not at 100 MiB
+
+
+def test_oversize_bodies_are_413_over_http_and_bodies_within_the_limit_work(
+    client: TestClient, settings: Settings
+) -> None:
+    padding = b" " * (settings.max_body_bytes + 1)
+    session = b'{"items": ["nope"]}' + padding
+    response = client.post(
+        "/v1/sessions/recommendations",
+        content=session,
+        headers={"content-type": "application/json"},
+    )
+    error_of(response, 413, "payload_too_large")
+    chunked = client.post(
+        "/v1/sessions/recommendations",
+        content=iter([session[: len(session) // 2], session[len(session) // 2 :]]),
+        headers={"content-type": "application/json"},
+    )
+    assert "content-length" not in chunked.request.headers
+    error_of(chunked, 413, "payload_too_large")
+    assert "413" in declared(client, "/v1/sessions/recommendations", "post")
+    # just under the limit: read and answered as usual (an unknown item here)
+    within = b'{"items": ["nope"]}' + b" " * (settings.max_body_bytes - 100)
+    response = client.post(
+        "/v1/sessions/recommendations", content=within, headers={"content-type": "application/json"}
+    )
+    error_of(response, 404, "unknown_item")
+    # the events batch endpoint takes more than the general limit
+    event = b'{"customer_id": "C1", "item_id": "I1", "type": "view"}'
+    response = client.post(
+        "/v1/events", content=event + padding, headers={"content-type": "application/json"}
+    )
+    assert response.status_code != 413, response.text
+    over = b" " * (settings.max_events_body_bytes + 1)
+    response = client.post(
+        "/v1/events", content=event + over, headers={"content-type": "application/json"}
+    )
+    error_of(response, 413, "payload_too_large")

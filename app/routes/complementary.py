@@ -85,7 +85,7 @@ def item_complementary(
 @router.post(
     "/v1/complementary",
     response_model=ComplementaryList,
-    responses=RESPONSES,
+    responses={413: {"model": ErrorResponse}, **RESPONSES},
     summary="Complete the look of a basket",
 )
 def basket_complementary(request: BasketRequest, look: LookDep, settings: SettingsDep) -> Response:

@@ -40,9 +40,9 @@ async def post_events(request: Request, ingest: IngestDep, settings: SettingsDep
     """Valid events are appended to the durable log before the answer is sent, then update the
     online store and invalidate the customer's cached lists. In a batch, valid events are kept
     and each invalid one is reported by index; if none is valid the answer is a 422."""
-    raw = await request.body()
+    raw = await request.body()  # at most settings.max_events_body_bytes (app/body_limit.py)
     try:
-        payload: Any = orjson.loads(raw)
+        payload: Any = await run_in_threadpool(orjson.loads, raw)  # off the event loop
     except orjson.JSONDecodeError as exc:
         return error_response(422, "invalid_json", f"request body is not valid JSON: {exc}")
     if isinstance(payload, dict) and "events" in payload and len(payload) == 1:

@@ -41,7 +41,7 @@ def profile(customer_id: CustomerId, customers: CustomersDep) -> Response:
 
 @router.put(
     "/{customer_id}/consent",
-    responses={422: {"model": ErrorResponse}},
+    responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
     summary="Record personalization consent",
 )
 def consent(customer_id: CustomerId, body: ConsentBody, privacy: PrivacyDep) -> dict[str, Any]:

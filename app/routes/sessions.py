@@ -64,7 +64,11 @@ class SessionRequest(ListOptionsBody):
 @router.post(
     "/recommendations",
     response_model=RecommendationList,
-    responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    responses={
+        404: {"model": ErrorResponse},
+        413: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+    },
     summary="Recommendations for an anonymous session",
 )
 def session_recommendations(
