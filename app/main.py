@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -246,6 +247,14 @@ def create_app(
         health.router,
     ):
         app.include_router(router)
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            events.add_event_schemas(base_openapi())
+        return app.openapi_schema or base_openapi()
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.max_body_bytes,

@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.deps import BundlesDep, ServiceDep
 from app.errors import error_response
+from app.schemas import ErrorResponse, Readiness
 
 router = APIRouter(tags=["operations"])
 
@@ -16,7 +17,12 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: a model bundle is loaded")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": ErrorResponse}},
+    summary="Readiness: a model bundle is loaded",
+)
 def readyz(bundles: BundlesDep, service: ServiceDep) -> Response:
     if not bundles.loaded:
         return error_response(503, "model_not_loaded", "no model bundle loaded yet")
