@@ -6,6 +6,8 @@ Caller mistakes are 4xx with a stable ``code``; nothing a caller sends can produ
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -78,14 +80,34 @@ HTTP_CODES = {
 }
 
 
+# A FAISS exception's text ("Error in faiss::… at /project/faiss/…/io.cpp:67: …") to its end.
+_LIBRARY_INTERNALS = re.compile(r":?\s*Error in \S*::.*$", re.DOTALL)
+# An absolute POSIX path (not the tail of a relative id such as ``a/b``).
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~/-])(?:/[^\s'\"/:,;()]+)+/?")
+
+
+def public_message(message: str) -> str:
+    """An error message fit for a caller: library internals cut off and absolute server paths
+    reduced to their last component (the full text stays in the server's log)."""
+    message = _LIBRARY_INTERNALS.sub("", message)
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1], message)
+
+
 def error_response(
-    status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
-    body: dict[str, Any] = {"code": code, "message": message}
+    body: dict[str, Any] = {"code": code, "message": public_message(message)}
     if details:
         body["details"] = details
     return Response(
-        orjson.dumps({"error": body}), status_code=status, media_type="application/json"
+        orjson.dumps({"error": body}),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
     )
 
 
@@ -104,13 +126,20 @@ def _clean_validation_errors(errors: Any) -> list[dict[str, Any]]:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LookbookError)
-    async def _domain(_: Request, exc: LookbookError) -> Response:
+    async def _domain(request: Request, exc: LookbookError) -> Response:
         status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
+        if status >= 500:
+            logger.warning("%s %s: %s", request.method, request.url.path, exc)
         return error_response(status, exc.code, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
-        details = _clean_validation_errors(exc.errors())
+        errors = exc.errors()
+        undecodable = next((err for err in errors if err.get("type") == "json_invalid"), None)
+        if undecodable is not None:
+            reason = str((undecodable.get("ctx") or {}).get("error", "undecodable"))
+            return error_response(422, "invalid_json", f"request body is not valid JSON: {reason}")
+        details = _clean_validation_errors(errors)
         where = ".".join(details[0]["loc"]) if details else ""
         message = str(details[0]["message"]) if details else "invalid request"
         return error_response(
@@ -120,7 +149,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
         code = HTTP_CODES.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

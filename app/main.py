@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -15,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from threadpoolctl import threadpool_limits
 
+from app.body_limit import BodyLimitMiddleware
 from app.cache import Cache, InProcessCache, RedisCache
 from app.erasure import compact_periodically, install_access_log_redaction
 from app.errors import install_error_handlers
@@ -257,5 +259,18 @@ def create_app(
         health.router,
     ):
         app.include_router(router)
-    app.add_middleware(LatencyMiddleware, metrics=metrics)
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            events.add_event_schemas(base_openapi())
+        return app.openapi_schema or base_openapi()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_body_bytes,
+        limits_by_path={"/v1/events": settings.max_events_body_bytes},
+    )
+    app.add_middleware(LatencyMiddleware, metrics=metrics)  # outermost: times the 413s too
     return app

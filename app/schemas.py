@@ -68,6 +68,13 @@ class EventsAccepted(BaseModel):
     rejected: list[RejectedEvent]
 
 
+class Readiness(BaseModel):
+    status: str = Field(description='"ready"')
+    model_version: str
+    cache: str = Field(description="cache backend")
+    cache_available: bool
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str

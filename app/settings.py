@@ -33,6 +33,14 @@ class Settings(BaseSettings):
         30.0, ge=0, description="how often to look for a newer bundle; 0 disables hot reload"
     )
     max_batch_events: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="largest request body; a larger one is refused (413)"
+    )
+    max_events_body_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="largest body of POST /v1/events (a batch of up to max_batch_events events)",
+    )
     worker_threads: int = Field(
         4, ge=1, le=256, description="threads running request handlers (they are CPU-bound)"
     )

@@ -9,13 +9,14 @@ from fastapi.responses import Response
 from pydantic import ConfigDict, Field
 
 from app.deps import ListOptionsDep, LookDep, SettingsDep
+from app.json_body import ThreadedJSONRoute
 from app.list_options import ListOptionsBody
 from app.look import MAX_BASKET, parse_categories
 from app.schemas import ComplementaryList, ErrorResponse
 from app.settings import Settings
 from feature_store.errors import InvalidRequest
 
-router = APIRouter(tags=["complete the look"])
+router = APIRouter(tags=["complete the look"], route_class=ThreadedJSONRoute)
 
 ItemId = Annotated[str, Path(min_length=1, max_length=128)]
 DEFAULT_PER_SLOT = 4
@@ -84,7 +85,7 @@ def item_complementary(
 @router.post(
     "/v1/complementary",
     response_model=ComplementaryList,
-    responses=RESPONSES,
+    responses={413: {"model": ErrorResponse}, **RESPONSES},
     summary="Complete the look of a basket",
 )
 def basket_complementary(request: BasketRequest, look: LookDep, settings: SettingsDep) -> Response:

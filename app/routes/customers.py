@@ -17,7 +17,11 @@ CustomerId = Annotated[str, Path(min_length=1, max_length=128)]
 @router.get(
     "/{customer_id}/recommendations",
     response_model=PersonalizedList,
-    responses={422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    responses={
+        404: {"model": ErrorResponse, "description": "unknown_store: no such store_id"},
+        422: {"model": ErrorResponse},
+        503: {"model": ErrorResponse},
+    },
     summary="Personalized feed for a customer",
 )
 def recommendations(

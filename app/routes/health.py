@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import orjson
 from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.deps import BundlesDep, ServiceDep
 from app.errors import error_response
+from app.schemas import ErrorResponse, Readiness
 
 router = APIRouter(tags=["operations"])
 
@@ -16,7 +17,12 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: a model bundle is loaded")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": ErrorResponse}},
+    summary="Readiness: a model bundle is loaded",
+)
 def readyz(bundles: BundlesDep, service: ServiceDep) -> Response:
     if not bundles.loaded:
         return error_response(503, "model_not_loaded", "no model bundle loaded yet")
@@ -29,7 +35,17 @@ def readyz(bundles: BundlesDep, service: ServiceDep) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+        }
+    },
+)
 def metrics(service: ServiceDep) -> Response:
     service.metrics.cache_errors.set(service.cache.stats().get("errors", 0))
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -7,20 +7,23 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import CustomersDep, PrivacyDep
+from app.json_body import ThreadedJSONRoute
 from app.schemas import CustomerProfile, ErrorResponse
 
-router = APIRouter(prefix="/v1/customers", tags=["customers"])
+router = APIRouter(prefix="/v1/customers", tags=["customers"], route_class=ThreadedJSONRoute)
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=128)]
 
 
 class ConsentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    personalization: bool = Field(description="may the customer's data personalize their lists")
+    personalization: StrictBool = Field(
+        description="may the customer's data personalize their lists"
+    )
 
 
 @router.get(
@@ -38,7 +41,7 @@ def profile(customer_id: CustomerId, customers: CustomersDep) -> Response:
 
 @router.put(
     "/{customer_id}/consent",
-    responses={422: {"model": ErrorResponse}},
+    responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
     summary="Record personalization consent",
 )
 def consent(customer_id: CustomerId, body: ConsentBody, privacy: PrivacyDep) -> dict[str, Any]:

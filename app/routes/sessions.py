@@ -9,11 +9,12 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.deps import FeedsDep, SettingsDep, check_k
+from app.json_body import ThreadedJSONRoute
 from app.list_options import ListOptionsBody
 from app.schemas import ErrorResponse, RecommendationList
 from feature_store.schema import Category, InteractionType
 
-router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"], route_class=ThreadedJSONRoute)
 
 MAX_SESSION_ITEMS = 200
 ItemId = Annotated[str, Field(min_length=1, max_length=128)]
@@ -63,7 +64,11 @@ class SessionRequest(ListOptionsBody):
 @router.post(
     "/recommendations",
     response_model=RecommendationList,
-    responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    responses={
+        404: {"model": ErrorResponse},
+        413: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+    },
     summary="Recommendations for an anonymous session",
 )
 def session_recommendations(
