@@ -314,7 +314,9 @@ def test_redis_state_is_shared_by_replicas(
     body = feed(a, customer)
     source, segment = body["items"][0]["source"], body["segment"]
     before = arms(b)[("home", segment, source)]
-    assert before["impressions"] >= 1  # A's showing, seen by B
+    assert (
+        before["impressions"] >= 1 - 1e-6
+    )  # A's showing, seen by B (decayed since: a hair under 1)
     click(a, customer, body, 0)
     after = arms(b)[("home", segment, source)]
     assert after["rewards"] == pytest.approx(1.0, rel=1e-5)
