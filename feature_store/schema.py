@@ -15,7 +15,7 @@ made in one place, :mod:`feature_store.ids`.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Final
 
@@ -179,6 +179,33 @@ class InteractionCols:
     )
 
 
+#: The window of event times Lookbook accepts (``POST /v1/events``) and reads back from the event
+#: log: not before :data:`EARLIEST_EVENT_TIME` and at most :data:`MAX_EVENT_LEAD` after the clock of
+#: the process checking (clock skew between a storefront and the service, a local time sent as UTC).
+#: Anything outside is an implausible event time: refused at the door, skipped when read back.
+EARLIEST_EVENT_TIME: Final = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_EVENT_LEAD: Final = timedelta(hours=24)
+
+
+def check_event_time(moment: datetime, now: datetime | None = None) -> datetime:
+    """``moment`` in UTC when it lies in the accepted window of event times, else ``ValueError``."""
+    try:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+05:00 has no UTC datetime
+        raise ValueError(f"event time {moment.isoformat()} is out of range") from exc
+    if moment < EARLIEST_EVENT_TIME:
+        raise ValueError(
+            f"event time {moment.isoformat()} is before {EARLIEST_EVENT_TIME.isoformat()}"
+        )
+    latest = (now if now is not None else datetime.now(UTC)) + MAX_EVENT_LEAD
+    if moment > latest:
+        raise ValueError(
+            f"event time {moment.isoformat()} is more than "
+            f"{MAX_EVENT_LEAD.total_seconds() / 3600:g} h in the future"
+        )
+    return moment
+
+
 ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 
 
@@ -205,9 +232,7 @@ class Interaction(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return check_event_time(value)
 
     def to_record(self) -> dict[str, object]:
         """A flat JSON-ready dict (enum values as strings, timestamp as ISO 8601)."""
