@@ -134,3 +134,24 @@ def test_a_bad_line_in_the_log_is_skipped_and_reported_when_training(
     dataset = load_training_frame(data, events)
     base = len(pd.read_parquet(data / "interactions.parquet"))
     assert len(dataset.interactions) == base + 1
+
+
+# -- defect 2: a seasonal date the model cannot compute with ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "day", ["9999-12-31", "0001-01-01", "2262-04-12", "1677-09-21", "1899-12-31", "2200-01-01"]
+)
+def test_seasonal_dates_outside_the_documented_range_are_422(client: TestClient, day: str) -> None:
+    response = client.get("/v1/seasonal", params={"date": day})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert "1900-01-01" in error["message"] and "2199-12-31" in error["message"]
+
+
+@pytest.mark.parametrize("day", ["1900-01-01", "2026-07-01", "2199-12-31"])
+def test_seasonal_dates_inside_the_range_are_served(client: TestClient, day: str) -> None:
+    response = client.get("/v1/seasonal", params={"date": day, "k": 5})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["items"]) == 5

@@ -26,7 +26,11 @@ def seasonal(
     options: ListOptionsDep,
     date: Annotated[
         str | None,
-        Query(max_length=40, description="ISO date; the 4 weeks from it (default today)"),
+        Query(
+            max_length=40,
+            description="ISO date between 1900-01-01 and 2199-12-31; the 4 weeks from it "
+            "(default today)",
+        ),
     ] = None,
     season: Annotated[
         str | None, Query(max_length=16, description="spring, summer, autumn or winter")
