@@ -206,7 +206,26 @@ def check_event_time(moment: datetime, now: datetime | None = None) -> datetime:
     return moment
 
 
-ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+#: The id alphabet: every external id that enters through the service (customer, item, store,
+#: recommendation and session ids, in events, paths, query strings and bodies) is 1 to
+#: :data:`ID_MAX_LENGTH` printable ASCII letters, digits and ``. _ : @ + -``. No slash (an id must
+#: fit one path segment, or it could be recorded and never erased), no whitespace or control
+#: characters, no unicode (no right-to-left overrides, no look-alikes). H&M, Rent the Runway and the
+#: synthetic retailer's ids all fit; the offline loaders do not enforce it (such an id can be
+#: trained on, but the service can neither record nor address it).
+ID_PATTERN: Final = r"^[A-Za-z0-9._:@+\-]+$"
+ID_MAX_LENGTH: Final = 128
+
+ExternalId = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN
+    ),
+]
+#: A shorter id (stores, recommendation ids) in the same alphabet.
+ShortId = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=ID_PATTERN)
+]
 
 
 class Interaction(BaseModel):
@@ -224,9 +243,9 @@ class Interaction(BaseModel):
     channel: Channel = Channel.ONLINE
     size: Annotated[str, StringConstraints(max_length=32)] | None = None
     price: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
-    store_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    store_id: ShortId | None = None
     return_reason: ReturnReason | None = None
-    recommendation_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    recommendation_id: ShortId | None = None
     position: Annotated[int, Field(ge=0, le=10_000)] | None = None
 
     @field_validator("timestamp")

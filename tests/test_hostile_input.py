@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pandas as pd
@@ -155,3 +156,87 @@ def test_seasonal_dates_inside_the_range_are_served(client: TestClient, day: str
     response = client.get("/v1/seasonal", params={"date": day, "k": 5})
     assert response.status_code == 200, response.text
     assert len(response.json()["items"]) == 5
+
+
+# -- defect 8: an id that can be recorded but never erased ------------------------------------------
+
+HOSTILE_IDS = [
+    "a/b",
+    "a\x00b",
+    "a\nb",
+    "a\u202eb",  # right-to-left override
+    "x" * 100_000,
+    "a\U0001f600b",  # astral plane
+    "a b",
+    "caf\u00e9",
+]
+HOSTILE_ID_NAMES = ["slash", "nul", "newline", "rlo", "100k", "astral", "space", "latin1"]
+
+
+def assert_refused(response: Any, code: str = "validation_error") -> None:
+    assert response.status_code == 422, response.text[:500]
+    assert response.json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize("bad", HOSTILE_IDS, ids=HOSTILE_ID_NAMES)
+def test_hostile_ids_are_refused_in_events(
+    client: TestClient, catalog: tuple[str, str], bad: str
+) -> None:
+    customer, item = catalog
+    for field in ("customer_id", "item_id", "store_id", "recommendation_id"):
+        response = client.post(
+            "/v1/events", json=[event(customer, item), {**event(customer, item), field: bad}]
+        )
+        assert response.status_code == 200, response.text[:500]
+        body = response.json()
+        assert body["accepted"] == 1, field
+        assert [(r["index"], r["code"]) for r in body["rejected"]] == [(1, "invalid_event")]
+
+
+@pytest.mark.parametrize("bad", HOSTILE_IDS, ids=HOSTILE_ID_NAMES)
+def test_hostile_ids_are_refused_on_every_kind_of_route(
+    client: TestClient, catalog: tuple[str, str], bad: str
+) -> None:
+    customer, item = catalog
+    in_url = bad[:20_000]  # the test client refuses longer URLs; still far over the id limit
+    segment = quote(in_url, safe="")
+    if "/" not in bad:  # a slash never reaches a path parameter: no route matches (404)
+        for path in (
+            f"/v1/customers/{segment}/recommendations",
+            f"/v1/customers/{segment}/profile",
+            f"/v1/items/{segment}/similar",
+            f"/v1/items/{segment}/complementary",
+        ):
+            assert_refused(client.get(path))
+        consent = {"personalization": True}
+        assert_refused(client.put(f"/v1/customers/{segment}/consent", json=consent))
+        assert_refused(client.delete(f"/v1/customers/{segment}"))
+    for path, params in (
+        (f"/v1/items/{item}/similar", {"customer_id": in_url}),
+        (f"/v1/items/{item}/similar", {"store_id": in_url}),
+        (f"/v1/customers/{customer}/recommendations", {"store_id": in_url}),
+        (f"/v1/items/{item}/complementary", {"customer_id": in_url}),
+        ("/v1/seasonal", {"customer_id": in_url}),
+    ):
+        assert_refused(client.get(path, params=params))
+    assert_refused(client.post("/v1/sessions/recommendations", json={"items": [bad]}))
+    assert_refused(client.post("/v1/sessions/recommendations", json={"items": [{"item_id": bad}]}))
+    assert_refused(
+        client.post("/v1/sessions/recommendations", json={"items": [item], "session_id": bad})
+    )
+    assert_refused(client.post("/v1/complementary", json={"items": [bad]}))
+    assert_refused(client.post("/v1/complementary", json={"items": [item], "customer_id": bad}))
+
+
+@pytest.mark.parametrize("customer", ["C0000001", "shopper-42", "a.b_c:d@e+f", "0" * 64, "x" * 128])
+def test_every_accepted_id_can_be_addressed_and_erased(
+    client: TestClient, catalog: tuple[str, str], customer: str
+) -> None:
+    _, item = catalog
+    stored = client.post("/v1/events", json=event(customer, item, store_id="store-007"))
+    assert stored.json() == {"accepted": 1, "rejected": []}
+    assert client.get(f"/v1/customers/{customer}/recommendations?k=3").status_code == 200
+    assert client.get(f"/v1/customers/{customer}/profile").status_code == 200
+    erased = client.delete(f"/v1/customers/{customer}")
+    assert erased.status_code == 200, erased.text
+    assert client.delete(f"/v1/customers/{customer}").status_code in (200, 404)
