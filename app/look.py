@@ -15,8 +15,8 @@ reranks each slot and the seasonal list (:func:`models.diversity.diversify`) fro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -58,15 +58,28 @@ def parse_categories(raw: str | Sequence[str] | None) -> list[str] | None:
     return list(dict.fromkeys(names))
 
 
+#: The dates ``GET /v1/seasonal?date=`` accepts (inclusive): the seasonal model works in
+#: nanosecond timestamps, and a date outside these years is a mistake, not a season.
+EARLIEST_SEASONAL_DATE: Final = date(1900, 1, 1)
+LATEST_SEASONAL_DATE: Final = date(2199, 12, 31)
+
+
 def parse_date(raw: str | None) -> pd.Timestamp | None:
+    """The ``date`` of a seasonal request, or :class:`InvalidRequest` when it is not an ISO 8601
+    date between :data:`EARLIEST_SEASONAL_DATE` and :data:`LATEST_SEASONAL_DATE`."""
     if raw is None:
         return None
     try:
         stamp = pd.Timestamp(raw)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidRequest(f"date: not an ISO 8601 date: {raw!r}") from exc
     if pd.isna(stamp):
         raise InvalidRequest(f"date: not an ISO 8601 date: {raw!r}")
+    if not EARLIEST_SEASONAL_DATE <= stamp.date() <= LATEST_SEASONAL_DATE:
+        raise InvalidRequest(
+            f"date: must be between {EARLIEST_SEASONAL_DATE.isoformat()} and "
+            f"{LATEST_SEASONAL_DATE.isoformat()}, got {raw!r}"
+        )
     return stamp
 
 

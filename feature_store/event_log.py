@@ -30,7 +30,7 @@ import os
 import re
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +41,7 @@ import orjson
 from pydantic import ValidationError
 
 from .errors import DataFormatError, InvalidEvent, StoreUnavailable
-from .schema import Interaction, InteractionCols
+from .schema import Interaction, InteractionCols, check_event_time
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -492,25 +492,40 @@ class EventLog:
     def read_frame(self, since: datetime | None = None) -> pd.DataFrame:
         """The log as an ``interactions`` table: columns :data:`InteractionCols.ALL`, ids and enums
         as ``string``, ``timestamp`` as ``datetime64[ns, UTC]``, ``price`` float, ``position``
-        ``Int64``. Same filtering as :meth:`iter_events`; the trainer appends this to its data."""
+        ``Int64``. Same filtering as :meth:`iter_events`; the trainer appends this to its data.
+
+        A bad complete line (not JSON, not an object, a required field missing, a timestamp that is
+        not ISO 8601 or lies outside the window of :func:`~feature_store.schema.check_event_time`)
+        does not stop the read: it is skipped, logged as a warning naming file and row, and counted
+        in ``frame.attrs["skipped_lines"]``, so one bad line cannot stop every later training."""
         import pandas as pd  # only readers that build frames pay for pandas
 
+        skipped = 0
+
+        def skip(segment: _Segment, row: int, reason: str) -> None:
+            nonlocal skipped
+            skipped += 1
+            logger.warning("event log %s row %d: skipped a bad line: %s", segment.path, row, reason)
+
         columns: dict[str, list[Any]] = {c: [] for c in InteractionCols.ALL}
-        for line in self._lines():
+        stamps: list[datetime] = []
+        for line in self._lines(on_bad=skip):
             record = line.record
             missing = [c for c in InteractionCols.REQUIRED if c not in record]
             if missing:
-                raise DataFormatError(
-                    "event lacks a required field",
-                    file=str(line.segment.path),
-                    row=line.row,
-                    column=missing[0],
-                )
+                skip(line.segment, line.row, f"the required field {missing[0]!r} is missing")
+                continue
+            try:
+                stamp = check_event_time(datetime.fromisoformat(record[InteractionCols.TIMESTAMP]))
+            except (TypeError, ValueError) as exc:
+                skip(line.segment, line.row, f"timestamp: {exc}")
+                continue
+            stamps.append(stamp)
             for name, values in columns.items():
                 values.append(record.get(name))
         data: dict[str, Any] = {c: pd.array(columns[c], dtype="string") for c in _STRING_COLUMNS}
         data[InteractionCols.TIMESTAMP] = pd.to_datetime(
-            pd.Series(columns[InteractionCols.TIMESTAMP], dtype=object), utc=True, format="ISO8601"
+            pd.Series(stamps, dtype=object), utc=True
         ).astype("datetime64[ns, UTC]")
         data[InteractionCols.PRICE] = pd.Series(columns[InteractionCols.PRICE], dtype="float64")
         data[InteractionCols.POSITION] = pd.array(columns[InteractionCols.POSITION], dtype="Int64")
@@ -519,6 +534,9 @@ class EventLog:
             frame = frame.loc[frame[InteractionCols.TIMESTAMP] >= _as_utc(since)].reset_index(
                 drop=True
             )
+        if skipped:
+            logger.warning("event log %s: skipped %d bad lines", self.directory, skipped)
+        frame.attrs["skipped_lines"] = skipped
         return frame
 
     def erased_customers(self) -> dict[str, datetime]:
@@ -530,12 +548,13 @@ class EventLog:
         _, erasures = self._snapshot()
         return {customer_id: e.erased_at for customer_id, e in erasures.items()}
 
-    def _lines(self) -> Iterator[_Line]:
-        """Complete, non-erased event lines of a snapshot of the log, in log order."""
+    def _lines(self, on_bad: _OnBad | None = None) -> Iterator[_Line]:
+        """Complete, non-erased event lines of a snapshot of the log, in log order (a corrupt line
+        raises :class:`DataFormatError`, or is passed to ``on_bad`` and skipped when given)."""
         snapshot, erasures = self._snapshot()
         seen: dict[str, int] = {}
         for segment in snapshot:
-            for line in _scan_segment(segment, erasures, seen):
+            for line in _scan_segment(segment, erasures, seen, on_bad):
                 if not line.tombstone and not line.erased:
                     yield line
 
@@ -667,10 +686,20 @@ def _register(
         known.tombstones_in_last_segment += 1
 
 
+#: Called with the segment, row and reason of a corrupt event line that a lenient reader skips.
+_OnBad = Callable[[_Segment, int, str], None]
+
+
 def _scan_segment(
-    segment: _Segment, erasures: dict[str, _Erasure], seen: dict[str, int]
+    segment: _Segment,
+    erasures: dict[str, _Erasure],
+    seen: dict[str, int],
+    on_bad: _OnBad | None = None,
 ) -> Iterator[_Line]:
     """Complete lines of one segment up to its snapshot size, marked tombstone / erased.
+
+    A corrupt event line raises :class:`DataFormatError`, unless ``on_bad`` is given: then it is
+    reported to ``on_bad`` and skipped.
 
     ``seen`` counts, per erased customer, the tombstones passed in that customer's last tombstone
     segment: events before the last one are erased whatever their date.
@@ -686,10 +715,16 @@ def _scan_segment(
         try:
             record = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
+            if on_bad is not None:
+                on_bad(segment, row, f"corrupt event line ({exc})")
+                continue
             raise DataFormatError(
                 f"corrupt event line ({exc})", file=str(segment.path), row=row
             ) from exc
         if not isinstance(record, dict):
+            if on_bad is not None:
+                on_bad(segment, row, "event line is not a JSON object")
+                continue
             raise DataFormatError(
                 "event line is not a JSON object", file=str(segment.path), row=row
             )
@@ -706,6 +741,9 @@ def _scan_segment(
                 try:
                     stamp = _as_utc(datetime.fromisoformat(record[InteractionCols.TIMESTAMP]))
                 except (KeyError, TypeError, ValueError) as exc:
+                    if on_bad is not None:
+                        on_bad(segment, row, f"event has no valid timestamp ({exc})")
+                        continue
                     raise DataFormatError(
                         f"event has no valid timestamp ({exc})",
                         file=str(segment.path),

@@ -15,7 +15,7 @@ made in one place, :mod:`feature_store.ids`.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Final
 
@@ -179,7 +179,53 @@ class InteractionCols:
     )
 
 
-ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+#: The window of event times Lookbook accepts (``POST /v1/events``) and reads back from the event
+#: log: not before :data:`EARLIEST_EVENT_TIME` and at most :data:`MAX_EVENT_LEAD` after the clock of
+#: the process checking (clock skew between a storefront and the service, a local time sent as UTC).
+#: Anything outside is an implausible event time: refused at the door, skipped when read back.
+EARLIEST_EVENT_TIME: Final = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_EVENT_LEAD: Final = timedelta(hours=24)
+
+
+def check_event_time(moment: datetime, now: datetime | None = None) -> datetime:
+    """``moment`` in UTC when it lies in the accepted window of event times, else ``ValueError``."""
+    try:
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+05:00 has no UTC datetime
+        raise ValueError(f"event time {moment.isoformat()} is out of range") from exc
+    if moment < EARLIEST_EVENT_TIME:
+        raise ValueError(
+            f"event time {moment.isoformat()} is before {EARLIEST_EVENT_TIME.isoformat()}"
+        )
+    latest = (now if now is not None else datetime.now(UTC)) + MAX_EVENT_LEAD
+    if moment > latest:
+        raise ValueError(
+            f"event time {moment.isoformat()} is more than "
+            f"{MAX_EVENT_LEAD.total_seconds() / 3600:g} h in the future"
+        )
+    return moment
+
+
+#: The id alphabet: every external id that enters through the service (customer, item, store,
+#: recommendation and session ids, in events, paths, query strings and bodies) is 1 to
+#: :data:`ID_MAX_LENGTH` printable ASCII letters, digits and ``. _ : @ + -``. No slash (an id must
+#: fit one path segment, or it could be recorded and never erased), no whitespace or control
+#: characters, no unicode (no right-to-left overrides, no look-alikes). H&M, Rent the Runway and the
+#: synthetic retailer's ids all fit; the offline loaders do not enforce it (such an id can be
+#: trained on, but the service can neither record nor address it).
+ID_PATTERN: Final = r"^[A-Za-z0-9._:@+\-]+$"
+ID_MAX_LENGTH: Final = 128
+
+ExternalId = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN
+    ),
+]
+#: A shorter id (stores, recommendation ids) in the same alphabet.
+ShortId = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=ID_PATTERN)
+]
 
 
 class Interaction(BaseModel):
@@ -197,17 +243,15 @@ class Interaction(BaseModel):
     channel: Channel = Channel.ONLINE
     size: Annotated[str, StringConstraints(max_length=32)] | None = None
     price: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
-    store_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    store_id: ShortId | None = None
     return_reason: ReturnReason | None = None
-    recommendation_id: Annotated[str, StringConstraints(max_length=64)] | None = None
+    recommendation_id: ShortId | None = None
     position: Annotated[int, Field(ge=0, le=10_000)] | None = None
 
     @field_validator("timestamp")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return check_event_time(value)
 
     def to_record(self) -> dict[str, object]:
         """A flat JSON-ready dict (enum values as strings, timestamp as ISO 8601)."""

@@ -284,11 +284,18 @@ def test_buy_again_with_repurchases(
     )
     customer = "loyal-basics-buyer"
     ids = bundle.catalog.ids.ids()
-    # after the bundle's data (older events wait for the next bundle), before the clock
-    now = max(datetime.now(UTC), bundle.trained_until + timedelta(days=61))
+    # after the bundle's data (older events wait for the next bundle), before the clock (an event
+    # time more than MAX_EVENT_LEAD ahead of it is refused)
+    now = datetime.now(UTC)
+    earlier = bundle.trained_until + timedelta(days=1)
+    assert earlier < now - timedelta(days=3)
     with _client(retailer, tmp_path, strategies_file=strategies) as c:
-        for item, days_ago in ((ids[20], 3), (ids[20], 1), (ids[21], 60)):
-            when = (now - timedelta(days=days_ago)).isoformat()
+        for item, moment in (
+            (ids[20], now - timedelta(days=3)),
+            (ids[20], now - timedelta(days=1)),
+            (ids[21], earlier),
+        ):
+            when = moment.isoformat()
             event = {
                 "customer_id": customer,
                 "item_id": item,

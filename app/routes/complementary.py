@@ -15,23 +15,28 @@ from app.look import MAX_BASKET, parse_categories
 from app.schemas import ComplementaryList, ErrorResponse
 from app.settings import Settings
 from feature_store.errors import InvalidRequest
+from feature_store.schema import ID_MAX_LENGTH, ID_PATTERN
 
 router = APIRouter(tags=["complete the look"], route_class=ThreadedJSONRoute)
 
-ItemId = Annotated[str, Path(min_length=1, max_length=128)]
+ItemId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 DEFAULT_PER_SLOT = 4
 
 
 class BasketRequest(ListOptionsBody):
     model_config = ConfigDict(extra="forbid")
-    items: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+    items: list[
+        Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+    ] = Field(
         min_length=1, max_length=MAX_BASKET, description="item ids of the basket / outfit so far"
     )
     k: int | None = Field(None, ge=1, le=1000, description="items per slot")
     categories: list[str] | None = Field(
         None, description="slots to fill (default: the categories that complete the basket)"
     )
-    customer_id: str | None = Field(None, min_length=1, max_length=128)
+    customer_id: str | None = Field(
+        None, min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN
+    )
 
 
 def per_slot(k: int | None, settings: Settings) -> int:
@@ -65,7 +70,13 @@ def item_complementary(
         str | None, Query(max_length=200, description="comma-separated slots, e.g. bottom,shoes")
     ] = None,
     customer_id: Annotated[
-        str | None, Query(min_length=1, max_length=128, description="personalize (sizes, bought)")
+        str | None,
+        Query(
+            min_length=1,
+            max_length=ID_MAX_LENGTH,
+            pattern=ID_PATTERN,
+            description="personalize (sizes, bought)",
+        ),
     ] = None,
 ) -> Response:
     """Items of other categories that go with the item, grouped by slot (category): bottoms, shoes,

@@ -7,11 +7,11 @@ from fastapi.responses import Response
 
 from app.deps import FeedsDep, ListOptionsDep, SettingsDep, check_k
 from app.schemas import ErrorResponse, PersonalizedList
-from feature_store.schema import Category
+from feature_store.schema import ID_MAX_LENGTH, ID_PATTERN, Category
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
-CustomerId = Annotated[str, Path(min_length=1, max_length=128)]
+CustomerId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 
 
 @router.get(
@@ -39,7 +39,10 @@ def recommendations(
         bool, Query(description="only items in stock in the customer's size for their category")
     ] = False,
     store_id: Annotated[
-        str | None, Query(min_length=1, max_length=64, description="stock of this store only")
+        str | None,
+        Query(
+            min_length=1, max_length=64, pattern=ID_PATTERN, description="stock of this store only"
+        ),
     ] = None,
 ) -> Response:
     """Collaborative filtering over the customer's history (including events that arrived since

@@ -7,10 +7,11 @@ from fastapi.responses import Response
 
 from app.deps import FeedsDep, ListOptionsDep, SettingsDep, check_k
 from app.schemas import ErrorResponse, RecommendationList
+from feature_store.schema import ID_MAX_LENGTH, ID_PATTERN
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 
-ItemId = Annotated[str, Path(min_length=1, max_length=128)]
+ItemId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 
 
 @router.get(
@@ -26,13 +27,22 @@ def similar(
     options: ListOptionsDep,
     k: Annotated[int | None, Query(ge=1, le=1000, description="list length")] = None,
     customer_id: Annotated[
-        str | None, Query(min_length=1, max_length=128, description="whose size to show / filter")
+        str | None,
+        Query(
+            min_length=1,
+            max_length=ID_MAX_LENGTH,
+            pattern=ID_PATTERN,
+            description="whose size to show / filter",
+        ),
     ] = None,
     in_stock_in_my_size: Annotated[
         bool, Query(description="only items in stock in the customer's size (needs customer_id)")
     ] = False,
     store_id: Annotated[
-        str | None, Query(min_length=1, max_length=64, description="stock of this store only")
+        str | None,
+        Query(
+            min_length=1, max_length=64, pattern=ID_PATTERN, description="stock of this store only"
+        ),
     ] = None,
 ) -> Response:
     """Nearest items in the collaborative-filtering space (bought by the same shoppers)."""

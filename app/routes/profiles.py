@@ -13,10 +13,11 @@ from starlette.concurrency import run_in_threadpool
 from app.deps import CustomersDep, PrivacyDep
 from app.json_body import ThreadedJSONRoute
 from app.schemas import CustomerProfile, ErrorResponse
+from feature_store.schema import ID_MAX_LENGTH, ID_PATTERN
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"], route_class=ThreadedJSONRoute)
 
-CustomerId = Annotated[str, Path(min_length=1, max_length=128)]
+CustomerId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 
 
 class ConsentBody(BaseModel):

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from app.deps import ListOptionsDep, LookDep, SettingsDep, check_k
 from app.schemas import ErrorResponse, SeasonalList
-from feature_store.schema import Category
+from feature_store.schema import ID_MAX_LENGTH, ID_PATTERN, Category
 
 router = APIRouter(prefix="/v1", tags=["seasonal"])
 
@@ -26,7 +26,11 @@ def seasonal(
     options: ListOptionsDep,
     date: Annotated[
         str | None,
-        Query(max_length=40, description="ISO date; the 4 weeks from it (default today)"),
+        Query(
+            max_length=40,
+            description="ISO date between 1900-01-01 and 2199-12-31; the 4 weeks from it "
+            "(default today)",
+        ),
     ] = None,
     season: Annotated[
         str | None, Query(max_length=16, description="spring, summer, autumn or winter")
@@ -38,7 +42,13 @@ def seasonal(
     category: Annotated[Category | None, Query(description="only this category")] = None,
     k: Annotated[int | None, Query(ge=1, le=1000, description="list length")] = None,
     customer_id: Annotated[
-        str | None, Query(min_length=1, max_length=128, description="personalize to this customer")
+        str | None,
+        Query(
+            min_length=1,
+            max_length=ID_MAX_LENGTH,
+            pattern=ID_PATTERN,
+            description="personalize to this customer",
+        ),
     ] = None,
 ) -> Response:
     """Season-of-year and recency-aware demand (trending and evergreen items told apart), moved by a

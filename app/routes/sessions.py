@@ -12,12 +12,12 @@ from app.deps import FeedsDep, SettingsDep, check_k
 from app.json_body import ThreadedJSONRoute
 from app.list_options import ListOptionsBody
 from app.schemas import ErrorResponse, RecommendationList
-from feature_store.schema import Category, InteractionType
+from feature_store.schema import ID_MAX_LENGTH, ID_PATTERN, Category, InteractionType
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], route_class=ThreadedJSONRoute)
 
 MAX_SESSION_ITEMS = 200
-ItemId = Annotated[str, Field(min_length=1, max_length=128)]
+ItemId = Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 
 
 class SessionStep(BaseModel):
@@ -52,7 +52,8 @@ class SessionRequest(ListOptionsBody):
     session_id: str | None = Field(
         None,
         min_length=1,
-        max_length=128,
+        max_length=ID_MAX_LENGTH,
+        pattern=ID_PATTERN,
         description="a stable id of the session: assigns it to the experiment running on the "
         "session surface (sticky); without it the session is in no experiment",
     )
