@@ -36,17 +36,16 @@ from typing import Final, Protocol, TypeAlias, runtime_checkable
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
+
+from feature_store.circuit import Admission, CircuitBreaker
+from feature_store.online_store import UNREACHABLE
 
 logger = logging.getLogger("lookbook.cache")
 
 #: Errors that mean "Redis cannot be reached now" (as opposed to a rejected command).
-# A connection broken mid-command can also surface as ValueError ("I/O operation on closed file")
-# or AttributeError from inside redis-py; all of them mean "Redis is not usable right now".
-_UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError, ValueError, AttributeError)
+_UNREACHABLE: Final = UNREACHABLE
 
 # Stored value = 8-byte big-endian expiry (unix ms) + body: entries expire one by one even though
 # Redis expires only whole hashes (HEXPIRE needs Redis 7.4).
@@ -294,7 +293,7 @@ class RedisCache:
         self._seq_key = f"{prefix}~seq"
         self._epoch_key = f"{prefix}~epoch"
         self._lock = threading.Lock()
-        self._down_until: float | None = None  # monotonic time of the next probe; None = up
+        self._breaker = CircuitBreaker(retry_interval)
         self._pending: set[str] = set()  # groups whose invalidation has not reached Redis
         self._flush_all = False  # too many pending groups: drop every group on recovery
         self._hits = 0
@@ -404,8 +403,7 @@ class RedisCache:
     @property
     def is_down(self) -> bool:
         """True while the cache bypasses Redis after a failure."""
-        with self._lock:
-            return self._down_until is not None
+        return self._breaker.is_open
 
     def close(self) -> None:
         self._client.close()
@@ -417,16 +415,13 @@ class RedisCache:
         invalidations before anything else; when Redis may not be used, ``pending_group`` is
         remembered (in the same critical section as the decision)."""
         with self._lock:
-            probing = False
-            if self._down_until is not None:
-                now = time.monotonic()
-                if now < self._down_until:
-                    if pending_group is not None:
-                        self._remember_locked([pending_group])
-                    return False
-                # This caller probes; the others keep bypassing Redis until it is done.
-                self._down_until = now + self.retry_interval
-                probing = True
+            admission = self._breaker.admit()
+            if admission is Admission.OPEN:
+                if pending_group is not None:
+                    self._remember_locked([pending_group])
+                return False
+            # A probing caller goes on; the others keep bypassing Redis until it is done.
+            probing = admission is Admission.PROBE
             pending = set(self._pending)
             flush_all = self._flush_all
         if pending or flush_all or probing:
@@ -446,7 +441,7 @@ class RedisCache:
                 if flush_all:
                     self._flush_all = False
                 if probing:
-                    self._down_until = None
+                    self._breaker.succeeded()
             if probing:
                 logger.info(
                     "Redis cache at %s is back (%d remembered invalidations applied)",
@@ -504,9 +499,7 @@ class RedisCache:
     def _mark_down(self, exc: BaseException) -> None:
         with self._lock:
             self._errors += 1
-            was_up = self._down_until is None
-            self._down_until = time.monotonic() + self.retry_interval
-        if was_up:
+        if self._breaker.failed():
             logger.warning(
                 "Redis cache at %s unreachable (%s: %s); serving uncached, retrying every %.2fs",
                 self._url,

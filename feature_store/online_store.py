@@ -21,9 +21,12 @@ import orjson
 import redis
 from pydantic import ValidationError
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from .circuit import Admission, breaker_for
 from .errors import DataFormatError, InvalidEvent, StoreUnavailable
 from .profiles import InMemoryProfileStates, ProfileStateStore
 from .schema import Interaction, InteractionType
@@ -506,8 +509,10 @@ def redis_client(
     owner: str, client: redis.Redis | None, url: str | None, socket_timeout: float
 ) -> tuple[redis.Redis, str]:
     """The client to use (the given one, or one made from ``url`` with short timeouts and one
-    immediate retry, so a pooled connection broken by a Redis restart heals) and a description
-    of where it points, for messages."""
+    immediate retry after a connection error, so a pooled connection broken by a Redis restart
+    heals — none after a timeout: a hung Redis costs one ``socket_timeout``, then the circuit
+    breaker of :func:`redis_errors` bypasses it) and a description of where it points, for
+    messages."""
     if (client is None) == (url is None):
         raise ValueError(f"give {owner} a redis client or a url (one of them)")
     if client is None:
@@ -516,23 +521,59 @@ def redis_client(
             url,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 1),
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         return made, url
     return client, _describe(client)
 
 
+#: Errors that mean "Redis cannot be reached now" (as opposed to a rejected command); a connection
+#: closed mid-command surfaces as ValueError / AttributeError inside redis-py.
+UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError, ValueError, AttributeError)
+
+
 @contextmanager
 def redis_errors(what: str, where: str, operation: str) -> Iterator[None]:
     """Turn a failed Redis call into :class:`StoreUnavailable` naming ``what`` (e.g. "online
-    store"), ``where`` and the ``operation`` — for every Redis-backed store."""
+    store"), ``where`` and the ``operation`` — for every Redis-backed store.
+
+    Behind a circuit breaker shared by every store on the same Redis (:func:`breaker_for`): once
+    Redis was unreachable, calls fail at once with :class:`StoreUnavailable` (no waiting for a
+    timeout) until one call, ``STORE_RETRY_INTERVAL`` later, finds it back. One warning per
+    outage and one line when it ends (with the number of calls bypassed)."""
+    breaker = breaker_for(where)
+    if breaker.admit() is Admission.OPEN:
+        raise StoreUnavailable(
+            f"Redis {what} at {where}: {operation} failed: Redis unreachable, retrying every "
+            f"{breaker.retry_interval:g}s"
+        )
     try:
         yield
-    except (RedisError, OSError, ValueError, AttributeError) as exc:
-        # ValueError / AttributeError: a connection closed mid-command inside redis-py
+    except UNREACHABLE as exc:
+        if breaker.failed():
+            _log.warning(
+                "Redis at %s unreachable (%s during %s: %s); its stores fail fast, retrying "
+                "every %gs",
+                where,
+                type(exc).__name__,
+                operation,
+                exc,
+                breaker.retry_interval,
+            )
         raise StoreUnavailable(
             f"Redis {what} at {where}: {operation} failed: {type(exc).__name__}: {exc}"
         ) from exc
+    except RedisError as exc:  # Redis answered (and refused the command): it is reachable
+        _recovered(breaker.succeeded(), where)
+        raise StoreUnavailable(
+            f"Redis {what} at {where}: {operation} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    _recovered(breaker.succeeded(), where)
+
+
+def _recovered(bypassed: int | None, where: str) -> None:
+    if bypassed is not None:
+        _log.warning("Redis at %s is back (%d calls bypassed during the outage)", where, bypassed)
 
 
 def _describe(client: redis.Redis) -> str:

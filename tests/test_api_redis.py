@@ -131,3 +131,56 @@ def test_redis_outage_keeps_serving_and_recovers(
             assert keys, "after recovery the service writes to Redis again"
     finally:
         server.stop()
+
+
+@pytest.mark.redis
+def test_a_hung_redis_costs_little_latency_and_is_recovered_from(
+    retailer: tuple[Path, Path], tmp_path: Path, customer: str
+) -> None:
+    """Issue 14, defect 5: with Redis hung (SIGSTOP), requests fail over to the degraded paths
+    quickly instead of each waiting out its timeouts, and recover when Redis answers again."""
+    try:
+        server = RedisServer(tmp_path)
+    except FileNotFoundError as exc:
+        redis_missing(f"the redis-server binary is not installed: {exc}")
+    server.start()
+    try:
+        _, bundles = retailer
+        settings = Settings(
+            bundle_dir=bundles,
+            event_log_dir=tmp_path / "events",
+            bundle_poll_seconds=0,
+            redis_url=server.url,
+        )
+        with TestClient(create_app(settings)) as c:
+            feed = f"/v1/customers/{customer}/recommendations?k=6"
+            healthy = c.get(feed).json()
+            item = healthy["items"][0]["item_id"]
+            similar = f"/v1/items/{item}/similar?k=6&customer_id={customer}"
+            assert c.get(similar).status_code == 200
+            server.pause()
+            slowest = 0.0
+            began = time.perf_counter()
+            for n in range(6):
+                url = feed if n % 2 == 0 else similar
+                started = time.perf_counter()
+                response = c.get(url)
+                slowest = max(slowest, time.perf_counter() - started)
+                assert response.status_code == 200, response.text
+            total = time.perf_counter() - began
+            assert slowest < 0.8, f"a request took {slowest:.2f}s with Redis hung"
+            assert total < 1.5, f"6 requests took {total:.2f}s with Redis hung"
+            server.resume()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                ack = c.post(
+                    "/v1/events", json={"customer_id": customer, "item_id": item, "type": "view"}
+                )
+                assert ack.status_code == 200
+                if redis.Redis.from_url(server.url).llen(f"lb:recent:{customer}"):
+                    break
+                time.sleep(0.2)
+            assert redis.Redis.from_url(server.url).llen(f"lb:recent:{customer}") >= 1
+            assert c.get(feed).status_code == 200
+    finally:
+        server.stop()
