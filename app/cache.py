@@ -19,13 +19,15 @@ caller reads the group's :meth:`Cache.generation` before computing and passes it
 :meth:`Cache.set`, which stores only when no invalidation of the group happened since (compare on
 store). In memory the generation is a global invalidation counter, each invalidated group
 remembering when it last was (bounded: forgotten groups count as invalidated at the newest forgotten
-one, which can only refuse a store); in Redis it is a per-group key set from a global counter by
-the invalidation, compared inside the storing script.
+one, which can only refuse a store); in Redis it is a per-group key (named by a hash of the group,
+so no key names an erased customer) set from a global counter by the invalidation, compared inside
+the storing script.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import struct
 import threading
@@ -304,7 +306,9 @@ class RedisCache:
         return f"{self.prefix}{group}"
 
     def _generation_key(self, group: str) -> str:
-        return f"{self.prefix}~gen:{group}"
+        # hashed: an erasure invalidates the customer's group, and no key may name them after it
+        digest = hashlib.blake2b(group.encode(), digest_size=16).hexdigest()
+        return f"{self.prefix}~gen:{digest}"
 
     # -- public API ----------------------------------------------------------------------------
 
