@@ -140,7 +140,12 @@ class InProcessCache:
     """Thread-safe LRU over groups (at most ``max_groups``), each entry with its own expiry.
 
     A group holds at most ``max_entries_per_group`` entries (the oldest written goes first).
+    Expired entries are reclaimed without being read: once as many writes as there were groups
+    after the last sweep (at least ``SWEEP_MIN_WRITES``) have been made, the write sweeps every
+    group — amortised O(1) per write.
     """
+
+    SWEEP_MIN_WRITES: Final = 1_000
 
     backend: str = "memory"
 
@@ -159,6 +164,8 @@ class InProcessCache:
         self._invalidations = 0
         self._invalidated: OrderedDict[str, int] = OrderedDict()
         self._forgotten = 0
+        self._writes_since_sweep = 0
+        self._groups_after_sweep = 0
         self._hits = 0
         self._misses = 0
 
@@ -213,10 +220,29 @@ class InProcessCache:
                     del entries[stale]
                 entries.pop(key, None)  # re-insert: newest last
             entries[key] = (now + ttl_seconds, bytes(value))
+            self._writes_since_sweep += 1
+            if self._writes_since_sweep >= max(self.SWEEP_MIN_WRITES, self._groups_after_sweep):
+                self._sweep_locked(now)
             while len(entries) > self.max_entries_per_group:
                 del entries[next(iter(entries))]
             while len(self._groups) > self.max_groups:
                 self._groups.popitem(last=False)
+
+    def _sweep_locked(self, now: float) -> None:
+        """Drop every expired entry, and every group left empty."""
+        self._writes_since_sweep = 0
+        for group in list(self._groups):
+            entries = self._groups[group]
+            for stale in [k for k, (expiry, _) in entries.items() if expiry <= now]:
+                del entries[stale]
+            if not entries:
+                del self._groups[group]
+        self._groups_after_sweep = len(self._groups)
+
+    def entries(self) -> int:
+        """Number of entries held (expired ones not yet reclaimed included)."""
+        with self._lock:
+            return sum(len(entries) for entries in self._groups.values())
 
     def invalidate(self, group: str) -> None:
         with self._lock:
@@ -240,7 +266,7 @@ class InProcessCache:
             self._groups.clear()
 
     def __len__(self) -> int:
-        """Number of groups held (expired entries are dropped lazily)."""
+        """Number of groups held (expired entries are dropped when read or swept)."""
         with self._lock:
             return len(self._groups)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -156,21 +156,37 @@ class InMemoryOnlineStore:
     "Newest first" means most recently *recorded* first (within a batch, later events are newer),
     exactly like :class:`RedisOnlineStore`. Items are kept as JSON bytes, so what comes back from
     :meth:`get_item` is a fresh copy with the same types the Redis store returns.
+
+    Bounded: the recent interactions and purchased sets of at most ``max_customers`` customers
+    are kept, the least recently used (recorded or read) dropped first, and the profile states
+    made here hold as many. Consent flags are never dropped (an opt-out must not expire); items
+    are the catalog's.
     """
 
     def __init__(
-        self, max_recent: int = 100, *, profile_states: InMemoryProfileStates | None = None
+        self,
+        max_recent: int = 100,
+        *,
+        profile_states: InMemoryProfileStates | None = None,
+        max_customers: int = 100_000,
     ) -> None:
         if max_recent < 1:
             raise ValueError(f"max_recent must be >= 1, got {max_recent}")
+        if max_customers < 1:
+            raise ValueError(f"max_customers must be >= 1, got {max_customers}")
         self.max_recent = max_recent
+        self.max_customers = max_customers
         self._lock = threading.Lock()
-        self._recent: dict[str, deque[Interaction]] = {}
+        # customer -> recent interactions; order = LRU order (a customer's purchased set lives
+        # and goes with it)
+        self._recent: OrderedDict[str, deque[Interaction]] = OrderedDict()
         self._purchased: dict[str, set[str]] = {}
         self._items: dict[str, bytes] = {}
         self._consent: dict[str, bool] = {}
         self._profile_states = (
-            profile_states if profile_states is not None else InMemoryProfileStates()
+            profile_states
+            if profile_states is not None
+            else InMemoryProfileStates(max_customers=max_customers)
         )
 
     @property
@@ -180,6 +196,8 @@ class InMemoryOnlineStore:
     def customer_state(self, customer_id: str, n_recent: int = 50) -> CustomerState:
         with self._lock:
             recent = self._recent.get(customer_id)
+            if recent is not None:
+                self._recent.move_to_end(customer_id)
             events = tuple(islice(recent, max(n_recent, 0))) if recent is not None else ()
             purchased = frozenset(self._purchased.get(customer_id, ()))
             consent = self._consent.get(customer_id)
@@ -198,6 +216,8 @@ class InMemoryOnlineStore:
                 recent = self._recent.get(event.customer_id)
                 if recent is None:
                     recent = self._recent[event.customer_id] = deque(maxlen=self.max_recent)
+                else:
+                    self._recent.move_to_end(event.customer_id)
                 recent.appendleft(event)
                 if event.type is InteractionType.PURCHASE:
                     self._purchased.setdefault(event.customer_id, set()).add(event.item_id)
@@ -207,6 +227,14 @@ class InMemoryOnlineStore:
                         bought.discard(event.item_id)
                         if not bought:
                             del self._purchased[event.customer_id]
+            while len(self._recent) > self.max_customers:
+                evicted, _ = self._recent.popitem(last=False)
+                self._purchased.pop(evicted, None)
+
+    def __len__(self) -> int:
+        """Customers whose recent interactions are held."""
+        with self._lock:
+            return len(self._recent)
 
     def recent(self, customer_id: str, n: int = 50) -> list[Interaction]:
         if n <= 0:

@@ -426,3 +426,17 @@ def test_redis_invalidation_remembered_in_an_outage_still_blocks_a_stale_store(
         assert cache.get("g", "k") is None
     finally:
         cache.close()
+
+
+def test_memory_cache_reclaims_expired_entries_without_reading_them() -> None:
+    """Issue 14, defect 9: entries nobody reads again must not stay forever."""
+    cache = InProcessCache(max_groups=100_000)
+    for n in range(1_500):
+        cache.set(f"old{n}", "k", b"x" * 100, 0.1)
+    cache.set("kept", "k", b"k", 60)
+    time.sleep(0.2)
+    for n in range(2_000):
+        cache.set(f"new{n}", "k", b"y", 60)
+    assert len(cache) <= 2_001, "expired groups were never reclaimed"
+    assert cache.entries() <= 2_001
+    assert cache.get("kept", "k") == b"k"
