@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pandas as pd
 import pytest
 import redis
@@ -182,5 +183,47 @@ def test_a_hung_redis_costs_little_latency_and_is_recovered_from(
                 time.sleep(0.2)
             assert redis.Redis.from_url(server.url).llen(f"lb:recent:{customer}") >= 1
             assert c.get(feed).status_code == 200
+    finally:
+        server.stop()
+
+
+@pytest.mark.redis
+def test_events_accepted_in_an_outage_reach_the_online_store_when_it_is_back(
+    retailer: tuple[Path, Path], tmp_path: Path, customer: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 14, defect 6: accepted during the outage, applied once Redis answers; few warnings."""
+    try:
+        server = RedisServer(tmp_path)
+    except FileNotFoundError as exc:
+        redis_missing(f"the redis-server binary is not installed: {exc}")
+    server.start()
+    try:
+        _, bundles = retailer
+        settings = Settings(
+            bundle_dir=bundles,
+            event_log_dir=tmp_path / "events",
+            bundle_poll_seconds=0,
+            redis_url=server.url,
+        )
+        with TestClient(create_app(settings)) as c:
+            feed = f"/v1/customers/{customer}/recommendations?k=6"
+            items = [it["item_id"] for it in c.get(feed).json()["items"]]
+            server.kill()
+            caplog.clear()
+            for item in items[:5]:
+                ack = c.post(
+                    "/v1/events", json={"customer_id": customer, "item_id": item, "type": "view"}
+                )
+                assert ack.status_code == 200 and ack.json()["accepted"] == 1
+                assert c.get(feed).status_code == 200
+            warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+            assert len(warnings) <= 4, [r.getMessage() for r in warnings]
+            server.start()
+            time.sleep(1.2)  # past the circuit breaker's retry interval
+            last = {"customer_id": customer, "item_id": items[5], "type": "view"}
+            assert c.post("/v1/events", json=last).json()["accepted"] == 1
+            recent = redis.Redis.from_url(server.url).lrange(f"lb:recent:{customer}", 0, -1)
+            seen = [orjson.loads(r)["item_id"] for r in recent]
+            assert seen == list(reversed(items[:6])), "the outage's events, in order, then the new"
     finally:
         server.stop()
