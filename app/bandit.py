@@ -42,6 +42,7 @@ import numpy as np
 import orjson
 
 from app.metrics import Metrics
+from app.outage_log import OutageWarning
 from app.pipeline import CandidateSource, Context
 from app.strategy_sources import NewArrivalsSource
 from feature_store.errors import StoreUnavailable
@@ -50,6 +51,7 @@ from feature_store.served_lists import ServedList
 from models.bandit import Bandit, BanditConfig, Posterior, Reranked, posterior
 
 logger = logging.getLogger("lookbook.app")
+_store_down = OutageWarning(logger)
 
 #: How long a computed posterior is reused (seconds).
 POSTERIOR_SECONDS: Final = 1.0
@@ -212,7 +214,7 @@ class BanditStage:
 
     def _failed(self, where: str, exc: Exception) -> None:
         self.metrics.bandit_errors.labels(where=where).inc()
-        logger.warning("bandit state %s failed: %s", where, exc)
+        _store_down.warn("bandit state %s failed: %s", where, exc)
 
     # -- reporting -------------------------------------------------------------------------------
 

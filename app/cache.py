@@ -14,41 +14,58 @@ Two implementations:
   invalidation could not reach Redis are remembered and dropped first when Redis answers again, so
   no list that an event made stale survives the outage.
 
-Known limit (generic to read-through caches): a response computed *before* an event and stored
-*after* that event's invalidation stays cached until its TTL; keep TTLs short.
+A response computed *before* an event must not be stored *after* that event's invalidation: a
+caller reads the group's :meth:`Cache.generation` before computing and passes it to
+:meth:`Cache.set`, which stores only when no invalidation of the group happened since (compare on
+store). In memory the generation is a global invalidation counter, each invalidated group
+remembering when it last was (bounded: forgotten groups count as invalidated at the newest forgotten
+one, which can only refuse a store); in Redis it is a per-group key (named by a hash of the group,
+so no key names an erased customer) set from a global counter by the invalidation, compared inside
+the storing script.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import struct
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, Protocol, TypeAlias, runtime_checkable
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
+
+from feature_store.circuit import Admission, CircuitBreaker
+from feature_store.online_store import UNREACHABLE
 
 logger = logging.getLogger("lookbook.cache")
 
 #: Errors that mean "Redis cannot be reached now" (as opposed to a rejected command).
-# A connection broken mid-command can also surface as ValueError ("I/O operation on closed file")
-# or AttributeError from inside redis-py; all of them mean "Redis is not usable right now".
-_UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError, ValueError, AttributeError)
+_UNREACHABLE: Final = UNREACHABLE
 
 # Stored value = 8-byte big-endian expiry (unix ms) + body: entries expire one by one even though
 # Redis expires only whole hashes (HEXPIRE needs Redis 7.4).
 _EXPIRY: Final = struct.Struct(">Q")
 
-# HSET the entry, then make the hash live at least as long as that entry (never shorten it).
+#: A group's generation, read before computing a value and compared when storing it (``None``:
+#: unknown, so the value is not stored).
+Generation: TypeAlias = object
+
+# Unless ARGV[4] is empty, store only if the group's generation and the cache's epoch (KEYS[2],
+# KEYS[3]) still read ARGV[4] and ARGV[5]. HSET the entry, then make the hash live at least as long
+# as that entry (never shorten it).
 _SET_SCRIPT: Final = """
+if ARGV[4] ~= '' then
+    if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[4] or (redis.call('GET', KEYS[3]) or '0') ~= ARGV[5] then
+        return 0
+    end
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local ttl = redis.call('PTTL', KEYS[1])
 local wanted = tonumber(ARGV[3])
@@ -56,6 +73,15 @@ if ttl < wanted then
     redis.call('PEXPIRE', KEYS[1], wanted)
 end
 return 1
+"""
+
+# Drop a group (KEYS[1]) and move its generation (KEYS[2]) to a fresh value of the global counter
+# (KEYS[3]): values never repeat, so a generation read before cannot match again.
+_INVALIDATE_SCRIPT: Final = """
+redis.call('DEL', KEYS[1])
+local seq = redis.call('INCR', KEYS[3])
+redis.call('SET', KEYS[2], seq, 'PX', tonumber(ARGV[1]))
+return seq
 """
 
 
@@ -69,8 +95,22 @@ class Cache(Protocol):
         """The cached value, or ``None`` (missing, expired, or the backend is unavailable)."""
         ...
 
-    def set(self, group: str, key: str, value: bytes, ttl_seconds: float) -> None:
-        """Cache ``value`` for ``ttl_seconds`` (``<= 0`` removes the entry). Never raises."""
+    def generation(self, group: str) -> Generation:
+        """The group's generation now: read it before computing a value to :meth:`set`."""
+        ...
+
+    def set(
+        self,
+        group: str,
+        key: str,
+        value: bytes,
+        ttl_seconds: float,
+        *,
+        generation: Generation = None,
+        check: bool = False,
+    ) -> None:
+        """Cache ``value`` for ``ttl_seconds`` (``<= 0`` removes the entry). With ``check``, only
+        if the group was not invalidated since ``generation`` was read. Never raises."""
         ...
 
     def invalidate(self, group: str) -> None:
@@ -100,7 +140,12 @@ class InProcessCache:
     """Thread-safe LRU over groups (at most ``max_groups``), each entry with its own expiry.
 
     A group holds at most ``max_entries_per_group`` entries (the oldest written goes first).
+    Expired entries are reclaimed without being read: once as many writes as there were groups
+    after the last sweep (at least ``SWEEP_MIN_WRITES``) have been made, the write sweeps every
+    group — amortised O(1) per write.
     """
+
+    SWEEP_MIN_WRITES: Final = 1_000
 
     backend: str = "memory"
 
@@ -114,6 +159,13 @@ class InProcessCache:
         self._lock = threading.Lock()
         # group -> key -> (expiry on the monotonic clock, value); group order = LRU order
         self._groups: OrderedDict[str, dict[str, tuple[float, bytes]]] = OrderedDict()
+        # invalidation counter; group -> its value at the group's last invalidation (LRU-bounded
+        # by max_groups); a forgotten group counts as invalidated at ``_forgotten``
+        self._invalidations = 0
+        self._invalidated: OrderedDict[str, int] = OrderedDict()
+        self._forgotten = 0
+        self._writes_since_sweep = 0
+        self._groups_after_sweep = 0
         self._hits = 0
         self._misses = 0
 
@@ -133,9 +185,26 @@ class InProcessCache:
             self._hits += 1
             return entry[1]
 
-    def set(self, group: str, key: str, value: bytes, ttl_seconds: float) -> None:
+    def generation(self, group: str) -> Generation:
+        with self._lock:
+            return self._invalidations
+
+    def set(
+        self,
+        group: str,
+        key: str,
+        value: bytes,
+        ttl_seconds: float,
+        *,
+        generation: Generation = None,
+        check: bool = False,
+    ) -> None:
         now = time.monotonic()
         with self._lock:
+            if check and ttl_seconds > 0:
+                last = self._invalidated.get(group, self._forgotten)
+                if not isinstance(generation, int) or last > generation:
+                    return  # invalidated since the value was computed
             entries = self._groups.get(group)
             if ttl_seconds <= 0:
                 if entries is not None:
@@ -151,14 +220,39 @@ class InProcessCache:
                     del entries[stale]
                 entries.pop(key, None)  # re-insert: newest last
             entries[key] = (now + ttl_seconds, bytes(value))
+            self._writes_since_sweep += 1
+            if self._writes_since_sweep >= max(self.SWEEP_MIN_WRITES, self._groups_after_sweep):
+                self._sweep_locked(now)
             while len(entries) > self.max_entries_per_group:
                 del entries[next(iter(entries))]
             while len(self._groups) > self.max_groups:
                 self._groups.popitem(last=False)
 
+    def _sweep_locked(self, now: float) -> None:
+        """Drop every expired entry, and every group left empty."""
+        self._writes_since_sweep = 0
+        for group in list(self._groups):
+            entries = self._groups[group]
+            for stale in [k for k, (expiry, _) in entries.items() if expiry <= now]:
+                del entries[stale]
+            if not entries:
+                del self._groups[group]
+        self._groups_after_sweep = len(self._groups)
+
+    def entries(self) -> int:
+        """Number of entries held (expired ones not yet reclaimed included)."""
+        with self._lock:
+            return sum(len(entries) for entries in self._groups.values())
+
     def invalidate(self, group: str) -> None:
         with self._lock:
             self._groups.pop(group, None)
+            self._invalidations += 1
+            self._invalidated[group] = self._invalidations
+            self._invalidated.move_to_end(group)
+            while len(self._invalidated) > self.max_groups:
+                _, seq = self._invalidated.popitem(last=False)
+                self._forgotten = max(self._forgotten, seq)
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -172,7 +266,7 @@ class InProcessCache:
             self._groups.clear()
 
     def __len__(self) -> int:
-        """Number of groups held (expired entries are dropped lazily)."""
+        """Number of groups held (expired entries are dropped when read or swept)."""
         with self._lock:
             return len(self._groups)
 
@@ -204,6 +298,7 @@ class RedisCache:
         prefix: str = "lb:cache:",
         socket_timeout: float = 0.05,
         retry_interval: float = 1.0,
+        generation_ttl_seconds: float = 3600.0,
     ) -> None:
         if socket_timeout <= 0:
             raise ValueError(f"socket_timeout must be > 0, got {socket_timeout}")
@@ -219,8 +314,14 @@ class RedisCache:
             retry=Retry(NoBackoff(), 0),  # outage handling is ours: fail fast, never stall
         )
         self._set_script = self._client.register_script(_SET_SCRIPT)
+        self._invalidate_script = self._client.register_script(_INVALIDATE_SCRIPT)
+        # a group's generation outlives any computation in flight; once expired it reads "0",
+        # which no later invalidation gives back
+        self._generation_ttl_ms = max(1, round(generation_ttl_seconds * 1000))
+        self._seq_key = f"{prefix}~seq"
+        self._epoch_key = f"{prefix}~epoch"
         self._lock = threading.Lock()
-        self._down_until: float | None = None  # monotonic time of the next probe; None = up
+        self._breaker = CircuitBreaker(retry_interval)
         self._pending: set[str] = set()  # groups whose invalidation has not reached Redis
         self._flush_all = False  # too many pending groups: drop every group on recovery
         self._hits = 0
@@ -229,6 +330,11 @@ class RedisCache:
 
     def _key(self, group: str) -> str:
         return f"{self.prefix}{group}"
+
+    def _generation_key(self, group: str) -> str:
+        # hashed: an erasure invalidates the customer's group, and no key may name them after it
+        digest = hashlib.blake2b(group.encode(), digest_size=16).hexdigest()
+        return f"{self.prefix}~gen:{digest}"
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -250,7 +356,36 @@ class RedisCache:
             self._misses += 1
         return None
 
-    def set(self, group: str, key: str, value: bytes, ttl_seconds: float) -> None:
+    def generation(self, group: str) -> Generation:
+        """``(group generation, epoch)`` as stored, or ``None`` when Redis cannot say."""
+        if not self._usable():
+            return None
+        try:
+            found = self._client.mget([self._generation_key(group), self._epoch_key])
+        except _UNREACHABLE as exc:
+            self._mark_down(exc)
+            return None
+        except RedisError as exc:
+            self._count_error("generation", exc)
+            return None
+        return tuple(_text(v) for v in found)
+
+    def set(
+        self,
+        group: str,
+        key: str,
+        value: bytes,
+        ttl_seconds: float,
+        *,
+        generation: Generation = None,
+        check: bool = False,
+    ) -> None:
+        if (
+            check
+            and ttl_seconds > 0
+            and not (isinstance(generation, tuple) and len(generation) == 2)
+        ):
+            return  # generation unknown: the value may be stale
         if not self._usable():
             return
         try:
@@ -259,8 +394,10 @@ class RedisCache:
                 return
             ttl_ms = max(1, round(ttl_seconds * 1000))
             expires_ms = int(time.time() * 1000) + ttl_ms
+            expected = generation if check and isinstance(generation, tuple) else ("", "")
             self._set_script(
-                keys=[self._key(group)], args=[key, _EXPIRY.pack(expires_ms) + value, ttl_ms]
+                keys=[self._key(group), self._generation_key(group), self._epoch_key],
+                args=[key, _EXPIRY.pack(expires_ms) + value, ttl_ms, *expected],
             )
         except _UNREACHABLE as exc:
             self._mark_down(exc)
@@ -271,7 +408,7 @@ class RedisCache:
         if not self._usable(pending_group=group):
             return
         try:
-            self._client.delete(self._key(group))
+            self._invalidate_one(group)
         except _UNREACHABLE as exc:
             self._remember([group])
             self._mark_down(exc)
@@ -296,8 +433,7 @@ class RedisCache:
     @property
     def is_down(self) -> bool:
         """True while the cache bypasses Redis after a failure."""
-        with self._lock:
-            return self._down_until is not None
+        return self._breaker.is_open
 
     def close(self) -> None:
         self._client.close()
@@ -309,16 +445,13 @@ class RedisCache:
         invalidations before anything else; when Redis may not be used, ``pending_group`` is
         remembered (in the same critical section as the decision)."""
         with self._lock:
-            probing = False
-            if self._down_until is not None:
-                now = time.monotonic()
-                if now < self._down_until:
-                    if pending_group is not None:
-                        self._remember_locked([pending_group])
-                    return False
-                # This caller probes; the others keep bypassing Redis until it is done.
-                self._down_until = now + self.retry_interval
-                probing = True
+            admission = self._breaker.admit()
+            if admission is Admission.OPEN:
+                if pending_group is not None:
+                    self._remember_locked([pending_group])
+                return False
+            # A probing caller goes on; the others keep bypassing Redis until it is done.
+            probing = admission is Admission.PROBE
             pending = set(self._pending)
             flush_all = self._flush_all
         if pending or flush_all or probing:
@@ -338,7 +471,7 @@ class RedisCache:
                 if flush_all:
                     self._flush_all = False
                 if probing:
-                    self._down_until = None
+                    self._breaker.succeeded()
             if probing:
                 logger.info(
                     "Redis cache at %s is back (%d remembered invalidations applied)",
@@ -347,14 +480,32 @@ class RedisCache:
                 )
         return True
 
+    def _invalidate_one(self, group: str) -> None:
+        self._invalidate_script(
+            keys=[self._key(group), self._generation_key(group), self._seq_key],
+            args=[self._generation_ttl_ms],
+        )
+
     def _delete_groups(self, groups: Iterable[str]) -> None:
-        keys = [self._key(group) for group in groups]
-        for start in range(0, len(keys), self._DELETE_CHUNK):
-            self._client.delete(*keys[start : start + self._DELETE_CHUNK])
+        groups = list(groups)
+        for start in range(0, len(groups), self._DELETE_CHUNK):
+            pipe = self._client.pipeline(transaction=False)
+            for group in groups[start : start + self._DELETE_CHUNK]:
+                self._invalidate_script(
+                    keys=[self._key(group), self._generation_key(group), self._seq_key],
+                    args=[self._generation_ttl_ms],
+                    client=pipe,
+                )
+            pipe.execute()
 
     def _delete_all_groups(self) -> None:
+        # a new epoch first: no value computed before this flush can be stored after it
+        self._client.incr(self._epoch_key)
         batch: list[bytes | str] = []
+        epoch_key = self._epoch_key.encode()
         for key in self._client.scan_iter(match=_glob_escape(self.prefix) + "*", count=1_000):
+            if key == epoch_key:
+                continue
             batch.append(key)
             if len(batch) >= self._DELETE_CHUNK:
                 self._client.delete(*batch)
@@ -378,9 +529,7 @@ class RedisCache:
     def _mark_down(self, exc: BaseException) -> None:
         with self._lock:
             self._errors += 1
-            was_up = self._down_until is None
-            self._down_until = time.monotonic() + self.retry_interval
-        if was_up:
+        if self._breaker.failed():
             logger.warning(
                 "Redis cache at %s unreachable (%s: %s); serving uncached, retrying every %.2fs",
                 self._url,
@@ -409,6 +558,12 @@ def _decode(raw: bytes | str | None) -> bytes | None:
     if expires_ms <= time.time() * 1000:
         return None
     return raw[_EXPIRY.size :]
+
+
+def _text(raw: bytes | str | None) -> str:
+    if raw is None:
+        return "0"
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def _glob_escape(text: str) -> str:

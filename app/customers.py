@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from app.metrics import Metrics
+from app.outage_log import OutageWarning
 from app.pipeline import Context, PurchaseHistory, Returned, SequenceHistory
 from app.privacy import PrivacyLedger
 from app.runtime import BundleManager, LoadedBundle
@@ -37,6 +38,7 @@ from feature_store.schema import (
 )
 
 logger = logging.getLogger("lookbook.app")
+_store_down = OutageWarning(logger)
 
 TYPE_ORDER: list[InteractionType] = list(InteractionType)  # the sequence model's type codes
 #: Event types that are not steps of a sequence (the model is trained without them).
@@ -139,7 +141,7 @@ class Customers:
             state = self.store.customer_state(customer_id, self.recent_events)
         except StoreUnavailable as exc:
             self.metrics.online_store_errors.inc()
-            logger.warning(
+            _store_down.warn(
                 "online store unavailable, serving from the bundle alone "
                 "(batch profile, consent from this replica): %s",
                 exc,

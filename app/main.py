@@ -99,7 +99,10 @@ def build_store(settings: Settings) -> OnlineStore:
             prefix=settings.redis_prefix,
             max_recent=settings.recent_events_per_customer,
         )
-    return InMemoryOnlineStore(max_recent=settings.recent_events_per_customer)
+    return InMemoryOnlineStore(
+        max_recent=settings.recent_events_per_customer,
+        max_customers=settings.online_max_customers,
+    )
 
 
 def build_attribution_store(settings: Settings) -> AttributionStore:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.metrics import Metrics
+from app.outage_log import OutageWarning
 from app.response_cache import ResponseCache
 from app.runtime import BundleManager, LoadedBundle
 from feature_store.attribution_store import AttributionStore
@@ -23,6 +24,7 @@ from feature_store.profiles import LiveProfiles
 from models.bundle import list_bundles
 
 logger = logging.getLogger("lookbook.app")
+_store_down = OutageWarning(logger)
 
 
 class PrivacyLedger:
@@ -86,7 +88,7 @@ class Privacy:
             flag = self.store.consent(customer_id)
         except StoreUnavailable as exc:
             self.metrics.online_store_errors.inc()
-            logger.warning("online store unavailable, consent from this replica only: %s", exc)
+            _store_down.warn("online store unavailable, consent from this replica only: %s", exc)
             down = True
         recorded: bool | None = None
         live = self.profiles() if flag is None else None

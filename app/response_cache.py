@@ -182,9 +182,14 @@ class ResponseCache:
         result = "hit" if raw is not None else "miss"
         self.metrics.cache_requests.labels(kind=key.kind, result=result).inc()
         if raw is None:
+            # read before computing: an event invalidating the group meanwhile makes the store a
+            # no-op, so a list computed before the event is never cached after it
+            generation = self.cache.generation(key.group)
             computed = compute()
             served = computed if isinstance(computed, Served) else Served(computed)
-            self.cache.set(key.group, key.field, pack(served), self.ttl)
+            self.cache.set(
+                key.group, key.field, pack(served), self.ttl, generation=generation, check=True
+            )
         else:
             served = unpack(raw)
         return self.show(served)

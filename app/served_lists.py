@@ -28,6 +28,7 @@ import orjson
 
 from app.bandit import BanditStage
 from app.metrics import Metrics
+from app.outage_log import OutageWarning
 from app.rendering import new_recommendation_id, with_recommendation_id
 from feature_store.attribution_store import AttributionStore, Credit
 from feature_store.errors import StoreUnavailable
@@ -35,6 +36,7 @@ from feature_store.impression_log import ImpressionLog
 from feature_store.served_lists import stamp
 
 logger = logging.getLogger("lookbook.app")
+_store_down = OutageWarning(logger)
 
 # Cached value with a record template: 0x00, 4-byte big-endian template length, template, body.
 # A plain body (a JSON object, starting with "{") has no template.
@@ -105,7 +107,7 @@ class ServedLists:
             )
         except StoreUnavailable as exc:
             self.metrics.served_list_errors.labels(where="store").inc()
-            logger.warning("served-list record %s not kept online: %s", recommendation_id, exc)
+            _store_down.warn("served-list record %s not kept online: %s", recommendation_id, exc)
         if self.log is not None and not self.log.append(record):
             self.metrics.served_list_errors.labels(where="log").inc()
         for _, n, child in counted:

@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     redis_prefix: str = "lb:"
     cache_ttl_seconds: float = Field(300.0, ge=0)
     cache_max_customers: int = Field(100_000, ge=1)
+    online_max_customers: int = Field(
+        100_000,
+        ge=1,
+        description="customers whose recent events, purchases and profile state the in-process "
+        "online store keeps (no Redis); the least recently used are dropped first",
+    )
     default_k: int = Field(12, ge=1, le=100)
     max_k: int = Field(100, ge=1, le=1000)
     bundle_poll_seconds: float = Field(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -21,9 +21,12 @@ import orjson
 import redis
 from pydantic import ValidationError
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from .circuit import Admission, breaker_for
 from .errors import DataFormatError, InvalidEvent, StoreUnavailable
 from .profiles import InMemoryProfileStates, ProfileStateStore
 from .schema import Interaction, InteractionType
@@ -153,21 +156,37 @@ class InMemoryOnlineStore:
     "Newest first" means most recently *recorded* first (within a batch, later events are newer),
     exactly like :class:`RedisOnlineStore`. Items are kept as JSON bytes, so what comes back from
     :meth:`get_item` is a fresh copy with the same types the Redis store returns.
+
+    Bounded: the recent interactions and purchased sets of at most ``max_customers`` customers
+    are kept, the least recently used (recorded or read) dropped first, and the profile states
+    made here hold as many. Consent flags are never dropped (an opt-out must not expire); items
+    are the catalog's.
     """
 
     def __init__(
-        self, max_recent: int = 100, *, profile_states: InMemoryProfileStates | None = None
+        self,
+        max_recent: int = 100,
+        *,
+        profile_states: InMemoryProfileStates | None = None,
+        max_customers: int = 100_000,
     ) -> None:
         if max_recent < 1:
             raise ValueError(f"max_recent must be >= 1, got {max_recent}")
+        if max_customers < 1:
+            raise ValueError(f"max_customers must be >= 1, got {max_customers}")
         self.max_recent = max_recent
+        self.max_customers = max_customers
         self._lock = threading.Lock()
-        self._recent: dict[str, deque[Interaction]] = {}
+        # customer -> recent interactions; order = LRU order (a customer's purchased set lives
+        # and goes with it)
+        self._recent: OrderedDict[str, deque[Interaction]] = OrderedDict()
         self._purchased: dict[str, set[str]] = {}
         self._items: dict[str, bytes] = {}
         self._consent: dict[str, bool] = {}
         self._profile_states = (
-            profile_states if profile_states is not None else InMemoryProfileStates()
+            profile_states
+            if profile_states is not None
+            else InMemoryProfileStates(max_customers=max_customers)
         )
 
     @property
@@ -177,6 +196,8 @@ class InMemoryOnlineStore:
     def customer_state(self, customer_id: str, n_recent: int = 50) -> CustomerState:
         with self._lock:
             recent = self._recent.get(customer_id)
+            if recent is not None:
+                self._recent.move_to_end(customer_id)
             events = tuple(islice(recent, max(n_recent, 0))) if recent is not None else ()
             purchased = frozenset(self._purchased.get(customer_id, ()))
             consent = self._consent.get(customer_id)
@@ -195,6 +216,8 @@ class InMemoryOnlineStore:
                 recent = self._recent.get(event.customer_id)
                 if recent is None:
                     recent = self._recent[event.customer_id] = deque(maxlen=self.max_recent)
+                else:
+                    self._recent.move_to_end(event.customer_id)
                 recent.appendleft(event)
                 if event.type is InteractionType.PURCHASE:
                     self._purchased.setdefault(event.customer_id, set()).add(event.item_id)
@@ -204,6 +227,14 @@ class InMemoryOnlineStore:
                         bought.discard(event.item_id)
                         if not bought:
                             del self._purchased[event.customer_id]
+            while len(self._recent) > self.max_customers:
+                evicted, _ = self._recent.popitem(last=False)
+                self._purchased.pop(evicted, None)
+
+    def __len__(self) -> int:
+        """Customers whose recent interactions are held."""
+        with self._lock:
+            return len(self._recent)
 
     def recent(self, customer_id: str, n: int = 50) -> list[Interaction]:
         if n <= 0:
@@ -506,8 +537,10 @@ def redis_client(
     owner: str, client: redis.Redis | None, url: str | None, socket_timeout: float
 ) -> tuple[redis.Redis, str]:
     """The client to use (the given one, or one made from ``url`` with short timeouts and one
-    immediate retry, so a pooled connection broken by a Redis restart heals) and a description
-    of where it points, for messages."""
+    immediate retry after a connection error, so a pooled connection broken by a Redis restart
+    heals — none after a timeout: a hung Redis costs one ``socket_timeout``, then the circuit
+    breaker of :func:`redis_errors` bypasses it) and a description of where it points, for
+    messages."""
     if (client is None) == (url is None):
         raise ValueError(f"give {owner} a redis client or a url (one of them)")
     if client is None:
@@ -516,23 +549,59 @@ def redis_client(
             url,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 1),
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         return made, url
     return client, _describe(client)
 
 
+#: Errors that mean "Redis cannot be reached now" (as opposed to a rejected command); a connection
+#: closed mid-command surfaces as ValueError / AttributeError inside redis-py.
+UNREACHABLE: Final = (RedisConnectionError, RedisTimeoutError, OSError, ValueError, AttributeError)
+
+
 @contextmanager
 def redis_errors(what: str, where: str, operation: str) -> Iterator[None]:
     """Turn a failed Redis call into :class:`StoreUnavailable` naming ``what`` (e.g. "online
-    store"), ``where`` and the ``operation`` — for every Redis-backed store."""
+    store"), ``where`` and the ``operation`` — for every Redis-backed store.
+
+    Behind a circuit breaker shared by every store on the same Redis (:func:`breaker_for`): once
+    Redis was unreachable, calls fail at once with :class:`StoreUnavailable` (no waiting for a
+    timeout) until one call, ``STORE_RETRY_INTERVAL`` later, finds it back. One warning per
+    outage and one line when it ends (with the number of calls bypassed)."""
+    breaker = breaker_for(where)
+    if breaker.admit() is Admission.OPEN:
+        raise StoreUnavailable(
+            f"Redis {what} at {where}: {operation} failed: Redis unreachable, retrying every "
+            f"{breaker.retry_interval:g}s"
+        )
     try:
         yield
-    except (RedisError, OSError, ValueError, AttributeError) as exc:
-        # ValueError / AttributeError: a connection closed mid-command inside redis-py
+    except UNREACHABLE as exc:
+        if breaker.failed():
+            _log.warning(
+                "Redis at %s unreachable (%s during %s: %s); its stores fail fast, retrying "
+                "every %gs",
+                where,
+                type(exc).__name__,
+                operation,
+                exc,
+                breaker.retry_interval,
+            )
         raise StoreUnavailable(
             f"Redis {what} at {where}: {operation} failed: {type(exc).__name__}: {exc}"
         ) from exc
+    except RedisError as exc:  # Redis answered (and refused the command): it is reachable
+        _recovered(breaker.succeeded(), where)
+        raise StoreUnavailable(
+            f"Redis {what} at {where}: {operation} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    _recovered(breaker.succeeded(), where)
+
+
+def _recovered(bypassed: int | None, where: str) -> None:
+    if bypassed is not None:
+        _log.warning("Redis at %s is back (%d calls bypassed during the outage)", where, bypassed)
 
 
 def _describe(client: redis.Redis) -> str:

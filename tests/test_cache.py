@@ -370,3 +370,73 @@ def test_invalidating_a_customer_drops_exactly_their_lists(cache: Cache) -> None
         assert cache.get(key.group, key.field) is None, key
     for key in [*keys["c2"], *keys[None]]:
         assert cache.get(key.group, key.field) == b'{"v":1}', key
+
+
+def test_a_list_computed_before_an_event_is_not_cached_after_it(cache: Cache) -> None:
+    """The race of issue 14, defect 12, forced: the event's invalidation lands while the list is
+    being computed; the stale list is served once but never stored."""
+    responses = ResponseCache(cache, Metrics(), ttl_seconds=60)
+    key = FeedKey("v1", "c1", 5, None, True, "home", False, None)
+
+    def compute_then_event() -> bytes:
+        responses.invalidate_customer("c1", ["v1"])  # an event arrives mid-computation
+        return b'{"items":["stale"]}'
+
+    stale = orjson.loads(responses.get_or_compute(key, compute_then_event))
+    assert stale["items"] == ["stale"]
+    assert cache.get(key.group, key.field) is None, "the pre-event list must not be cached"
+    fresh = orjson.loads(responses.get_or_compute(key, lambda: b'{"items":["fresh"]}'))
+    assert fresh["items"] == ["fresh"]
+    assert cache.get(key.group, key.field) == b'{"items":["fresh"]}', "no event: cached as before"
+    # another customer's event does not block this customer's store
+    other = FeedKey("v1", "c2", 5, None, True, "home", False, None)
+
+    def compute_with_foreign_event() -> bytes:
+        responses.invalidate_customer("c1", ["v1"])
+        return b'{"items":["c2"]}'
+
+    responses.get_or_compute(other, compute_with_foreign_event)
+    assert cache.get(other.group, other.field) == b'{"items":["c2"]}'
+
+
+def test_memory_cache_refuses_a_store_once_the_invalidation_is_forgotten() -> None:
+    cache = InProcessCache(max_groups=2)
+    generation = cache.generation("g")
+    for group in ("g", "h", "i"):  # g's invalidation is pushed out of the bounded record
+        cache.invalidate(group)
+    cache.set("g", "k", b"stale", 60, generation=generation, check=True)
+    assert cache.get("g", "k") is None
+    cache.set("g", "k", b"fresh", 60, generation=cache.generation("g"), check=True)
+    assert cache.get("g", "k") == b"fresh"
+
+
+@pytest.mark.redis
+def test_redis_invalidation_remembered_in_an_outage_still_blocks_a_stale_store(
+    redis_server: RedisServer,
+) -> None:
+    cache = RedisCache(redis_server.url, prefix="t:", retry_interval=0.05)
+    try:
+        generation = cache.generation("g")  # read before computing, Redis up
+        redis_server.kill()
+        cache.invalidate("g")  # remembered
+        redis_server.start()
+        time.sleep(0.1)
+        assert cache.available()  # back: the remembered invalidation is applied first
+        cache.set("g", "k", b"stale", 60, generation=generation, check=True)
+        assert cache.get("g", "k") is None
+    finally:
+        cache.close()
+
+
+def test_memory_cache_reclaims_expired_entries_without_reading_them() -> None:
+    """Issue 14, defect 9: entries nobody reads again must not stay forever."""
+    cache = InProcessCache(max_groups=100_000)
+    for n in range(1_500):
+        cache.set(f"old{n}", "k", b"x" * 100, 0.1)
+    cache.set("kept", "k", b"k", 60)
+    time.sleep(0.2)
+    for n in range(2_000):
+        cache.set(f"new{n}", "k", b"y", 60)
+    assert len(cache) <= 2_001, "expired groups were never reclaimed"
+    assert cache.entries() <= 2_001
+    assert cache.get("kept", "k") == b"k"

@@ -342,3 +342,23 @@ def test_redis_store_accepts_a_decoding_client(redis_url: str, redis_prefix: str
     store.close()  # a caller's client stays open
     assert client.ping() is True
     client.close()
+
+
+def test_in_memory_store_is_bounded_by_customer() -> None:
+    """Issue 14, defect 9: new customers beyond the bound push out the least recently used."""
+    store = InMemoryOnlineStore(max_recent=5, max_customers=10)
+    store.record([event("c0", "a", InteractionType.PURCHASE)])
+    store.profile_states.put("c0", {"n": 0})
+    for n in range(1, 50):
+        if n % 5 == 0:
+            store.customer_state("c0")  # c0 is read often: it stays
+        store.record([event(f"c{n}", "a", InteractionType.PURCHASE)])
+        store.profile_states.put(f"c{n}", {"n": n})
+    assert len(store) == 10
+    assert len(store.profile_states) == 10
+    assert store.recent("c0") and store.purchased("c0") == {"a"}
+    assert store.customer_state("c0").profile_state == {"n": 0}
+    assert store.recent("c1") == [] and store.purchased("c1") == set()
+    assert store.profile_states.get("c1") is None
+    assert store.recent("c49")
+    assert store.customer_keys() == {"c0", *(f"c{n}" for n in range(41, 50))}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -29,15 +30,25 @@ class ProfileStateStore(Protocol):
 
 
 class InMemoryProfileStates:
-    """Online states in this process: JSON bytes in a dict behind a lock (copies on read)."""
+    """Online states in this process: JSON bytes in a dict behind a lock (copies on read).
 
-    def __init__(self) -> None:
+    At most ``max_customers`` states are kept: the least recently used (read or written) goes
+    first; a customer whose state was dropped is re-seeded from the batch profile by
+    :class:`LiveProfiles`, like one never seen online.
+    """
+
+    def __init__(self, max_customers: int = 100_000) -> None:
+        if max_customers < 1:
+            raise ValueError(f"max_customers must be >= 1, got {max_customers}")
+        self.max_customers = max_customers
         self._lock = threading.Lock()
-        self._states: dict[str, bytes] = {}
+        self._states: OrderedDict[str, bytes] = OrderedDict()
 
     def get(self, customer_id: str) -> dict[str, Any] | None:
         with self._lock:
             raw = self._states.get(customer_id)
+            if raw is not None:
+                self._states.move_to_end(customer_id)
         if raw is None:
             return None
         state: dict[str, Any] = orjson.loads(raw)
@@ -47,6 +58,9 @@ class InMemoryProfileStates:
         raw = orjson.dumps(dict(state))
         with self._lock:
             self._states[customer_id] = raw
+            self._states.move_to_end(customer_id)
+            while len(self._states) > self.max_customers:
+                self._states.popitem(last=False)
 
     def delete(self, customer_id: str) -> None:
         with self._lock:
