@@ -25,6 +25,28 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from models.bundle import BundleLayout, latest_bundle
+from training.train import ALSConfig, SequenceTrainConfig, TrainConfig
+
+#: The small retailer's training config (tests and the small benchmarks train with it): fast,
+#: and every model of the bundle fitted.
+SMALL_CONFIG = TrainConfig(
+    seed=7,
+    test_days=14,
+    als=ALSConfig(factors=16, iterations=6),
+    sequence=SequenceTrainConfig(
+        epochs=4,
+        max_len=12,
+        id_dim=8,
+        feature_dim=4,
+        hidden_dim=16,
+        output_dim=8,
+        num_negatives=64,
+        batch_size=64,
+        max_windows=400,
+        blend_customers=120,
+    ),
+)
+
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_WORK = Path("/tmp/lookbook-bench")

@@ -32,35 +32,18 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from benchmarks._common import SMALL_CONFIG
 from feature_store.synthetic import generate
 from models.bandit import BanditConfig
 from models.bundle import latest_bundle
-from training.train import ALSConfig, SequenceTrainConfig, TrainConfig, train
-
-SMALL = TrainConfig(
-    seed=7,
-    test_days=14,
-    als=ALSConfig(factors=16, iterations=6),
-    sequence=SequenceTrainConfig(
-        epochs=4,
-        max_len=12,
-        id_dim=8,
-        feature_dim=4,
-        hidden_dim=16,
-        output_dim=8,
-        num_negatives=64,
-        batch_size=64,
-        max_windows=400,
-        blend_customers=120,
-    ),
-)
+from training.train import train
 
 
 def prepare(work: Path, customers: int, items: int) -> tuple[Path, Path]:
     data, bundles = work / "data", work / "bundles"
     if latest_bundle(bundles) is None:
         generate(data, customers=customers, items=items, seed=7)
-        train(data, bundles, config=SMALL, progress=False)
+        train(data, bundles, config=SMALL_CONFIG, progress=False)
     return data, bundles
 
 

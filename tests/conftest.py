@@ -8,7 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from app.main import create_app
+from app.settings import Settings
 from helpers import build_small_retailer, redis_missing
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,6 +58,25 @@ def retailer(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     built once per test run and shared by every module. Treat it as read-only: a test that
     publishes bundles or writes data works on a copy (``shutil.copytree``) in its ``tmp_path``."""
     return build_small_retailer(tmp_path_factory.mktemp("retailer"))
+
+
+@pytest.fixture
+def settings(retailer: tuple[Path, Path], tmp_path: Path) -> Settings:
+    """The service over the shared retailer's bundle, in-process, with its own event log."""
+    _, bundles = retailer
+    return Settings(
+        bundle_dir=bundles,
+        event_log_dir=tmp_path / "events",
+        bundle_poll_seconds=0,
+        redis_url=None,
+    )
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """A test client of the service built from ``settings`` (a module may override either)."""
+    with TestClient(create_app(settings)) as c:
+        yield c
 
 
 def shared_dataset(name: str) -> Path:

@@ -16,28 +16,12 @@ import pytest
 import redis
 from pydantic import BaseModel
 
+from benchmarks._common import SMALL_CONFIG
 from feature_store.synthetic import generate
-from training.train import ALSConfig, SequenceTrainConfig, TrainConfig, train
+from training.train import train
 
 SMALL_CUSTOMERS = 800
 SMALL_ITEMS = 400
-SMALL_CONFIG = TrainConfig(
-    seed=7,
-    test_days=14,
-    als=ALSConfig(factors=16, iterations=6),
-    sequence=SequenceTrainConfig(
-        epochs=4,
-        max_len=12,
-        id_dim=8,
-        feature_dim=4,
-        hidden_dim=16,
-        output_dim=8,
-        num_negatives=64,
-        batch_size=64,
-        max_windows=400,
-        blend_customers=120,
-    ),
-)
 
 
 def build_small_retailer(root: Path) -> tuple[Path, Path]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,23 +15,6 @@ from app.schemas import EventsAccepted, PersonalizedList, RecommendationList
 from app.settings import Settings
 from feature_store.online_store import InMemoryOnlineStore
 from helpers import assert_matches
-
-
-@pytest.fixture
-def settings(retailer: tuple[Path, Path], tmp_path: Path) -> Settings:
-    _, bundles = retailer
-    return Settings(
-        bundle_dir=bundles,
-        event_log_dir=tmp_path / "events",
-        bundle_poll_seconds=0,
-        redis_url=None,
-    )
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +12,6 @@ from app.main import create_app
 from app.settings import Settings
 from feature_store.errors import LookbookError
 from models.index import ItemIndex
-
-
-@pytest.fixture
-def settings(retailer: tuple[Path, Path], tmp_path: Path) -> Settings:
-    _, bundles = retailer
-    return Settings(
-        bundle_dir=bundles, event_log_dir=tmp_path / "events", bundle_poll_seconds=0, redis_url=None
-    )
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 def error_of(response: Any, status: int, code: str) -> dict[str, Any]:

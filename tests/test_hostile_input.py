@@ -4,7 +4,6 @@ never be undone are refused at the door, and what is already stored is read defe
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
 from app.settings import Settings
 from feature_store.event_log import EventLog, segment_name
 from feature_store.schema import (
@@ -25,23 +23,6 @@ from feature_store.schema import (
     InteractionType,
 )
 from training.train import load_training_frame
-
-
-@pytest.fixture
-def settings(retailer: tuple[Path, Path], tmp_path: Path) -> Settings:
-    _, bundles = retailer
-    return Settings(
-        bundle_dir=bundles,
-        event_log_dir=tmp_path / "events",
-        bundle_poll_seconds=0,
-        redis_url=None,
-    )
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,23 +23,6 @@ from feature_store.impression_log import ImpressionLog
 from feature_store.served_lists import ServedList, ServedPosition, stamp, template
 
 T0 = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def settings(retailer: tuple[Path, Path], tmp_path: Path) -> Settings:
-    _, bundles = retailer
-    return Settings(
-        bundle_dir=bundles,
-        event_log_dir=tmp_path / "events",
-        bundle_poll_seconds=0,
-        redis_url=None,
-    )
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
