@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from helpers import build_small_retailer, redis_missing
+from helpers import RedisServer, build_small_retailer, redis_missing
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LOOKBOOK_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -77,6 +78,22 @@ def client(settings: Settings) -> Iterator[TestClient]:
     """A test client of the service built from ``settings`` (a module may override either)."""
     with TestClient(create_app(settings)) as c:
         yield c
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server of the test's own, started; the outage tests kill, pause and
+    restart it (stopped afterwards)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        reason = (
+            "the redis-server binary is not installed; the outage tests start and kill their own"
+        )
+        redis_missing(reason)
+    server = RedisServer(tmp_path, binary)
+    server.start()
+    yield server
+    server.stop()
 
 
 def shared_dataset(name: str) -> Path:

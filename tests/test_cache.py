@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import date
-from pathlib import Path
 
 import orjson
 import pytest
@@ -24,7 +22,7 @@ from app.response_cache import (
     SimilarKey,
     customer_group,
 )
-from helpers import RedisServer, free_port, redis_missing
+from helpers import RedisServer, free_port
 
 # -- the shared contract ---------------------------------------------------------------------------
 
@@ -153,20 +151,6 @@ def test_memory_cache_bounds_entries_per_group() -> None:
 # -- outages against a private redis-server ------------------------------------------------------
 
 FAST = 0.5  # seconds: the most any cache call may take while Redis is down
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        reason = (
-            "the redis-server binary is not installed; the outage tests start and kill their own"
-        )
-        redis_missing(reason)
-    server = RedisServer(tmp_path, binary)
-    server.start()
-    yield server
-    server.stop()
 
 
 def timed(call: Callable[[], object]) -> object:
