@@ -8,12 +8,12 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 REDIS_PORT ?= 6379
 
-.PHONY: run test check fmt install bench clean ensure-redis
+.PHONY: run test check fmt install bench clean ensure-redis ensure-promtool
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+## The same install script as the Dockerfile's (torch from pip's configuration here, the CPU
+## index in the image).
+$(STAMP): pyproject.toml scripts/install.sh
+	bash scripts/install.sh --venv $(VENV) --python $(PYTHON) --extras dev
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -39,10 +39,17 @@ ensure-redis:
 test: $(STAMP) ensure-redis
 	$(BIN)/python -m pytest -q
 
-check: $(STAMP)
+## promtool (Debian's prometheus package) checks and unit-tests the alert rules in `make check`.
+ensure-promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus; }
+
+check: $(STAMP) ensure-promtool
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python scripts/check_deploy.py
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
