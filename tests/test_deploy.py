@@ -353,12 +353,18 @@ def test_every_lookbook_variable_is_a_setting() -> None:
     assert setting_of("LOOKBOOK_NO_SUCH_SETTING") not in Settings.model_fields
 
 
-def test_the_configmap_makes_valid_production_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_configmap_makes_valid_production_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     config = one(all_resources(), "ConfigMap", "lookbook-config")["data"]
     for variable, value in config.items():
-        if variable not in EXPECTED_FROM_FLEET_WORK:
-            monkeypatch.setenv(variable, value)
+        monkeypatch.setenv(variable, value)
+    # what the Secret gives the pods: the URLs, and the keys file (mounted; here a stand-in)
     monkeypatch.setenv("REDIS_URL", "redis://redis.invalid:6379/0")
+    monkeypatch.setenv("LOOKBOOK_DATABASE_URL", "postgresql://lookbook@postgres.invalid/lookbook")
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(f"- name: test\n  sha256: {'0' * 64}\n  scopes: [read]\n")
+    monkeypatch.setenv("LOOKBOOK_API_KEYS_FILE", str(keys))
     settings = Settings()
     assert settings.env == "production"
     assert str(settings.bundle_dir) == config["LOOKBOOK_BUNDLE_DIR"]
