@@ -71,9 +71,11 @@ class ApiKey(StrictConfig):
     )
     scopes: list[Scope] = Field(min_length=1)
 
-    @field_validator("sha256")
+    @field_validator("sha256", mode="before")
     @classmethod
-    def _lower(cls, value: str) -> str:
+    def _hex_text(cls, value: Any) -> Any:
+        if not isinstance(value, str):  # YAML reads an unquoted all-digit hash as a number
+            raise ValueError("must be a string of 64 hex digits (quote it in YAML)")
         return value.lower()
 
 
