@@ -27,6 +27,7 @@ from app.auth import caller_of
 from app.metrics import Metrics
 
 ACCESS_LOGGER = "lookbook.access"
+ACCESS_MESSAGE = "%s %s %d %.1fms key=%s"  # method, route template, status, duration, key name
 REQUEST_ID_HEADER = b"x-request-id"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -91,22 +92,22 @@ class RequestLogMiddleware:
         if not access_log.isEnabledFor(logging.INFO):
             return
         duration_ms = round(seconds * 1000.0, 3)
-        access_log.info(
-            "%s %s %d %.1fms key=%s",
-            method,
-            route,
-            status,
-            duration_ms,
-            caller.key,
-            extra={
-                "request_id": rid,
-                "route": route,
-                "method": method,
-                "status": status,
-                "duration_ms": duration_ms,
-                "key": caller.key,
-                "model_version": self.model_version(),
-            },
+        fields = {
+            "request_id": rid,
+            "route": route,
+            "method": method,
+            "status": status,
+            "duration_ms": duration_ms,
+            "key": caller.key,
+            "model_version": self.model_version(),
+        }
+        args = (method, route, status, duration_ms, caller.key)
+        # makeRecord + handle is logger.info without looking up the caller's frame (a third of
+        # the cost of a record); the record is the same.
+        access_log.handle(
+            access_log.makeRecord(
+                ACCESS_LOGGER, logging.INFO, __file__, 0, ACCESS_MESSAGE, args, None, extra=fields
+            )
         )
 
 
@@ -124,9 +125,21 @@ class JsonFormatter(logging.Formatter):
     ``request_id`` of the request it was logged in, the record's ``extra`` fields, and
     ``exc_info`` (the formatted traceback) when there is one."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._second_text = ""
+
+    def _time(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:  # the date and time of day once per second
+            self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = second
+        return f"{self._second_text}.{int((created - second) * 1000):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": self._time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -134,9 +147,10 @@ class JsonFormatter(logging.Formatter):
         current = request_id.get()
         if current is not None:
             out["request_id"] = current
-        for name, value in vars(record).items():
-            if name not in _RECORD_ATTRIBUTES and not name.startswith("_"):
-                out[name] = value
+        fields = vars(record)
+        for name in sorted(fields.keys() - _RECORD_ATTRIBUTES):  # the record's ``extra``
+            if not name.startswith("_"):
+                out[name] = fields[name]
         if record.exc_info:
             out["exc_info"] = self.formatException(record.exc_info)
         if record.stack_info:
