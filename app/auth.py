@@ -151,7 +151,9 @@ class KeyRing:
         if self.open:
             return
         if entry is None:
-            raise Unauthenticated("a valid API key is required (Authorization: Bearer <key>)")
+            raise Unauthenticated(
+                "a valid API key is required (Authorization: Bearer <key>, or X-API-Key: <key>)"
+            )
         missing = [scope.value for scope in required if scope not in entry.scopes]
         if missing:
             raise Forbidden(f"this API key lacks the {', '.join(missing)} scope")
