@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
+from app.auth import KeyRing
 from app.customers import Customers
 from app.feeds import Feeds
 from app.ingest import Ingest
@@ -32,6 +33,11 @@ def get_settings(request: Request) -> Settings:
 def get_bundles(request: Request) -> BundleManager:
     bundles: BundleManager = request.app.state.bundles
     return bundles
+
+
+def get_api_keys(request: Request) -> KeyRing:
+    keys: KeyRing = request.app.state.api_keys
+    return keys
 
 
 def get_feeds(request: Request) -> Feeds:
@@ -68,6 +74,7 @@ def get_list_options(
 ServiceDep = Annotated[RecommendationService, Depends(get_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 BundlesDep = Annotated[BundleManager, Depends(get_bundles)]
+ApiKeysDep = Annotated[KeyRing, Depends(get_api_keys)]
 FeedsDep = Annotated[Feeds, Depends(get_feeds)]
 LookDep = Annotated[LookService, Depends(get_look)]
 CustomersDep = Annotated[Customers, Depends(get_customers)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from fastapi import FastAPI, Request
@@ -52,6 +52,19 @@ class CustomerRequired(InvalidRequest):
     code = "customer_required"
 
 
+class Unauthenticated(LookbookError):
+    """No API key, or one that is not configured (app/auth.py)."""
+
+    code = "unauthenticated"
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer realm="lookbook"'}
+
+
+class Forbidden(LookbookError):
+    """An API key without the scope the route needs (app/auth.py)."""
+
+    code = "forbidden"
+
+
 STATUS: dict[type[LookbookError], int] = {
     UnknownStore: 404,
     UnknownExperiment: 404,
@@ -64,11 +77,13 @@ STATUS: dict[type[LookbookError], int] = {
     ModelNotLoaded: 503,
     BundleError: 503,
     StoreUnavailable: 503,
+    Unauthenticated: 401,
+    Forbidden: 403,
 }
 
 HTTP_CODES = {
     400: "bad_request",
-    401: "unauthorized",
+    401: "unauthenticated",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
@@ -91,6 +106,17 @@ def public_message(message: str) -> str:
     reduced to their last component (the full text stays in the server's log)."""
     message = _LIBRARY_INTERNALS.sub("", message)
     return _ABSOLUTE_PATH.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1], message)
+
+
+def status_of(exc: LookbookError) -> int:
+    """The HTTP status of a domain error (400 when none is listed)."""
+    return next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
+
+
+def headers_of(exc: LookbookError) -> dict[str, str]:
+    """The response headers a domain error asks for (``WWW-Authenticate`` on a 401)."""
+    headers: dict[str, str] = getattr(exc, "headers", {})
+    return headers
 
 
 def error_response(
@@ -124,13 +150,18 @@ def _clean_validation_errors(errors: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _route_of(request: Request) -> str:
+    """The route template of a request, for the log (its path may hold a customer id)."""
+    return getattr(request.scope.get("route"), "path", None) or "unmatched"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LookbookError)
     async def _domain(request: Request, exc: LookbookError) -> Response:
-        status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
+        status = status_of(exc)
         if status >= 500:
-            logger.warning("%s %s: %s", request.method, request.url.path, exc)
-        return error_response(status, exc.code, str(exc))
+            logger.warning("%s %s: %s", request.method, _route_of(request), exc)
+        return error_response(status, exc.code, str(exc), headers=headers_of(exc) or None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
@@ -153,5 +184,5 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        logger.exception("unhandled error on %s %s", request.method, _route_of(request))
         return error_response(500, "internal_error", "internal error; it has been logged")

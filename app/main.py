@@ -16,11 +16,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from threadpoolctl import threadpool_limits
 
+from app.auth import AuthMiddleware, require_scope
+from app.auth import Scope as ApiScope  # starlette.types.Scope is the ASGI scope
 from app.body_limit import BodyLimitMiddleware
 from app.cache import Cache, InProcessCache, RedisCache
 from app.erasure import compact_periodically, install_access_log_redaction
 from app.errors import install_error_handlers
 from app.metrics import Metrics
+from app.request_log import RequestLogMiddleware
 from app.routes import (
     admin,
     complementary,
@@ -248,20 +251,31 @@ def create_app(
     app.state.metrics = metrics
     app.state.bundles = bundles
     app.state.service = service
+    app.state.api_keys = settings.keyring
+    if settings.keyring.open:
+        logger.warning(
+            "no API keys configured (LOOKBOOK_API_KEYS_FILE, LOOKBOOK_API_KEYS): every endpoint "
+            "is open to anyone who can reach this port; `lookbook keys new` makes a key"
+        )
     install_error_handlers(app)
-    for router in (
-        customers.router,
-        profiles.router,
-        segments.router,
-        items.router,
-        complementary.router,
-        seasonal.router,
-        sessions.router,
-        events.router,
-        admin.router,
-        health.router,
+    # Every router gets its scope here (app/auth.py; tests/test_auth.py fails on a route without).
+    for router, scope in (
+        (customers.router, ApiScope.READ),
+        (profiles.router, ApiScope.CUSTOMERS),
+        (segments.router, ApiScope.CUSTOMERS),
+        (items.router, ApiScope.READ),
+        (complementary.router, ApiScope.READ),
+        (seasonal.router, ApiScope.READ),
+        (sessions.router, ApiScope.READ),
+        (events.router, ApiScope.EVENTS),
+        (admin.router, ApiScope.ADMIN),
     ):
-        app.include_router(router)
+        app.include_router(router, dependencies=[require_scope(scope)])
+    app.include_router(health.router)  # open: liveness and readiness
+    app.include_router(
+        health.metrics_router,
+        dependencies=[require_scope(ApiScope.ADMIN)] if settings.metrics_require_key else [],
+    )
     base_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -274,6 +288,13 @@ def create_app(
         BodyLimitMiddleware,
         limit=settings.max_body_bytes,
         limits_by_path={"/v1/events": settings.max_events_body_bytes},
+    )
+    # Before the body limit: a request without a key is refused before its body is read.
+    app.add_middleware(AuthMiddleware, keys=settings.keyring, routes=app.router)
+    app.add_middleware(
+        RequestLogMiddleware,
+        metrics=metrics,
+        model_version=lambda: bundles.current.version if bundles.loaded else None,
     )
     app.add_middleware(LatencyMiddleware, metrics=metrics)  # outermost: times the 413s too
     return app

@@ -19,6 +19,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.requests_by_key = Counter(
+            "lookbook_requests_by_key_total",
+            'Requests per API key name ("-": none or unknown), scope of the route and status class.',
+            ["key", "scope", "status"],
+            registry=self.registry,
+        )
         self.cache_requests = Counter(
             "lookbook_cache_requests_total",
             "Cache lookups by kind of list and result (hit or miss).",

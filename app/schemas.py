@@ -73,6 +73,9 @@ class Readiness(BaseModel):
     model_version: str
     cache: str = Field(description="cache backend")
     cache_available: bool
+    auth: str = Field(
+        description='"open: no API keys configured" (anyone may call) or "api keys: <count>"'
+    )
 
 
 class ErrorBody(BaseModel):

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.auth import ApiKey, KeyRing, read_keys_file
 from feature_store.timeutils import SECONDS_PER_DAY
 from models.bandit import BanditConfig
 
@@ -105,12 +106,42 @@ class Settings(BaseSettings):
         "simulations); unset in production: fresh entropy per request",
     )
 
+    api_keys_file: Path | None = Field(
+        None,
+        description="API keys, a YAML or JSON list of {name, sha256, scopes} (app/auth.py; "
+        "`lookbook keys new` makes one); with LOOKBOOK_API_KEYS too, both count",
+    )
+    api_keys: list[ApiKey] = Field(
+        default_factory=list, description="API keys as inline JSON, same format as the file"
+    )
+    metrics_require_key: bool = Field(
+        False, description="GET /metrics needs a key with the admin scope (open by default)"
+    )
+    _keyring: KeyRing = PrivateAttr(default_factory=KeyRing)
+
+    @property
+    def keyring(self) -> KeyRing:
+        """Every configured API key (file and inline); empty: the service is open."""
+        return self._keyring
+
     @property
     def impressions_dir(self) -> Path:
         """Where the impression log is written."""
         if self.impression_log_dir is not None:
             return self.impression_log_dir
         return self.event_log_dir / "impressions"
+
+    @model_validator(mode="after")
+    def _load_api_keys(self) -> Settings:
+        from_file = read_keys_file(self.api_keys_file) if self.api_keys_file else []
+        self._keyring = KeyRing([*self.api_keys, *from_file])
+        if self.env == "production" and self._keyring.open:
+            raise ValueError(
+                "LOOKBOOK_ENV=production needs API keys: set LOOKBOOK_API_KEYS_FILE (a YAML or "
+                "JSON list of {name, sha256, scopes}) or LOOKBOOK_API_KEYS; "
+                "`lookbook keys new --name NAME --scopes read` makes one"
+            )
+        return self
 
     @model_validator(mode="after")
     def _production_needs_redis(self) -> Settings:

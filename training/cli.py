@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -184,14 +184,29 @@ def serve(
         ),
     ] = False,
     workers: int = 1,
+    log_format: Annotated[
+        str, typer.Option(help="json (one object per line, with request ids) or text")
+    ] = "json",
     verbose: bool = False,
 ) -> None:
     """Run the HTTP service (uvicorn)."""
+    import logging.config
+
     import uvicorn
 
+    from app.request_log import log_config
     from app.settings import Settings
 
-    _setup_logging(verbose)
+    fmt: Literal["json", "text"]
+    if log_format == "json":
+        fmt = "json"
+    elif log_format == "text":
+        fmt = "text"
+    else:
+        typer.secho("error [validation_error]: --log-format is json or text", err=True)
+        raise typer.Exit(code=2)
+    level = "DEBUG" if verbose else "INFO"
+    logging.config.dictConfig(log_config(level, fmt))
     settings = Settings()
     if embedded:
         try:
@@ -205,8 +220,36 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        log_level="debug" if verbose else "info",
+        log_config=log_config(level, fmt),  # again in each worker process
+        access_log=False,  # app/request_log.py writes the access log (route templates, no ids)
     )
+
+
+keys_cli = typer.Typer(help="API keys (app/auth.py).", no_args_is_help=True)
+cli.add_typer(keys_cli, name="keys")
+
+
+@keys_cli.command("new")
+def keys_new(
+    name: Annotated[str, typer.Option(help="who holds the key (in logs and metrics)")],
+    scopes: Annotated[
+        str, typer.Option(help="comma-separated: read, events, kiosk, customers, admin")
+    ],
+) -> None:
+    """Print a fresh random key and the entry to add to LOOKBOOK_API_KEYS_FILE (or
+    LOOKBOOK_API_KEYS); only the entry's hash is kept by the service."""
+    from pydantic import ValidationError
+
+    from app.auth import new_key
+
+    try:
+        key, entry = new_key(name, [s.strip() for s in scopes.split(",") if s.strip()])
+    except (ValueError, ValidationError) as exc:
+        typer.secho(f"error [validation_error]: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from exc
+    typer.echo(f"key (give it to {entry.name}; it is not stored anywhere):\n  {key}")
+    typer.echo("entry for LOOKBOOK_API_KEYS_FILE (a list of these) or LOOKBOOK_API_KEYS:")
+    typer.echo(f"  {entry.model_dump_json()}")
 
 
 def ensure_embedded_bundle(bundle_dir: Path, data_dir: Path) -> None:

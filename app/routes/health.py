@@ -5,11 +5,13 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.deps import BundlesDep, ServiceDep
+from app.deps import ApiKeysDep, BundlesDep, ServiceDep
 from app.errors import error_response
 from app.schemas import ErrorResponse, Readiness
 
 router = APIRouter(tags=["operations"])
+# Apart so app/main.py can give it the admin scope (LOOKBOOK_METRICS_REQUIRE_KEY); open otherwise.
+metrics_router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
@@ -23,7 +25,7 @@ def healthz() -> dict[str, str]:
     responses={503: {"model": ErrorResponse}},
     summary="Readiness: a model bundle is loaded",
 )
-def readyz(bundles: BundlesDep, service: ServiceDep) -> Response:
+def readyz(bundles: BundlesDep, service: ServiceDep, keys: ApiKeysDep) -> Response:
     if not bundles.loaded:
         return error_response(503, "model_not_loaded", "no model bundle loaded yet")
     body = {
@@ -31,11 +33,12 @@ def readyz(bundles: BundlesDep, service: ServiceDep) -> Response:
         "model_version": bundles.current.version,
         "cache": service.cache.backend,
         "cache_available": service.cache.available(),
+        "auth": keys.describe(),
     }
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-@router.get(
+@metrics_router.get(
     "/metrics",
     summary="Prometheus metrics",
     response_class=PlainTextResponse,
