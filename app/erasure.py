@@ -18,7 +18,7 @@ import re
 from starlette.concurrency import run_in_threadpool
 
 from feature_store.errors import StoreUnavailable
-from feature_store.event_log import EventLog
+from feature_store.event_store import EventStore
 from feature_store.impression_log import ImpressionLog
 
 logger = logging.getLogger("lookbook.app")
@@ -28,7 +28,7 @@ ACCESS_LOGGER = "uvicorn.access"
 _CUSTOMER_SEGMENT = re.compile(r"(/(?:customers|profiles)/)[^/?#]+")
 
 
-def compact_logs(event_log: EventLog, impressions: ImpressionLog | None) -> tuple[int, int]:
+def compact_logs(event_log: EventStore, impressions: ImpressionLog | None) -> tuple[int, int]:
     """Remove erased customers' events and served-list records from disk: ``(events,
     records)`` removed. ``(0, 0)`` when another process is the event log's writer (it compacts)."""
     try:
@@ -41,7 +41,7 @@ def compact_logs(event_log: EventLog, impressions: ImpressionLog | None) -> tupl
 
 
 async def compact_periodically(
-    event_log: EventLog, impressions: ImpressionLog | None, interval: float
+    event_log: EventStore, impressions: ImpressionLog | None, interval: float
 ) -> None:
     """Run :func:`compact_logs` every ``interval`` seconds until cancelled; a failed run is
     logged and retried at the next one."""
