@@ -4,7 +4,9 @@ access log that never names a customer.
 An erased customer's events stay in the event log's segments (skipped by every reader) until
 :func:`compact_logs` rewrites them; the service runs it every ``compaction_seconds``
 (``LOOKBOOK_COMPACTION_SECONDS``, one hour by default). Only the process holding the event log's
-writer lock compacts, so replicas on one log never compact at the same time. The tombstone line
+writer lock compacts, so replicas on one log never compact at the same time. The PostgreSQL event
+store deletes an erased customer's rows in the erasure's own transaction; its compaction only
+deletes what slipped in since (normally nothing). The tombstone line
 itself (the customer id and the time of erasure) is kept: it is what keeps late, back-dated events
 of the customer out and what the next training drops the customer by.
 """

@@ -21,6 +21,7 @@ from app.response_cache import ResponseCache
 from app.runtime import BundleManager, LoadedBundle
 from feature_store.attribution_store import AttributionStore
 from feature_store.errors import StoreUnavailable
+from feature_store.event_log import EventLog
 from feature_store.event_store import EventStore
 from feature_store.online_store import OnlineStore
 from feature_store.profiles import LiveProfiles
@@ -164,7 +165,11 @@ class Privacy:
         return {
             "customer_id": customer_id,
             "erased": True,
-            "event_log": "tombstoned: removed from disk at the next compaction or training",
+            "event_log": (
+                "tombstoned: removed from disk at the next compaction or training"
+                if isinstance(self.event_log, EventLog)
+                else "deleted with the erasure record, in one transaction"
+            ),
         }
 
     def _invalidate(self, customer_id: str) -> None:

@@ -69,7 +69,8 @@ def test_a_late_back_dated_event_of_an_erased_customer_is_dropped(
     customer = "C-erased"
     event = {"customer_id": customer, "item_id": "I-1", "type": "view"}
     assert client.post("/v1/events", json=event).json()["accepted"] == 1
-    assert client.delete(f"/v1/customers/{customer}").status_code == 200
+    erased = client.delete(f"/v1/customers/{customer}").json()
+    assert erased["event_log"] == "deleted with the erasure record, in one transaction"
     late = {**event, "item_id": "I-late", "timestamp": "2026-01-01T00:00:00Z"}
     later = {**event, "item_id": "I-back", "timestamp": datetime.now(UTC).isoformat()}
     assert client.post("/v1/events", json=[late, later]).json()["accepted"] == 2
