@@ -213,6 +213,12 @@ class PostgresEventStore:
         self._require_writer()
         with self._connection("erase") as conn, conn.transaction():
             # No insert in flight while erasing: the ones before are deleted, later ones see it.
+            # Waiting longer for the lock is a 503 (retry), not a request hanging on.
+            conn.execute(
+                sql.SQL("SET LOCAL lock_timeout = {}").format(
+                    sql.Literal(f"{round(self.timeout_seconds * 1000)}ms")
+                )
+            )
             conn.execute("LOCK TABLE events IN SHARE MODE")
             conn.execute(
                 "INSERT INTO erasures (customer_id, erased_at) VALUES (%s, %s) "
@@ -369,7 +375,8 @@ class PostgresEventStore:
 
 class _PooledConnection:
     """A pool connection for one operation: the schema checked once, and every connection
-    failure (server down, pool timeout, connection lost) raised as :class:`StoreUnavailable`."""
+    failure (server down, pool timeout, connection lost, lock timeout, any database error) raised
+    as :class:`StoreUnavailable` — a missing table as :class:`SchemaOutdated`."""
 
     def __init__(self, store: PostgresEventStore, operation: str) -> None:
         self.store = store
@@ -416,7 +423,9 @@ class _PooledConnection:
             raise SchemaOutdated(
                 f"event database {self.store._database}: {exc}: run `lookbook db upgrade`"
             ) from exc
-        if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        if isinstance(exc, psycopg.Error):
+            if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+                logger.error("event database %s: %s: %r", self.store._database, self.operation, exc)
             raise StoreUnavailable(
                 f"event database {self.store._database}: {self.operation} failed: {exc}"
             ) from exc

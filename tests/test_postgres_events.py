@@ -208,3 +208,46 @@ def test_a_read_streams_large_tables(postgres_db: str) -> None:
         since = start + timedelta(seconds=15_000)
         assert len(store.read_frame(since=since)) == 5_000
     assert MIGRATIONS_DIR.is_dir()
+
+
+def test_erasure_waits_for_inserts_in_flight_and_takes_them_too(postgres_db: str) -> None:
+    store = PostgresEventStore(postgres_db, timeout_seconds=0.3)
+    with contextlib.closing(store), psycopg.connect(postgres_db) as other:
+        # an insert of the customer's, not committed yet (a replica mid-append)
+        other.execute(
+            "INSERT INTO events (customer_id, item_id, type, event_time, channel)"
+            " VALUES ('c1', 'in-flight', 'view', now(), 'online')"
+        )
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):  # no waiting on: a 503, retried
+            store.erase_customer("c1")
+        assert time.monotonic() - started < 3
+        assert store.erased_customers() == {}, "a failed erasure leaves nothing behind"
+        other.commit()
+        store.erase_customer("c1")
+        assert list(store.iter_events()) == []
+        assert other.execute("SELECT count(*) FROM events").fetchone() == (0,)
+
+
+def test_train_reads_the_database(
+    retailer: tuple[Path, Path], tmp_path: Path, postgres_db: str
+) -> None:
+    import json
+
+    import pandas as pd
+
+    from helpers import SMALL_CONFIG
+    from training.train import train
+
+    data, _ = retailer
+    customers = pd.read_parquet(data / "customers.parquet")["customer_id"].astype(str)
+    victim = customers.iloc[0]
+    with contextlib.closing(open_event_store(postgres_db)) as store:
+        store.erase_customer(victim)
+    result = train(
+        data, tmp_path / "bundles", config=SMALL_CONFIG, database_url=postgres_db, progress=False
+    )
+    manifest = json.loads((result.bundle_path / "manifest.json").read_text())
+    assert manifest["data"]["event_log"] == describe_location(postgres_db)
+    ids = pd.read_parquet(result.bundle_path / "customer_ids.parquet")
+    assert victim not in set(ids.iloc[:, 0].astype(str))
