@@ -123,9 +123,7 @@ def test_unreachable_database_refuses_events_and_still_serves_lists(
         assert 'lookbook_event_store_errors_total{operation="append"} 1.0' in metrics
         assert 'lookbook_event_store_errors_total{operation="consent"} 1.0' in metrics
         assert 'lookbook_event_store_errors_total{operation="erase"} 1.0' in metrics
-        assert 'lookbook_events_total{outcome="accepted"}' not in metrics.replace(
-            'lookbook_events_total{outcome="accepted"} 0.0', ""
-        ), "nothing was acknowledged"
+        assert 'lookbook_events_total{outcome="accepted"}' not in metrics, "none acknowledged"
 
 
 def test_erasures_are_loaded_once_the_database_answers(
