@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     event_log_dir: Path = Path("var/events")
     database_url: str | None = Field(
         None,
+        pattern=r"^postgres(ql)?://",
         description="PostgreSQL event store (postgresql://…): events, consent and erasures shared "
         "by every replica (docs/event-store.md); unset: the file log in event_log_dir",
     )

@@ -251,3 +251,13 @@ def test_train_reads_the_database(
     assert manifest["data"]["event_log"] == describe_location(postgres_db)
     ids = pd.read_parquet(result.bundle_path / "customer_ids.parquet")
     assert victim not in set(ids.iloc[:, 0].astype(str))
+
+
+def test_the_database_setting_takes_only_a_postgresql_url() -> None:
+    from pydantic import ValidationError
+
+    from app.settings import Settings
+
+    with pytest.raises(ValidationError, match="database_url"):
+        Settings(database_url="/var/events")  # a folder here would silently be a file log
+    assert Settings(database_url="postgres://u@h/db").database_url == "postgres://u@h/db"
