@@ -31,6 +31,9 @@ from feature_store.errors import (
 
 logger = logging.getLogger("lookbook.app")
 
+#: ``Retry-After`` (seconds) of a 503 for a store that cannot be reached (its pool reconnects).
+STORE_RETRY_AFTER_SECONDS = 5
+
 
 class UnknownStore(LookbookError):
     code = "unknown_store"
@@ -115,7 +118,9 @@ def status_of(exc: LookbookError) -> int:
 
 def headers_of(exc: LookbookError) -> dict[str, str]:
     """The response headers a domain error asks for (``WWW-Authenticate`` on a 401)."""
-    headers: dict[str, str] = getattr(exc, "headers", {})
+    headers: dict[str, str] = dict(getattr(exc, "headers", {}))
+    if isinstance(exc, StoreUnavailable):
+        headers.setdefault("Retry-After", str(STORE_RETRY_AFTER_SECONDS))
     return headers
 
 

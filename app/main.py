@@ -23,6 +23,7 @@ from app.cache import Cache, InProcessCache, RedisCache
 from app.erasure import compact_periodically, install_access_log_redaction
 from app.errors import install_error_handlers
 from app.metrics import Metrics
+from app.privacy import load_erasures
 from app.request_log import RequestLogMiddleware
 from app.routes import (
     admin,
@@ -47,7 +48,7 @@ from feature_store.attribution_store import (
 )
 from feature_store.bandit_state import BanditState, InMemoryBanditState, RedisBanditState
 from feature_store.errors import LookbookError
-from feature_store.event_log import EventLog
+from feature_store.event_store import EventStore, open_event_store
 from feature_store.impression_log import ImpressionLog
 from feature_store.online_store import InMemoryOnlineStore, OnlineStore, RedisOnlineStore
 from feature_store.timeutils import SECONDS_PER_DAY
@@ -143,6 +144,16 @@ def build_bandit(settings: Settings, store: OnlineStore) -> Bandit:
     return Bandit(config, state)
 
 
+def build_event_store(settings: Settings) -> EventStore:
+    """Events, consent and erasures: in PostgreSQL when ``LOOKBOOK_DATABASE_URL`` is set (every
+    replica writes it), else the file log in ``event_log_dir``."""
+    return open_event_store(
+        settings.database_url or settings.event_log_dir,
+        pool_size=settings.database_pool_size,
+        timeout_seconds=settings.database_timeout_seconds,
+    )
+
+
 def build_cache(settings: Settings) -> Cache:
     if settings.redis_url:
         return RedisCache(settings.redis_url, prefix=f"{settings.redis_prefix}cache:")
@@ -179,7 +190,7 @@ def create_app(
         warmups=[bundle_stats, lambda bundle: bundle.item_similarity],
         on_rejected=lambda _: metrics.bundle_rejected.inc(),
     )
-    event_log = EventLog(settings.event_log_dir)
+    event_log = build_event_store(settings)
     impression_log = ImpressionLog(
         settings.impressions_dir, flush_seconds=settings.impression_log_flush_seconds
     )
@@ -224,6 +235,8 @@ def create_app(
         tasks = []
         if settings.bundle_poll_seconds > 0:
             tasks.append(asyncio.create_task(_watch_bundles(app, settings.bundle_poll_seconds)))
+        if not service.ledger.loaded:  # the event store was unreachable: read them when back
+            tasks.append(asyncio.create_task(load_erasures(service.ledger, service.privacy, 5.0)))
         if settings.compaction_seconds > 0:
             tasks.append(
                 asyncio.create_task(
