@@ -357,7 +357,7 @@ def test_the_configmap_makes_valid_production_settings(
     monkeypatch.setenv("REDIS_URL", "redis://redis.invalid:6379/0")
     monkeypatch.setenv("LOOKBOOK_DATABASE_URL", "postgresql://lookbook@postgres.invalid/lookbook")
     keys = tmp_path / "keys.yaml"
-    keys.write_text(f"- name: test\n  sha256: \"{'0' * 64}\"\n  scopes: [read]\n")
+    keys.write_text(f'- name: test\n  sha256: "{"0" * 64}"\n  scopes: [read]\n')
     monkeypatch.setenv("LOOKBOOK_API_KEYS_FILE", str(keys))
     settings = Settings()
     assert settings.env == "production"
