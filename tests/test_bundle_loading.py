@@ -112,7 +112,9 @@ def test_start_up_serves_the_newest_bundle_that_loads(
         models = c.get("/v1/admin/models").json()
         assert models["serving"] == version
         assert [r["version"] for r in models["rejected"]] == [bad.name]
-        assert models["rejected"][0]["check"] == ("manifest" if corrupt == "manifest" else "checksum")
+        assert models["rejected"][0]["check"] == (
+            "manifest" if corrupt == "manifest" else "checksum"
+        )
         assert str(bundles) not in models["rejected"][0]["reason"]
         assert {v["version"]: v["rejected"] for v in models["versions"]} == {
             version: False,
