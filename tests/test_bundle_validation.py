@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.runtime import BundleManager, LoadedBundle
 from app.settings import Settings
+from feature_store.errors import BundleError
 from helpers import edit_manifest, newer_version, own_bundles, publish_copy, truncate
 from models.bundle import BundleLayout, read_manifest
 from models.index import ItemIndex
@@ -48,6 +49,15 @@ def _foreign_index(layout: BundleLayout) -> None:
     ItemIndex.build(vectors, kind=index.kind).save(layout.als_index)
 
 
+def _nan_complementary(layout: BundleLayout) -> None:
+    """NaN in the complementary model's item biases (refused when its index is rebuilt)."""
+    path = layout.complementary_model / "arrays.npz"
+    with np.load(path, allow_pickle=False) as table:
+        arrays = {key: table[key] for key in table.files}
+    arrays["item_bias"] = np.full_like(arrays["item_bias"], np.nan)
+    np.savez(path, **arrays)
+
+
 def _more_items(layout: BundleLayout) -> None:
     edit_manifest(layout, item_count=read_manifest(layout.root).item_count + 1)
 
@@ -61,13 +71,14 @@ CORRUPTIONS: dict[str, tuple[Callable[[BundleLayout], Any], str, str, bool]] = {
     "NaN scores": (_nan_popularity, "scores", "NaN", True),
     "index that does not answer": (_foreign_index, "index", "als_items index", True),
     "count mismatch": (_more_items, "counts", "counts of items disagree", False),
+    "NaN in a model": (_nan_complementary, "load", "NaN or infinite", True),
 }
 
 
 def test_every_kind_of_corruption_is_rejected_with_its_reason(
     retailer: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    """Seven bad bundles newer than the good one: start-up rejects each, says why, counts them,
+    """Eight bad bundles newer than the good one: start-up rejects each, says why, counts them,
     and serves the good one."""
     bundles, version = own_bundles(retailer, tmp_path)
     published = {}
@@ -109,6 +120,27 @@ def test_the_checks_pass_on_a_good_bundle_and_the_trained_time_is_exported(
         )
         assert float(line.split()[-1]) == pytest.approx(manifest.created.timestamp())
         assert pd.Timestamp(models["serving_trained_at"]) == pd.Timestamp(manifest.created)
+
+
+def test_the_probe_answers_the_feeds_of_a_good_bundle_within_its_budget(
+    retailer: tuple[Path, Path], tmp_path: Path
+) -> None:
+    bundles, version = own_bundles(retailer, tmp_path)
+    settings = Settings(
+        bundle_dir=bundles, event_log_dir=tmp_path / "events", bundle_poll_seconds=0
+    )
+    manager: BundleManager = create_app(settings).state.bundles
+    (probe,) = manager.probes
+    good = LoadedBundle.load(bundles / version)
+    start = time.perf_counter()
+    probe(good)
+    assert time.perf_counter() - start < settings.bundle_probe_budget_seconds
+    # a model that loads but answers NaN is caught by the feed that uses it
+    assert good.complementary is not None
+    good.complementary.item_bias_ = np.full_like(good.complementary.item_bias_, np.nan)
+    with pytest.raises(BundleError, match="complementary feed has NaN") as caught:
+        probe(good)
+    assert caught.value.check == "scores"
 
 
 @pytest.mark.parametrize(
