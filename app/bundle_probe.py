@@ -15,7 +15,6 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from app.bundle_checks import known_customer, known_item
 from app.customers import Customers, CustomerView
 from app.feeds import Feeds
 from app.outfit_sources import with_look_sources
@@ -39,10 +38,10 @@ class FeedProbe:
         self.k = k
 
     def __call__(self, bundle: LoadedBundle) -> None:
-        item = known_item(bundle)
+        item = bundle.known_item
         if item is None:
             raise BundleError(f"bundle {bundle.version} has an empty catalog", check="feeds")
-        customer = known_customer(bundle)
+        customer = bundle.known_customer
         if customer is not None:
             self.personalized(bundle, customer)
         self.similar(bundle, item)

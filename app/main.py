@@ -152,7 +152,8 @@ async def _watch_bundles(app: FastAPI, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            await run_in_threadpool(bundles.refresh)  # loads, checks and swaps off the loop
+            # on a thread of its own: checking a candidate never takes a request's worker thread
+            await asyncio.to_thread(bundles.refresh)
         except Exception:  # the watcher must outlive any failure; bad bundles are rejected
             logger.exception("could not look for a newer bundle, still serving the old one")
 

@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
-from app.bundle_checks import check_bundle
+from app.bundle_checks import check_answers, check_counts, check_finite
 from feature_store.errors import BundleError, BundleRejected, ModelNotLoaded, UnknownBundle
 from feature_store.ids import IdMap
 from feature_store.profiles import CustomerProfiles
@@ -259,7 +259,7 @@ class LoadedBundle:
         going."""
         try:
             bundle = cls._load(path)
-            check_bundle(bundle)
+            bundle.check()
             for warmup in warmups:
                 warmup(bundle)
         except BundleError:
@@ -356,6 +356,76 @@ class LoadedBundle:
             repeat_rates=None if tables is None else tables.repeat_rates,
             siblings=None if tables is None else tables.siblings,
         )
+
+    def check(self) -> None:
+        """Raise :class:`BundleError` unless the counts of items and customers agree across ids,
+        arrays and indexes, the scores are finite, and every index answers a known query (the
+        best customer's vector, the most popular item's) with its vectors' scores."""
+        n_items = len(self.catalog.ids)
+        items = {
+            "item_ids.parquet": n_items,
+            "manifest item_count": self.manifest.item_count,
+            "ALS item factors": self.als.item_factors.shape[0],
+            "popularity scores": len(self.popularity.scores),
+            "als_items index": len(self.index),
+            "als_items_cosine index": len(self.similar_index),
+            "similar_items table": len(self.neighbour_ids),
+            "user_items columns": self.user_items.shape[1],
+            "purchases columns": self.purchases.shape[1],
+        }
+        if self.repeat_rates is not None:
+            items["candidates repeat_rates"] = len(self.repeat_rates)
+        check_counts(self.version, "items", items)
+        customers = {
+            "customer_ids.parquet": len(self.customers),
+            "manifest customer_count": self.manifest.customer_count,
+            "ALS customer factors": self.als.user_factors.shape[0],
+            "user_items rows": self.user_items.shape[0],
+            "purchases rows": self.purchases.shape[0],
+        }
+        check_counts(self.version, "customers", customers)
+        neighbours = self.neighbour_ids
+        if neighbours.size and (neighbours.min() < -1 or neighbours.max() >= n_items):
+            raise BundleError(
+                f"bundle {self.version}: similar_items names items outside the catalog",
+                check="counts",
+            )
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "popularity scores": self.popularity.scores,
+            "ALS item factors": self.als.item_factors,
+            "ALS customer factors": self.als.user_factors,
+            "similar_items scores": self.neighbour_scores[neighbours >= 0],
+            "user_items values": self.user_items.data,
+        }
+        if self.repeat_rates is not None:
+            arrays["candidates repeat_rates"] = self.repeat_rates
+        check_finite(self.version, arrays)
+        item = self.known_item
+        if item is None:
+            return
+        factors = self.als.item_factors
+        customer = self.known_customer
+        query = self.als.user_factors[customer] if customer is not None else factors[item]
+        check_answers(self.version, "als_items", self.index, factors, query)
+        vectors = self.als.item_vectors()
+        check_answers(
+            self.version, "als_items_cosine", self.similar_index, vectors, vectors[item], finds=item
+        )
+
+    @property
+    def known_item(self) -> int | None:
+        """The most popular item (a query every index and feed must answer); None for an empty
+        catalog."""
+        return int(self.popular_order[0]) if len(self.popular_order) else None
+
+    @functools.cached_property
+    def known_customer(self) -> int | None:
+        """The customer with the most training interactions (the lowest index on ties); None
+        when nobody has a history."""
+        counts = np.diff(self.user_items.indptr)
+        if not len(counts) or counts.max() == 0:
+            return None
+        return int(np.argmax(counts))
 
     @functools.cached_property
     def popularity_top(self) -> float:

@@ -68,6 +68,12 @@ CORRUPTIONS: dict[str, tuple[Callable[[BundleLayout], Any], str, str, bool]] = {
     "truncated npz": (lambda b: truncate(b.user_items), "load", "BadZipFile", True),
     "missing file": (lambda b: b.stock.unlink(), "missing_file", "stock.parquet", False),
     "wrong format": (lambda b: edit_manifest(b, format=99), "format", "format 99", False),
+    "malformed manifest": (
+        lambda b: edit_manifest(b, metrics="high"),
+        "manifest",
+        "metrics",
+        False,
+    ),
     "NaN scores": (_nan_popularity, "scores", "NaN", True),
     "index that does not answer": (_foreign_index, "index", "als_items index", True),
     "count mismatch": (_more_items, "counts", "counts of items disagree", False),
@@ -78,7 +84,7 @@ CORRUPTIONS: dict[str, tuple[Callable[[BundleLayout], Any], str, str, bool]] = {
 def test_every_kind_of_corruption_is_rejected_with_its_reason(
     retailer: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    """Eight bad bundles newer than the good one: start-up rejects each, says why, counts them,
+    """Nine bad bundles newer than the good one: start-up rejects each, says why, counts them,
     and serves the good one."""
     bundles, version = own_bundles(retailer, tmp_path)
     published = {}

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from app.deps import BundlesDep, ServiceDep
@@ -11,16 +12,22 @@ from app.runtime import BundleManager, RejectedBundle
 from app.schemas import (
     AttributionReport,
     BanditReport,
+    BundleVersionView,
     ErrorResponse,
     ExperimentList,
     ExperimentReport,
+    ModelsReport,
 )
-from models.bundle import list_bundles
+from models.bundle import BundleInfo, list_bundles
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
-@router.get("/models", summary="Published bundle versions, the one being served and the pin")
+@router.get(
+    "/models",
+    response_model=ModelsReport,
+    summary="Published bundle versions, the one being served and the pin",
+)
 def models(bundles: BundlesDep) -> dict[str, Any]:
     """Every published version, the one being served (with when it was trained), the pin shared
     by every replica (``pinned``: null while they follow the newest bundle; ``pin_problem``: why
@@ -46,6 +53,7 @@ async def reload(bundles: BundlesDep) -> dict[str, Any]:
 
 @router.post(
     "/models/{version}/activate",
+    response_model=ModelsReport,
     responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
     summary="Pin a version: every replica serves it (rollback) until it is unpinned",
 )
@@ -58,7 +66,11 @@ async def activate(version: str, bundles: BundlesDep) -> dict[str, Any]:
     return _models_view(bundles)
 
 
-@router.delete("/models/pin", summary="Unpin: every replica follows the newest bundle again")
+@router.delete(
+    "/models/pin",
+    response_model=ModelsReport,
+    summary="Unpin: every replica follows the newest bundle again",
+)
 async def unpin(bundles: BundlesDep) -> dict[str, Any]:
     """Remove the pin (a no-op without one) and serve the newest bundle that passes its checks
     here at once; every replica follows within its poll interval."""
@@ -78,18 +90,31 @@ def _models_view(bundles: BundleManager) -> dict[str, Any]:
         else {"version": pin.version, "pinned_at": pin.pinned_at.isoformat()},
         "pin_problem": bundles.pin_problem,
         "versions": [
-            {
-                "version": info.version,
-                "created": info.manifest.get("created"),
-                "item_count": info.manifest.get("item_count"),
-                "metrics": info.manifest.get("metrics", {}),
-                "rejected": info.version in rejected,
-                "pinned": pin is not None and info.version == pin.version,
-            }
+            _version(
+                info, info.version in rejected, pin is not None and info.version == pin.version
+            )
             for info in list_bundles(bundles.bundle_dir)
         ],
         "rejected": [_rejected(r) for r in rejected.values()],
     }
+
+
+def _version(info: BundleInfo, rejected: bool, pinned: bool) -> dict[str, Any]:
+    """A published version as listed; what its manifest says is shown only when it is well
+    formed (a broken manifest is explained under ``rejected``, never a 5xx here)."""
+    manifest = info.manifest
+    listed = {"version": info.version, "rejected": rejected, "pinned": pinned}
+    try:
+        return BundleVersionView.model_validate(
+            {
+                **listed,
+                "created": manifest.get("created"),
+                "item_count": manifest.get("item_count"),
+                "metrics": manifest.get("metrics", {}),
+            }
+        ).model_dump()
+    except ValidationError:
+        return {**listed, "created": None, "item_count": None, "metrics": {}}
 
 
 def _rejected(rejected: RejectedBundle) -> dict[str, Any]:
