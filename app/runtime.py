@@ -611,11 +611,10 @@ class BundleManager:
         try:
             self._pin = read_pin(self.bundle_dir)
         except BundleError as exc:
-            self._pin, self._pin_problem = None, str(exc)
+            self._pin = None
+            self._pin_trouble(str(exc))
             if current is not None:  # a broken pin is no reason to move
-                logger.error("%s; still serving bundle %s", exc, current.version)
                 return False
-            logger.error("%s; serving the newest bundle that loads", exc)
         else:
             self._pin_problem = None
         if self._pin is not None:
@@ -625,15 +624,13 @@ class BundleManager:
             target = next((info for info in bundles if info.version == pinned), None)
             if target is not None and self._try(target):
                 return True
-            self._pin_problem = (
+            self._pin_trouble(
                 f"pinned version {pinned} is not published"
                 if target is None
                 else f"pinned version {pinned} is rejected: {self._rejected[pinned][0].reason}"
             )
             if current is not None:
-                logger.error("%s; still serving bundle %s", self._pin_problem, current.version)
                 return False
-            logger.error("%s; serving the newest bundle that loads", self._pin_problem)
         for info in reversed(bundles):
             if current is not None and current.version == info.version:
                 return False
@@ -641,33 +638,56 @@ class BundleManager:
                 return True
         return False
 
+    def _pin_trouble(self, problem: str) -> None:
+        """Remember why the pin is not followed; log it when it is news (not at every poll)."""
+        if problem != self._pin_problem:
+            served = self._current.version if self._current is not None else None
+            logger.error(
+                "%s; %s",
+                problem,
+                f"still serving bundle {served}"
+                if served
+                else "serving the newest bundle that loads",
+            )
+        self._pin_problem = problem
+
     def activate(self, version: str) -> bool:
         """Pin ``version`` for every replica and serve it here now. It is checked first (even when
         rejected before): an unpublished version raises :class:`UnknownBundle`, one that fails
-        its checks :class:`BundleRejected` (the pin is then left as it was). True when it
-        swapped."""
+        its checks :class:`BundleRejected` (the pin is then left as it was); a pin that cannot
+        be written is a :class:`BundleError` and nothing changes. True when it swapped."""
         with self._lock:
             info = next((i for i in list_bundles(self.bundle_dir) if i.version == version), None)
             if info is None:
                 raise UnknownBundle(version)
-            swapped = False
+            bundle = None
             if self._current is None or self._current.version != version:
                 self._rejected.pop(version, None)
-                if not self._try(info):
+                bundle = self._check(info)
+                if bundle is None:
                     reason = self._rejected[version][0].reason
                     raise BundleRejected(f"bundle {version} cannot be served: {reason}")
-                swapped = True
-            self._pin = write_pin(self.bundle_dir, version)
+            try:
+                self._pin = write_pin(self.bundle_dir, version)
+            except OSError as exc:
+                raise BundleError(
+                    f"cannot write the pin for {version}: {exc}", check="pin"
+                ) from exc
             self._pin_problem = None
             logger.info("pinned bundle %s", version)
-            return swapped
+            if bundle is not None:
+                self._swap(bundle)
+            return bundle is not None
 
     def unpin(self) -> bool:
         """Remove the pin (every replica follows the newest bundle again) and follow it here
-        now. True when it swapped."""
+        now. True when it swapped; a pin that cannot be removed is a :class:`BundleError`."""
         with self._lock:
-            if clear_pin(self.bundle_dir):
-                logger.info("unpinned: following the newest bundle")
+            try:
+                if clear_pin(self.bundle_dir):
+                    logger.info("unpinned: following the newest bundle")
+            except OSError as exc:
+                raise BundleError(f"cannot remove the pin: {exc}", check="pin") from exc
             self._pin = None
             try:
                 return self._refresh(retry_rejected=False)
@@ -678,34 +698,47 @@ class BundleManager:
     # -- one candidate ---------------------------------------------------------------------------
 
     def _try(self, info: BundleInfo) -> bool:
-        """Load and check ``info``; swap it in when it passes, reject it when not. False (without
-        loading it again) for a version rejected before whose files have not changed."""
+        """Load and check ``info``; swap it in when it passes (True)."""
+        bundle = self._check(info)
+        if bundle is None:
+            return False
+        self._swap(bundle)
+        return True
+
+    def _check(self, info: BundleInfo) -> LoadedBundle | None:
+        """``info`` loaded and checked, or None when it is rejected (and remembered as such);
+        None without loading it again for a version rejected before whose files have not
+        changed."""
         signature = _signature(info.path)
         before = self._rejected.get(info.version)
         if before is not None and before[1] == signature:
-            return False
+            return None
         start = time.perf_counter()
         try:
             bundle = LoadedBundle.load(info.path, self.warmups)
             self._probe(bundle)
         except BundleError as exc:
             self._reject(info, exc, signature)
-            return False
+            return None
         except Exception as exc:  # LoadedBundle.load wraps everything; a probe might not
             error = BundleError(f"{type(exc).__name__}: {exc}", check="feeds")
             self._reject(info, error, signature)
-            return False
+            return None
         self._rejected.pop(info.version, None)
-        self._current = bundle
         logger.info(
-            "now serving bundle %s (checked in %.2f s)", bundle.version, time.perf_counter() - start
+            "bundle %s passed its checks in %.2f s", info.version, time.perf_counter() - start
         )
+        return bundle
+
+    def _swap(self, bundle: LoadedBundle) -> None:
+        """Serve ``bundle`` (one reference assignment: a request has the old or the new one)."""
+        self._current = bundle
+        logger.info("now serving bundle %s", bundle.version)
         if self.on_swapped is not None:
             try:
                 self.on_swapped(bundle)
             except Exception:
                 logger.exception("on_swapped failed for bundle %s", bundle.version)
-        return True
 
     def _probe(self, bundle: LoadedBundle) -> None:
         """Run the probes on the candidate in a thread of their own: each error is a rejection,

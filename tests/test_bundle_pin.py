@@ -127,6 +127,22 @@ def test_pinning_an_unknown_or_rejected_version_is_refused(
     assert _serving(client) == versions[-1]
 
 
+def test_a_pin_that_cannot_be_written_changes_nothing(
+    three: tuple[Path, list[str]], replicas: list[TestClient]
+) -> None:
+    bundles, versions = three
+    client = replicas[0]
+    (bundles / "pin.json").mkdir()  # in the way of the rename
+    response = client.post(f"/v1/admin/models/{versions[0]}/activate")
+    assert response.status_code == 503
+    assert "cannot write the pin" in response.json()["error"]["message"]
+    assert _serving(client) == versions[-1]
+    assert not [p for p in bundles.iterdir() if p.name.startswith(".")], "no temp files"
+    models = client.get("/v1/admin/models").json()
+    assert models["pinned"] is None and "pin.json" in models["pin_problem"]
+    assert client.delete("/v1/admin/models/pin").status_code == 503
+
+
 def test_start_up_serves_the_pinned_version(three: tuple[Path, list[str]], tmp_path: Path) -> None:
     bundles, versions = three
     write_pin(bundles, versions[1])

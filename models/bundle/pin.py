@@ -50,11 +50,15 @@ def write_pin(bundles_dir: Path, version: str) -> Pin:
     pin = Pin(version=version, pinned_at=datetime.now(UTC))
     target = pin_path(bundles_dir)
     tmp = bundles_dir / f".{PIN}.tmp-{os.getpid()}"
-    with tmp.open("w") as handle:
-        handle.write(pin.model_dump_json())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, target)
+    try:
+        with tmp.open("w") as handle:
+            handle.write(pin.model_dump_json())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _sync_dir(bundles_dir)
     return pin
 
