@@ -18,12 +18,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from feature_store.errors import (
     BundleError,
+    BundleRejected,
     DataFormatError,
     InvalidEvent,
     InvalidRequest,
     LookbookError,
     ModelNotLoaded,
     StoreUnavailable,
+    UnknownBundle,
     UnknownCustomer,
     UnknownItem,
     UnsupportedOperation,
@@ -78,6 +80,8 @@ STATUS: dict[type[LookbookError], int] = {
     DataFormatError: 422,
     UnsupportedOperation: 400,
     ModelNotLoaded: 503,
+    UnknownBundle: 404,
+    BundleRejected: 422,
     BundleError: 503,
     StoreUnavailable: 503,
     Unauthenticated: 401,

@@ -348,7 +348,7 @@ class Feeds:
             options.apply(ctx)
             ctx.exclude |= ctx.never_again()
             return self._serve(
-                self._similar_pipeline(bundle, item),
+                self.similar_pipeline(bundle, item),
                 ctx,
                 surface="similar",
                 item_id=item_id,
@@ -375,7 +375,7 @@ class Feeds:
                 out[(surface, segment)] = weights
         return out
 
-    def _similar_pipeline(self, bundle: LoadedBundle, item: int) -> Pipeline:
+    def similar_pipeline(self, bundle: LoadedBundle, item: int) -> Pipeline:
         """Collaborative similarity weighted by how much evidence the anchor item has; content
         similarity carries items with little or no history."""
         evidence = float(bundle.item_evidence[item])

@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 from app.auth import AuthMiddleware, require_scope
 from app.auth import Scope as ApiScope  # starlette.types.Scope is the ASGI scope
 from app.body_limit import BodyLimitMiddleware
+from app.bundle_probe import FeedProbe
 from app.cache import Cache, InProcessCache, RedisCache
 from app.erasure import compact_periodically, install_access_log_redaction
 from app.errors import install_error_handlers
@@ -162,13 +163,11 @@ def build_cache(settings: Settings) -> Cache:
 
 async def _watch_bundles(app: FastAPI, interval: float) -> None:
     bundles: BundleManager = app.state.bundles
-    metrics: Metrics = app.state.metrics
     while True:
         await asyncio.sleep(interval)
         try:
-            if await run_in_threadpool(bundles.refresh):
-                metrics.set_model(bundles.current.version)
-                logger.info("now serving bundle %s", bundles.current.version)
+            # on a thread of its own: checking a candidate never takes a request's worker thread
+            await asyncio.to_thread(bundles.refresh)
         except Exception:  # the watcher must outlive any failure; bad bundles are rejected
             logger.exception("could not look for a newer bundle, still serving the old one")
 
@@ -189,6 +188,8 @@ def create_app(
         settings.bundle_dir,
         warmups=[bundle_stats, lambda bundle: bundle.item_similarity],
         on_rejected=lambda _: metrics.bundle_rejected.inc(),
+        probe_budget_seconds=settings.bundle_probe_budget_seconds,
+        on_swapped=lambda b: metrics.set_model(b.version, b.manifest.created_timestamp),
     )
     event_log = build_event_store(settings)
     impression_log = ImpressionLog(
@@ -214,6 +215,7 @@ def create_app(
         bandit=build_bandit(settings, store),
         bandit_seed=settings.bandit_seed,
     )
+    bundles.probes.append(FeedProbe(service.feeds, service.customers))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -226,7 +228,6 @@ def create_app(
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         try:
             if await run_in_threadpool(bundles.refresh):
-                metrics.set_model(bundles.current.version)
                 await run_in_threadpool(service.customers.profiles)  # live profiles over the batch
         except LookbookError as exc:
             logger.error("no usable bundle at start-up: %s", exc)

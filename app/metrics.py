@@ -66,7 +66,12 @@ class Metrics:
         )
         self.bundle_rejected = Counter(
             "lookbook_bundle_rejected",
-            "Published bundles refused because they could not be loaded (the served one stays).",
+            "Published bundles refused because they failed a check (the served one stays).",
+            registry=self.registry,
+        )
+        self.bundle_trained_timestamp = Gauge(
+            "lookbook_bundle_trained_timestamp_seconds",
+            "Unix time the served bundle was trained (its manifest's created).",
             registry=self.registry,
         )
         self.recommendations = Counter(
@@ -126,7 +131,10 @@ class Metrics:
             registry=self.registry,
         )
 
-    def set_model(self, version: str) -> None:
+    def set_model(self, version: str, trained_timestamp: float | None = None) -> None:
+        """The bundle now served: its version and (when known) the unix time it was trained."""
         self.model_info.clear()
         self.model_info.labels(version=version).set(1)
         self.model_loaded.set(1)
+        if trained_timestamp is not None:
+            self.bundle_trained_timestamp.set(trained_timestamp)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +17,8 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
-from feature_store.errors import BundleError, ModelNotLoaded
+from app.bundle_checks import check_answers, check_counts, check_finite
+from feature_store.errors import BundleError, BundleRejected, ModelNotLoaded, UnknownBundle
 from feature_store.ids import IdMap
 from feature_store.profiles import CustomerProfiles
 from feature_store.schema import ItemCols, StockCols
@@ -28,14 +30,19 @@ from models.bundle import (
     BundleLayout,
     CandidateTables,
     Manifest,
+    Pin,
     PurchaseLog,
     ReturnLog,
     SimilarItems,
+    clear_pin,
     list_bundles,
     load_csr,
     load_purchase_history,
     load_returns,
     read_manifest,
+    read_pin,
+    verify_checksums,
+    write_pin,
 )
 from models.candidates import NeighbourTable
 from models.complementary import ComplementaryModel
@@ -243,12 +250,16 @@ class LoadedBundle:
     def load(
         cls, path: Path, warmups: Sequence[Callable[[LoadedBundle], object]] = ()
     ) -> LoadedBundle:
-        """The bundle in the folder ``path``, with ``warmups`` run on it. Any failure (a missing
-        or truncated file, a bad FAISS index, a manifest whose ``version`` is not the folder's
-        name, a warmup that cannot run on it) is a :class:`BundleError`: this is the one place
-        where loading a bundle can fail, so the service can refuse a bad bundle and keep going."""
+        """The bundle in the folder ``path``, checked and with ``warmups`` run on it. Any failure
+        (a manifest of another format, a checksum that does not match, a missing or truncated
+        file, a bad FAISS index, a manifest whose ``version`` is not the folder's name, counts
+        that disagree, non-finite scores, an index that does not answer, a warmup that cannot
+        run on it) is a :class:`BundleError` whose ``check`` names the kind: this is the one
+        place where loading a bundle can fail, so the service can refuse a bad bundle and keep
+        going."""
         try:
             bundle = cls._load(path)
+            bundle.check()
             for warmup in warmups:
                 warmup(bundle)
         except BundleError:
@@ -265,8 +276,11 @@ class LoadedBundle:
         if manifest.version != path.name:
             raise BundleError(
                 f"bundle {path.name} is inconsistent: its manifest says version "
-                f"{manifest.version!r} (the folder name is the version)"
+                f"{manifest.version!r} (the folder name is the version)",
+                check="manifest",
             )
+        if manifest.checksums is not None:  # before any parser reads a byte of the files
+            verify_checksums(path, manifest.checksums)
         layout = BundleLayout(path)
         try:
             items = IdMap.load(layout.item_ids)
@@ -343,6 +357,76 @@ class LoadedBundle:
             siblings=None if tables is None else tables.siblings,
         )
 
+    def check(self) -> None:
+        """Raise :class:`BundleError` unless the counts of items and customers agree across ids,
+        arrays and indexes, the scores are finite, and every index answers a known query (the
+        best customer's vector, the most popular item's) with its vectors' scores."""
+        n_items = len(self.catalog.ids)
+        items = {
+            "item_ids.parquet": n_items,
+            "manifest item_count": self.manifest.item_count,
+            "ALS item factors": self.als.item_factors.shape[0],
+            "popularity scores": len(self.popularity.scores),
+            "als_items index": len(self.index),
+            "als_items_cosine index": len(self.similar_index),
+            "similar_items table": len(self.neighbour_ids),
+            "user_items columns": self.user_items.shape[1],
+            "purchases columns": self.purchases.shape[1],
+        }
+        if self.repeat_rates is not None:
+            items["candidates repeat_rates"] = len(self.repeat_rates)
+        check_counts(self.version, "items", items)
+        customers = {
+            "customer_ids.parquet": len(self.customers),
+            "manifest customer_count": self.manifest.customer_count,
+            "ALS customer factors": self.als.user_factors.shape[0],
+            "user_items rows": self.user_items.shape[0],
+            "purchases rows": self.purchases.shape[0],
+        }
+        check_counts(self.version, "customers", customers)
+        neighbours = self.neighbour_ids
+        if neighbours.size and (neighbours.min() < -1 or neighbours.max() >= n_items):
+            raise BundleError(
+                f"bundle {self.version}: similar_items names items outside the catalog",
+                check="counts",
+            )
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "popularity scores": self.popularity.scores,
+            "ALS item factors": self.als.item_factors,
+            "ALS customer factors": self.als.user_factors,
+            "similar_items scores": self.neighbour_scores[neighbours >= 0],
+            "user_items values": self.user_items.data,
+        }
+        if self.repeat_rates is not None:
+            arrays["candidates repeat_rates"] = self.repeat_rates
+        check_finite(self.version, arrays)
+        item = self.known_item
+        if item is None:
+            return
+        factors = self.als.item_factors
+        customer = self.known_customer
+        query = self.als.user_factors[customer] if customer is not None else factors[item]
+        check_answers(self.version, "als_items", self.index, factors, query)
+        vectors = self.als.item_vectors()
+        check_answers(
+            self.version, "als_items_cosine", self.similar_index, vectors, vectors[item], finds=item
+        )
+
+    @property
+    def known_item(self) -> int | None:
+        """The most popular item (a query every index and feed must answer); None for an empty
+        catalog."""
+        return int(self.popular_order[0]) if len(self.popular_order) else None
+
+    @functools.cached_property
+    def known_customer(self) -> int | None:
+        """The customer with the most training interactions (the lowest index on ties); None
+        when nobody has a history."""
+        counts = np.diff(self.user_items.indptr)
+        if not len(counts) or counts.max() == 0:
+            return None
+        return int(np.argmax(counts))
+
     @functools.cached_property
     def popularity_top(self) -> float:
         """The largest popularity score (> 0), to normalise popularity tie-breaks."""
@@ -410,33 +494,69 @@ class LoadedBundle:
 
 @dataclass(frozen=True)
 class RejectedBundle:
-    """A published bundle the service refused to load, and why."""
+    """A published bundle the service refused to serve, why, and which check it failed."""
 
     version: str
     reason: str
     at: datetime
+    check: str = "load"
+
+
+Signature = tuple[tuple[str, int, int], ...]
+
+
+def _signature(path: Path) -> Signature:
+    """Every file of a bundle folder with its size and modification time: a rejected bundle is
+    tried again only when this changes (a copy that was still arriving, a file replaced)."""
+    found = []
+    try:
+        for file in sorted(path.rglob("*")):
+            stat = file.stat()
+            found.append((file.relative_to(path).as_posix(), stat.st_size, stat.st_mtime_ns))
+    except OSError:
+        return ()
+    return tuple(found)
 
 
 class BundleManager:
-    """Holds the current bundle; :meth:`refresh` swaps in a newer one without stopping service.
+    """Holds the served bundle; :meth:`refresh` swaps in another one without stopping service.
 
-    A bundle that cannot be loaded is rejected: logged, reported to ``on_rejected``, remembered
-    (so polling does not load it again; an explicit reload retries it) and skipped for the newest
-    older one that loads, while the bundle being served keeps serving."""
+    Served: the pinned version while ``<bundle_dir>/pin.json`` names one (shared by every replica,
+    :mod:`models.bundle.pin`), else the newest published version that passes its checks. A
+    candidate is loaded and checked in the caller's thread (the watcher's, never a request's):
+    manifest and format, checksums, every file loads, counts agree, scores are finite, indexes
+    answer (:meth:`LoadedBundle.load`), the ``warmups``, then the ``probes`` — a few real feeds on
+    the candidate, which must finish within ``probe_budget_seconds``. Only then is it swapped in
+    (one reference assignment: a request uses the old or the new bundle, whole).
+
+    A bundle that fails is rejected: logged, reported to ``on_rejected``, remembered with its
+    reason (polling tries it again only when its files change; an explicit reload retries it),
+    and the bundle being served keeps serving. No error a bundle can raise leaves this class.
+    """
 
     def __init__(
         self,
         bundle_dir: Path,
         warmups: Sequence[Callable[[LoadedBundle], object]] = (),
         on_rejected: Callable[[RejectedBundle], object] | None = None,
+        *,
+        probes: Sequence[Callable[[LoadedBundle], object]] = (),
+        probe_budget_seconds: float = 10.0,
+        on_swapped: Callable[[LoadedBundle], object] | None = None,
     ) -> None:
         """``warmups`` run on a newly loaded bundle before it is swapped in (per-bundle tables),
-        so no request pays for them."""
+        so no request pays for them; ``probes`` too, timed (``probes`` may be added to later,
+        once what they call is built)."""
         self.bundle_dir = bundle_dir
         self.warmups = list(warmups)
+        self.probes = list(probes)
+        self.probe_budget_seconds = probe_budget_seconds
         self.on_rejected = on_rejected
+        self.on_swapped = on_swapped
         self._current: LoadedBundle | None = None
-        self._rejected: dict[str, RejectedBundle] = {}
+        self._rejected: dict[str, tuple[RejectedBundle, Signature]] = {}
+        self._pin: Pin | None = None
+        self._pin_problem: str | None = None
         self._lock = threading.Lock()
 
     @property
@@ -453,34 +573,218 @@ class BundleManager:
     @property
     def rejected(self) -> list[RejectedBundle]:
         """Versions refused since start-up (or their last retry), oldest version first."""
-        return [self._rejected[v] for v in sorted(self._rejected)]
+        return [self._rejected[v][0] for v in sorted(self._rejected)]
+
+    @property
+    def pin(self) -> Pin | None:
+        """The pin as last read (by :meth:`refresh`, :meth:`activate` or :meth:`unpin`)."""
+        return self._pin
+
+    @property
+    def pin_problem(self) -> str | None:
+        """Why the pin is not followed (unreadable, or its version missing or rejected)."""
+        return self._pin_problem
+
+    # -- choosing the bundle to serve -----------------------------------------------------------
 
     def refresh(self, retry_rejected: bool = False) -> bool:
-        """Serve the newest loadable bundle: the newest published version, else (when it is
-        rejected) the newest older one that loads. True when it swapped. Versions rejected
-        before are skipped unless ``retry_rejected``; the served bundle is never reloaded."""
+        """Serve what should be served: the pinned version, or the newest version that passes
+        its checks (when the newest is rejected, the newest older one that does). True when it
+        swapped. Rejected versions are skipped unless their files changed or ``retry_rejected``;
+        the served bundle is never reloaded. Never raises: a failure is logged and the served
+        bundle stays."""
         with self._lock:
-            if retry_rejected:
-                self._rejected.clear()
-            for info in reversed(list_bundles(self.bundle_dir)):
-                if info.version in self._rejected:
-                    continue
-                if self._current is not None and self._current.version == info.version:
-                    return False
-                try:
-                    bundle = LoadedBundle.load(info.path, self.warmups)
-                except BundleError as exc:
-                    self._reject(info, exc)
-                    continue
-                self._current = bundle
-                self._rejected.pop(info.version, None)
-                return True
-            return False
+            try:
+                return self._refresh(retry_rejected)
+            except Exception:
+                logger.exception("could not look for bundles in %s", self.bundle_dir)
+                return False
 
-    def _reject(self, info: BundleInfo, exc: BundleError) -> None:
+    def _refresh(self, retry_rejected: bool) -> bool:
+        if retry_rejected:
+            self._rejected.clear()
+        bundles = list_bundles(self.bundle_dir)
+        published = {info.version for info in bundles}
+        for version in [v for v in self._rejected if v not in published]:
+            del self._rejected[version]  # removed (pruned): nothing to report any more
+        current = self._current
+        try:
+            self._pin = read_pin(self.bundle_dir)
+        except BundleError as exc:
+            self._pin = None
+            self._pin_trouble(str(exc))
+            if current is not None:  # a broken pin is no reason to move
+                return False
+        else:
+            self._pin_problem = None
+        if self._pin is not None:
+            pinned = self._pin.version
+            if current is not None and current.version == pinned:
+                return False
+            target = next((info for info in bundles if info.version == pinned), None)
+            if target is not None and self._try(target):
+                return True
+            self._pin_trouble(
+                f"pinned version {pinned} is not published"
+                if target is None
+                else f"pinned version {pinned} is rejected: {self._rejected[pinned][0].reason}"
+            )
+            if current is not None:
+                return False
+        for info in reversed(bundles):
+            if current is not None and current.version == info.version:
+                return False
+            if self._try(info):
+                return True
+        return False
+
+    def _pin_trouble(self, problem: str) -> None:
+        """Remember why the pin is not followed; log it when it is news (not at every poll)."""
+        if problem != self._pin_problem:
+            served = self._current.version if self._current is not None else None
+            logger.error(
+                "%s; %s",
+                problem,
+                f"still serving bundle {served}"
+                if served
+                else "serving the newest bundle that loads",
+            )
+        self._pin_problem = problem
+
+    def activate(self, version: str) -> bool:
+        """Pin ``version`` for every replica and serve it here now. It is checked first (even when
+        rejected before): an unpublished version raises :class:`UnknownBundle`, one that fails
+        its checks :class:`BundleRejected` (the pin is then left as it was); a pin that cannot
+        be written is a :class:`BundleError` and nothing changes. True when it swapped."""
+        with self._lock:
+            info = next((i for i in list_bundles(self.bundle_dir) if i.version == version), None)
+            if info is None:
+                raise UnknownBundle(version)
+            bundle = None
+            if self._current is None or self._current.version != version:
+                self._rejected.pop(version, None)
+                bundle = self._check(info)
+                if bundle is None:
+                    reason = self._rejected[version][0].reason
+                    raise BundleRejected(f"bundle {version} cannot be served: {reason}")
+            try:
+                self._pin = write_pin(self.bundle_dir, version)
+            except OSError as exc:
+                raise BundleError(
+                    f"cannot write the pin for {version}: {exc}", check="pin"
+                ) from exc
+            self._pin_problem = None
+            logger.info("pinned bundle %s", version)
+            if bundle is not None:
+                self._swap(bundle)
+            return bundle is not None
+
+    def unpin(self) -> bool:
+        """Remove the pin (every replica follows the newest bundle again) and follow it here
+        now. True when it swapped; a pin that cannot be removed is a :class:`BundleError`."""
+        with self._lock:
+            try:
+                if clear_pin(self.bundle_dir):
+                    logger.info("unpinned: following the newest bundle")
+            except OSError as exc:
+                raise BundleError(f"cannot remove the pin: {exc}", check="pin") from exc
+            self._pin = None
+            try:
+                return self._refresh(retry_rejected=False)
+            except Exception:
+                logger.exception("could not look for bundles in %s", self.bundle_dir)
+                return False
+
+    # -- one candidate ---------------------------------------------------------------------------
+
+    def _try(self, info: BundleInfo) -> bool:
+        """Load and check ``info``; swap it in when it passes (True)."""
+        bundle = self._check(info)
+        if bundle is None:
+            return False
+        self._swap(bundle)
+        return True
+
+    def _check(self, info: BundleInfo) -> LoadedBundle | None:
+        """``info`` loaded and checked, or None when it is rejected (and remembered as such);
+        None without loading it again for a version rejected before whose files have not
+        changed."""
+        signature = _signature(info.path)
+        before = self._rejected.get(info.version)
+        if before is not None and before[1] == signature:
+            return None
+        start = time.perf_counter()
+        try:
+            bundle = LoadedBundle.load(info.path, self.warmups)
+            self._probe(bundle)
+        except BundleError as exc:
+            self._reject(info, exc, signature)
+            return None
+        except Exception as exc:  # LoadedBundle.load wraps everything; a probe might not
+            error = BundleError(f"{type(exc).__name__}: {exc}", check="feeds")
+            self._reject(info, error, signature)
+            return None
+        self._rejected.pop(info.version, None)
+        logger.info(
+            "bundle %s passed its checks in %.2f s", info.version, time.perf_counter() - start
+        )
+        return bundle
+
+    def _swap(self, bundle: LoadedBundle) -> None:
+        """Serve ``bundle`` (one reference assignment: a request has the old or the new one)."""
+        self._current = bundle
+        logger.info("now serving bundle %s", bundle.version)
+        if self.on_swapped is not None:
+            try:
+                self.on_swapped(bundle)
+            except Exception:
+                logger.exception("on_swapped failed for bundle %s", bundle.version)
+
+    def _probe(self, bundle: LoadedBundle) -> None:
+        """Run the probes on the candidate in a thread of their own: each error is a rejection,
+        and so is running past the budget (a probe that hangs cannot hold up the watcher)."""
+        if not self.probes:
+            return
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                for probe in self.probes:
+                    probe(bundle)
+            except BaseException as exc:
+                failure.append(exc)
+
+        worker = threading.Thread(target=run, name=f"probe-{bundle.version}", daemon=True)
+        start = time.perf_counter()
+        worker.start()
+        worker.join(self.probe_budget_seconds)
+        if worker.is_alive():
+            raise BundleError(
+                f"bundle {bundle.version}: its feeds did not answer within the "
+                f"{self.probe_budget_seconds:g} s budget",
+                check="feeds",
+            )
+        if failure:
+            exc = failure[0]
+            if isinstance(exc, BundleError):
+                raise exc
+            raise BundleError(
+                f"bundle {bundle.version}: a feed failed on it: {type(exc).__name__}: {exc}",
+                check="feeds",
+            ) from exc
+        logger.info(
+            "bundle %s answered its feeds in %.3f s", bundle.version, time.perf_counter() - start
+        )
+
+    def _reject(self, info: BundleInfo, exc: BundleError, signature: Signature) -> None:
         reason = str(exc).replace(str(info.path), info.version)
-        rejected = RejectedBundle(info.version, reason, datetime.now(UTC))
-        self._rejected[info.version] = rejected
-        logger.error("rejected bundle %s, not serving it: %s", info.version, reason)
+        rejected = RejectedBundle(info.version, reason, datetime.now(UTC), exc.check)
+        self._rejected[info.version] = (rejected, signature)
+        logger.error(
+            "rejected bundle %s (%s check), not serving it: %s", info.version, exc.check, reason
+        )
         if self.on_rejected is not None:
-            self.on_rejected(rejected)
+            try:
+                self.on_rejected(rejected)
+            except Exception:
+                logger.exception("on_rejected failed for bundle %s", info.version)

@@ -298,3 +298,38 @@ class BanditReport(BaseModel):
     half_life_days: float | None
     prior_strength: float
     arms: list[BanditArm]
+
+
+class BundleVersionView(BaseModel):
+    version: str
+    created: str | None = Field(description="when it was trained (null: manifest unreadable)")
+    item_count: int | None
+    metrics: dict[str, dict[str, float]]
+    rejected: bool = Field(description="it failed a check (see rejected)")
+    pinned: bool
+
+
+class RejectedBundleView(BaseModel):
+    version: str
+    check: str = Field(
+        description="the check it failed: manifest, format, missing_file, checksum, load, "
+        "counts, scores, index, feeds"
+    )
+    reason: str
+    at: str
+
+
+class PinView(BaseModel):
+    version: str
+    pinned_at: str
+
+
+class ModelsReport(BaseModel):
+    serving: str | None = Field(description="the version this replica serves")
+    serving_trained_at: str | None
+    pinned: PinView | None = Field(
+        description="the version every replica serves (null: they follow the newest)"
+    )
+    pin_problem: str | None = Field(description="why the pin is not followed, when it is not")
+    versions: list[BundleVersionView]
+    rejected: list[RejectedBundleView]

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     bundle_poll_seconds: float = Field(
         30.0, ge=0, description="how often to look for a newer bundle; 0 disables hot reload"
     )
+    bundle_probe_budget_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="time a new bundle's probe feeds (personalized, similar, complete the look) "
+        "may take before it is served; slower, it is rejected",
+    )
     max_batch_events: int = Field(1000, ge=1)
     max_body_bytes: int = Field(
         1024 * 1024, ge=1024, description="largest request body; a larger one is refused (413)"

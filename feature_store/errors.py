@@ -11,7 +11,9 @@ and only the command line turns them into exit messages.
     ├── UnknownCustomer        a customer id that nothing knows
     ├── UnsupportedOperation   a model asked for something it does not do
     ├── BundleError            a model bundle is missing, incomplete or corrupt
-    │   └── ModelNotLoaded     the service has no bundle loaded yet
+    │   ├── ModelNotLoaded     the service has no bundle loaded yet
+    │   ├── UnknownBundle      a bundle version that is not published
+    │   └── BundleRejected     a bundle version that failed its checks (cannot be served)
     └── StoreUnavailable       the online store / cache backend / event store cannot be reached
         └── SchemaOutdated     the event database's schema is older than this release needs
 """
@@ -82,10 +84,30 @@ class UnsupportedOperation(LookbookError):
 
 class BundleError(LookbookError):
     code = "bundle_error"
+    #: Which check a bundle failed: manifest, format, missing_file, checksum, load, counts,
+    #: index, scores, feeds, pin.
+    check = "load"
+
+    def __init__(self, message: str = "", *, check: str | None = None) -> None:
+        super().__init__(message)
+        if check is not None:
+            self.check = check
 
 
 class ModelNotLoaded(BundleError):
     code = "model_not_loaded"
+
+
+class UnknownBundle(BundleError):
+    code = "unknown_bundle"
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        super().__init__(f"no published bundle version {version!r}")
+
+
+class BundleRejected(BundleError):
+    code = "bundle_rejected"
 
 
 class StoreUnavailable(LookbookError):

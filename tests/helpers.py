@@ -228,3 +228,62 @@ def _shut(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
     sock.close()
+
+
+# -- copies of the shared retailer's bundle, published as new versions (hot reload, pins) --------
+
+
+def own_bundles(retailer: tuple[Path, Path], tmp_path: Path) -> tuple[Path, str]:
+    """A copy of the retailer's bundles folder in ``tmp_path`` and the version it holds."""
+    from models.bundle import latest_bundle
+
+    own = tmp_path / "bundles"
+    shutil.copytree(retailer[1], own)
+    info = latest_bundle(own)
+    assert info is not None
+    return own, info.version
+
+
+def newer_version(version: str, day: int = 1) -> str:
+    """A version that sorts after ``version`` (and after ``newer_version(version, day - 1)``)."""
+    return f"9999{day:04d}T000000-{version.split('-')[-1]}"
+
+
+def publish_copy(
+    bundles: Path,
+    source: str,
+    version: str,
+    corrupt: Any = None,
+    *,
+    reseal: bool = False,
+) -> Path:
+    """A copy of bundle ``source`` published as ``version`` (its manifest says so too), changed by
+    ``corrupt(layout)`` before it is renamed into place, as the trainer publishes. With
+    ``reseal`` the manifest's checksums are recomputed after the change (a bundle written wrong
+    by the trainer, rather than damaged afterwards)."""
+    from models.bundle import BundleLayout, file_checksums
+
+    staging = bundles / f".tmp-{version}"
+    shutil.copytree(bundles / source, staging)
+    manifest = staging / "manifest.json"
+    manifest.write_text(manifest.read_text().replace(source, version))
+    layout = BundleLayout(staging)
+    if corrupt is not None:
+        corrupt(layout)
+    if reseal:
+        edit_manifest(layout, checksums=file_checksums(staging))
+    return staging.rename(bundles / version)
+
+
+def edit_manifest(layout: Any, **changes: Any) -> None:
+    """Set top-level keys of a bundle's manifest."""
+    import json
+
+    raw = json.loads(layout.manifest.read_text())
+    raw.update(changes)
+    layout.manifest.write_text(json.dumps(raw))
+
+
+def truncate(file: Path) -> None:
+    """Cut ``file`` to half its size (a copy interrupted half-way)."""
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])

@@ -163,7 +163,9 @@ def _manifest(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda m: m.update(format=2), "bundle format 2"),
+        (lambda m: m.update(format=BUNDLE_FORMAT + 1), f"bundle format {BUNDLE_FORMAT + 1}"),
+        (lambda m: m.update(format=True), "bundle format True"),
+        (lambda m: m.pop("checksums"), "needs checksums"),
         (lambda m: m.pop("format"), "bundle format None"),
         (lambda m: m.update(item_cuont=m.pop("item_count")), "item_count"),  # misspelt
         (lambda m: m.pop("data"), "data"),  # missing
@@ -196,6 +198,8 @@ def test_older_manifests_and_newer_summaries_are_read(tmp_path: Path) -> None:
     """Sections a bundle was trained without are absent; summaries may carry more keys."""
     path, raw = _manifest(tmp_path)
     raw.pop("blend")
+    raw.update(format=1)  # format 1: no checksums
+    raw.pop("checksums")
     raw["look"] = {"complementary": {"baskets": 3, "added_later": True}}
     raw["profiles"] = {
         "as_of": "2024-03-31T12:00:00",
@@ -209,7 +213,7 @@ def test_older_manifests_and_newer_summaries_are_read(tmp_path: Path) -> None:
     }
     BundleLayout(path).manifest.write_text(json.dumps(raw))
     manifest = read_manifest(path)
-    assert manifest.blend is None and manifest.sequence is None
+    assert manifest.blend is None and manifest.sequence is None and manifest.checksums is None
     assert manifest.look == {"complementary": {"baskets": 3, "added_later": True}}
     assert manifest.profiles is not None and manifest.profiles.churn_model == "churn"
 

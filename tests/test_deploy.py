@@ -29,14 +29,6 @@ REPO = Path(__file__).resolve().parents[1]
 # store, API keys, bundle metadata, trainer options) adds in parallel. A name here may be missing
 # from the app; one the app has gained fails test_fleet_expectations_are_not_stale, so that it is
 # deleted from here. LEAD: delete the entries (or the whole set) when merging those branches.
-EXPECTED_FROM_FLEET_WORK = {
-    # metrics
-    "lookbook_bundle_trained_timestamp_seconds",
-    # settings (environment variables)
-    # command-line commands and options
-    "lookbook train --keep",
-}
-
 # Labels Prometheus adds to every scraped series (not the app's own)
 TARGET_LABELS = {"instance", "job"}
 
@@ -125,7 +117,7 @@ def test_every_metric_of_the_dashboard_and_the_alerts_is_exported(
         f"{where}: {name}"
         for where, expr in used
         for name in deploy.metric_names(expr)
-        if name not in series and name not in EXPECTED_FROM_FLEET_WORK
+        if name not in series
     )
     assert not missing, "metrics the app does not export:\n" + "\n".join(missing)
 
@@ -339,9 +331,7 @@ def test_every_lookbook_variable_is_a_setting() -> None:
     unknown = sorted(
         f"{where}: {variable}"
         for variable, where in names.items()
-        if (field := setting_of(variable)) is not None
-        and field not in Settings.model_fields
-        and variable not in EXPECTED_FROM_FLEET_WORK
+        if (field := setting_of(variable)) is not None and field not in Settings.model_fields
     )
     assert not unknown, "variables that set no Settings field (ignored):\n" + "\n".join(unknown)
     assert setting_of("LOOKBOOK_NO_SUCH_SETTING") not in Settings.model_fields
@@ -370,7 +360,7 @@ def test_the_configmap_makes_valid_production_settings(
 
 def command_line(args: list[str]) -> list[str]:
     """What in a ``lookbook`` command line (its arguments) the CLI lacks: unknown (sub)commands
-    and options, except those named in EXPECTED_FROM_FLEET_WORK."""
+    and options."""
     command: Any = typer.main.get_command(cli)  # typer's own (vendored) click command
     words = ["lookbook"]
     problems = []
@@ -379,17 +369,15 @@ def command_line(args: list[str]) -> list[str]:
         word = rest.pop(0)
         words.append(word)
         sub = command.commands.get(word)
-        if sub is None:  # unknown: fine only when the whole command is expected from the fleet
-            whole = words + [w for w in rest if not w.startswith("-")][:1]
-            if " ".join(whole) not in EXPECTED_FROM_FLEET_WORK:
-                problems.append(f"no command {' '.join(words)}")
+        if sub is None:
+            problems.append(f"no command {' '.join(words)}")
             return problems
         command = sub
     options = {opt for param in command.params for opt in param.opts}
     for word in rest:
         if word.startswith("--"):
             name = f"{' '.join(words)} {word.split('=')[0]}"
-            if word.split("=")[0] not in options and name not in EXPECTED_FROM_FLEET_WORK:
+            if word.split("=")[0] not in options:
                 problems.append(f"no option {name}")
     return problems
 
@@ -405,37 +393,6 @@ def test_every_lookbook_command_line_exists() -> None:
     # the check itself: an unknown command or option is reported
     assert command_line(["trian"]) == ["no command lookbook trian"]
     assert command_line(["serve", "--prot", "1"]) == ["no option lookbook serve --prot"]
-
-
-def test_fleet_expectations_are_not_stale(registry: CollectorRegistry) -> None:
-    series = exported_series(registry)
-    stale = sorted(
-        name
-        for name in EXPECTED_FROM_FLEET_WORK
-        if name in series
-        or (name.startswith("LOOKBOOK_") and setting_of(name) in Settings.model_fields)
-        or (name.startswith("lookbook ") and _cli_has(name))
-    )
-    assert not stale, (
-        f"the app now has {stale}: delete them from EXPECTED_FROM_FLEET_WORK (tests/test_deploy.py)"
-    )
-    assert _cli_has("lookbook train --data") and _cli_has("lookbook serve")
-    assert not _cli_has("lookbook serve --nope") and not _cli_has("lookbook nope")
-
-
-def _cli_has(name: str) -> bool:
-    """Whether the CLI has the command (or command option) ``name``: "lookbook db upgrade"."""
-    command: Any = typer.main.get_command(cli)
-    words = name.split()[1:]
-    for i, word in enumerate(words):
-        if word.startswith("--"):
-            return any(word in p.opts for p in command.params)
-        if not hasattr(command, "commands") or word not in command.commands:
-            return False
-        command = command.commands[word]
-        if i == len(words) - 1:
-            return True
-    return False
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

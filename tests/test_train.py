@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from app.runtime import LoadedBundle
 from feature_store.synthetic import generate
 from helpers import SMALL_CONFIG
 from models.als import ALSRecommender
-from models.bundle import BundleLayout, latest_bundle, list_bundles, read_manifest
+from models.bundle import BundleLayout, latest_bundle, list_bundles, read_manifest, write_pin
 from models.bundle.layout import FILES, INDEX_NAMES, MODEL_NAMES
 from models.sequence import SequenceRecommender
 from training.cli import cli
@@ -70,6 +71,9 @@ def test_every_file_the_trainer_writes_is_in_the_layout(retailer: tuple[Path, Pa
     assert manifest.profiles is not None and manifest.profiles.churn_model is not None
     assert on_disk == {*FILES, *listed, manifest.profiles.path, manifest.profiles.churn_model}
     assert set(manifest.models) == set(MODEL_NAMES) and set(manifest.indexes) == set(INDEX_NAMES)
+    # every file but the manifest has its checksum
+    files = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()}
+    assert manifest.checksums is not None and set(manifest.checksums) == files - {"manifest.json"}
     assert LoadedBundle.load(path).version == manifest.version == path.name
 
 
@@ -125,15 +129,26 @@ def test_customers_without_consent_teach_als_nothing(data: Path, tmp_path: Path)
     assert any(len(lstm.history_of(ids.index(c))[0]) for c in consenting)
 
 
-def test_cli_train_prints_metrics_side_by_side(data: Path, tmp_path: Path) -> None:
+def test_cli_train_prints_metrics_side_by_side_and_prunes(
+    data: Path, tmp_path: Path, retailer: tuple[Path, Path]
+) -> None:
+    """``--keep 2`` leaves the new bundle, the newest older one and the pinned one."""
     config = tmp_path / "train.json"
     config.write_text(json.dumps(SMALL_CONFIG.model_dump()))
-    out = CliRunner().invoke(
-        cli, ["train", "--data", str(data), "--out", str(tmp_path / "b"), "--config", str(config)]
-    )
+    bundles = tmp_path / "b"
+    source = latest_bundle(retailer[1])
+    assert source is not None
+    old = [f"20000101T00000{i}-old" for i in range(4)]
+    for version in old:
+        shutil.copytree(source.path, bundles / version)
+    write_pin(bundles, old[0])
+    command = ["train", "--data", str(data), "--out", str(bundles), "--config", str(config)]
+    out = CliRunner().invoke(cli, [*command, "--keep", "2"])
     assert out.exit_code == 0, out.output
     assert "als" in out.output and "popularity" in out.output and "map@12" in out.output
-    assert len(list_bundles(tmp_path / "b")) == 1
+    versions = [info.version for info in list_bundles(bundles)]
+    assert versions[:2] == [old[0], old[-1]] and len(versions) == 3
+    assert not versions[-1].endswith("-old")  # the one just trained
 
 
 def test_cli_train_bad_input_is_a_clear_error(tmp_path: Path) -> None:

@@ -89,6 +89,14 @@ def train(
         Path | None, typer.Option(help="event log folder to append to the data")
     ] = None,
     database_url: DatabaseUrl = None,
+    keep: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="bundles to keep after publishing, older ones pruned (never the pinned one); "
+            "default: the config's keep_bundles, 5",
+        ),
+    ] = None,
     verbose: bool = False,
 ) -> None:
     """Train all models, evaluate them against baselines, and publish a versioned bundle."""
@@ -97,12 +105,11 @@ def train(
 
     _setup_logging(verbose)
     try:
+        train_config = TrainConfig.from_file(config)
+        if keep is not None:
+            train_config = train_config.model_copy(update={"keep_bundles": keep})
         result = run_train(
-            data,
-            out,
-            config=TrainConfig.from_file(config),
-            events_dir=events,
-            database_url=database_url,
+            data, out, config=train_config, events_dir=events, database_url=database_url
         )
     except LookbookError as exc:
         _fail(exc)
@@ -205,16 +212,50 @@ def evaluate(
         typer.echo(f"{label}: {path}")
 
 
-@cli.command()
+bundles_cli = typer.Typer(
+    help="The published bundle versions: list them (no command), prune old ones.",
+    no_args_is_help=False,
+)
+cli.add_typer(bundles_cli, name="bundles")
+
+
+@bundles_cli.callback(invoke_without_command=True)
 def bundles(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="bundles folder")] = Path("var/bundles"),
 ) -> None:
-    """List the published bundle versions, newest last."""
-    from models.bundle import list_bundles
+    """List the published bundle versions, newest last (the pinned one marked)."""
+    from models.bundle import list_bundles, read_pin
 
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        pin = read_pin(out)
+    except LookbookError as exc:
+        _fail(exc)
+        return
     for info in list_bundles(out):
         metrics = info.manifest.get("metrics", {})
-        typer.echo(f"{info.version}  items={info.manifest.get('item_count')}  metrics={metrics}")
+        mark = "  [pinned]" if pin is not None and pin.version == info.version else ""
+        typer.echo(
+            f"{info.version}  items={info.manifest.get('item_count')}  metrics={metrics}{mark}"
+        )
+
+
+@bundles_cli.command("prune")
+def prune(
+    out: Annotated[Path, typer.Option(help="bundles folder")] = Path("var/bundles"),
+    keep: Annotated[int, typer.Option(min=1, help="newest bundles to keep")] = 5,
+    dry_run: Annotated[bool, typer.Option(help="only say what would be removed")] = False,
+    verbose: bool = False,
+) -> None:
+    """Remove all but the newest ``keep`` bundles; never the pinned one, never the newest."""
+    from models.bundle import bundles_to_prune, prune_bundles
+
+    _setup_logging(verbose)
+    removed = bundles_to_prune(out, keep) if dry_run else prune_bundles(out, keep)
+    verb = "would remove" if dry_run else "removed"
+    typer.echo(f"{verb} {len(removed)} bundle(s)" + "".join(f"\n  {v}" for v in removed))
 
 
 @cli.command()

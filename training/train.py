@@ -39,6 +39,7 @@ from models.bundle import (
     SequenceSection,
     SimilarItems,
     new_version,
+    prune_bundles,
 )
 from models.candidates import (
     build_product_siblings,
@@ -191,6 +192,12 @@ class TrainConfig(StrictConfig):
     complementary: ComplementaryConfig = Field(default_factory=ComplementaryConfig)
     seasonal: SeasonalConfig = Field(default_factory=SeasonalConfig)
     sequence: SequenceTrainConfig = Field(default_factory=SequenceTrainConfig)
+    keep_bundles: int = Field(
+        5,
+        ge=1,
+        description="bundles kept in the output folder after publishing (older ones are pruned; "
+        "never the pinned one, never the newest)",
+    )
 
     @classmethod
     def from_file(cls, path: Path | None) -> TrainConfig:
@@ -894,4 +901,7 @@ def train(
     except BaseException:
         writer.abort()
         raise
+    pruned = prune_bundles(out, config.keep_bundles)
+    if pruned:
+        logger.info("pruned %d old bundle(s): %s", len(pruned), ", ".join(pruned))
     return TrainResult(bundle_path=path, version=version, metrics=metrics, timings=timings)

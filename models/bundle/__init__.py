@@ -27,8 +27,13 @@ with :class:`BlendWeights`). Layout of ``<bundles_dir>/<version>/``::
     models/<name>/         als, popularity, sequence, complementary, seasonal: each model's save
     indexes/<name>.faiss   als_items, als_items_cosine, sequence_items: FAISS indexes (+ .json)
 
+and beside the versions ``<bundles_dir>/pin.json`` (:mod:`models.bundle.pin`): the version every
+replica serves instead of the newest while it exists. The manifest records the sha256 of every
+file (:mod:`models.bundle.integrity`), checked before a bundle is read; :func:`prune_bundles`
+removes old versions (never the pinned or the newest one).
+
 A bundle is written into a hidden temporary folder and renamed into place when complete, so a
-reader never sees half a bundle; the newest complete version is the one whose name sorts last.
+reader never sees half a bundle; the newest version is the one whose name sorts last.
 No file needs pickle to be read.
 """
 
@@ -44,9 +49,11 @@ from .fusion import (
     rrf_fuse,
     rrf_fuse_row,
 )
+from .integrity import file_checksums, verify_checksums
 from .layout import BundleLayout
 from .manifest import (
     BUNDLE_FORMAT,
+    READABLE_FORMATS,
     BlendFitSummary,
     DataSection,
     FitSummary,
@@ -55,6 +62,8 @@ from .manifest import (
     SequenceSection,
     read_manifest,
 )
+from .pin import Pin, clear_pin, read_pin, write_pin
+from .prune import bundles_to_prune, prune_bundles
 from .reader import BundleInfo, latest_bundle, list_bundles
 from .tables import (
     CandidateTables,
@@ -72,6 +81,7 @@ __all__ = [
     "BUNDLE_FORMAT",
     "DEFAULT_RRF_K",
     "DEFAULT_WEIGHTS",
+    "READABLE_FORMATS",
     "SOURCES",
     "BlendFitSummary",
     "BlendWeights",
@@ -83,20 +93,28 @@ __all__ = [
     "FitSummary",
     "Fused",
     "Manifest",
+    "Pin",
     "ProfilesSection",
     "PurchaseLog",
     "RankTable",
     "ReturnLog",
     "SequenceSection",
     "SimilarItems",
+    "bundles_to_prune",
+    "clear_pin",
+    "file_checksums",
     "latest_bundle",
     "list_bundles",
     "load_csr",
     "load_purchase_history",
     "load_returns",
     "new_version",
+    "prune_bundles",
     "read_manifest",
+    "read_pin",
     "rrf_fuse",
     "rrf_fuse_row",
     "save_csr",
+    "verify_checksums",
+    "write_pin",
 ]

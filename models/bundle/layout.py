@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Final
 
 MANIFEST: Final = "manifest.json"
+#: In the bundles folder (beside the versions): the version every replica serves while it exists.
+PIN: Final = "pin.json"
 ITEM_IDS: Final = "item_ids.parquet"
 CUSTOMER_IDS: Final = "customer_ids.parquet"
 CATALOG: Final = "catalog.parquet"

@@ -8,7 +8,7 @@ Top-level keys are closed (a misspelt or missing required key is a
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,8 +19,10 @@ from feature_store.errors import BundleError
 from .fusion import BlendWeights
 from .layout import MANIFEST, PROFILES
 
-#: The bundle format this Lookbook writes and reads.
-BUNDLE_FORMAT = 1
+#: The bundle format this Lookbook writes: 2 adds ``checksums`` (sha256 of every file).
+BUNDLE_FORMAT = 2
+#: The formats it reads: 1 (no checksums: its files are not verified) and 2.
+READABLE_FORMATS = (1, 2)
 
 
 class _Closed(BaseModel):
@@ -106,10 +108,20 @@ class Manifest(_Closed):
     sequence: SequenceSection | None = None
     look: dict[str, dict[str, Any]] | None = None
     profiles: ProfilesSection | None = None
+    # relative path → sha256 of every file of the bundle but the manifest (format 2)
+    checksums: dict[str, str] | None = None
+
+    @property
+    def created_timestamp(self) -> float:
+        """``created`` as unix seconds (a time without a zone is read as UTC)."""
+        created = self.created
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+        return created.timestamp()
 
     def to_json(self) -> str:
         """The JSON text of the manifest (sections that are None are left out)."""
-        sections = ("blend", "sequence", "look", "profiles")
+        sections = ("blend", "sequence", "look", "profiles", "checksums")
         absent = {name for name in sections if getattr(self, name) is None}
         return json.dumps(
             self.model_dump(mode="json", exclude=absent), indent=2, sort_keys=True, default=str
@@ -117,20 +129,28 @@ class Manifest(_Closed):
 
     @classmethod
     def parse(cls, raw: object, where: Path) -> Manifest:
-        """A manifest from decoded JSON; a wrong format or shape raises BundleError."""
+        """A manifest from decoded JSON; a wrong format or shape raises BundleError (check
+        ``format`` or ``manifest``); format 2 must carry checksums."""
         if not isinstance(raw, dict):
             raise BundleError(f"{where} is not a JSON object")
-        if raw.get("format") != BUNDLE_FORMAT:
+        fmt = raw.get("format")
+        if isinstance(fmt, bool) or fmt not in READABLE_FORMATS:
+            readable = ", ".join(str(f) for f in READABLE_FORMATS)
             raise BundleError(
-                f"{where.parent} has bundle format {raw.get('format')!r}; "
-                f"this Lookbook reads {BUNDLE_FORMAT}"
+                f"{where.parent} has bundle format {fmt!r}; this Lookbook reads {readable}",
+                check="format",
             )
         try:
-            return cls.model_validate(raw)
+            manifest = cls.model_validate(raw)
         except ValidationError as exc:
             first = exc.errors()[0]
             key = ".".join(str(part) for part in first.get("loc", ()))
-            raise BundleError(f"{where}: {key}: {first['msg']}") from exc
+            raise BundleError(f"{where}: {key}: {first['msg']}", check="manifest") from exc
+        if manifest.format >= 2 and not manifest.checksums:
+            raise BundleError(
+                f"{where}: bundle format {manifest.format} needs checksums", check="manifest"
+            )
+        return manifest
 
 
 def read_manifest(path: Path) -> Manifest:
@@ -139,7 +159,9 @@ def read_manifest(path: Path) -> Manifest:
     try:
         raw = json.loads(file.read_text())
     except FileNotFoundError as exc:
-        raise BundleError(f"{path} is not a bundle (no {MANIFEST})") from exc
+        raise BundleError(f"{path} is not a bundle (no {MANIFEST})", check="manifest") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{file} cannot be read: {exc}", check="manifest") from exc
     except json.JSONDecodeError as exc:
-        raise BundleError(f"{file} is not valid JSON: {exc}") from exc
+        raise BundleError(f"{file} is not valid JSON: {exc}", check="manifest") from exc
     return Manifest.parse(raw, file)

@@ -16,7 +16,8 @@ logger = logging.getLogger("lookbook.bundle")
 @dataclass(frozen=True)
 class BundleInfo:
     """A published bundle as listed: its version (folder name), folder and raw manifest (not
-    checked against the format: :func:`~models.bundle.read_manifest` does that when loading)."""
+    checked against the format: :func:`~models.bundle.read_manifest` does that when loading;
+    empty when the manifest cannot be read, so the loader rejects it with the reason)."""
 
     version: str
     path: Path
@@ -28,7 +29,8 @@ class BundleInfo:
 
 
 def list_bundles(bundles_dir: Path) -> list[BundleInfo]:
-    """Complete bundles in ``bundles_dir``, oldest first (hidden folders are being written)."""
+    """Published bundles in ``bundles_dir`` (folders with a manifest), oldest first; hidden
+    folders are being written or removed."""
     if not bundles_dir.is_dir():
         return []
     found = []
@@ -38,9 +40,11 @@ def list_bundles(bundles_dir: Path) -> list[BundleInfo]:
             continue
         try:
             manifest = json.loads(manifest_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            logger.warning("skipping bundle %s: unreadable manifest (%s)", child, exc)
-            continue
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            logger.warning("bundle %s has an unreadable manifest (%s)", child, exc)
+            manifest = {}
+        if not isinstance(manifest, dict):
+            manifest = {}
         found.append(BundleInfo(version=child.name, path=child, manifest=manifest))
     return found
 

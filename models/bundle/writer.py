@@ -18,6 +18,7 @@ from feature_store.errors import BundleError
 from feature_store.ids import IdMap
 
 from .fusion import BlendWeights
+from .integrity import file_checksums
 from .layout import BundleLayout
 from .manifest import (
     BUNDLE_FORMAT,
@@ -106,7 +107,7 @@ class BundleWriter:
     ) -> Path:
         """Write ``manifest.json`` and publish the bundle; returns its final folder. The format,
         version, creation time, the models and indexes saved and where the profiles are, are
-        added here."""
+        added here, with the sha256 of every file written."""
         layout = self.layout
         if profiles is not None:  # where they are, as older readers look them up
             churn = layout.relative(layout.churn) if layout.churn.is_dir() else None
@@ -128,6 +129,7 @@ class BundleWriter:
             sequence=sequence,
             look=None if look is None else {name: dict(v) for name, v in look.items()},
             profiles=profiles,
+            checksums=file_checksums(layout.root),
         )
         layout.manifest.write_text(manifest.to_json())
         final = self.bundles_dir / self.version
