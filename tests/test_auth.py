@@ -49,6 +49,8 @@ EXPECTED_SCOPES = {
     ("get", "/v1/segments/{name}/customers"): Scope.CUSTOMERS,
     ("get", "/v1/admin/models"): Scope.ADMIN,
     ("post", "/v1/admin/reload"): Scope.ADMIN,
+    ("post", "/v1/admin/models/{version}/activate"): Scope.ADMIN,
+    ("delete", "/v1/admin/models/pin"): Scope.ADMIN,
     ("get", "/v1/admin/attribution"): Scope.ADMIN,
     ("get", "/v1/admin/experiments"): Scope.ADMIN,
     ("get", "/v1/admin/experiments/{name}"): Scope.ADMIN,
