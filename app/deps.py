@@ -16,6 +16,7 @@ from app.privacy import Privacy
 from app.runtime import BundleManager
 from app.service import RecommendationService
 from app.settings import Settings
+from app.size_advice import SizeAdvisor
 from feature_store.errors import InvalidRequest
 
 
@@ -54,6 +55,10 @@ def get_ingest(request: Request) -> Ingest:
     return get_service(request).ingest
 
 
+def get_size_advice(request: Request) -> SizeAdvisor:
+    return get_service(request).size_advice
+
+
 def get_list_options(
     request: Request,
     min_price: Annotated[float | None, Query(description=PRICE)] = None,
@@ -74,6 +79,7 @@ CustomersDep = Annotated[Customers, Depends(get_customers)]
 PrivacyDep = Annotated[Privacy, Depends(get_privacy)]
 IngestDep = Annotated[Ingest, Depends(get_ingest)]
 ListOptionsDep = Annotated[ListOptions, Depends(get_list_options)]
+SizeAdviceDep = Annotated[SizeAdvisor, Depends(get_size_advice)]
 
 
 def check_k(k: int | None, settings: Settings) -> int:

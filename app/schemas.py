@@ -295,3 +295,26 @@ class BanditReport(BaseModel):
     half_life_days: float | None
     prior_strength: float
     arms: list[BanditArm]
+
+
+class SizeOption(BaseModel):
+    size: str
+    p_small: float = Field(description="probability that this size is too small")
+    p_fit: float = Field(description="probability that this size fits")
+    p_large: float = Field(description="probability that this size is too large")
+    stock: int | None = Field(
+        description="units in the asked store (online when no store is asked); null: no stock data"
+    )
+
+
+class SizeAdvice(BaseModel):
+    item_id: str
+    personal: bool = Field(description="false: no customer, unknown customer or no consent")
+    sizes: list[SizeOption] = Field(description="every offered size, smallest first")
+    recommended: str | None = Field(description="the size to take (null for one-size items)")
+    fit_probability: float | None
+    bring_along: str | None = Field(description="the neighbouring size worth bringing too")
+    runs: str = Field(description="small, true_to_size or large")
+    evidence: str = Field(description="the item's size returns behind `runs`")
+    reason: str
+    model_version: str

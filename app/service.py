@@ -10,7 +10,8 @@
 * :class:`~app.served_lists.ServedLists` — every showing's id and served-list record;
 * :class:`~app.attribution.Attribution` — events credited to sources, surfaces and variants;
 * :class:`~app.bandit.BanditStage` — the bandit: reranks personalized feeds when on, learns from
-  the showings of the lists it ranked and from the events attributed to them.
+  the showings of the lists it ranked and from the events attributed to them;
+* :class:`~app.size_advice.SizeAdvisor` — size advice for an item.
 
 Routes take the part they need (``app.deps``); none of them speaks HTTP.
 """
@@ -33,6 +34,7 @@ from app.rendering import Renderer
 from app.response_cache import ResponseCache
 from app.runtime import BundleManager
 from app.served_lists import ServedLists
+from app.size_advice import SizeAdvisor
 from feature_store.attribution_store import AttributionStore
 from feature_store.bandit_state import InMemoryBanditState
 from feature_store.event_log import EventLog
@@ -124,6 +126,7 @@ class RecommendationService:
             new_item_days=bandit.config.new_item_days,
         )
         self.look = LookService(bundles, self.customers, self.responses, renderer, self.clock)
+        self.size_advice = SizeAdvisor(bundles, self.customers)
 
     def bandit_report(self) -> dict[str, Any]:
         """``GET /v1/admin/bandit``: every arm of every strategy (prior from its weights) and
