@@ -16,6 +16,7 @@ from app.privacy import Privacy
 from app.runtime import BundleManager
 from app.service import RecommendationService
 from app.settings import Settings
+from app.kiosk import KioskService
 from app.size_advice import SizeAdvisor
 from feature_store.errors import InvalidRequest
 
@@ -59,6 +60,10 @@ def get_size_advice(request: Request) -> SizeAdvisor:
     return get_service(request).size_advice
 
 
+def get_kiosk(request: Request) -> KioskService:
+    return get_service(request).kiosk
+
+
 def get_list_options(
     request: Request,
     min_price: Annotated[float | None, Query(description=PRICE)] = None,
@@ -80,6 +85,7 @@ PrivacyDep = Annotated[Privacy, Depends(get_privacy)]
 IngestDep = Annotated[Ingest, Depends(get_ingest)]
 ListOptionsDep = Annotated[ListOptions, Depends(get_list_options)]
 SizeAdviceDep = Annotated[SizeAdvisor, Depends(get_size_advice)]
+KioskDep = Annotated[KioskService, Depends(get_kiosk)]
 
 
 def check_k(k: int | None, settings: Settings) -> int:

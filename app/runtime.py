@@ -183,6 +183,19 @@ class StockTable:
         mask[self._total_keys[self._total_qty > 0] // self._n_sizes] = True
         return mask
 
+    def store_items(self, store: str) -> npt.NDArray[np.bool_]:
+        """Per item: True when some size of it is in stock in ``store`` (all False for an
+        unknown store)."""
+        mask = np.zeros(self._n_items, dtype=bool)
+        code = self.store_code.get(store)
+        if code is None:
+            return mask
+        span = self._n_items * self._n_sizes
+        lo, hi = np.searchsorted(self._store_keys, [code * span, (code + 1) * span])
+        keys = self._store_keys[lo:hi][self._store_qty[lo:hi] > 0]
+        mask[(keys // self._n_sizes) % self._n_items] = True
+        return mask
+
 
 def _load_sequence(layout: BundleLayout) -> SequenceRecommender | None:
     """The bundle's LSTM, set up for serving: one torch thread per request (the service runs

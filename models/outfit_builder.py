@@ -62,9 +62,7 @@ def _finishing(
         return Category.ACCESSORY.value
     if accessory is None:
         return Category.OUTERWEAR.value
-    return (
-        Category.OUTERWEAR.value if share[outer] > share[accessory] else Category.ACCESSORY.value
-    )
+    return Category.OUTERWEAR.value if share[outer] > share[accessory] else Category.ACCESSORY.value
 
 
 def outfit_slots(
