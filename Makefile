@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 REDIS_PORT ?= 6379
 
-.PHONY: run test check fmt install bench clean ensure-redis
+.PHONY: run test check fmt install bench clean ensure-redis ensure-chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,19 @@ ensure-redis:
 		echo "redis: no server and redis-server not installed; Redis tests will skip"; \
 	fi
 
-test: $(STAMP) ensure-redis
+## Install Debian's Chromium and chromedriver for the kiosk page's browser tests when either is
+## missing (sudo only when not root).
+ensure-chromium:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		echo "chromium: /usr/bin/chromium and /usr/bin/chromedriver present"; \
+	else \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		echo "chromium: installing chromium and chromium-driver"; \
+		$$SUDO apt-get update && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	fi
+
+test: $(STAMP) ensure-redis ensure-chromium
 	$(BIN)/python -m pytest -q
 
 check: $(STAMP)

@@ -149,3 +149,21 @@ def redis_missing(reason: str) -> NoReturn:
     if redis_server_required():
         pytest.fail(f"Redis is required here (CI / LOOKBOOK_REQUIRE_REDIS=1): {reason}")
     pytest.skip(reason)
+
+
+CHROMIUM = Path(os.environ.get("LOOKBOOK_CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("LOOKBOOK_CHROMEDRIVER", "/usr/bin/chromedriver"))
+
+
+def browser_required() -> bool:
+    """In CI (``LOOKBOOK_REQUIRE_BROWSER=1``, set by ``.ci/run``) the browser tests must run."""
+    return os.environ.get("LOOKBOOK_REQUIRE_BROWSER") == "1"
+
+
+def browser_missing(reason: str) -> NoReturn:
+    """Chromium or chromedriver is missing: a failure where the browser is required
+    (:func:`browser_required`), a skip with ``reason`` elsewhere (``make ensure-chromium``
+    installs both)."""
+    if browser_required():
+        pytest.fail(f"a browser is required here (LOOKBOOK_REQUIRE_BROWSER=1): {reason}")
+    pytest.skip(reason)
