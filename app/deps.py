@@ -10,13 +10,13 @@ from fastapi import Depends, Query, Request
 from app.customers import Customers
 from app.feeds import Feeds
 from app.ingest import Ingest
+from app.kiosk import KioskService
 from app.list_options import DIVERSITY, PRICE, ListOptions
 from app.look import LookService
 from app.privacy import Privacy
 from app.runtime import BundleManager
 from app.service import RecommendationService
 from app.settings import Settings
-from app.kiosk import KioskService
 from app.size_advice import SizeAdvisor
 from feature_store.errors import InvalidRequest
 

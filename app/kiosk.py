@@ -260,13 +260,13 @@ class KioskService:
         anywhere = stock_mask(bundle)
         here = self._store_mask(bundle, store_id)
         occ = self._occasion(bundle, occasion) if occasion is not None else None
-        ranked = model.complete(
-            items,
-            k_per_slot=POOL,
-            categories=slots,
-            exclude=bought,
-            allowed=None if anywhere is None else np.flatnonzero(anywhere),
-        )
+        # the model's own retrieval (its per-category index), then what is in stock anywhere
+        ranked = model.complete(items, k_per_slot=POOL, categories=slots, exclude=bought)
+        if anywhere is not None:
+            ranked = {
+                slot: (found[anywhere[found]], scores[anywhere[found]])
+                for slot, (found, scores) in ranked.items()
+            }
         picks: dict[str, list[_Pick]] = {}
         elsewhere: list[_Pick] = []
         for slot in slots:
@@ -317,9 +317,9 @@ class KioskService:
                 if slot not in outfit.items:
                     continue
                 pick = by_item[outfit.items[slot]]
-                entry = self._entry(bundle, model, items, pick, occasion, position)
-                entries.append(entry)
-                positions.append((entry["item_id"], SOURCE, 1.0))
+                shown = self._entry(bundle, model, items, pick, occasion, position)
+                entries.append(shown)
+                positions.append((shown["item_id"], SOURCE, 1.0))
                 position += 1
             rendered_outfits.append(
                 {
@@ -332,9 +332,9 @@ class KioskService:
             )
         rendered_elsewhere = []
         for pick in elsewhere:
-            entry = self._entry(bundle, model, items, pick, occasion, position)
-            rendered_elsewhere.append(entry)
-            positions.append((entry["item_id"], ELSEWHERE_SOURCE, 1.0))
+            shown = self._entry(bundle, model, items, pick, occasion, position)
+            rendered_elsewhere.append(shown)
+            positions.append((shown["item_id"], ELSEWHERE_SOURCE, 1.0))
             position += 1
         body = {
             "model_version": bundle.version,
@@ -575,12 +575,25 @@ class KioskService:
         }
 
 
+_colour_lock = threading.Lock()
+_colours: dict[str, list[str | None]] = {}
+
+
 def _colour(bundle: LoadedBundle, item: int) -> str | None:
-    frame = bundle.catalog.frame
-    if ItemCols.COLOUR not in frame.columns:
-        return None
-    value = frame[ItemCols.COLOUR].iat[item]
-    return str(value) if isinstance(value, str) and value else None
+    """The item's colour (None when the catalog has none); the column is read once per bundle."""
+    with _colour_lock:
+        found = _colours.get(bundle.version)
+        if found is None:
+            frame = bundle.catalog.frame
+            column = (
+                frame[ItemCols.COLOUR].tolist()
+                if ItemCols.COLOUR in frame.columns
+                else [None] * len(frame)
+            )
+            found = [v if isinstance(v, str) and v else None for v in column]
+            _colours.clear()
+            _colours[bundle.version] = found
+    return found[item]
 
 
 def _advice_body(advice: SizeAdvice) -> dict[str, Any]:

@@ -136,7 +136,9 @@ def _top(frames: dict[str, pd.DataFrame]) -> str:
 
 def _units(frames: dict[str, pd.DataFrame], item: str, size: str) -> int:
     stock = frames["stock"]
-    rows = stock[(stock["item_id"] == item) & (stock["size"] == size) & (stock["store_id"] == STORE)]
+    rows = stock[
+        (stock["item_id"] == item) & (stock["size"] == size) & (stock["store_id"] == STORE)
+    ]
     return int(rows["quantity"].sum())
 
 
