@@ -49,7 +49,7 @@ from feature_store.errors import InvalidEvent, InvalidRequest, ModelNotLoaded, U
 from feature_store.schema import ONLINE_STORE, Category, Channel, InteractionType, ItemCols
 from feature_store.served_lists import template
 from models.complementary import ComplementaryModel
-from models.occasions import OCCASION_STRENGTH, OCCASIONS, occasion_scores
+from models.occasions import OCCASION_STRENGTH, OCCASIONS, all_occasion_scores, occasion_scores
 from models.outfit_builder import compose, outfit_slots
 from models.seasonal import WEATHER_HINTS, season_of
 
@@ -60,6 +60,7 @@ PER_SLOT: Final = 4  # candidates per slot the outfits are composed from
 POOL: Final = 200  # the complementary model's candidates per slot before stock and size checks
 MAX_SIZE_CHECKS: Final = 16  # size advice asked per slot at most (each checks the store's stock)
 MAX_LOCATIONS: Final = 3  # other stores named for an item that is not here
+MAX_TABLES: Final = 256  # per-bundle store masks / occasion scores kept (two bundles' worth)
 SOURCE: Final = "kiosk"
 ELSEWHERE_SOURCE: Final = "kiosk_elsewhere"
 #: Letter sizes an anonymous shopper's tried size carries over to other garments in.
@@ -136,7 +137,7 @@ class KioskService:
         if found is None:
             found = bundle.stock.store_items(store_id)
             with self._lock:
-                if len(self._masks) > 64 or any(k[0] != bundle.version for k in self._masks):
+                if len(self._masks) > MAX_TABLES:
                     self._masks.clear()
                 self._masks[key] = found
         return found
@@ -148,10 +149,25 @@ class KioskService:
         if found is None:
             found = occasion_scores(bundle.catalog.frame, occasion)
             with self._lock:
-                if any(k[0] != bundle.version for k in self._occasions):
+                if len(self._occasions) > MAX_TABLES:
                     self._occasions.clear()
                 self._occasions[key] = found
         return found
+
+    def warm(self, bundle: LoadedBundle) -> None:
+        """A bundle's kiosk tables before it serves (a bundle-manager warm-up): every occasion's
+        item scores, every store's in-stock mask, the colours, the size advice's item fit counts."""
+        scores = all_occasion_scores(bundle.catalog.frame)
+        self.advisor.stats(bundle)
+        masks = {s: bundle.stock.store_items(s) for s in bundle.stock.stores if s != ONLINE_STORE}
+        with self._lock:
+            for table in (self._occasions, self._masks):
+                if len(table) > MAX_TABLES:
+                    table.clear()
+            self._occasions.update({(bundle.version, o): v for o, v in scores.items()})
+            self._masks.update({(bundle.version, s): m for s, m in masks.items()})
+        if len(bundle.catalog.ids):
+            _colour(bundle, 0)
 
     # -- validation ------------------------------------------------------------------------------
 
@@ -591,7 +607,8 @@ def _colour(bundle: LoadedBundle, item: int) -> str | None:
                 else [None] * len(frame)
             )
             found = [v if isinstance(v, str) and v else None for v in column]
-            _colours.clear()
+            if len(_colours) >= 2:  # the served bundle and the one being swapped in
+                _colours.clear()
             _colours[bundle.version] = found
     return found[item]
 

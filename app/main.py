@@ -201,6 +201,7 @@ def create_app(
         bandit=build_bandit(settings, store),
         bandit_seed=settings.bandit_seed,
     )
+    bundles.warmups.append(service.kiosk.warm)  # the kiosk's per-bundle tables
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

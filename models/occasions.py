@@ -22,7 +22,7 @@ table on them.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -37,6 +37,7 @@ __all__ = [
     "OCCASION_STRENGTH",
     "RENTED_FOR",
     "Occasion",
+    "all_occasion_scores",
     "occasion_scores",
     "parse_occasion",
 ]
@@ -199,32 +200,51 @@ def _cell_values(cell: Any) -> list[str]:
     return []
 
 
+def _factorized(frame: pd.DataFrame, column: str) -> tuple[npt.NDArray[np.intp], list[list[str]]]:
+    """Per row a code, and per code the cell's normalised values (string or list cells)."""
+    cells = frame[column].tolist()
+    if any(isinstance(v, list | tuple | np.ndarray) for v in cells):
+        lists = (list | tuple | np.ndarray,)
+        cells = ["\x1f".join(map(str, v)) if isinstance(v, lists) else v for v in cells]
+    codes, uniques = pd.factorize(pd.Series(cells, dtype=object), use_na_sentinel=True)
+    values = [_cell_values(str(u).split("\x1f")) for u in uniques]
+    return codes, values
+
+
 def occasion_scores(frame: pd.DataFrame, occasion: str) -> npt.NDArray[np.float32]:
     """One score per row of the catalog ``frame`` for ``occasion`` (a key of :data:`OCCASIONS`):
     the best weight among the item's styles, product type and category that suit it, minus the
-    best weight among them that it should avoid, in [-1, 1]. Rows sharing their values are
-    scored once."""
-    spec = OCCASIONS[occasion]
+    best weight among them that it should avoid, in [-1, 1]."""
+    return all_occasion_scores(frame, [occasion])[occasion]
+
+
+def all_occasion_scores(
+    frame: pd.DataFrame, occasions: Sequence[str] | None = None
+) -> dict[str, npt.NDArray[np.float32]]:
+    """:func:`occasion_scores` of several occasions (default: all) at once: each column is
+    factorized once and each distinct value scored once per occasion."""
+    names = list(OCCASIONS) if occasions is None else list(occasions)
     n = len(frame)
-    columns = [c for c in (ItemCols.STYLES, ItemCols.PRODUCT_TYPE, ItemCols.CATEGORY) if c in frame]
-    if n == 0 or not columns:
-        return np.zeros(n, dtype=np.float32)
-    keys = [
-        tuple(tuple(_cell_values(v)) for v in row)
-        for row in zip(*(frame[c].tolist() for c in columns), strict=True)
+    columns = [
+        (c, _factorized(frame, c))
+        for c in (ItemCols.STYLES, ItemCols.PRODUCT_TYPE, ItemCols.CATEGORY)
+        if c in frame.columns and n
     ]
-    codes, uniques = pd.factorize(pd.Series(keys, dtype=object))
-    scores = np.zeros(len(uniques), dtype=np.float32)
-    for u, key in enumerate(uniques):
-        parts = dict(zip(columns, key, strict=True))
-        styles = list(parts.get(ItemCols.STYLES, ()))
-        ptype = list(parts.get(ItemCols.PRODUCT_TYPE, ()))
-        category = list(parts.get(ItemCols.CATEGORY, ()))
-        good = max(
-            _best(styles, spec.styles),
-            _best(ptype, spec.product_types),
-            _best(category, spec.categories),
-        )
-        bad = _best([*styles, *ptype, *category], spec.avoid)
-        scores[u] = good - bad
-    return np.clip(scores[codes], -1.0, 1.0).astype(np.float32)
+    out: dict[str, npt.NDArray[np.float32]] = {}
+    for name in names:
+        spec = OCCASIONS[name]
+        wanted = {
+            ItemCols.STYLES: spec.styles,
+            ItemCols.PRODUCT_TYPE: spec.product_types,
+            ItemCols.CATEGORY: spec.categories,
+        }
+        good = np.zeros(n, dtype=np.float32)
+        bad = np.zeros(n, dtype=np.float32)
+        for column, (codes, values) in columns:
+            per_good = np.array([_best(v, wanted[column]) for v in values] + [0.0], np.float32)
+            per_bad = np.array([_best(v, spec.avoid) for v in values] + [0.0], np.float32)
+            at = np.where(codes >= 0, codes, len(values))
+            good = np.maximum(good, per_good[at])
+            bad = np.maximum(bad, per_bad[at])
+        out[name] = np.clip(good - bad, -1.0, 1.0).astype(np.float32)
+    return out
