@@ -49,7 +49,7 @@ from feature_store.errors import InvalidEvent, InvalidRequest, ModelNotLoaded, U
 from feature_store.schema import ONLINE_STORE, Category, Channel, InteractionType, ItemCols
 from feature_store.served_lists import template
 from models.complementary import ComplementaryModel
-from models.occasions import OCCASION_STRENGTH, OCCASIONS, all_occasion_scores, occasion_scores
+from models.occasions import OCCASIONS, all_occasion_scores, occasion_bonus, occasion_scores
 from models.outfit_builder import compose, outfit_slots
 from models.seasonal import WEATHER_HINTS, season_of
 
@@ -405,8 +405,7 @@ class KioskService:
         """Order of ``found`` with the occasion prior (its bonus per item, zeros without)."""
         if occ is None or len(found) == 0:
             return np.arange(len(found)), np.zeros(len(found), np.float32)
-        spread = float(np.std(scores)) if len(scores) > 1 else 1.0
-        bonus = (OCCASION_STRENGTH * max(spread, 1e-3) * occ[found]).astype(np.float32)
+        bonus = occasion_bonus(scores, occ[found])
         return np.lexsort((np.arange(len(found)), -(scores + bonus))), bonus
 
     def _sized(

@@ -248,3 +248,14 @@ def all_occasion_scores(
             bad = np.maximum(bad, per_bad[at])
         out[name] = np.clip(good - bad, -1.0, 1.0).astype(np.float32)
     return out
+
+
+def occasion_bonus(
+    scores: npt.NDArray[np.floating[Any]], occasion_of_items: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """The occasion's additive bonus for candidates with ``scores`` (any scale) and their
+    :func:`occasion_scores`: ``OCCASION_STRENGTH`` × the spread (standard deviation) of the
+    scores × the occasion score, so the prior weighs the same whatever the ranking's scale. The
+    kiosk and the occasion benchmark rank by ``scores + occasion_bonus(scores, …)``."""
+    spread = float(np.std(scores)) if len(scores) > 1 else 1.0
+    return (OCCASION_STRENGTH * max(spread, 1e-3) * occasion_of_items).astype(np.float32)
