@@ -44,7 +44,7 @@ from app.rendering import Renderer
 from app.response_cache import ResponseCache
 from app.runtime import BundleManager, LoadedBundle
 from app.served_lists import Served
-from app.size_advice import SizeAdvice, SizeAdvisor, TriedSize, UnknownStoreParam
+from app.size_advice import FitVerdict, SizeAdvice, SizeAdvisor, TriedSize, UnknownStoreParam
 from feature_store.errors import InvalidEvent, InvalidRequest, ModelNotLoaded, UnknownItem
 from feature_store.schema import ONLINE_STORE, Category, Channel, InteractionType, ItemCols
 from feature_store.served_lists import template
@@ -76,7 +76,7 @@ class CarriedItem:
 
     item_id: str
     size: str | None = None
-    fit: str | None = None  # too_small / fits / too_large; None with a size: taken as fits
+    fit: FitVerdict | None = None  # None with a size: taken as "fits"
 
 
 @dataclass(frozen=True)
@@ -255,11 +255,7 @@ class KioskService:
         carried_entries: list[dict[str, Any]] = []
         letter_size: tuple[str, str] | None = None  # (size, carried item name) to carry over
         for entry, item in zip(carried, items, strict=True):
-            tried = (
-                TriedSize(entry.size, entry.fit or "fits")  # type: ignore[arg-type]
-                if entry.size is not None
-                else None
-            )
+            tried = TriedSize(entry.size, entry.fit or "fits") if entry.size is not None else None
             advice = self.advisor.advise(entry.item_id, customer_id, store_id, tried)
             carried_entries.append(self._carried_entry(bundle, item, entry, advice))
             size = advice.recommended
@@ -287,7 +283,7 @@ class KioskService:
         elsewhere: list[_Pick] = []
         for slot in slots:
             found, scores = ranked.get(slot, (np.empty(0, np.int64), np.empty(0, np.float32)))
-            if len(found) and not here[found].sum() >= PER_SLOT:
+            if int(here[found].sum()) < PER_SLOT:  # few of the best are here: rank the store's
                 found, scores = self._store_ranking(model, items, slot, bought, here, found, scores)
             order, bonus = self._rerank(found, scores, occ)
             kept: list[_Pick] = []
@@ -572,7 +568,7 @@ class KioskService:
                 "type": InteractionType.ADD_TO_CART.value,
                 "channel": Channel.KIOSK.value,
                 "size": size,
-                "price": round(float(bundle.catalog.prices[item]), 2),
+                "price": _price(bundle, item),
                 "store_id": store_id,
             }
             if recommendation_id is not None and line.position is not None:
@@ -610,6 +606,12 @@ def _colour(bundle: LoadedBundle, item: int) -> str | None:
                 _colours.clear()
             _colours[bundle.version] = found
     return found[item]
+
+
+def _price(bundle: LoadedBundle, item: int) -> float | None:
+    """The catalog price for the event (None when the catalog has none for the item)."""
+    price = float(bundle.catalog.prices[item])
+    return round(price, 2) if np.isfinite(price) and price >= 0 else None
 
 
 def _advice_body(advice: SizeAdvice) -> dict[str, Any]:

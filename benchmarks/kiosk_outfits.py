@@ -91,18 +91,22 @@ def run_mango(root: Path, seed: int, quick: bool) -> str:
         "baseline: attribute match with the carried item": per_slot(baselines.attribute_match),
         "baseline: co-occurrence with the carried item": per_slot(baselines.cooccurrence),
     }
-    result = outfit_completion(model, data.items, test, methods, seed=seed + 7)
+    seen = np.zeros(data.n_items, dtype=bool)
+    seen[train.indices] = True
+    result = outfit_completion(model, data.items, test, methods, seed=seed + 7, seen=seen)
     present = [c for c in CATEGORY_ORDER if any(h.pieces.get(c) for h in result.methods.values())]
     first = next(iter(result.methods.values()))
     rows = [
-        [name, pct(h.rate()), *[pct(h.rate(c)) for c in present]]
+        [name, pct(h.rate()), *[pct(h.rate(c)) for c in present], pct(result.unseen[name].rate())]
         for name, h in result.methods.items()
     ]
+    n_unseen = sum(next(iter(result.unseen.values())).pieces.values())
     table = markdown_table(
         [
             "method (3 suggestions per slot)",
             "hit@3 all",
             *[f"{c} (n={first.pieces.get(c, 0)})" for c in present],
+            f"carried item in no training outfit (n={n_unseen})",
         ],
         rows,
     )

@@ -22,8 +22,9 @@ from typing import Any
 import pandas as pd
 import pytest
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
+from app.errors import error_response
 from app.main import create_app
 from app.service import RecommendationService
 from app.settings import Settings
@@ -50,6 +51,8 @@ CHROMIUM_FLAGS = (
     f"--window-size={WIDTH},{HEIGHT}",
 )
 WAIT_S = 30.0
+#: Keys the test service refuses, as the API-key check would: unknown (401), no kiosk scope (403).
+REFUSED = {"Bearer rejected-key": (401, "unauthorized"), "Bearer no-scope-key": (403, "forbidden")}
 
 
 @dataclass
@@ -58,6 +61,7 @@ class Live:
     app: FastAPI
     server: uvicorn.Server
     thread: threading.Thread
+    authorization: list[str | None]  # the Authorization header of every /v1/ request
 
     @property
     def service(self) -> RecommendationService:
@@ -73,6 +77,17 @@ class Live:
 def live(settings: Settings) -> Iterator[Live]:
     """The real service on a free loopback port, in a thread of this process."""
     app = create_app(settings)
+    seen: list[str | None] = []
+
+    @app.middleware("http")
+    async def record_authorization(request: Request, call_next: Any) -> Any:
+        if request.url.path.startswith("/v1/"):
+            seen.append(request.headers.get("authorization"))
+            refused = REFUSED.get(request.headers.get("authorization") or "")
+            if refused is not None:  # what the API-key check answers (another engineer's part)
+                return error_response(refused[0], refused[1], "refused by the test's key check")
+        return await call_next(request)
+
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
@@ -84,7 +99,7 @@ def live(settings: Settings) -> Iterator[Live]:
         assert thread.is_alive(), "the service did not start"
         assert time.monotonic() < deadline, "the service did not start within 30 s"
         time.sleep(0.05)
-    running = Live(f"http://127.0.0.1:{port}", app, server, thread)
+    running = Live(f"http://127.0.0.1:{port}", app, server, thread, seen)
     yield running
     running.stop()
 
@@ -217,6 +232,7 @@ def test_kiosk_page_outfits_in_store_and_send_to_cart(
         assert event.type is InteractionType.ADD_TO_CART and event.channel is Channel.KIOSK
         assert event.store_id == STORE and event.recommendation_id is not None
     assert _message(browser) == ""
+    assert set(live.authorization) == {None}  # no key given: no Authorization header
 
 
 def test_kiosk_page_unknown_item_and_unreachable_service(
@@ -225,15 +241,29 @@ def test_kiosk_page_unknown_item_and_unreachable_service(
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    browser.get(f"{live.url}/kiosk?store={STORE}")
+    # an API key given in the fragment: kept in sessionStorage, off the URL, sent as a Bearer token
+    browser.get(f"{live.url}/kiosk?store={STORE}#key=kiosk-test-key")
     _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#occasions .chip"), "the page")
+    assert browser.execute_script("return location.hash;") == ""
+    assert browser.execute_script("return location.search;") == f"?store={STORE}"
+    stored = browser.execute_script("return sessionStorage.getItem('lookbook.kiosk.key');")
+    assert stored == "kiosk-test-key"
     field = browser.find_element(By.ID, "item-input")
     field.send_keys("NOPE-404", Keys.ENTER)
     _wait(browser, lambda d: "NOPE-404" in _message(d), "the unknown-item message")
     assert "don't know the item number" in _message(browser)
     assert not browser.find_elements(By.CSS_SELECTOR, "#carried li")
+    assert live.authorization and set(live.authorization) == {"Bearer kiosk-test-key"}
     RESULTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(RESULTS / "kiosk-unknown-item.png"))
+    # keys the service refuses: a clear message, not a broken page
+    for key, words in (("rejected-key", "not signed in"), ("no-scope-key", "not allowed")):
+        browser.execute_script(f"sessionStorage.setItem('lookbook.kiosk.key', '{key}');")
+        browser.get(f"{live.url}/kiosk?store={STORE}")
+        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#occasions .chip"), "the page")
+        browser.find_element(By.ID, "item-input").send_keys(_top(frames), Keys.ENTER)
+        _wait(browser, lambda d, w=words: w in _message(d), f"the {key} message")
+    field = browser.find_element(By.ID, "item-input")
     live.stop()  # the service goes away under the page
     field.clear()
     field.send_keys(_top(frames), Keys.ENTER)

@@ -71,6 +71,7 @@ class CompletionResult:
     """Hit counts per method, and how the held-out pieces fell (in a slot or not)."""
 
     methods: dict[str, HitCounts]
+    unseen: dict[str, HitCounts]  # the outfits whose carried item no training outfit holds
     outfits: int
     pieces_in_slots: int
     pieces_outside_slots: int
@@ -166,13 +167,16 @@ def outfit_completion(
     methods: Mapping[str, Callable[[int, list[str]], dict[str, IntArray]]],
     *,
     seed: int,
+    seen: npt.NDArray[np.bool_] | None = None,
     progress: bool = True,
 ) -> CompletionResult:
     """Hit@3 per category of every method on the held-out outfits ``test`` (one carried item per
-    outfit, seeded; outfits without a carried-kind item or with a single item are skipped)."""
+    outfit, seeded; outfits without a carried-kind item or with a single item are skipped); with
+    ``seen`` (per item: in a training outfit), also over the outfits whose carried item is not."""
     rng = np.random.default_rng(seed)
     categories = items[ItemCols.CATEGORY].astype(str).to_numpy()
     counts = {name: HitCounts() for name in methods}
+    unseen = {name: HitCounts() for name in methods}
     used = inside = outside = 0
     for outfit in tqdm(test, desc="kiosk outfits", disable=not progress, mininterval=2.0):
         if len(outfit) < 2:
@@ -191,8 +195,11 @@ def outfit_completion(
             suggested = method(carried, slots)
             for piece in in_slots:
                 found = suggested.get(categories[piece], np.empty(0, np.int64))
-                counts[name].add(str(categories[piece]), bool(np.isin(piece, found)))
-    return CompletionResult(counts, used, inside, outside)
+                hit = bool(np.isin(piece, found))
+                counts[name].add(str(categories[piece]), hit)
+                if seen is not None and not seen[carried]:
+                    unseen[name].add(str(categories[piece]), hit)
+    return CompletionResult(counts, unseen, used, inside, outside)
 
 
 @dataclass
