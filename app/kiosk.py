@@ -9,8 +9,8 @@ carried items; an occasion adds its prior (:mod:`models.occasions`, scaled by th
 slot's scores). Walking down each slot's ranking, an item is kept when it is in stock *in this
 store in the advised size* — the size advice (:class:`app.size_advice.SizeAdvisor`: the
 customer's size with their consent; an anonymous shopper's letter size carried over from what
-they tried) — until ``PER_SLOT`` are kept; the neighbouring size to bring along and the stock of
-both come with it. :func:`models.outfit_builder.compose` then picks ``N_OUTFITS`` different
+they tried) — until ``PER_SLOT`` are kept; the neighbouring size to bring along (only one on
+this store's shelves) and the stock of both come with it. :func:`models.outfit_builder.compose` then picks ``N_OUTFITS`` different
 outfits by the model's set compatibility (plus the occasion prior). The best match of a slot that
 is not here in its size is not dropped silently: it is listed under ``elsewhere`` with where it
 is (online, other stores, with their stock).
@@ -44,7 +44,14 @@ from app.rendering import Renderer
 from app.response_cache import ResponseCache
 from app.runtime import BundleManager, LoadedBundle
 from app.served_lists import Served
-from app.size_advice import FitVerdict, SizeAdvice, SizeAdvisor, TriedSize, UnknownStoreParam
+from app.size_advice import (
+    BRING_ALONG_MIN,
+    FitVerdict,
+    SizeAdvice,
+    SizeAdvisor,
+    TriedSize,
+    UnknownStoreParam,
+)
 from feature_store.errors import InvalidEvent, InvalidRequest, ModelNotLoaded, UnknownItem
 from feature_store.schema import ONLINE_STORE, Category, Channel, InteractionType, ItemCols
 from feature_store.served_lists import template
@@ -447,6 +454,19 @@ class KioskService:
                 return int(option.stock)
             return stock.quantity(item, label, store_id)
 
+        if size is not None and size in offered and (bring is None or units(bring) == 0):
+            # a neighbour worth bringing is one on this store's shelves: the advice's, else the
+            # other side's when it is here
+            at = offered.index(size)
+            here = [
+                offered[i]
+                for i in (at + 1, at - 1)
+                if 0 <= i < len(offered)
+                and offered[i] != bring
+                and units(offered[i]) > 0
+                and (offered[i] not in options or options[offered[i]].p_fit >= BRING_ALONG_MIN)
+            ]
+            bring = here[0] if here and bring is not None else None
         return _Pick(
             item=item,
             score=score,

@@ -101,6 +101,7 @@ def test_outfits_are_on_this_stores_shelves_in_the_advised_size(
                 assert entry["bring_along_stock"] == _units(
                     frames, entry["item_id"], entry["bring_along"], STORE
                 )
+                assert entry["bring_along_stock"] > 0  # a neighbour to bring is on the shelves
             assert entry["reason"] and entry["pairs_with"] == top
             shown.append(entry)
     for entry in body["elsewhere"]:  # a better match not here in its size: said where it is
