@@ -366,3 +366,38 @@ def test_page_is_static_and_self_contained(client: TestClient) -> None:
     assert "http://" not in html and "https://" not in html
     _error(client.get("/kiosk/..%2Fkiosk.py"), 404, "not_found")
     _error(client.get("/kiosk/secrets.txt"), 404, "not_found")
+
+
+HOSTILE = [
+    b"", b"null", b"[]", b"{}", b"\xff\xfe", b"[" * 1000, b'{"items": []}',
+    b'{"store_id": "store-001", "items": [{"item_id": "I000001", "size": "M", "fit": null}]}',
+    b'{"store_id": "store-001", "items": [{"item_id": "I000001", "fit": "fits"}]}',
+    b'{"store_id": "store-001", "items": [{"item_id": "I000001", "size": "\\u0000"}]}',
+    b'{"store_id": "store-001", "items": [{"item_id": "I000001"}], "occasion": "\\ud83d\\ude00"}',
+    b'{"store_id": "store-001", "items": [{"item_id": "I000001"}], "weather": ""}',
+    b'{"store_id": "store-001", "items": [{"item_id": "I000001"}], "customer_id": 5}',
+    b'{"store_id": "store-001", "items": [{"item_id": "I000001", "size": "ONE SIZE"}]}',
+    b'{"store_id": "..", "items": [{"item_id": "I000001"}]}',
+    b'{"store_id": "store-001", "items": [{"item_id": "I000001"}, {"item_id": "I000001"}]}',
+    b'{"customer_id": "C1", "store_id": "store-001", "items": [{"item_id": "I000001", "size": "M", "position": -1}]}',
+    b'{"customer_id": "C1", "store_id": "store-001", "items": [{"item_id": "I000001", "size": "M", "position": 1e309}]}',
+    b'{"customer_id": "C1", "store_id": "store-001", "recommendation_id": "x", "items": [{"item_id": "I000001", "size": "M"}]}',
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", ["/v1/kiosk/outfits", "/v1/kiosk/cart"])
+def test_hostile_bodies_never_5xx(client: TestClient, path: str) -> None:
+    import random
+
+    rng = random.Random(11)
+    bodies = list(HOSTILE)
+    for _ in range(40):  # seeded mutations of a valid body
+        raw = bytearray(HOSTILE[7])
+        for _ in range(rng.randint(1, 4)):
+            raw[rng.randrange(len(raw))] = rng.randrange(256)
+        bodies.append(bytes(raw))
+    for body in bodies:
+        response = client.post(path, content=body, headers={"content-type": "application/json"})
+        assert response.status_code < 500, (body, response.text)
+        if response.status_code >= 400:
+            ErrorResponse.model_validate(response.json())
