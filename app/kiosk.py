@@ -5,13 +5,14 @@ cart (``POST /v1/kiosk/cart``).
 Outfits. The carried items decide the slots to fill (:func:`models.outfit_builder.outfit_slots`:
 a bottom for a top, shoes, outerwear or an accessory by season and weather). Per slot, the
 complementary model ranks the items in stock anywhere by their compatibility with *all* the
-carried items; an occasion adds its prior (:mod:`models.occasions`, scaled by the spread of the
-slot's scores). Walking down each slot's ranking, an item is kept when it is in stock *in this
+carried items, plus a popularity prior (:func:`models.outfit_builder.popularity_bonus`, the
+bundle's recent sales) and an occasion's prior (:mod:`models.occasions`), both scaled by the
+spread of the slot's scores. Walking down each slot's ranking, an item is kept when it is in stock *in this
 store in the advised size* — the size advice (:class:`app.size_advice.SizeAdvisor`: the
 customer's size with their consent; an anonymous shopper's letter size carried over from what
 they tried) — until ``PER_SLOT`` are kept; the neighbouring size to bring along (only one on
 this store's shelves) and the stock of both come with it. :func:`models.outfit_builder.compose` then picks ``N_OUTFITS`` different
-outfits by the model's set compatibility (plus the occasion prior). The best match of a slot that
+outfits by the model's set compatibility (plus the priors). The best match of a slot that
 is not here in its size is not dropped silently: it is listed under ``elsewhere`` with where it
 is (online, other stores, with their stock).
 
@@ -57,7 +58,7 @@ from feature_store.schema import ONLINE_STORE, Category, Channel, InteractionTyp
 from feature_store.served_lists import template
 from models.complementary import ComplementaryModel
 from models.occasions import OCCASIONS, all_occasion_scores, occasion_bonus, occasion_scores
-from models.outfit_builder import compose, outfit_slots
+from models.outfit_builder import compose, outfit_slots, popularity_bonus
 from models.seasonal import WEATHER_HINTS, season_of
 
 MAX_CARRIED: Final = 5  # items a shopper carries into a fitting room, at most
@@ -109,6 +110,7 @@ class _Pick:
     bring_along_stock: int | None
     carried_over: str | None  # the carried item whose tried size was carried over
     locations: list[dict[str, Any]] = field(default_factory=list)  # where it is, when not here
+    occasion_bonus: float = 0.0  # the occasion's part of ``bonus``
 
 
 class KioskService:
@@ -292,7 +294,7 @@ class KioskService:
             found, scores = ranked.get(slot, (np.empty(0, np.int64), np.empty(0, np.float32)))
             if int(here[found].sum()) < PER_SLOT:  # few of the best are here: rank the store's
                 found, scores = self._store_ranking(model, items, slot, bought, here, found, scores)
-            order, bonus = self._rerank(found, scores, occ)
+            order, bonus, for_occasion = self._rerank(found, scores, bundle.popularity.scores, occ)
             kept: list[_Pick] = []
             best_elsewhere: _Pick | None = None
             checks = 0
@@ -307,6 +309,7 @@ class KioskService:
                     bundle, item, float(scores[at]), float(bonus[at]), customer_id, store_id,
                     letter_size,
                 )  # fmt: skip
+                pick.occasion_bonus = float(for_occasion[at])
                 if pick.size_stock > 0:
                     kept.append(pick)
                     if len(kept) >= PER_SLOT:
@@ -325,7 +328,7 @@ class KioskService:
             {slot: [p.item for p in found] for slot, found in picks.items()},
             n_outfits=N_OUTFITS,
             per_slot=PER_SLOT,
-            bonus={p.item: p.bonus for p in by_item.values()} if occ is not None else None,
+            bonus={p.item: p.bonus for p in by_item.values()},
         )
         position = 0
         rendered_outfits: list[dict[str, Any]] = []
@@ -403,13 +406,19 @@ class KioskService:
     def _rerank(
         found: npt.NDArray[np.int64],
         scores: npt.NDArray[np.float32],
+        popularity: npt.NDArray[np.float32],
         occ: npt.NDArray[np.float32] | None,
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """Order of ``found`` with the occasion prior (its bonus per item, zeros without)."""
-        if occ is None or len(found) == 0:
-            return np.arange(len(found)), np.zeros(len(found), np.float32)
-        bonus = occasion_bonus(scores, occ[found])
-        return np.lexsort((np.arange(len(found)), -(scores + bonus))), bonus
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Order of ``found`` by compatibility plus the popularity prior plus the occasion's
+        (:func:`models.outfit_builder.popularity_bonus`, :func:`models.occasions.occasion_bonus`);
+        the total bonus and the occasion's per item."""
+        if len(found) == 0:
+            empty = np.zeros(0, np.float32)
+            return np.arange(0), empty, empty
+        popular = popularity_bonus(scores, popularity[found])
+        occasion = occasion_bonus(scores, occ[found]) if occ is not None else np.zeros_like(popular)
+        bonus = (popular + occasion).astype(np.float32)
+        return np.lexsort((np.arange(len(found)), -(scores + bonus))), bonus, occasion
 
     def _sized(
         self,
@@ -536,7 +545,7 @@ class KioskService:
         entry["availability"] = "in_store" if not locations else "elsewhere"
         entry["locations"] = locations
         parts = [f"Goes with the {catalog.names[anchor]}"]
-        if occasion is not None and pick.bonus > 0:
+        if occasion is not None and pick.occasion_bonus > 0:
             parts.append(f"suits {OCCASIONS[occasion].label.lower()}")
         if pick.carried_over is not None and pick.size is not None:
             parts.append(f"{pick.size} as in the {pick.carried_over} you tried")

@@ -17,6 +17,10 @@ here from one pair-score matrix for all combinations at once) and the bonus is a
 prior the caller adds (the occasion). Outfits are then taken greedily: the best combination,
 then the best one sharing the fewest items with those already taken, and so on — different
 outfits first, better ones among equally different.
+
+Popularity (:func:`popularity_bonus`): before composing, the kiosk ranks a slot's candidates by
+compatibility plus a popularity prior (what sells — or, on Mango, what recurs in outfits — is a
+safer suggestion); the same bonus counts in the outfits' scores.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +37,7 @@ from feature_store.schema import Category
 
 from .complementary import ComplementaryModel
 
-__all__ = ["ComposedOutfit", "compose", "outfit_slots"]
+__all__ = ["POPULARITY_STRENGTH", "ComposedOutfit", "compose", "outfit_slots", "popularity_bonus"]
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -186,3 +190,28 @@ def compose(
         )
         for c in chosen
     ]
+
+
+#: The weight of the popularity prior in a slot's ranking, in units of the spread (standard
+#: deviation) of the slot's compatibility scores per standard deviation of log popularity among
+#: its candidates. Chosen on a validation split of the Mango training outfits
+#: (``benchmarks/kiosk_outfits.py --tune``); the test outfits never informed it.
+POPULARITY_STRENGTH: Final = 1.0
+
+
+def popularity_bonus(
+    scores: npt.NDArray[np.floating[Any]],
+    popularity: npt.NDArray[np.floating[Any]],
+    strength: float = POPULARITY_STRENGTH,
+) -> FloatArray:
+    """The additive popularity prior for candidates with compatibility ``scores`` and their
+    ``popularity`` (counts, any scale): ``strength`` × std(scores) × the standardised
+    log popularity among these candidates (0 when they are equally popular)."""
+    if len(scores) < 2 or strength == 0:
+        return np.zeros(len(scores), dtype=np.float32)
+    logs = np.log1p(np.maximum(np.asarray(popularity, dtype=np.float64), 0.0))
+    spread = float(np.std(logs))
+    if spread == 0:
+        return np.zeros(len(scores), dtype=np.float32)
+    z = (logs - logs.mean()) / spread
+    return (strength * max(float(np.std(scores)), 1e-3) * z).astype(np.float32)

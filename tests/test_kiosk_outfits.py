@@ -19,7 +19,7 @@ from models.occasions import (
     occasion_scores,
     parse_occasion,
 )
-from models.outfit_builder import compose, outfit_slots
+from models.outfit_builder import compose, outfit_slots, popularity_bonus
 from tests.test_complementary import ATTRIBUTES, make_catalog, make_outfits, small_model
 from training.kiosk_eval import OutfitBaselines, kiosk_suggest, occasion_hits, outfit_completion
 
@@ -149,3 +149,13 @@ def test_occasion_hits_counts_the_rankings() -> None:
     assert result.hits["aware"]["party"][1] == 1 and result.hits["aware"]["party"][10] == 2
     assert result.hits["learned"]["party"][1] == 1  # item 29 first
     assert result.rate("aware", None, 10) == pytest.approx(2 / 3)
+
+
+def test_popularity_bonus_is_scale_free_and_neutral_for_equals() -> None:
+    scores = np.array([3.0, 2.0, 1.0, 0.5])
+    sales = np.array([1.0, 10.0, 100.0, 0.0])
+    bonus = popularity_bonus(scores, sales)
+    assert bonus[2] > bonus[1] > bonus[0] > bonus[3]
+    assert np.allclose(popularity_bonus(scores * 10, sales), 10 * bonus, rtol=1e-5)
+    assert np.all(popularity_bonus(scores, np.full(4, 7.0)) == 0)
+    assert np.all(popularity_bonus(scores, sales, strength=0.0) == 0)

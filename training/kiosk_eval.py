@@ -33,7 +33,7 @@ from feature_store.outfits import Outfits
 from feature_store.schema import Category, ItemCols
 from models.complementary import ComplementaryModel
 from models.occasions import occasion_bonus
-from models.outfit_builder import compose, outfit_slots
+from models.outfit_builder import POPULARITY_STRENGTH, compose, outfit_slots, popularity_bonus
 
 logger = logging.getLogger("lookbook.training")
 
@@ -125,18 +125,37 @@ class OutfitBaselines:
 
 
 def kiosk_suggest(
-    model: ComplementaryModel, per_slot: int = 4
+    model: ComplementaryModel,
+    per_slot: int = 4,
+    *,
+    popularity: npt.NDArray[np.float64] | None = None,
+    strength: float = POPULARITY_STRENGTH,
+    pool: int = 50,
 ) -> Callable[[int, list[str]], dict[str, IntArray]]:
-    """The kiosk's suggestions per slot: the items of its three composed outfits."""
+    """The kiosk's suggestions per slot: the items of its three composed outfits — with
+    ``popularity``, each slot's ``pool`` best by compatibility reranked with the popularity
+    prior (:func:`models.outfit_builder.popularity_bonus`), as the kiosk ranks."""
 
     def suggest(carried: int, slots: list[str]) -> dict[str, IntArray]:
-        ranked = model.complete([carried], k_per_slot=per_slot, categories=slots)
+        fetch = pool if popularity is not None else per_slot
+        ranked = model.complete([carried], k_per_slot=fetch, categories=slots)
+        candidates: dict[str, IntArray] = {}
+        bonus: dict[int, float] = {}
+        for slot in slots:
+            found, scores = ranked[slot]
+            if popularity is not None and len(found):
+                extra = popularity_bonus(scores, popularity[found], strength)
+                order = np.lexsort((np.arange(len(found)), -(scores + extra)))[:per_slot]
+                found = found[order]
+                bonus.update(zip(found.tolist(), extra[order].tolist(), strict=True))
+            candidates[slot] = found[:per_slot]
         outfits = compose(
             model,
             [carried],
-            {s: ranked[s][0] for s in slots},
+            candidates,
             n_outfits=SUGGESTIONS,
             per_slot=per_slot,
+            bonus=bonus or None,
         )
         return {
             s: np.array(sorted({o.items[s] for o in outfits if s in o.items}), dtype=np.int64)
