@@ -15,7 +15,10 @@ baselines in the same run, and the store-stock constraint on the synthetic retai
   100 %), and of the ``elsewhere`` items actually available where they say.
 
     .venv/bin/python benchmarks/kiosk_outfits.py [--data-root ../shared/data] [--seed 0] [--quick]
+        [--tune]
 
+``--tune`` instead searches the popularity prior's weight (``POPULARITY_STRENGTH`` in
+``models/outfit_builder.py``) on a validation split carved from the training outfits.
 Prints one Markdown table and the stock line; writes nothing outside a temporary folder.
 """
 
