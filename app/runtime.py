@@ -44,6 +44,7 @@ from models.index import ItemIndex
 from models.popularity import PopularityRecommender
 from models.seasonal import SeasonalModel
 from models.sequence import SequenceRecommender
+from models.size_fit import SizeFitModel
 
 logger = logging.getLogger("lookbook.app")
 
@@ -251,6 +252,8 @@ class LoadedBundle:
     # rate and its product siblings; None for bundles written before them.
     repeat_rates: npt.NDArray[np.float64] | None = None
     siblings: NeighbourTable | None = None
+    # The size-fit model (customers' true sizes, items' offsets; None for bundles without it).
+    size_fit: SizeFitModel | None = None
 
     @classmethod
     def load(
@@ -310,10 +313,15 @@ class LoadedBundle:
                 else None
             )
             sequence = _load_sequence(layout)
+            size_fit = (
+                SizeFitModel.load(layout.size_fit_model)
+                if layout.size_fit_model.is_dir()
+                else None
+            )
             purchase_log = load_purchase_history(layout.purchase_history, len(customers))
             return_log = load_returns(layout.returns, len(customers))
             tables = CandidateTables.load(layout.candidates, len(items))
-            for model in (complementary, seasonal, sequence):
+            for model in (complementary, seasonal, sequence, size_fit):
                 if model is not None and model.n_items != len(items):
                     raise ValueError(f"{model.name} model has {model.n_items} items")
         except (OSError, KeyError, ValueError) as exc:
@@ -354,6 +362,7 @@ class LoadedBundle:
             return_log=return_log,
             repeat_rates=None if tables is None else tables.repeat_rates,
             siblings=None if tables is None else tables.siblings,
+            size_fit=size_fit,
         )
 
     @functools.cached_property

@@ -95,8 +95,8 @@ def test_anonymous_advice(client: TestClient, frames: dict[str, pd.DataFrame]) -
         total = option["p_small"] + option["p_fit"] + option["p_large"]
         assert total == pytest.approx(1.0, abs=1e-3)
     assert body["recommended"] in list(sized["sizes"])
-    best = max(body["sizes"], key=lambda s: s["p_fit"])
-    assert body["fit_probability"] == best["p_fit"]
+    chosen = next(s for s in body["sizes"] if s["size"] == body["recommended"])
+    assert body["fit_probability"] == chosen["p_fit"]
     assert body["runs"] in ("small", "true_to_size", "large")
     assert body["evidence"] and body["reason"]
     # p_small falls and p_large rises along the sizes
@@ -150,10 +150,22 @@ def test_tried_size_moves_advice(client: TestClient, frames: dict[str, pd.DataFr
     customer, item, _ = _sized_purchase(frames)
     offered = [s["size"] for s in _advice(client, item)["sizes"]]
     lower, upper = offered[1], offered[-2]
-    up = _advice(client, item, customer_id=customer, tried_size=lower, tried_fit="too_small")
-    assert offered.index(up["recommended"]) == offered.index(lower) + 1
-    down = _advice(client, item, customer_id=customer, tried_size=upper, tried_fit="too_large")
-    assert offered.index(down["recommended"]) == offered.index(upper) - 1
-    same = _advice(client, item, tried_size=lower, tried_fit="fits")
-    assert same["recommended"] == lower
-    assert lower in same["reason"]
+    for who in ({"customer_id": customer}, {}):
+        before = _advice(client, item, **who)
+        up = _advice(client, item, **who, tried_size=lower, tried_fit="too_small")
+        assert offered.index(up["recommended"]) > offered.index(lower), "never the size too small"
+        small_before = {s["size"]: s["p_small"] for s in before["sizes"]}
+        small_after = {s["size"]: s["p_small"] for s in up["sizes"]}
+        assert small_after[lower] > small_before[lower]
+        down = _advice(client, item, **who, tried_size=upper, tried_fit="too_large")
+        assert offered.index(down["recommended"]) < offered.index(upper)
+        assert "You tried" in up["reason"] and lower in up["reason"]
+    # a shopper who tried a size and found it fitted is told to take it
+    for size in (lower, upper):
+        same = _advice(client, item, tried_size=size, tried_fit="fits")
+        assert same["recommended"] == size
+        same = _advice(client, item, customer_id=customer, tried_size=size, tried_fit="fits")
+        assert same["recommended"] == size
+    # the anonymous shopper who found the smaller size too small is sent one size up
+    up = _advice(client, item, tried_size=offered[0], tried_fit="too_small")
+    assert up["recommended"] == offered[1]

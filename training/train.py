@@ -48,6 +48,7 @@ from models.candidates import (
     repurchase_ranking,
 )
 from models.churn import ChurnConfig, ChurnModel
+from models.size_fit import SizeFitConfig
 from models.index import ItemIndex
 from models.popularity import PopularityRecommender
 from models.sequence import (
@@ -73,6 +74,7 @@ from training.data import (
 from training.evaluate import catalog_groups, event_sizes, product_codes
 from training.look import ComplementaryConfig, SeasonalConfig, fit_complementary, fit_seasonal
 from training.metrics import catalog_coverage, map_at_k, recall_at_k
+from training.size_fit import fit_size_model
 from training.split import time_split
 
 logger = logging.getLogger("lookbook.training")
@@ -191,6 +193,9 @@ class TrainConfig(StrictConfig):
     complementary: ComplementaryConfig = Field(default_factory=ComplementaryConfig)
     seasonal: SeasonalConfig = Field(default_factory=SeasonalConfig)
     sequence: SequenceTrainConfig = Field(default_factory=SequenceTrainConfig)
+    size_fit: SizeFitConfig | None = Field(
+        default_factory=SizeFitConfig, description="the size-fit model (null: not fitted)"
+    )
 
     @classmethod
     def from_file(cls, path: Path | None) -> TrainConfig:
@@ -796,6 +801,12 @@ def train(
         )
         timings["seasonal"] = time.perf_counter() - t
 
+    size_model = None
+    if config.size_fit is not None:
+        t = time.perf_counter()
+        size_model, _ = fit_size_model(dataset, maps, opted_out, config.size_fit, progress=progress)
+        timings["size_fit"] = time.perf_counter() - t
+
     t = time.perf_counter()
     fingerprint = dataset.fingerprint()
     version = new_version(fingerprint)
@@ -845,6 +856,8 @@ def train(
             profiles_batch.save(layout.profiles)
             if churn is not None:
                 churn.save(layout.churn)
+        if size_model is not None:
+            size_model.save(layout.size_fit_model)
         for name, look_model in look_models.items():
             if look_model is not None:
                 look_model.save(layout.model(name))
