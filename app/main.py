@@ -176,7 +176,7 @@ def create_app(
         warmups=[bundle_stats, lambda bundle: bundle.item_similarity],
         on_rejected=lambda _: metrics.bundle_rejected.inc(),
     )
-    event_log = EventLog(settings.event_log_dir)
+    event_log = EventLog(settings.event_log_dir, shared=True)  # workers and replicas: a slot each
     impression_log = ImpressionLog(
         settings.impressions_dir, flush_seconds=settings.impression_log_flush_seconds
     )
