@@ -149,6 +149,7 @@ def build_cache(settings: Settings) -> Cache:
 async def _watch_bundles(app: FastAPI, interval: float) -> None:
     bundles: BundleManager = app.state.bundles
     metrics: Metrics = app.state.metrics
+    service: RecommendationService = app.state.service
     while True:
         await asyncio.sleep(interval)
         try:
@@ -157,6 +158,12 @@ async def _watch_bundles(app: FastAPI, interval: float) -> None:
                 logger.info("now serving bundle %s", bundles.current.version)
         except Exception:  # the watcher must outlive any failure; bad bundles are rejected
             logger.exception("could not look for a newer bundle, still serving the old one")
+        try:  # erasures made through other replicas (their tombstones in the shared log)
+            await run_in_threadpool(
+                lambda: service.customers.sync_erasures(service.event_log.erased_customers())
+            )
+        except Exception:
+            logger.exception("could not read the event log's erasures")
 
 
 def create_app(

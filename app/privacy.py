@@ -8,6 +8,7 @@ revocations it has seen) and decides a customer's consent from what the stores s
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -30,11 +31,25 @@ _store_down = OutageWarning(logger)
 class PrivacyLedger:
     """Customers erased (tombstoned in the event log) and when — bundle data about them that
     predates the erasure is never served — and the revocations this replica has seen, honoured
-    even while the online store is down."""
+    even while the online store is down.
+
+    Erasures through other replicas reach it through the online store (every customer read
+    brings the customer's erasure time: :meth:`learn`) and the event log's tombstones."""
 
     def __init__(self, erased: dict[str, datetime]) -> None:
         self.erased = erased
         self.revoked: set[str] = set()
+        self._lock = threading.Lock()
+
+    def learn(self, customer_id: str, erased_at: datetime) -> bool:
+        """Record an erasure (possibly made by another replica); True when it is news."""
+        with self._lock:
+            known = self.erased.get(customer_id)
+            if known is not None and known >= erased_at:
+                return False
+            self.erased[customer_id] = erased_at
+            self.revoked.discard(customer_id)
+            return True
 
     def bundle_index(self, bundle: LoadedBundle, customer_id: str) -> int | None:
         """The customer's row in the bundle; None when unknown or erased after its data."""
@@ -117,9 +132,9 @@ class Privacy:
         online store (recent events, purchases, consent), the profile states and batch profiles
         (so segments), and every cached list of theirs."""
         self.event_log.erase_customer(customer_id)
-        self.ledger.erased[customer_id] = datetime.now(UTC)
-        self.ledger.revoked.discard(customer_id)
-        self.store.erase_customer(customer_id)
+        erased_at = datetime.now(UTC)
+        self.ledger.learn(customer_id, erased_at)
+        self.store.erase_customer(customer_id, erased_at)  # other replicas learn it from there
         self.store.profile_states.delete(customer_id)
         if self.attribution is not None:
             self.attribution.erase_customer(customer_id)

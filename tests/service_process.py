@@ -40,6 +40,12 @@ class ServiceProcess:
         ]
 
     def start(self, timeout: float = 90.0) -> ServiceProcess:
+        """Launch it and wait until it is ready."""
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def launch(self) -> None:
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 self.command(),
@@ -48,6 +54,10 @@ class ServiceProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Until ``/readyz`` answers 200 (a bundle is loaded); fails with the log's tail."""
+        assert self.proc is not None, "not launched"
         deadline = time.monotonic() + timeout
         with httpx.Client(base_url=self.url, timeout=2.0) as http:
             while True:
@@ -58,7 +68,7 @@ class ServiceProcess:
                     raise AssertionError(f"the service was not ready:\n{log_tail(self.log)}")
                 try:
                     if http.get("/readyz").status_code == 200:
-                        return self
+                        return
                 except httpx.TransportError:
                     pass
                 time.sleep(0.2)

@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
+from service_process import ServiceProcess
 
 from benchmarks._common import child_env
 from feature_store.event_log import EventLog
-from service_process import ServiceProcess
 
 EVENTS = 200
 CONNECTIONS = 20
