@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 REDIS_PORT ?= 6379
 
-.PHONY: run test check fmt install bench clean ensure-redis
+.PHONY: run test check fmt install bench clean ensure-redis ensure-postgres
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,23 @@ ensure-redis:
 		echo "redis: no server and redis-server not installed; Redis tests will skip"; \
 	fi
 
-test: $(STAMP) ensure-redis
+## Start the installed PostgreSQL cluster when none answers on 127.0.0.1 (the PostgreSQL tests
+## create and drop a database of their own; they skip without a server, except in CI).
+ensure-postgres:
+	@if ! command -v pg_isready >/dev/null 2>&1; then \
+		echo "postgres: not installed; PostgreSQL tests will skip"; \
+	elif pg_isready -q -h 127.0.0.1; then \
+		echo "postgres: answering on 127.0.0.1"; \
+	elif [ -d /etc/postgresql ] && command -v pg_ctlcluster >/dev/null 2>&1; then \
+		echo "postgres: starting cluster $$(ls /etc/postgresql) main"; \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; \
+		for i in $$(seq 1 100); do pg_isready -q -h 127.0.0.1 && break; sleep 0.1; done; \
+		pg_isready -h 127.0.0.1; \
+	else \
+		echo "postgres: no server answers and no cluster is installed; PostgreSQL tests will skip"; \
+	fi
+
+test: $(STAMP) ensure-redis ensure-postgres
 	$(BIN)/python -m pytest -q
 
 check: $(STAMP)

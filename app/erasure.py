@@ -4,7 +4,9 @@ access log that never names a customer.
 An erased customer's events stay in the event log's segments (skipped by every reader) until
 :func:`compact_logs` rewrites them; the service runs it every ``compaction_seconds``
 (``LOOKBOOK_COMPACTION_SECONDS``, one hour by default). Only the process holding the event log's
-writer lock compacts, so replicas on one log never compact at the same time. The tombstone line
+writer lock compacts, so replicas on one log never compact at the same time. The PostgreSQL event
+store deletes an erased customer's rows in the erasure's own transaction; its compaction only
+deletes what slipped in since (normally nothing). The tombstone line
 itself (the customer id and the time of erasure) is kept: it is what keeps late, back-dated events
 of the customer out and what the next training drops the customer by.
 """
@@ -18,7 +20,7 @@ import re
 from starlette.concurrency import run_in_threadpool
 
 from feature_store.errors import StoreUnavailable
-from feature_store.event_log import EventLog
+from feature_store.event_store import EventStore
 from feature_store.impression_log import ImpressionLog
 
 logger = logging.getLogger("lookbook.app")
@@ -28,7 +30,7 @@ ACCESS_LOGGER = "uvicorn.access"
 _CUSTOMER_SEGMENT = re.compile(r"(/(?:customers|profiles)/)[^/?#]+")
 
 
-def compact_logs(event_log: EventLog, impressions: ImpressionLog | None) -> tuple[int, int]:
+def compact_logs(event_log: EventStore, impressions: ImpressionLog | None) -> tuple[int, int]:
     """Remove erased customers' events and served-list records from disk: ``(events,
     records)`` removed. ``(0, 0)`` when another process is the event log's writer (it compacts)."""
     try:
@@ -41,7 +43,7 @@ def compact_logs(event_log: EventLog, impressions: ImpressionLog | None) -> tupl
 
 
 async def compact_periodically(
-    event_log: EventLog, impressions: ImpressionLog | None, interval: float
+    event_log: EventStore, impressions: ImpressionLog | None, interval: float
 ) -> None:
     """Run :func:`compact_logs` every ``interval`` seconds until cancelled; a failed run is
     logged and retried at the next one."""

@@ -31,6 +31,9 @@ from feature_store.errors import (
 
 logger = logging.getLogger("lookbook.app")
 
+#: ``Retry-After`` (seconds) of a 503 for a store that cannot be reached (its pool reconnects).
+STORE_RETRY_AFTER_SECONDS = 5
+
 
 class UnknownStore(LookbookError):
     code = "unknown_store"
@@ -130,7 +133,12 @@ def install_error_handlers(app: FastAPI) -> None:
         status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
         if status >= 500:
             logger.warning("%s %s: %s", request.method, request.url.path, exc)
-        return error_response(status, exc.code, str(exc))
+        headers = (
+            {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)}
+            if isinstance(exc, StoreUnavailable)
+            else None
+        )
+        return error_response(status, exc.code, str(exc), headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:

@@ -25,7 +25,7 @@ from app.privacy import Privacy
 from app.response_cache import ResponseCache
 from app.runtime import BundleManager
 from feature_store.errors import StoreUnavailable
-from feature_store.event_log import EventLog
+from feature_store.event_store import EventStore
 from feature_store.online_store import OnlineStore
 from feature_store.schema import Interaction
 
@@ -64,7 +64,7 @@ class Ingest:
         self,
         bundles: BundleManager,
         store: OnlineStore,
-        event_log: EventLog,
+        event_log: EventStore,
         responses: ResponseCache,
         metrics: Metrics,
         customers: Customers,
@@ -103,7 +103,11 @@ class Ingest:
                 message = f"{where}: {first['msg']}" if where else str(first["msg"])
                 rejected.append({"index": index, "code": "invalid_event", "message": message})
         if valid:
-            self.event_log.append(valid)  # durable before acknowledged
+            try:
+                self.event_log.append(valid)  # durable before acknowledged
+            except StoreUnavailable:
+                self.metrics.event_store_errors.labels(operation="append").inc()
+                raise  # 503 with Retry-After: nothing of the batch was acknowledged
             self._record(valid)
             self._attribute(valid)
             version = self.bundles.current.version if self.bundles.loaded else "none"

@@ -21,6 +21,8 @@ from app.cache import Cache, InProcessCache, RedisCache
 from app.erasure import compact_periodically, install_access_log_redaction
 from app.errors import install_error_handlers
 from app.metrics import Metrics
+from app.outage_log import OutageWarning
+from app.privacy import load_erasures
 from app.routes import (
     admin,
     complementary,
@@ -43,8 +45,8 @@ from feature_store.attribution_store import (
     RedisAttributionStore,
 )
 from feature_store.bandit_state import BanditState, InMemoryBanditState, RedisBanditState
-from feature_store.errors import LookbookError
-from feature_store.event_log import EventLog
+from feature_store.errors import LookbookError, StoreUnavailable
+from feature_store.event_store import EventStore, open_event_store
 from feature_store.impression_log import ImpressionLog
 from feature_store.online_store import InMemoryOnlineStore, OnlineStore, RedisOnlineStore
 from feature_store.timeutils import SECONDS_PER_DAY
@@ -52,6 +54,7 @@ from models.bandit import Bandit
 from models.index import ItemIndex
 
 logger = logging.getLogger("lookbook.app")
+_erasures_down = OutageWarning(logger)
 
 
 class LatencyMiddleware:
@@ -140,6 +143,17 @@ def build_bandit(settings: Settings, store: OnlineStore) -> Bandit:
     return Bandit(config, state)
 
 
+def build_event_store(settings: Settings) -> EventStore:
+    """Events, consent and erasures: in PostgreSQL when ``LOOKBOOK_DATABASE_URL`` is set (every
+    replica writes it), else the file log in ``event_log_dir``."""
+    return open_event_store(
+        settings.database_url or settings.event_log_dir,
+        shared=True,  # the file log: a writer slot per process (workers, replicas)
+        pool_size=settings.database_pool_size,
+        timeout_seconds=settings.database_timeout_seconds,
+    )
+
+
 def build_cache(settings: Settings) -> Cache:
     if settings.redis_url:
         return RedisCache(settings.redis_url, prefix=f"{settings.redis_prefix}cache:")
@@ -158,12 +172,14 @@ async def _watch_bundles(app: FastAPI, interval: float) -> None:
                 logger.info("now serving bundle %s", bundles.current.version)
         except Exception:  # the watcher must outlive any failure; bad bundles are rejected
             logger.exception("could not look for a newer bundle, still serving the old one")
-        try:  # erasures made through other replicas (their tombstones in the shared log)
+        try:  # erasures made through other replicas (in the shared event store)
             await run_in_threadpool(
                 lambda: service.customers.sync_erasures(service.event_log.erased_customers())
             )
+        except StoreUnavailable as exc:
+            _erasures_down.warn("event store unavailable, erasures not synchronised: %s", exc)
         except Exception:
-            logger.exception("could not read the event log's erasures")
+            logger.exception("could not read the event store's erasures")
 
 
 def create_app(
@@ -183,7 +199,7 @@ def create_app(
         warmups=[bundle_stats, lambda bundle: bundle.item_similarity],
         on_rejected=lambda _: metrics.bundle_rejected.inc(),
     )
-    event_log = EventLog(settings.event_log_dir, shared=True)  # workers and replicas: a slot each
+    event_log = build_event_store(settings)
     impression_log = ImpressionLog(
         settings.impressions_dir, flush_seconds=settings.impression_log_flush_seconds
     )
@@ -228,6 +244,8 @@ def create_app(
         tasks = []
         if settings.bundle_poll_seconds > 0:
             tasks.append(asyncio.create_task(_watch_bundles(app, settings.bundle_poll_seconds)))
+        if not service.ledger.loaded:  # the event store was unreachable: read them when back
+            tasks.append(asyncio.create_task(load_erasures(service.ledger, service.privacy, 5.0)))
         if settings.compaction_seconds > 0:
             tasks.append(
                 asyncio.create_task(

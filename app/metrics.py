@@ -41,6 +41,14 @@ class Metrics:
             "Online store operations that failed (the request was answered without it).",
             registry=self.registry,
         )
+        self.event_store_errors = Counter(
+            "lookbook_event_store_errors_total",
+            "Event store operations that failed (store unreachable: events and consent or "
+            "erasure changes refused with a 503), by operation (append, consent, erase, read, "
+            "compact).",
+            ["operation"],
+            registry=self.registry,
+        )
         self.model_info = Gauge(
             "lookbook_model_info",
             "The loaded model bundle (value 1 for the version being served).",

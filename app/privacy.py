@@ -7,11 +7,14 @@ revocations it has seen) and decides a customer's consent from what the stores s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+from starlette.concurrency import run_in_threadpool
 
 from app.metrics import Metrics
 from app.outage_log import OutageWarning
@@ -20,6 +23,7 @@ from app.runtime import BundleManager, LoadedBundle
 from feature_store.attribution_store import AttributionStore
 from feature_store.errors import StoreUnavailable
 from feature_store.event_log import EventLog
+from feature_store.event_store import EventStore
 from feature_store.online_store import OnlineStore
 from feature_store.profiles import LiveProfiles
 from models.bundle import list_bundles
@@ -36,9 +40,10 @@ class PrivacyLedger:
     Erasures through other replicas reach it through the online store (every customer read
     brings the customer's erasure time: :meth:`learn`) and the event log's tombstones."""
 
-    def __init__(self, erased: dict[str, datetime]) -> None:
+    def __init__(self, erased: dict[str, datetime], *, loaded: bool = True) -> None:
         self.erased = erased
         self.revoked: set[str] = set()
+        self.loaded = loaded  # False: the event store's erasures could not be read yet
         self._lock = threading.Lock()
 
     def learn(self, customer_id: str, erased_at: datetime) -> bool:
@@ -50,6 +55,28 @@ class PrivacyLedger:
             self.erased[customer_id] = erased_at
             self.revoked.discard(customer_id)
             return True
+
+    @classmethod
+    def load(cls, event_store: EventStore, metrics: Metrics) -> PrivacyLedger:
+        """The ledger of the erasures in ``event_store``; an empty one not ``loaded`` (to
+        :meth:`reload` later) when the store is unreachable, so the service still starts."""
+        ledger = cls({}, loaded=False)
+        ledger.reload(event_store, metrics)
+        return ledger
+
+    def reload(self, event_store: EventStore, metrics: Metrics) -> bool:
+        """Merge the erasures recorded in ``event_store`` (True when it could be read)."""
+        try:
+            erased = event_store.erased_customers()
+        except StoreUnavailable as exc:
+            metrics.event_store_errors.labels(operation="read").inc()
+            _store_down.warn("event store unavailable, erasures not loaded yet: %s", exc)
+            return False
+        for customer_id, erased_at in erased.items():
+            known = self.erased.get(customer_id)
+            self.erased[customer_id] = erased_at if known is None else max(known, erased_at)
+        self.loaded = True
+        return True
 
     def bundle_index(self, bundle: LoadedBundle, customer_id: str) -> int | None:
         """The customer's row in the bundle; None when unknown or erased after its data."""
@@ -79,7 +106,7 @@ class Privacy:
         self,
         bundles: BundleManager,
         store: OnlineStore,
-        event_log: EventLog,
+        event_log: EventStore,
         responses: ResponseCache,
         metrics: Metrics,
         ledger: PrivacyLedger,
@@ -118,7 +145,11 @@ class Privacy:
             self.ledger.revoked.discard(customer_id)
         else:
             self.ledger.revoked.add(customer_id)
-        self.event_log.record_consent(customer_id, personalization)  # the trainer honours it
+        try:
+            self.event_log.record_consent(customer_id, personalization)  # the trainer honours it
+        except StoreUnavailable:
+            self.metrics.event_store_errors.labels(operation="consent").inc()
+            raise
         self.store.set_consent(customer_id, personalization)
         live = self.profiles()
         if live is not None:
@@ -131,7 +162,11 @@ class Privacy:
         their events at once; compaction and the next training remove them physically), then the
         online store (recent events, purchases, consent), the profile states and batch profiles
         (so segments), and every cached list of theirs."""
-        self.event_log.erase_customer(customer_id)
+        try:
+            self.event_log.erase_customer(customer_id)
+        except StoreUnavailable:
+            self.metrics.event_store_errors.labels(operation="erase").inc()
+            raise
         erased_at = datetime.now(UTC)
         self.ledger.learn(customer_id, erased_at)
         self.store.erase_customer(customer_id, erased_at)  # other replicas learn it from there
@@ -145,7 +180,11 @@ class Privacy:
         return {
             "customer_id": customer_id,
             "erased": True,
-            "event_log": "tombstoned: removed from disk at the next compaction or training",
+            "event_log": (
+                "tombstoned: removed from disk at the next compaction or training"
+                if isinstance(self.event_log, EventLog)
+                else "deleted with the erasure record, in one transaction"
+            ),
         }
 
     def _invalidate(self, customer_id: str) -> None:
@@ -155,3 +194,12 @@ class Privacy:
             versions.add(self.bundles.current.version)
         versions.add("none")
         self.responses.invalidate_customer(customer_id, versions)
+
+
+async def load_erasures(ledger: PrivacyLedger, privacy: Privacy, interval: float) -> None:
+    """Until the ledger holds the event store's erasures, try to read them every ``interval``
+    seconds (the service started while the event store was unreachable)."""
+    while not ledger.loaded:
+        await asyncio.sleep(interval)
+        if await run_in_threadpool(ledger.reload, privacy.event_log, privacy.metrics):
+            logger.info("event store reachable: %d erasures loaded", len(ledger.erased))

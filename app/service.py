@@ -35,7 +35,7 @@ from app.runtime import BundleManager
 from app.served_lists import ServedLists
 from feature_store.attribution_store import AttributionStore
 from feature_store.bandit_state import InMemoryBanditState
-from feature_store.event_log import EventLog
+from feature_store.event_store import EventStore
 from feature_store.impression_log import ImpressionLog
 from feature_store.online_store import OnlineStore
 from models.bandit import Bandit, BanditConfig
@@ -49,7 +49,7 @@ class RecommendationService:
         self,
         bundles: BundleManager,
         store: OnlineStore,
-        event_log: EventLog,
+        event_log: EventStore,
         cache: Cache,
         metrics: Metrics,
         *,
@@ -69,7 +69,7 @@ class RecommendationService:
         self.cache = cache
         self.metrics = metrics
         self.clock = Clock()
-        self.ledger = PrivacyLedger(event_log.erased_customers())
+        self.ledger = PrivacyLedger.load(event_log, metrics)
         self.attribution_store = attribution_store
         if bandit is None:  # off by default, in-process (an experiment may still turn it on)
             config = BanditConfig()
@@ -131,5 +131,7 @@ class RecommendationService:
         return self.bandit.report(self.feeds.prior_weights())
 
     def close(self) -> None:
-        """Write what is still queued for the impression log (the app's shutdown)."""
+        """Write what is still queued for the impression log and close the event store (the
+        app's shutdown)."""
         self.served_lists.close()
+        self.event_log.close()

@@ -21,6 +21,16 @@ class Settings(BaseSettings):
     bundle_dir: Path = Path("var/bundles")
     data_dir: Path = Path("var/data")
     event_log_dir: Path = Path("var/events")
+    database_url: str | None = Field(
+        None,
+        pattern=r"^postgres(ql)?://",
+        description="PostgreSQL event store (postgresql://…): events, consent and erasures shared "
+        "by every replica (docs/event-store.md); unset: the file log in event_log_dir",
+    )
+    database_pool_size: int = Field(4, ge=1, le=100, description="event store connections")
+    database_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="longest wait for an event store connection (then 503)"
+    )
     redis_url: str | None = Field(
         default=None, validation_alias=AliasChoices("REDIS_URL", "LOOKBOOK_REDIS_URL")
     )

@@ -12,7 +12,8 @@ and only the command line turns them into exit messages.
     ├── UnsupportedOperation   a model asked for something it does not do
     ├── BundleError            a model bundle is missing, incomplete or corrupt
     │   └── ModelNotLoaded     the service has no bundle loaded yet
-    └── StoreUnavailable       the online store / cache backend cannot be reached
+    └── StoreUnavailable       the online store / cache backend / event store cannot be reached
+        └── SchemaOutdated     the event database's schema is older than this release needs
 """
 
 from __future__ import annotations
@@ -89,3 +90,10 @@ class ModelNotLoaded(BundleError):
 
 class StoreUnavailable(LookbookError):
     code = "store_unavailable"
+
+
+class SchemaOutdated(StoreUnavailable):
+    """The PostgreSQL event store's schema is not at the version this release expects: run
+    ``lookbook db upgrade``."""
+
+    code = "schema_outdated"

@@ -13,11 +13,14 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from helpers import RedisServer, build_small_retailer, redis_missing
+from helpers import RedisServer, build_small_retailer, postgres_missing, redis_missing
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LOOKBOOK_SHARED_DATA", REPO.parent / "shared" / "data"))
 REDIS_URL = os.environ.get("LOOKBOOK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+POSTGRES_URL = os.environ.get(
+    "LOOKBOOK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def _redis_available() -> str | None:
@@ -51,6 +54,45 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
     if keys:
         client.delete(*keys)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of this test run's own on the real PostgreSQL server, at the current schema
+    (``lookbook db upgrade``); dropped at the end of the run, failed or not."""
+    import psycopg
+    from psycopg import sql
+
+    from feature_store.schema_migrations import upgrade
+
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        postgres_missing(
+            f"no PostgreSQL server at {POSTGRES_URL} ({exc}); `make test` starts the installed one"
+        )
+    name = f"lookbook_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
+        upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def postgres_db(postgres_url: str) -> str:
+    """The run's database with empty event store tables (for one test)."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE events, consents, erasures RESTART IDENTITY")
+    return postgres_url
 
 
 @pytest.fixture(scope="session")

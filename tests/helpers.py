@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import types
 from pathlib import Path
@@ -149,3 +151,80 @@ def redis_missing(reason: str) -> NoReturn:
     if redis_server_required():
         pytest.fail(f"Redis is required here (CI / LOOKBOOK_REQUIRE_REDIS=1): {reason}")
     pytest.skip(reason)
+
+
+def postgres_server_required() -> bool:
+    """In CI (or with LOOKBOOK_REQUIRE_POSTGRES=1) the PostgreSQL tests must run."""
+    return os.environ.get("CI") == "true" or os.environ.get("LOOKBOOK_REQUIRE_POSTGRES") == "1"
+
+
+def postgres_missing(reason: str) -> NoReturn:
+    """The PostgreSQL server is missing: a failure where it is required
+    (:func:`postgres_server_required`), a skip with ``reason`` elsewhere."""
+    if postgres_server_required():
+        pytest.fail(f"PostgreSQL is required here (CI / LOOKBOOK_REQUIRE_POSTGRES=1): {reason}")
+    pytest.skip(reason)
+
+
+class TcpProxy:
+    """A TCP relay on a port of its own to ``upstream``: :meth:`stop` cuts every connection and
+    refuses new ones (a server outage as clients see it), :meth:`start` serves again — without
+    touching the shared server behind it."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            _shut(listener)
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            _shut(sock)
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets += [client, upstream]
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pump, args=(source, target), daemon=True).start()
+
+
+def _pump(source: socket.socket, target: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            target.sendall(data)
+    except OSError:
+        pass
+    finally:
+        _shut(source)
+        _shut(target)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -267,11 +268,13 @@ def test_events_personalize_an_unknown_customer(
 
 
 def test_events_are_durable_before_ack(client: TestClient, settings: Settings) -> None:
-    from feature_store.event_log import EventLog
+    from feature_store.event_store import open_event_store
 
     event = {"customer_id": "C-durable", "item_id": "I-any", "type": "wishlist"}
     assert client.post("/v1/events", json=event).json()["accepted"] == 1
-    frame = EventLog(settings.event_log_dir).read_frame()
+    location = settings.database_url or settings.event_log_dir  # a fresh reader of either store
+    with contextlib.closing(open_event_store(location, read_only=True)) as store:
+        frame = store.read_frame()
     assert "C-durable" in set(frame["customer_id"].astype(str))
 
 

@@ -3,6 +3,7 @@ Redis), segment strategies per tier, size-aware filtering, and the trainer honou
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from datetime import datetime
@@ -18,6 +19,7 @@ from app.main import create_app
 from app.schemas import CustomerProfile, SegmentCounts, SegmentPage
 from app.settings import Settings
 from feature_store.event_log import EventLog
+from feature_store.event_store import open_event_store
 from feature_store.ids import IdMap
 from feature_store.profiles import CustomerProfiles
 from helpers import SMALL_CONFIG, assert_matches
@@ -239,8 +241,9 @@ def _purchase_events(customer: str, items: pd.DataFrame) -> list[dict[str, Any]]
     ]
 
 
-def _erase_and_audit(c: TestClient, customer: str, items: pd.DataFrame, events_dir: Path) -> None:
+def _erase_and_audit(c: TestClient, customer: str, items: pd.DataFrame) -> None:
     service = c.app.state.service  # type: ignore[attr-defined]
+    settings = c.app.state.settings  # type: ignore[attr-defined]
     assert c.post("/v1/events", json=_purchase_events(customer, items)).json()["accepted"] == 3
     c.put(f"/v1/customers/{customer}/consent", json={"personalization": True})
     c.get(f"/v1/customers/{customer}/recommendations?k=5")
@@ -248,10 +251,12 @@ def _erase_and_audit(c: TestClient, customer: str, items: pd.DataFrame, events_d
     assert c.get(f"/v1/customers/{customer}/profile").status_code == 200
     answer = c.delete(f"/v1/customers/{customer}")
     assert answer.status_code == 200 and answer.json()["erased"] is True
-    # event log (a fresh reader), profiles, segments, online store, recommendations
-    assert not any(
-        e.customer_id == customer for e in EventLog(events_dir, read_only=True).iter_events()
-    )
+    # event store (a fresh reader of the file log or the database), profiles, segments, online
+    # store, recommendations
+    location = settings.database_url or settings.event_log_dir
+    with contextlib.closing(open_event_store(location, read_only=True)) as store:
+        assert not any(e.customer_id == customer for e in store.iter_events())
+        assert customer in store.erased_customers()
     _error(c.get(f"/v1/customers/{customer}/profile"), 404, "unknown_customer")
     assert customer not in service.customers.profiles().batch
     assert service.store.profile_states.get(customer) is None
@@ -287,7 +292,7 @@ def test_erasure_in_process(
     items = pd.read_parquet(retailer[0] / "items.parquet")
     customer = _first(client, "high_value", 1)[0]  # known to the bundle too
     service = client.app.state.service  # type: ignore[attr-defined]
-    _erase_and_audit(client, customer, items, tmp_path / "events")
+    _erase_and_audit(client, customer, items)
     assert customer not in service.store.customer_keys()
     version = service.bundles.current.version
     assert all(customer not in group for group in service.cache._groups), "cache"
@@ -319,7 +324,7 @@ def test_erasure_redis_leaves_no_key(
         c.post("/v1/events", json=_purchase_events(customer, items))
         keys = [k.decode() for k in client.scan_iter(match=f"{redis_prefix}*", count=1000)]
         assert any(customer in k for k in keys) and any(f"profile:{customer}" in k for k in keys)
-        _erase_and_audit(c, customer, items, tmp_path / "events")
+        _erase_and_audit(c, customer, items)
         keys = [k.decode() for k in client.scan_iter(match=f"{redis_prefix}*", count=1000)]
         assert not [k for k in keys if customer in k], "no Redis key of the erased customer"
         for key in keys:  # nor inside any value (lists, sets, hashes, strings)

@@ -1,4 +1,4 @@
-"""The ``lookbook`` command line: generate, train, serve, bundles."""
+"""The ``lookbook`` command line: generate, train, serve, bundles, db upgrade."""
 
 from __future__ import annotations
 
@@ -22,6 +22,17 @@ cli = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+db = typer.Typer(help="The PostgreSQL event store's schema.", no_args_is_help=True)
+cli.add_typer(db, name="db")
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        envvar="LOOKBOOK_DATABASE_URL",
+        help="PostgreSQL event store, postgresql://… (default: LOOKBOOK_DATABASE_URL)",
+    ),
+]
 
 EMBEDDED_CUSTOMERS = 5_000
 EMBEDDED_ITEMS = 2_000
@@ -77,6 +88,7 @@ def train(
     events: Annotated[
         Path | None, typer.Option(help="event log folder to append to the data")
     ] = None,
+    database_url: DatabaseUrl = None,
     verbose: bool = False,
 ) -> None:
     """Train all models, evaluate them against baselines, and publish a versioned bundle."""
@@ -85,12 +97,44 @@ def train(
 
     _setup_logging(verbose)
     try:
-        result = run_train(data, out, config=TrainConfig.from_file(config), events_dir=events)
+        result = run_train(
+            data,
+            out,
+            config=TrainConfig.from_file(config),
+            events_dir=events,
+            database_url=database_url,
+        )
     except LookbookError as exc:
         _fail(exc)
         return
     typer.echo(f"bundle {result.version} written to {result.bundle_path}")
     typer.echo(_metrics_table(result.metrics))
+
+
+@db.command("upgrade")
+def db_upgrade(database_url: DatabaseUrl = None, verbose: bool = False) -> None:
+    """Create or upgrade the event store's tables (the pending numbered migrations, each in one
+    transaction; safe to run from several replicas at once)."""
+    from feature_store.event_store import describe_location
+    from feature_store.schema_migrations import current_version, expected_version, upgrade
+
+    _setup_logging(verbose)
+    if not database_url:
+        typer.secho(
+            "error: give --database-url or set LOOKBOOK_DATABASE_URL", fg=typer.colors.RED, err=True
+        )
+        raise typer.Exit(code=2)
+    try:
+        applied = upgrade(database_url)
+        version = current_version(database_url)
+    except LookbookError as exc:
+        _fail(exc)
+        return
+    where = describe_location(database_url)
+    for migration in applied:
+        typer.echo(f"applied {migration.version:04d}_{migration.name}")
+    state = "up to date" if not applied else f"{len(applied)} migration(s) applied"
+    typer.echo(f"{where}: schema version {version} (this release: {expected_version()}), {state}")
 
 
 def _metrics_table(metrics: dict[str, dict[str, float]]) -> str:

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from feature_store.config import StrictConfig, load_config
 from feature_store.dataset import Dataset
 from feature_store.errors import DataFormatError
-from feature_store.event_log import EventLog
+from feature_store.event_store import EventStore, describe_location, open_event_store
 from feature_store.loaders import load_dataset
 from feature_store.profiles import STAGES, TIERS, EventTable, ProfileConfig, compute_profiles
 from feature_store.schema import CustomerCols, InteractionCols, InteractionType
@@ -261,19 +261,33 @@ def apply_consents(dataset: Dataset, consents: dict[str, bool]) -> Dataset:
     )
 
 
-def load_training_frame(data: Path, events_dir: Path | None) -> Dataset:
-    """The dataset at ``data`` plus the durable event log (if any) appended to its interactions.
+def _event_source(events_dir: Path | None, database_url: str | None) -> EventStore | None:
+    """The event store to read: the database when a URL is given, else the log folder if any."""
+    if database_url:
+        return open_event_store(database_url, read_only=True)
+    if events_dir is not None and events_dir.exists():
+        return open_event_store(events_dir, read_only=True)
+    return None
+
+
+def load_training_frame(
+    data: Path, events_dir: Path | None, database_url: str | None = None
+) -> Dataset:
+    """The dataset at ``data`` plus the durable events (the event log folder, or the PostgreSQL
+    event store when ``database_url`` is given, streamed out with COPY) appended to its
+    interactions.
 
     Erasure: customers with a tombstone in the event log are removed from the dataset's customers
     and interactions before anything is fitted; the log itself yields none of their events logged
     or dated before the tombstone. The next bundle therefore holds nothing of them.
     """
     dataset = load_dataset(data)
-    if events_dir is not None and events_dir.exists():
-        log = EventLog(events_dir, read_only=True)
+    log = _event_source(events_dir, database_url)
+    if log is not None:
         dataset = drop_customers(dataset, set(log.erased_customers()))
         dataset = apply_consents(dataset, log.consents())
         events = log.read_frame()
+        log.close()
         if len(events):
             known = (
                 events[InteractionCols.ITEM_ID]
@@ -673,13 +687,14 @@ def train(
     *,
     config: TrainConfig | None = None,
     events_dir: Path | None = None,
+    database_url: str | None = None,
     progress: bool = True,
 ) -> TrainResult:
     """Train every model on ``data`` (+ event log) and publish a new bundle under ``out``."""
     config = config or TrainConfig()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    dataset = load_training_frame(data, events_dir)
+    dataset = load_training_frame(data, events_dir, database_url)
     timings["load"] = time.perf_counter() - t0
     logger.info(
         "loaded %s: %d items, %d customers, %d interactions",
@@ -860,7 +875,11 @@ def train(
                 first_interaction=str(interactions[InteractionCols.TIMESTAMP].min()),
                 last_interaction=str(now),
                 interactions=len(interactions),
-                event_log=str(events_dir) if events_dir is not None else None,
+                event_log=(
+                    describe_location(database_url)
+                    if database_url
+                    else (str(events_dir) if events_dir is not None else None)
+                ),
             ),
             config=config.model_dump(mode="json"),
             metrics=metrics,
