@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
+import pytest
 
 from benchmarks._common import child_env, log_tail, stop_process_group
 from helpers import free_port
@@ -56,7 +57,8 @@ class ServiceProcess:
             )
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        """Until ``/readyz`` answers 200 (a bundle is loaded); fails with the log's tail."""
+        """Until every worker has started and ``/readyz`` answers 200 (a bundle is loaded);
+        fails with the log's tail."""
         assert self.proc is not None, "not launched"
         deadline = time.monotonic() + timeout
         with httpx.Client(base_url=self.url, timeout=2.0) as http:
@@ -67,13 +69,38 @@ class ServiceProcess:
                     self.stop()
                     raise AssertionError(f"the service was not ready:\n{log_tail(self.log)}")
                 try:
-                    if http.get("/readyz").status_code == 200:
+                    if http.get("/readyz").status_code == 200 and self._started() >= self.workers:
                         return
                 except httpx.TransportError:
                     pass
                 time.sleep(0.2)
 
+    def _started(self) -> int:
+        """Workers whose start-up has completed (uvicorn logs it once per worker)."""
+        return self.log.read_text(errors="replace").count("Application startup complete.")
+
     def stop(self) -> None:
         if self.proc is not None:
             stop_process_group(self.proc, grace_s=15.0)  # type: ignore[arg-type]
             self.proc = None
+
+
+#: The event stores a fleet test runs over: the file log (a shared directory) and PostgreSQL.
+STORES = ["file", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def store_env(
+    request: pytest.FixtureRequest, root: Path, store: str
+) -> tuple[dict[str, str], str | Path]:
+    """The service's environment for the event store ``store`` (one of :data:`STORES`),
+    and the store's location for :func:`~feature_store.event_store.open_event_store`. The
+    PostgreSQL database is the run's (``postgres_url``), its tables emptied first."""
+    env = {"LOOKBOOK_EVENT_LOG_DIR": str(root / "events")}
+    if store == "file":
+        return env, root / "events"
+    url: str = request.getfixturevalue("postgres_url")
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE events, consents, erasures RESTART IDENTITY")
+    return {**env, "LOOKBOOK_DATABASE_URL": url}, url

@@ -1,7 +1,8 @@
-"""Replicas agree: two service processes (real uvicorn, different ports) sharing Redis, the event
-log directory and the bundles folder behave as one service — events, consent, erasure, a new
-bundle, the bandit's evidence and the attribution counters seen through either are seen through
-the other."""
+"""Replicas agree: two services (real uvicorn processes, different ports) sharing Redis, the event
+store (the file log's directory, or PostgreSQL) and the bundles folder behave as one service —
+events, consent, erasure, a new bundle, the bandit's evidence and the attribution counters seen
+through either are seen through the other. Replica A is ``lookbook serve --workers 2``: every
+one of its workers accepts events."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,54 +20,77 @@ import httpx
 import pandas as pd
 import pytest
 import redis
-from service_process import ServiceProcess
+from service_process import STORES, ServiceProcess, store_env
 
-from feature_store.event_log import EventLog
-from feature_store.profiles import CustomerProfiles
+from feature_store.event_store import open_event_store
+from feature_store.schema import Interaction
 from models.bundle import latest_bundle
 
 pytestmark = pytest.mark.redis
 
 POLL_SECONDS = 0.5
+EVENTS = 200
+CONNECTIONS = 20
 T = TypeVar("T")
 
 
 class Fleet:
-    """Two replicas, A and B, over one Redis prefix, event log and bundles folder."""
+    """Two replicas, A (two workers) and B, over one Redis prefix, event store and bundles."""
 
-    def __init__(self, root: Path, a: ServiceProcess, b: ServiceProcess, prefix: str) -> None:
+    def __init__(
+        self,
+        root: Path,
+        store: str,
+        location: str | Path,
+        a: ServiceProcess,
+        b: ServiceProcess,
+        prefix: str,
+    ) -> None:
         self.root = root
-        self.events = root / "events"
+        self.store = store
+        self.location = location
         self.bundles = root / "bundles"
         self.prefix = prefix
         self.a = httpx.Client(base_url=a.url, timeout=30.0)
         self.b = httpx.Client(base_url=b.url, timeout=30.0)
 
+    def stored(self) -> list[Interaction]:
+        """Every readable event of the shared event store, read afresh."""
+        reader = open_event_store(self.location, read_only=True)
+        try:
+            return list(reader.iter_events())
+        finally:
+            reader.close()
 
-@pytest.fixture(scope="module")
+
+@pytest.fixture(scope="module", params=STORES)
 def fleet(
-    retailer: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory, redis_url: str
+    retailer: tuple[Path, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_url: str,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Fleet]:
     root = tmp_path_factory.mktemp("fleet")
     shutil.copytree(retailer[1], root / "bundles")  # a new version is published into it
     prefix = f"lbtest:{uuid.uuid4().hex[:8]}:"
+    store_vars, location = store_env(request, root, request.param)
     env = {
         "REDIS_URL": redis_url,
         "LOOKBOOK_REDIS_PREFIX": prefix,
         "LOOKBOOK_BUNDLE_DIR": str(root / "bundles"),
-        "LOOKBOOK_EVENT_LOG_DIR": str(root / "events"),
         "LOOKBOOK_BUNDLE_POLL_SECONDS": str(POLL_SECONDS),
         "LOOKBOOK_BANDIT__ENABLED": "true",
         "LOOKBOOK_BANDIT_SEED": "7",
+        **store_vars,
     }
-    a = ServiceProcess(root / "a.log", env)
+    a = ServiceProcess(root / "a.log", env, workers=2)
     b = ServiceProcess(root / "b.log", env)
     try:
         a.launch()
-        b.launch()  # both start at once
+        b.launch()  # all start at once
         a.wait_ready()
         b.wait_ready()
-        fleet = Fleet(root, a, b, prefix)
+        fleet = Fleet(root, request.param, location, a, b, prefix)
         yield fleet
         fleet.a.close()
         fleet.b.close()
@@ -75,13 +101,6 @@ def fleet(
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
         if keys:
             client.delete(*keys)
-
-
-@pytest.fixture(scope="module")
-def batch(retailer: tuple[Path, Path]) -> CustomerProfiles:
-    info = latest_bundle(retailer[1])
-    assert info is not None
-    return CustomerProfiles.load(info.path / "profiles")
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +136,46 @@ def ids(body: dict[str, Any]) -> list[str]:
 def post(client: httpx.Client, *events: dict[str, Any]) -> None:
     answer = client.post("/v1/events", json={"events": list(events)})
     assert answer.status_code == 200 and answer.json()["accepted"] == len(events), answer.text
+
+
+def test_every_worker_accepts_events(fleet: Fleet, retailer: tuple[Path, Path]) -> None:
+    """200 events from 20 connections to the two workers of A: all accepted, all stored."""
+    items = pd.read_parquet(retailer[0] / "items.parquet")["item_id"].astype(str).tolist()
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    events = [
+        {
+            "customer_id": f"W-{k % 50:03d}",
+            "item_id": items[(7 * k) % len(items)],
+            "type": "view",
+            "timestamp": (start + timedelta(milliseconds=k)).isoformat(),
+        }
+        for k in range(EVENTS)
+    ]
+
+    def send(chunk: list[dict[str, Any]]) -> list[int]:
+        with httpx.Client(base_url=str(fleet.a.base_url), timeout=30.0) as http:  # its own
+            return [http.post("/v1/events", json=event).status_code for event in chunk]
+
+    with ThreadPoolExecutor(CONNECTIONS) as pool:
+        codes = [
+            c
+            for answer in pool.map(send, [events[k::CONNECTIONS] for k in range(CONNECTIONS)])
+            for c in answer
+        ]
+    assert len(codes) == EVENTS and [c for c in codes if not 200 <= c < 300] == [], codes
+    stored = sorted(
+        (e.customer_id, e.item_id, e.timestamp)
+        for e in fleet.stored()
+        if e.customer_id.startswith("W-")
+    )
+    sent = sorted(
+        (str(e["customer_id"]), str(e["item_id"]), datetime.fromisoformat(str(e["timestamp"])))
+        for e in events
+    )
+    assert stored == sent, "every accepted event is readable from the store, once"
+    if fleet.store == "file":  # A's two workers and B: a slot each
+        slots = sorted(p.name for p in (fleet.root / "events").glob("writer-*"))
+        assert slots == ["writer-01", "writer-02", "writer-03"], slots
 
 
 def test_an_event_through_a_changes_the_next_list_of_b(fleet: Fleet, customers: list[str]) -> None:
@@ -167,9 +226,7 @@ def test_a_customer_erased_through_a_is_gone_from_b(
         fleet.b,
         {"customer_id": customer, "item_id": ids(feed(fleet.b, customer))[0], "type": "click"},
     )
-    assert any(
-        e.customer_id == customer for e in EventLog(fleet.events, read_only=True).iter_events()
-    )
+    assert any(e.customer_id == customer for e in fleet.stored())
     feed(fleet.b, customer)  # cached (Redis), profile state written (Redis)
     client = redis.Redis.from_url(redis_url)
     keys = [k.decode() for k in client.scan_iter(match=f"{fleet.prefix}*", count=1000)]
@@ -179,8 +236,7 @@ def test_a_customer_erased_through_a_is_gone_from_b(
 
     keys = [k.decode() for k in client.scan_iter(match=f"{fleet.prefix}*", count=1000)]
     assert not [k for k in keys if customer in k], "no online state, profile state or cache"
-    reader = EventLog(fleet.events, read_only=True)
-    assert not any(e.customer_id == customer for e in reader.iter_events()), "events erased"
+    assert not any(e.customer_id == customer for e in fleet.stored()), "events erased"
     profile = fleet.b.get(f"/v1/customers/{customer}/profile")
     assert profile.status_code == 404 and profile.json()["error"]["code"] == "unknown_customer"
     body = feed(fleet.b, customer)
@@ -194,7 +250,7 @@ def test_a_customer_erased_through_a_is_gone_from_b(
     eventually(quiet_gone, timeout=10 * POLL_SECONDS + 5)
     # new activity after the erasure starts a fresh history
     post(fleet.b, {"customer_id": customer, "item_id": ids(body)[0], "type": "view"})
-    assert [e.customer_id for e in reader.iter_events()].count(customer) == 1
+    assert [e.customer_id for e in fleet.stored()].count(customer) == 1
 
 
 def test_a_click_through_b_credits_a_list_shown_by_a(fleet: Fleet, customers: list[str]) -> None:
