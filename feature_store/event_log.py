@@ -520,8 +520,9 @@ class EventLog:
             if not erasures:
                 return 0
             removed = 0
+            own = os.path.realpath(writer.directory)
             for source, directory in _sources(self.directory):
-                mine = directory == writer.directory
+                mine = os.path.realpath(directory) == own
                 lock_file = None if mine else _try_lock_existing(directory)
                 if not mine and lock_file is None:
                     continue  # a live writer's directory: it compacts its own
