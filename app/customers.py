@@ -118,7 +118,7 @@ class Customers:
             return None
         with self._live_lock:
             if self._live is None or self._live_version != bundle.version:
-                for customer_id, erased_at in self.ledger.erased.items():
+                for customer_id, erased_at in self.ledger.snapshot().items():
                     if batch.as_of < erased_at:  # the batch predates the erasure
                         batch.erase(customer_id)
                 if self._live is None:

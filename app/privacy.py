@@ -46,6 +46,11 @@ class PrivacyLedger:
         self.loaded = loaded  # False: the event store's erasures could not be read yet
         self._lock = threading.Lock()
 
+    def snapshot(self) -> dict[str, datetime]:
+        """A copy of the erasures known now (safe to iterate while others learn more)."""
+        with self._lock:
+            return dict(self.erased)
+
     def learn(self, customer_id: str, erased_at: datetime) -> bool:
         """Record an erasure (possibly made by another replica); True when it is news."""
         with self._lock:
@@ -72,9 +77,10 @@ class PrivacyLedger:
             metrics.event_store_errors.labels(operation="read").inc()
             _store_down.warn("event store unavailable, erasures not loaded yet: %s", exc)
             return False
-        for customer_id, erased_at in erased.items():
-            known = self.erased.get(customer_id)
-            self.erased[customer_id] = erased_at if known is None else max(known, erased_at)
+        with self._lock:
+            for customer_id, erased_at in erased.items():
+                known = self.erased.get(customer_id)
+                self.erased[customer_id] = erased_at if known is None else max(known, erased_at)
         self.loaded = True
         return True
 
