@@ -48,7 +48,6 @@ from models.candidates import (
     repurchase_ranking,
 )
 from models.churn import ChurnConfig, ChurnModel
-from models.size_fit import SizeFitConfig
 from models.index import ItemIndex
 from models.popularity import PopularityRecommender
 from models.sequence import (
@@ -57,6 +56,7 @@ from models.sequence import (
     SequenceHyperparameters,
     SequenceRecommender,
 )
+from models.size_fit import SizeFitConfig
 from training.blend import fit_blend_weights
 from training.churn_eval import evaluate as evaluate_churn
 from training.data import (
