@@ -301,9 +301,7 @@ class LoadedBundle:
             )
             sequence = _load_sequence(layout)
             size_fit = (
-                SizeFitModel.load(layout.size_fit_model)
-                if layout.size_fit_model.is_dir()
-                else None
+                SizeFitModel.load(layout.size_fit_model) if layout.size_fit_model.is_dir() else None
             )
             purchase_log = load_purchase_history(layout.purchase_history, len(customers))
             return_log = load_returns(layout.returns, len(customers))

@@ -64,12 +64,12 @@ class SizeFitEvalConfig(StrictConfig):
     folds: int = Field(5, ge=2, description="folds of the out-of-fold statistics")
     latent_folds: int = Field(2, ge=2, description="folds of the latent model's features")
     smoothing: float = Field(5.0, ge=0, description="prior count of the smoothed shares")
-    rounds: int = Field(1000, ge=1)
-    learning_rate: float = Field(0.08, gt=0)
+    rounds: int = Field(600, ge=1)
+    learning_rate: float = Field(0.15, gt=0)
     num_leaves: int = Field(31, ge=2)
     min_child_samples: int = Field(40, ge=1)
-    early_stopping: int = Field(50, ge=1)
-    threads: int = Field(2, ge=1)
+    early_stopping: int = Field(30, ge=1)
+    threads: int = Field(1, ge=1)
     latent: SizeFitConfig = Field(
         default_factory=lambda: SizeFitConfig(max_iter=150, calibration_share=0.0)
     )
@@ -385,7 +385,7 @@ def evaluate_split(
         valid_sets=[lgb.Dataset(x_val, y_val)],
         callbacks=[
             lgb.early_stopping(config.early_stopping, verbose=False),
-            lgb.log_evaluation(100),  # progress: the validation loss every 100 rounds
+            lgb.log_evaluation(50),  # progress: the validation loss every 50 rounds
         ],
     )
     gbm_val = np.asarray(booster.predict(x_val, num_iteration=booster.best_iteration))
