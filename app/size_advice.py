@@ -87,7 +87,7 @@ RUNS_RETURN_RATE = 0.04
 #: Spread of the ordinal curve (in sizes): sure of the customer's size / not.
 SPREAD_PERSONAL = 0.3
 SPREAD_UNKNOWN = 0.6
-TRIED_LEAK = 1e-4
+TRIED_LEAK = 1e-6
 #: How much a customer's fitting size varies from item to item beyond the items' offsets
 #: (sizes²), added to the uncertainty of their learnt true size.
 ITEM_VARIANCE = 0.25
@@ -365,6 +365,8 @@ class SizeAdvisor:
         nearest = np.argmin(np.abs(positions[:, None] - (grid[None, :] + offset)), axis=0)
         mass = np.bincount(nearest, weights=weights, minlength=len(offered))
         best = int(np.argmax(mass))
+        if tried is not None and tried.fit == "fits":  # the shopper's own try-on settles it
+            best = offered.index(tried.size)
         return np.asarray(probs, dtype=np.float64), runs, known, offset, best
 
     def _prior(

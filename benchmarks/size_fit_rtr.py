@@ -7,7 +7,8 @@ gradient boosting and their blend — all measured in the same run (``training/s
 then how often each recommended size is the size the customer rented and kept.
 
     python -m benchmarks.size_fit_rtr            # the whole dataset (a few minutes)
-    python -m benchmarks.size_fit_rtr --quick    # 30 000 rentals, for a smoke run
+    python -m benchmarks.size_fit_rtr --quick    # 20 000 rentals, for a smoke run
+    python -m benchmarks.size_fit_rtr --split time   # one split (run the two in parallel)
 
 Reads ``../shared/data/renttherunway_clean`` (or ``--data``); seeded (``--seed``).
 """
@@ -42,6 +43,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_ROWS} rentals only")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--split",
+        choices=("both", "random", "time"),
+        default="both",
+        help="one split only (e.g. the two in parallel processes)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     log = logging.getLogger("size_fit_rtr")
@@ -57,10 +64,13 @@ def main(argv: list[str] | None = None) -> None:
         frame[FitCols.ITEM_ID].nunique(),
     )
     config = SizeFitEvalConfig(seed=args.seed)
-    results = [
-        evaluate_split(frame, random_split(len(frame), args.seed), "random", config, log.info),
-        evaluate_split(frame, time_split(frame[FitCols.DATE]), "time", config, log.info),
-    ]
+    results = []
+    if args.split in ("both", "random"):
+        parts = random_split(len(frame), args.seed)
+        results.append(evaluate_split(frame, parts, "random", config, log.info))
+    if args.split in ("both", "time"):
+        parts = time_split(frame[FitCols.DATE])
+        results.append(evaluate_split(frame, parts, "time", config, log.info))
     print()
     print(table(results))
     print()

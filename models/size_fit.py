@@ -70,10 +70,17 @@ class SizeFitConfig(StrictConfig):
     l2_type: float = Field(4.0, gt=0, description="prior precision of a product type's offset")
     l2_body: float = Field(1.0, gt=0, description="penalty of the body-measurement weights")
     slope: float | None = Field(
-        3.0,
+        6.0,
         gt=0,
         description="verdict logits per size off (None: learnt; a fixed slope keeps the latent "
         "sizes in size units, where the joint fit would trade a flat slope for shrunk sizes)",
+    )
+    cut: float | None = Field(
+        0.5,
+        gt=0,
+        description="a size fits within this many sizes of the one that fits best: the verdict "
+        "curve's cut points, fixed with a fixed slope (None: learnt); the probabilities are "
+        "then recalibrated on held-out feedback",
     )
     choice_precision: float = Field(
         2.0, gt=0, description="precision of a size a new customer picked, as their true size"
@@ -524,6 +531,8 @@ class SizeFitModel:
         said = p + np.where(is_small, 1.0, np.where(is_large, -1.0, 0.0))
         n_pair = np.bincount(pair, minlength=n_pairs)
         t0 = np.bincount(pair, weights=said, minlength=n_pairs) / np.maximum(n_pair, 1)
+        slope0 = cfg.slope if cfg.slope is not None else 3.0
+        cut0 = cfg.cut if cfg.cut is not None else 1.0
         v0 = np.concatenate(
             [
                 t0,
@@ -531,14 +540,17 @@ class SizeFitModel:
                 np.zeros(n_groups),
                 centre,
                 np.zeros(n_scales * n_feat),
-                [math.log(cfg.slope if cfg.slope is not None else 3.0)],
-                [-3.0],
-                [math.log(6.0)],
+                [math.log(slope0)],
+                [-slope0 * cut0],
+                [math.log(2.0 * slope0 * cut0)],
             ]
         )
         bounds: list[tuple[float | None, float | None]] = [(None, None)] * len(v0)
-        if cfg.slope is not None:
-            at = int(bounds_index[5])
+        fixed = [5] if cfg.slope is not None else []
+        if cfg.slope is not None and cfg.cut is not None:
+            fixed += [6, 7]
+        for block in fixed:
+            at = int(bounds_index[block])
             bounds[at] = (float(v0[at]), float(v0[at]))
         result = minimize(
             objective,

@@ -8,7 +8,13 @@ import pandas as pd
 import pytest
 from conftest import shared_dataset
 
-from feature_store.rent_the_runway import RTR_FILE, is_rent_the_runway, load_rtr
+from feature_store.rent_the_runway import (
+    RTR_FILE,
+    FitCols,
+    is_rent_the_runway,
+    load_rtr,
+    load_rtr_fit,
+)
 from feature_store.schema import CustomerCols, InteractionCols, ItemCols
 
 
@@ -55,3 +61,55 @@ def test_rtr_loads_with_sizes() -> None:
     assert len(dataset.interactions) > 190_000
     assert dataset.interactions[InteractionCols.SIZE].notna().all()
     assert set(dataset.items[ItemCols.CATEGORY]) >= {"dress", "top"}
+
+
+def test_fit_verdicts_sizes_and_body_measurements(tmp_path: Path) -> None:
+    folder = write_rentals(tmp_path / "rtr")
+    frame = pd.read_parquet(folder / RTR_FILE)
+    frame["height_in"] = [66.0, None, 62.0, 70.0, 70.0]
+    frame["weight_lbs"] = [130.0, 140.0, None, 150.0, 150.0]
+    frame["bust_size_num"] = [34.0, 34.0, 32.0, None, 36.0]
+    frame["bust_size_letter"] = ["d", "D", "aa", None, "zz"]
+    frame["age"] = [28.0, 116.0, 0.0, 40.0, 40.0]
+    frame["body_type"] = ["hourglass", None, "petite", "pear", "pear"]
+    frame["rented_for"] = ["party", "work", "wedding", None, "party"]
+    frame.to_parquet(folder / RTR_FILE, index=False)
+    rentals = load_rtr_fit(folder)
+    assert len(rentals) == 4  # the rental without a review date is dropped
+    assert rentals[FitCols.FIT].tolist() == ["fit", "small", "fit", "large"]
+    assert rentals[FitCols.SIZE].tolist() == [8, 12, 4, 20]
+    assert rentals[FitCols.CUSTOMER_ID].tolist() == ["1", "1", "2", "3"]
+    assert rentals[FitCols.CATEGORY].tolist() == ["dress", "top", "dress", "bottom"]
+    assert rentals[FitCols.PRODUCT_TYPE].tolist() == ["gown", "Blouse", "gown", "skirt"]
+    assert rentals[FitCols.DATE].iloc[0] == pd.Timestamp("2016-01-02", tz="UTC")
+    assert rentals[FitCols.CUP].tolist()[:3] == [4.0, 4.0, 0.0]
+    assert pd.isna(rentals[FitCols.CUP].iloc[3])
+    age = rentals[FitCols.AGE].tolist()
+    assert age[0] == 28.0 and pd.isna(age[1]) and pd.isna(age[2])  # implausible ages dropped
+    assert pd.isna(rentals[FitCols.HEIGHT].iloc[1])
+
+
+@pytest.mark.realdata
+def test_size_fit_evaluation_on_a_sample() -> None:
+    """The evaluation end to end on 6 000 rentals (the full run: benchmarks/size_fit_rtr.py)."""
+    import numpy as np
+
+    from training.size_fit_eval import (
+        SizeFitEvalConfig,
+        evaluate_split,
+        random_split,
+        table,
+    )
+
+    frame = load_rtr_fit(shared_dataset("renttherunway_clean"))
+    rows = np.random.default_rng(0).choice(len(frame), 6_000, replace=False)
+    frame = frame.iloc[np.sort(rows)].reset_index(drop=True)
+    config = SizeFitEvalConfig(rounds=60, threads=1)
+    result = evaluate_split(frame, random_split(len(frame), 0), "random", config, lambda _: None)
+    assert result.rows == {"train": 4800, "validation": 600, "test": 600}
+    assert set(result.auc) >= {"item only", "gradient boosting (LightGBM)"}
+    assert all(0.3 < v < 0.9 for v in result.auc.values())
+    assert result.auc["gradient boosting (LightGBM)"] > 0.55
+    assert result.recommend_rows > 100
+    assert all(0.0 <= v <= 1.0 for v in result.recommend.values())
+    assert "K-LF-ML (paper)" in table([result])

@@ -64,12 +64,12 @@ class SizeFitEvalConfig(StrictConfig):
     folds: int = Field(5, ge=2, description="folds of the out-of-fold statistics")
     latent_folds: int = Field(2, ge=2, description="folds of the latent model's features")
     smoothing: float = Field(5.0, ge=0, description="prior count of the smoothed shares")
-    rounds: int = Field(2000, ge=1)
-    learning_rate: float = Field(0.03, gt=0)
-    num_leaves: int = Field(63, ge=2)
+    rounds: int = Field(600, ge=1)
+    learning_rate: float = Field(0.15, gt=0)
+    num_leaves: int = Field(31, ge=2)
     min_child_samples: int = Field(40, ge=1)
-    early_stopping: int = Field(100, ge=1)
-    threads: int = Field(2, ge=1)
+    early_stopping: int = Field(30, ge=1)
+    threads: int = Field(1, ge=1)
     latent: SizeFitConfig = Field(
         default_factory=lambda: SizeFitConfig(max_iter=150, calibration_share=0.0)
     )
@@ -383,7 +383,10 @@ def evaluate_split(
         lgb.Dataset(x_train, y_train),
         num_boost_round=config.rounds,
         valid_sets=[lgb.Dataset(x_val, y_val)],
-        callbacks=[lgb.early_stopping(config.early_stopping, verbose=False)],
+        callbacks=[
+            lgb.early_stopping(config.early_stopping, verbose=False),
+            lgb.log_evaluation(50),  # progress: the validation loss every 50 rounds
+        ],
     )
     gbm_val = np.asarray(booster.predict(x_val, num_iteration=booster.best_iteration))
     gbm_test = np.asarray(booster.predict(x_test, num_iteration=booster.best_iteration))
