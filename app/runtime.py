@@ -52,6 +52,7 @@ from models.popularity import PopularityRecommender
 from models.seasonal import SeasonalModel
 from models.sequence import SequenceRecommender
 from models.size_fit import SizeFitModel
+from models.size_fit_ranker import SizeFitRanker
 
 logger = logging.getLogger("lookbook.app")
 
@@ -330,6 +331,8 @@ class LoadedBundle:
             size_fit = (
                 SizeFitModel.load(layout.size_fit_model) if layout.size_fit_model.is_dir() else None
             )
+            if size_fit is not None and layout.size_fit_ranker_model.is_dir():
+                size_fit.classifier = SizeFitRanker.load(layout.size_fit_ranker_model)
             purchase_log = load_purchase_history(layout.purchase_history, len(customers))
             return_log = load_returns(layout.returns, len(customers))
             tables = CandidateTables.load(layout.candidates, len(items))

@@ -5,8 +5,10 @@ worth bringing along, the stock of each size, and a reason in words.
 :class:`SizeAdvisor` answers ``GET /v1/items/{id}/size-advice``. The customer's size comes from
 the bundle's size-fit model (:mod:`models.size_fit`: their learnt true size in the item's size
 scale) or their live profile (:mod:`app.customers`) — only with personalization consent; the
-item's fit from the model's offset for it, with the evidence of its size returns; a size the
-shopper tried in the fitting room (:class:`TriedSize`) moves the advice by Bayes' rule. Bundles
+item's fit from the model's offset for it, with the evidence of its size returns; each size's
+probabilities from the bundle's small / fit / large classifier when it has one
+(:mod:`models.size_fit_ranker`); a size the shopper tried in the fitting room
+(:class:`TriedSize`) moves the advice by Bayes' rule over the latent sizes. Bundles
 without the model (or sizes on no learnt scale) get a simple rule instead (see
 :class:`SizeAdvisor`).
 """
@@ -27,6 +29,7 @@ from feature_store.errors import InvalidRequest, UnknownItem
 from feature_store.profiles import preferred_size
 from feature_store.schema import ONLINE_STORE, ReturnReason
 from models.size_fit import SizeFitModel
+from models.size_fit_ranker import ordinal
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -351,6 +354,17 @@ class SizeAdvisor:
         per = _curve_at(dist.ravel(), var_o, curve).reshape(len(offered), len(grid), 3)
         probs = np.einsum("sgk,g->sk", per, weights)
         probs = probs / probs.sum(axis=1, keepdims=True)
+        if model.classifier is not None and tried is None:
+            # The classifier over the verdicts' statistics is the better judge of each size's
+            # fit; a try-on (evidence it has no feature for) keeps the latent posterior's.
+            n = len(offered)
+            probs = ordinal(
+                model.predict_proba(
+                    np.full(n, -1 if index is None else index, np.int64),
+                    np.full(n, item, np.int64),
+                    positions,
+                )[np.argsort(positions, kind="stable")]
+            )[np.argsort(np.argsort(positions, kind="stable"), kind="stable")]
         sd = math.sqrt(max(var_o, 1e-12))
         runs: Runs = "true_to_size"
         if offset >= RUNS_OFFSET and offset >= RUNS_Z * sd:

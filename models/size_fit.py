@@ -30,7 +30,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Self
+from typing import Any, Final, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -350,8 +350,25 @@ def _standardise(body: FloatArray, mean: FloatArray, std: FloatArray) -> FloatAr
     return np.hstack([np.where(missing, 0.0, z), missing.astype(np.float64)])
 
 
+class VerdictClassifier(Protocol):
+    """A classifier of verdicts over the latent model's catalog (the bundle's is
+    :class:`models.size_fit_ranker.SizeFitRanker`)."""
+
+    def predict_proba(
+        self,
+        latent: SizeFitModel,
+        customers: IntArray,
+        items: IntArray,
+        positions: FloatArray,
+        body: FloatArray | None = None,
+    ) -> FloatArray: ...
+
+    def save(self, path: Path) -> None: ...
+
+
 class SizeFitModel:
-    """True sizes of customers per scale and items' offsets, with an ordinal verdict model."""
+    """True sizes of customers per scale and items' offsets, with an ordinal verdict model;
+    with a :attr:`classifier` attached, that gives the verdict probabilities."""
 
     name = "size_fit"
 
@@ -377,6 +394,8 @@ class SizeFitModel:
         self.training: dict[str, Any] = {}
         # The verdict curve refitted on held-out feedback: (slope, widening, cut 1, cut 2).
         self.calibration: tuple[float, float, float, float] | None = None
+        # The small / fit / large classifier (saved in its own folder), when attached.
+        self.classifier: VerdictClassifier | None = None
 
     # -- fitting ------------------------------------------------------------------------------
 
@@ -688,6 +707,25 @@ class SizeFitModel:
         """``n x 3`` probabilities (too small, fits, too large) of each (customer, item, size
         position); customer -1 is a new customer (``body``: their measurements, optional).
 
+        The attached :attr:`classifier`'s when there is one, else :meth:`latent_proba`'s
+        (``chosen`` applies to the latter only)."""
+        if self.classifier is not None:
+            out = self.classifier.predict_proba(self, customers, items, positions, body)
+            out[self._need().scale[np.asarray(items, np.int64)] < 0] = (0.0, 1.0, 0.0)
+            return out
+        return self.latent_proba(customers, items, positions, body, chosen=chosen)
+
+    def latent_proba(
+        self,
+        customers: IntArray,
+        items: IntArray,
+        positions: FloatArray,
+        body: FloatArray | None = None,
+        *,
+        chosen: bool = False,
+    ) -> FloatArray:
+        """``n x 3`` probabilities of the latent sizes' verdict curve.
+
         ``chosen``: the sizes are ones the customers picked themselves (a rental, a purchase), so
         for a customer without feedback the size is evidence of their true size too (with the
         precision ``choice_precision``, beside the prior's)."""
@@ -826,4 +864,5 @@ __all__ = [
     "SizeFitConfig",
     "SizeFitModel",
     "SizeScales",
+    "VerdictClassifier",
 ]

@@ -5,7 +5,9 @@ says the size fitted, a return with ``too_small`` / ``too_large`` says it did no
 other reasons say nothing about fit and are left out). Sizes are placed on the catalog's size
 scales (:class:`~models.size_fit.SizeScales`); an item's fallback offset is its product type's.
 Customers who opted out of personalization lend their feedback to the items' offsets, but their
-own true sizes are not kept in the bundle.
+own true sizes are not kept in the bundle. The small / fit / large classifier
+(:mod:`models.size_fit_ranker`) is trained on the same verdicts over the latent model (a seeded
+share held out for early stopping), keeping no statistics of opted-out customers either.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from models.size_fit import (
     SizeFitModel,
     SizeScales,
 )
+from models.size_fit_ranker import MIN_OBSERVATIONS, SizeFitRanker, SizeFitRankerConfig
 from training.data import IdMaps, encode
 
 logger = logging.getLogger("lookbook.training")
@@ -152,10 +155,13 @@ def fit_size_model(
     maps: IdMaps,
     opted_out: npt.NDArray[np.int64],
     config: SizeFitConfig | None = None,
+    ranker: SizeFitRankerConfig | None = None,
     *,
     progress: bool = False,
 ) -> tuple[SizeFitModel, dict[str, Any]]:
-    """The size-fit model of a retailer (items in ``maps`` order) and its summary."""
+    """The size-fit model of a retailer (items in ``maps`` order) and its summary; with a
+    ``ranker`` config and at least :data:`~models.size_fit_ranker.MIN_OBSERVATIONS` verdicts,
+    the small / fit / large classifier is trained over it and attached (``model.classifier``)."""
     order = pd.Index(dataset.items[ItemCols.ID].astype(str)).get_indexer(pd.Index(maps.items.ids()))
     items = dataset.items.iloc[order].reset_index(drop=True)
     scales, sizing = catalog_sizing(items)
@@ -163,7 +169,12 @@ def fit_size_model(
     model = SizeFitModel(config).fit(
         obs, sizing, len(maps.customers), scales=scales, show_progress=progress
     )
+    classifier = None
+    if ranker is not None and len(obs) >= MIN_OBSERVATIONS:
+        classifier = SizeFitRanker(ranker).fit(obs, model, show_progress=progress)
+        classifier.forget_customers(opted_out)
     model.forget_customers(opted_out)
+    model.classifier = classifier
     verdicts = np.bincount(obs.verdict.astype(np.int64), minlength=3)
     summary = {
         "observations": len(obs),
@@ -172,6 +183,7 @@ def fit_size_model(
         "scales": len(scales),
         "runs_small": int((model.item_offset >= 0.5).sum()),
         "runs_large": int((model.item_offset <= -0.5).sum()),
+        "classifier": None if classifier is None else classifier.training,
     }  # fmt: skip
     logger.info("size-fit model: %s", summary)
     return model, summary

@@ -58,6 +58,7 @@ from models.sequence import (
     SequenceRecommender,
 )
 from models.size_fit import SizeFitConfig
+from models.size_fit_ranker import SizeFitRankerConfig
 from training.blend import fit_blend_weights
 from training.churn_eval import evaluate as evaluate_churn
 from training.data import (
@@ -202,6 +203,11 @@ class TrainConfig(StrictConfig):
     )
     size_fit: SizeFitConfig | None = Field(
         default_factory=SizeFitConfig, description="the size-fit model (null: not fitted)"
+    )
+    size_fit_ranker: SizeFitRankerConfig | None = Field(
+        default_factory=SizeFitRankerConfig,
+        description="the small / fit / large classifier served with the size-fit model (null: "
+        "the latent model's probabilities)",
     )
 
     @classmethod
@@ -826,7 +832,9 @@ def train(
     size_model = None
     if config.size_fit is not None:
         t = time.perf_counter()
-        size_model, _ = fit_size_model(dataset, maps, opted_out, config.size_fit, progress=progress)
+        size_model, _ = fit_size_model(
+            dataset, maps, opted_out, config.size_fit, config.size_fit_ranker, progress=progress
+        )
         timings["size_fit"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -880,6 +888,8 @@ def train(
                 churn.save(layout.churn)
         if size_model is not None:
             size_model.save(layout.size_fit_model)
+            if size_model.classifier is not None:
+                size_model.classifier.save(layout.size_fit_ranker_model)
         for name, look_model in look_models.items():
             if look_model is not None:
                 look_model.save(layout.model(name))

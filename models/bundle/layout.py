@@ -32,7 +32,10 @@ SEQUENCE: Final = "sequence"
 COMPLEMENTARY: Final = "complementary"
 SEASONAL: Final = "seasonal"
 SIZE_FIT: Final = "size_fit"
-MODEL_NAMES: Final = (ALS, POPULARITY, SEQUENCE, COMPLEMENTARY, SEASONAL, SIZE_FIT)
+SIZE_FIT_RANKER: Final = "size_fit_ranker"
+MODEL_NAMES: Final = (
+    ALS, POPULARITY, SEQUENCE, COMPLEMENTARY, SEASONAL, SIZE_FIT, SIZE_FIT_RANKER,
+)  # fmt: skip
 
 # indexes/<name>.faiss
 ALS_ITEMS: Final = "als_items"
@@ -150,6 +153,11 @@ class BundleLayout:
     @property
     def size_fit_model(self) -> Path:
         return self.model(SIZE_FIT)
+
+    @property
+    def size_fit_ranker_model(self) -> Path:
+        """The small / fit / large classifier served with the size-fit model."""
+        return self.model(SIZE_FIT_RANKER)
 
     @property
     def als_index(self) -> Path:
