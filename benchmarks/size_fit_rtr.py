@@ -2,9 +2,11 @@
 
 Average one-vs-rest AUC over the three verdicts on the random 80/10/10 split of Misra, Wan &
 McAuley (RecSys 2018; their K-LF-ML 0.719, 1-LV-LR 0.61) and on a time split by review date, for
-the customer's-usual-size and item-only baselines, the latent-size model (``models/size_fit.py``),
-gradient boosting and their blend — all measured in the same run (``training/size_fit_eval.py``);
-then how often each recommended size is the size the customer rented and kept.
+the customer's-usual-size and item-only baselines, the latent-size model alone
+(``models/size_fit.py``), the served classifier (``models/size_fit_ranker.py``, the probabilities
+the bundle serves; also as the size advice shows them, made ordinal over the item's sizes) and
+their blend — all measured in the same run (``training/size_fit_eval.py``); then how often each
+recommended size is the size the customer rented and kept.
 
     python -m benchmarks.size_fit_rtr            # the whole dataset (a few minutes)
     python -m benchmarks.size_fit_rtr --quick    # 20 000 rentals, for a smoke run

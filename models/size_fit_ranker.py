@@ -27,6 +27,7 @@ Deterministic (``deterministic``, one thread, seeded).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Self
@@ -100,8 +101,13 @@ def _lookup(keys: IntArray, query: IntArray) -> tuple[IntArray, npt.NDArray[np.b
     return at.astype(np.int64), keys[at] == query
 
 
+def _count(rows: IntArray, weights: FloatArray, n: int) -> FloatArray:
+    return np.bincount(rows, weights=weights, minlength=n).astype(np.float64)
+
+
 def _smoothed(hits: FloatArray, total: FloatArray, prior: float, strength: float) -> FloatArray:
-    return np.asarray((hits + strength * prior) / (total + strength), dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):  # no verdicts and no smoothing: NaN
+        return np.asarray((hits + strength * prior) / (total + strength), dtype=np.float64)
 
 
 @dataclass
@@ -157,8 +163,8 @@ class FitTables:
         item_size = np.stack(
             [
                 is_n,
-                _smoothed(np.bincount(is_row, small, len(is_keys)), is_n, prior[SMALL], smoothing),
-                _smoothed(np.bincount(is_row, large, len(is_keys)), is_n, prior[LARGE], smoothing),
+                _smoothed(_count(is_row, small, len(is_keys)), is_n, prior[SMALL], smoothing),
+                _smoothed(_count(is_row, large, len(is_keys)), is_n, prior[LARGE], smoothing),
             ],
             axis=1,
         )
@@ -395,7 +401,9 @@ class SizeFitRanker:
         x_valid = features(ref, latent, valid.customer, valid.item, valid.position)
         names = feature_names(latent)
         group = [len(names) - 1]
-        callbacks = [lgb.early_stopping(cfg.early_stopping, verbose=False)]
+        callbacks: list[Callable[..., Any]] = [
+            lgb.early_stopping(cfg.early_stopping, verbose=False)
+        ]
         if show_progress:
             callbacks.append(lgb.log_evaluation(50))
         booster = lgb.train(

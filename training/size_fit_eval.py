@@ -10,15 +10,19 @@ split (by review date), with, in the same run:
 * ``customer's usual size`` — the size against the customer's mean size in training (larger:
   more likely too large); no fitting;
 * ``item only`` — the item's shares of small / fit / large verdicts in training (smoothed);
-* ``latent sizes`` — :class:`models.size_fit.SizeFitModel`: true sizes of customers, items'
-  offsets, body measurements for customers without history, calibrated on held-out feedback;
-* ``gradient boosting`` — LightGBM over the customer's past verdicts relative to size, the
-  item's (and the item-in-this-size's) share of small / large verdicts, the size against the
-  customer's usual size and against the size the item fits its renters in, category, occasion,
-  body measurements, and the latent model's outputs. Everything learnt from verdicts is computed
-  out-of-fold for the training rows (never from the row itself) and from the whole training part
-  for validation and test rows; early stopping on the validation part;
-* ``blend`` — the two learnt models' probabilities averaged with a weight chosen on validation.
+* ``latent sizes (size_fit model alone)`` — :meth:`models.size_fit.SizeFitModel.latent_proba`:
+  true sizes of customers, items' offsets, body measurements for customers without history;
+* ``served classifier`` — :meth:`models.size_fit.SizeFitModel.predict_proba` with the classifier
+  the bundle serves attached (:class:`models.size_fit_ranker.SizeFitRanker`, the same class and
+  features ``lookbook train`` fits: LightGBM over the item's, the item-in-this-size's and the
+  customer's verdict statistics, the size against them, the product type and body
+  measurements; out-of-fold statistics for the training rows, the training part's for validation
+  and test rows; early stopping on the validation part);
+* ``served, made ordinal`` — those probabilities as the size advice shows them: computed for every
+  size the item is offered in and made ordinal over the sizes
+  (:func:`models.size_fit_ranker.ordinal`), read at the size rented;
+* ``blend`` — the classifier's and the latent model's probabilities averaged with a weight chosen
+  on validation.
 
 The recommended size of a rental that fitted: the item's size (among those it was rented in) with
 the highest probability of fitting for that customer; reported is how often it is the size the
@@ -41,7 +45,7 @@ from pydantic import Field
 from feature_store.config import StrictConfig
 from feature_store.rent_the_runway import BODY_COLUMNS, FIT_VERDICTS, FitCols
 from models.size_fit import FitObservations, ItemSizing, SizeFitConfig, SizeFitModel
-from models.size_fit_ranker import SizeFitRanker, SizeFitRankerConfig, feature_names
+from models.size_fit_ranker import SizeFitRanker, SizeFitRankerConfig, feature_names, ordinal
 from training.churn_eval import auc
 
 logger = logging.getLogger("lookbook.training")
@@ -172,6 +176,7 @@ Progress = Callable[[str], None]
 
 SERVED: Final = "served classifier (size_fit_ranker)"
 LATENT: Final = "latent sizes (size_fit model alone)"
+ADVICE: Final = "served, made ordinal over the item's sizes (as the size advice shows it)"
 
 
 def evaluate_split(
@@ -208,6 +213,7 @@ def evaluate_split(
     blend_auc = [average_auc(y_val, w * served_val + (1 - w) * lat_prob_val) for w in weights]
     w_best = float(weights[int(np.argmax(blend_auc))])
     x_test = _named(ranker, latent, obs_test)
+    advice_test = _advice_proba(frame, test, catalog, latent)
 
     scores = {
         "customer's usual size": _usual_size_scores(x_test),
@@ -217,6 +223,7 @@ def evaluate_split(
         ),
         LATENT: lat_prob_test,
         SERVED: served_test,
+        ADVICE: advice_test,
         f"blend (w={w_best:.1f} on the classifier)": w_best * served_test
         + (1 - w_best) * lat_prob_test,
     }
@@ -250,6 +257,28 @@ def _triple(obs: FitObservations) -> tuple[IntArray, IntArray, FloatArray]:
 def _named(ranker: SizeFitRanker, latent: SizeFitModel, obs: FitObservations) -> pd.DataFrame:
     """The served classifier's features of ``obs`` by name (the baselines read some)."""
     return pd.DataFrame(ranker.features(latent, *_triple(obs)), columns=feature_names(latent))
+
+
+def _advice_proba(
+    frame: pd.DataFrame, rentals: pd.DataFrame, catalog: _Catalog, latent: SizeFitModel
+) -> FloatArray:
+    """The probabilities of each rental's size as the size advice shows them: the served
+    model's over every size the item is offered in (rented in, here), made ordinal
+    (:func:`models.size_fit_ranker.ordinal`), at the size rented."""
+    sizes = frame.groupby(FitCols.ITEM_ID)[FitCols.SIZE].unique()
+    offered = [np.sort(s) for s in sizes.reindex(rentals[FitCols.ITEM_ID]).to_numpy()]
+    counts = np.array([len(s) for s in offered], dtype=np.int64)
+    candidates = rentals.iloc[np.repeat(np.arange(len(rentals)), counts)].reset_index(drop=True)
+    candidates[FitCols.SIZE] = np.concatenate(offered).astype(np.int64)
+    probs = latent.predict_proba(*_triple(catalog.observations(candidates)))
+    rented = rentals[FitCols.SIZE].to_numpy(dtype=np.int64)
+    out = np.empty((len(rentals), 3))
+    start = 0
+    for k, n in enumerate(counts.tolist()):
+        block = ordinal(probs[start : start + n])
+        out[k] = block[int(np.searchsorted(offered[k], rented[k]))]
+        start += n
+    return out
 
 
 def _usual_size_scores(x: pd.DataFrame) -> FloatArray:
@@ -343,8 +372,11 @@ def table(results: list[SplitResult]) -> str:
 
 
 __all__ = [
+    "ADVICE",
+    "LATENT",
     "PAPER_AUC",
     "RTR_SIZE_STEP",
+    "SERVED",
     "SizeFitEvalConfig",
     "SplitResult",
     "average_auc",
