@@ -40,7 +40,7 @@ from pydantic import ConfigDict, Field
 from feature_store.config import StrictConfig
 from feature_store.errors import BundleError
 from models.base import load_arrays, read_model_config, save_arrays, write_config
-from models.size_fit import FIT, LARGE, SMALL, FitObservations, SizeFitModel
+from models.size_fit import FIT, LARGE, SMALL, FitObservations, ItemSizing, SizeFitModel
 
 logger = logging.getLogger("lookbook.models")
 
@@ -248,7 +248,7 @@ def features(
     :data:`FEATURES`, the customer's standardised body measurements (NaN unknown; ``body``: raw
     measurements of the rows, e.g. a new customer's, else those the latent model keeps) and the
     item's group. Customer -1: a customer without statistics."""
-    sizing = latent._need()
+    sizing = _sizing(latent)
     customers = np.asarray(customers, np.int64)
     items = np.asarray(items, np.int64)
     s = np.asarray(positions, np.float64)
@@ -291,6 +291,12 @@ def features(
         [s[:, None], item, pair, user, derived, _body(latent, customers, body),
          sizing.group[items].astype(np.float64)[:, None]]
     )  # fmt: skip
+
+
+def _sizing(latent: SizeFitModel) -> ItemSizing:
+    if latent.sizing is None:
+        raise ValueError("the size-fit model is not fitted")
+    return latent.sizing
 
 
 def _body(latent: SizeFitModel, customers: IntArray, body: FloatArray | None) -> FloatArray:
@@ -381,7 +387,7 @@ class SizeFitRanker:
         ``valid`` (None: a seeded ``validation_share`` of ``obs``); the served tables are built
         from all of ``obs``. ``latent``: the latent model over the same catalog."""
         cfg = self.config
-        sizing = latent._need()
+        sizing = _sizing(latent)
         self.n_scales = sizing.n_scales
         obs = obs.take(sizing.scale[obs.item] >= 0)
         rng = np.random.default_rng(cfg.seed)
