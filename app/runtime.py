@@ -49,6 +49,7 @@ from models.complementary import ComplementaryModel
 from models.diversity import ItemSimilarity
 from models.index import ItemIndex
 from models.popularity import PopularityRecommender
+from models.ranker import LearnedRanker
 from models.seasonal import SeasonalModel
 from models.sequence import SequenceRecommender
 
@@ -245,6 +246,9 @@ class LoadedBundle:
     # rate and its product siblings; None for bundles written before them.
     repeat_rates: npt.NDArray[np.float64] | None = None
     siblings: NeighbourTable | None = None
+    # The learned ranker with its item statistics (``models/ranker``): the personalized feed's
+    # fusion stage when present; None for bundles without one.
+    ranker: LearnedRanker | None = None
 
     @classmethod
     def load(
@@ -311,10 +315,13 @@ class LoadedBundle:
                 else None
             )
             sequence = _load_sequence(layout)
+            ranker = (
+                LearnedRanker.load(layout.ranker_model) if layout.ranker_model.is_dir() else None
+            )
             purchase_log = load_purchase_history(layout.purchase_history, len(customers))
             return_log = load_returns(layout.returns, len(customers))
             tables = CandidateTables.load(layout.candidates, len(items))
-            for model in (complementary, seasonal, sequence):
+            for model in (complementary, seasonal, sequence, ranker):
                 if model is not None and model.n_items != len(items):
                     raise ValueError(f"{model.name} model has {model.n_items} items")
         except (OSError, KeyError, ValueError) as exc:
@@ -355,6 +362,7 @@ class LoadedBundle:
             return_log=return_log,
             repeat_rates=None if tables is None else tables.repeat_rates,
             siblings=None if tables is None else tables.siblings,
+            ranker=ranker,
         )
 
     def check(self) -> None:

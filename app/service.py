@@ -62,6 +62,7 @@ class RecommendationService:
         attribution_window_seconds: float,
         bandit: Bandit | None = None,
         bandit_seed: int | None = None,
+        learned_ranker: bool = True,
     ) -> None:
         self.bundles = bundles
         self.store = store
@@ -122,6 +123,7 @@ class RecommendationService:
             experiments_file=experiments_file,
             bandit=self.bandit,
             new_item_days=bandit.config.new_item_days,
+            learned_ranker=learned_ranker,
         )
         self.look = LookService(bundles, self.customers, self.responses, renderer, self.clock)
 

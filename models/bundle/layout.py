@@ -31,7 +31,8 @@ POPULARITY: Final = "popularity"
 SEQUENCE: Final = "sequence"
 COMPLEMENTARY: Final = "complementary"
 SEASONAL: Final = "seasonal"
-MODEL_NAMES: Final = (ALS, POPULARITY, SEQUENCE, COMPLEMENTARY, SEASONAL)
+RANKER: Final = "ranker"  # the learned ranker (LightGBM text model) and its item statistics
+MODEL_NAMES: Final = (ALS, POPULARITY, SEQUENCE, COMPLEMENTARY, SEASONAL, RANKER)
 
 # indexes/<name>.faiss
 ALS_ITEMS: Final = "als_items"
@@ -145,6 +146,10 @@ class BundleLayout:
     @property
     def seasonal_model(self) -> Path:
         return self.model(SEASONAL)
+
+    @property
+    def ranker_model(self) -> Path:
+        return self.model(RANKER)
 
     @property
     def als_index(self) -> Path:

@@ -1,8 +1,9 @@
 """Run the harness: :func:`run_evaluation` measures every method of a config on one dataset.
 
-Per fold (:mod:`training.evaluate.protocols`), the blend's weights are first fitted on the
-fold's validation period, pooled with every earlier fold's (all dated before the fold's training
-end; never on test customers), then every source is fitted on the events before the training end
+Per fold (:mod:`training.evaluate.protocols`), the blend's weights and the learned ranker
+(:mod:`training.ranker`: LambdaRank over the union of the blend's sources, early-stopped on the
+fold's own validation window) are first fitted on the fold's validation period, pooled with every
+earlier fold's (all dated before the fold's training end; never on test customers), then every source is fitted on the events before the training end
 and each method's list, topped up with popularity as of the cutoff, is scored: MAP@k, Recall@k,
 NDCG@k and coverage with percentile-bootstrap CIs over customers, and the paired bootstrap ratios
 ``blend / best other`` and ``lstm / als``. ``rerankers`` add methods that rerank the blend's
@@ -31,6 +32,7 @@ from training.evaluate.sources import (
     BLEND_SOURCES,
     METHOD_SOURCE,
     fill,
+    ranker_examples,
     run_sources,
     source_popularity,
 )
@@ -42,6 +44,7 @@ from training.metrics import (
     user_ndcg_at_k,
     user_recall_at_k,
 )
+from training.ranker import RankingExamples, fit_ranker, rank_examples
 
 __all__ = ["run_evaluation"]
 
@@ -81,9 +84,10 @@ def run_evaluation(
     clash = sorted(set(rerank) & set(methods))
     if clash:
         raise ValueError(f"reranker names {clash} are method names")
+    fused_methods = {"blend", "ranker"} & set(methods)
     needed = sorted(
-        {METHOD_SOURCE[m] for m in methods if m != "blend"}
-        | (set(BLEND_SOURCES.values()) if "blend" in methods else set())
+        {METHOD_SOURCE[m] for m in methods if m not in fused_methods}
+        | (set(BLEND_SOURCES.values()) if fused_methods else set())
     )
     skipped: dict[str, str] = {}
     per_fold_predictions: dict[str, list[IntArray]] = {m: [] for m in [*methods, *rerank]}
@@ -92,10 +96,13 @@ def run_evaluation(
     timings: dict[str, float] = {"prepare": time.perf_counter() - t0}
     k = config.k
     pooled: list[tuple[dict[str, IntArray], list[IntArray]]] = []
+    windows: list[RankingExamples] = []
+    importances: list[dict[str, float]] = []
     for fold in folds:
         tf = time.perf_counter()
         weights = BlendWeights()
-        if "blend" in methods and fold.validation is not None and len(fold.validation):
+        ranker = None
+        if fused_methods and fold.validation is not None and len(fold.validation):
             vctx = fold_context(prepared, fold.validation, config, fold.index, "validation")
             audits.append(vctx.audit)
             vsources = run_sources(vctx, sorted(set(BLEND_SOURCES.values())), skipped)
@@ -104,12 +111,22 @@ def run_evaluation(
             # order), so pooling them reads nothing on or after this fold's training end
             pooled.append((rankings, list(fold.validation.truths)))
             used = pooled if config.pool_validation else pooled[-1:]
-            names = set.intersection(*(set(r) for r, _ in used))
-            weights = fit_blend_weights(
-                {b: np.concatenate([r[b] for r, _ in used]) for b in sorted(names)},
-                [t for _, truths in used for t in truths],
-                k=k,
-            )
+            if "blend" in methods:
+                names = set.intersection(*(set(r) for r, _ in used))
+                weights = fit_blend_weights(
+                    {b: np.concatenate([r[b] for r, _ in used]) for b in sorted(names)},
+                    [t for _, truths in used for t in truths],
+                    k=k,
+                )
+            if "ranker" in methods:
+                start = time.perf_counter()
+                windows.append(ranker_examples(vctx, rankings, fold.validation.truths))
+                ranker = fit_ranker(windows, config.ranker)
+                if ranker is not None:
+                    importances.append(ranker.importances())
+                timings["ranker_fit"] = timings.get("ranker_fit", 0.0) + (
+                    time.perf_counter() - start
+                )
             for key, value in vctx.timings.items():
                 timings[f"validation_{key}"] = timings.get(f"validation_{key}", 0.0) + value
         ctx = fold_context(prepared, fold.test, config, fold.index, "test")
@@ -125,6 +142,17 @@ def run_evaluation(
                     deep = fill(fused, popular, config.depth)
                     for label, rerank_fn in rerank.items():
                         per_fold_predictions[label].append(rerank_fn(deep))
+            elif method == "ranker":
+                rankings = {b: sources[s] for b, s in BLEND_SOURCES.items() if s in sources}
+                if ranker is None:  # too few window customers: the equal-weight fusion
+                    ranked, _ = fuse(rankings, BlendWeights(), config.depth)
+                else:
+                    start = time.perf_counter()
+                    ranked = rank_examples(ranker, ranker_examples(ctx, rankings), k)
+                    timings["ranker_rank"] = timings.get("ranker_rank", 0.0) + (
+                        time.perf_counter() - start
+                    )
+                per_fold_predictions[method].append(fill(ranked, popular, k))
             elif METHOD_SOURCE[method] in sources:
                 per_fold_predictions[method].append(
                     fill(sources[METHOD_SOURCE[method]], popular, k)
@@ -186,6 +214,17 @@ def run_evaluation(
             ratios[f"blend/{best}"] = bootstrap_ratio_ci(
                 results["blend"].ap, results[best].ap, n_boot=config.n_boot, seed=config.seed
             )
+    if "ranker" in results:
+        others = [m for m in BASELINES if m in results]
+        if others:
+            best = max(others, key=lambda m: results[m].ap.mean())
+            ratios[f"ranker/{best}"] = bootstrap_ratio_ci(
+                results["ranker"].ap, results[best].ap, n_boot=config.n_boot, seed=config.seed
+            )
+        if "blend" in results:
+            ratios["ranker/blend"] = bootstrap_ratio_ci(
+                results["ranker"].ap, results["blend"].ap, n_boot=config.n_boot, seed=config.seed
+            )
     if "lstm" in results and "als" in results:
         ratios["lstm/als"] = bootstrap_ratio_ci(
             results["lstm"].ap, results["als"].ap, n_boot=config.n_boot, seed=config.seed
@@ -209,4 +248,9 @@ def run_evaluation(
         skipped=skipped,
         timings=timings,
         n_items=prepared.n_items,
+        ranker_importances=(
+            {f: float(np.mean([i[f] for i in importances])) for f in importances[0]}
+            if importances
+            else {}
+        ),
     )
