@@ -26,7 +26,7 @@ from training.blend import fit_blend_weights, fuse
 from training.evaluate.config import BASELINES, EvalConfig
 from training.evaluate.context import FoldAudit, fold_context
 from training.evaluate.prepared import Prepared, prepare
-from training.evaluate.protocols import last_day_folds, time_split_folds
+from training.evaluate.protocols import every_day_holdout, last_day_folds, time_split_folds
 from training.evaluate.results import EvaluationResult, MethodResult
 from training.evaluate.sources import (
     BLEND_SOURCES,
@@ -103,10 +103,29 @@ def run_evaluation(
         weights = BlendWeights()
         ranker = None
         if fused_methods and fold.validation is not None and len(fold.validation):
-            vctx = fold_context(prepared, fold.validation, config, fold.index, "validation")
+            # the ranker learns from every purchase day of the validation period (the blend's
+            # rows, each customer's last day, are among them): one context, sources run once
+            window = (
+                every_day_holdout(prepared, fold.validation, fold.test.train_end)
+                if "ranker" in methods and config.protocol == "last_day"
+                else fold.validation
+            )
+            vctx = fold_context(prepared, window, config, fold.index, "validation")
             audits.append(vctx.audit)
             vsources = run_sources(vctx, sorted(set(BLEND_SOURCES.values())), skipped)
-            rankings = {b: vsources[s] for b, s in BLEND_SOURCES.items() if s in vsources}
+            window_rankings = {b: vsources[s] for b, s in BLEND_SOURCES.items() if s in vsources}
+            row_of = {
+                (int(u), int(c)): r
+                for r, (u, c) in enumerate(zip(window.users, window.cutoffs, strict=True))
+            }
+            rows = np.asarray(
+                [
+                    row_of[(int(u), int(c))]
+                    for u, c in zip(fold.validation.users, fold.validation.cutoffs, strict=True)
+                ],
+                dtype=np.int64,
+            )
+            rankings = {b: r[rows] for b, r in window_rankings.items()}
             # earlier folds' validation periods end before this fold's (folds are in cutoff
             # order), so pooling them reads nothing on or after this fold's training end
             pooled.append((rankings, list(fold.validation.truths)))
@@ -120,7 +139,7 @@ def run_evaluation(
                 )
             if "ranker" in methods:
                 start = time.perf_counter()
-                windows.append(ranker_examples(vctx, rankings, fold.validation.truths))
+                windows.append(ranker_examples(vctx, window_rankings, window.truths))
                 ranker = fit_ranker(windows, config.ranker)
                 if ranker is not None:
                     importances.append(ranker.importances())
