@@ -750,6 +750,8 @@ class Pipeline:
             bought.timestamps if bought is not None else np.empty(0, np.int64),
             now,
             model.stats,
+            model.blend_weights,
+            model.blend_rrf_k,
         )
         top, _ = model.rank(items, x, k)
         best: dict[int, Candidate] = {}

@@ -87,6 +87,9 @@ class LearnedRanker:
         self.validation_map: float | None = None
         #: the item statistics it serves with (as of the bundle's data end), saved beside it
         self.stats: ItemStats | None = None
+        #: the blend weights and fusion constant of its ``blend_score`` feature (fixed at fit)
+        self.blend_weights: dict[str, float] = {}
+        self.blend_rrf_k: float = 60.0
 
     @property
     def name(self) -> str:
@@ -180,6 +183,8 @@ class LearnedRanker:
             "features": list(FEATURE_NAMES),
             "best_iteration": self.best_iteration,
             "validation_map": self.validation_map,
+            "blend_weights": self.blend_weights,
+            "blend_rrf_k": self.blend_rrf_k,
         }
         (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True), "utf-8")
         if self.stats is not None:
@@ -199,6 +204,8 @@ class LearnedRanker:
         ranker.best_iteration = int(meta["best_iteration"])
         vm = meta.get("validation_map")
         ranker.validation_map = None if vm is None else float(vm)
+        ranker.blend_weights = {str(k): float(v) for k, v in meta["blend_weights"].items()}
+        ranker.blend_rrf_k = float(meta["blend_rrf_k"])
         if (folder / STATS_FILE).is_file():
             with np.load(folder / STATS_FILE, allow_pickle=False) as arrays:
                 ranker.stats = ItemStats.from_arrays(dict(arrays))

@@ -50,6 +50,7 @@ _RRF_K: Final = 60.0
 _PAIR: Final = (
     "n_sources",
     "rrf",
+    "blend_score",
     "days_since_item",
     "item_count",
     "days_since_group",
@@ -230,11 +231,15 @@ def ranker_features(
     purchase_times: npt.ArrayLike,
     now: int,
     stats: ItemStats,
+    blend: Mapping[str, float] | None = None,
+    blend_rrf_k: float = _RRF_K,
 ) -> npt.NDArray[np.float32]:
     """The ``(len(candidates), len(FEATURE_NAMES))`` feature matrix of one customer.
 
     ``source_ranks`` comes from :func:`candidate_union`; ``purchases`` / ``purchase_times`` are
-    the customer's purchases dated before ``now`` (later ones are ignored)."""
+    the customer's purchases dated before ``now`` (later ones are ignored). ``blend`` (weights by
+    source name, with ``blend_rrf_k``) gives ``blend_score``, the fixed fusion's score of the
+    candidate (:func:`models.bundle.rrf_fuse_row`'s formula); 0 without."""
     cands = np.asarray(candidates, dtype=np.int64)
     items = np.asarray(purchases, dtype=np.int64)
     ts = np.asarray(purchase_times, dtype=np.int64)
@@ -250,6 +255,10 @@ def ranker_features(
     present = ~np.isnan(ranks)
     out[:, col["n_sources"]] = present.sum(axis=1)
     out[:, col["rrf"]] = np.where(present, 1.0 / (_RRF_K + np.nan_to_num(ranks)), 0.0).sum(axis=1)
+    w = np.asarray([max(float((blend or {}).get(s, 0.0)), 0.0) for s in RANKER_SOURCES])
+    out[:, col["blend_score"]] = np.where(
+        present, w / (float(blend_rrf_k) + np.nan_to_num(ranks)), 0.0
+    ).sum(axis=1)
 
     since, count = _since_and_count(items, ts, cands, now)
     out[:, col["days_since_item"]] = since

@@ -224,7 +224,9 @@ def test_the_feed_ranks_with_the_bundles_ranker_on_the_features_computed_offline
     assert feed(False) and not seen  # turned off: the fixed fusion
     served = feed(True)
     assert len(seen) == 1 and len(served) == 12
-    (items, ranks, _, _, now, stats), online = seen[0]
+    (items, ranks, _, _, now, stats, blend, blend_rrf_k), online = seen[0]
+    assert blend == bundle.ranker.blend_weights and blend  # the trainer's fitted blend weights
+    assert blend_rrf_k == bundle.ranker.blend_rrf_k
     assert isinstance(stats, ItemStats)
     for name, value in bundle.ranker.stats.to_arrays().items():  # the bundle's statistics
         np.testing.assert_array_equal(stats.to_arrays()[name], value)
@@ -247,6 +249,8 @@ def test_the_feed_ranks_with_the_bundles_ranker_on_the_features_computed_offline
         [int(now)],  # type: ignore[call-overload]
         bundle.ranker.stats,
         depth=len(items),  # type: ignore[arg-type]
+        blend=bundle.ranker.blend_weights,
+        blend_rrf_k=bundle.ranker.blend_rrf_k,
     )
     np.testing.assert_array_equal(offline.candidates[0], items)
     np.testing.assert_array_equal(offline.x, online)

@@ -35,6 +35,7 @@ from training.data import PURCHASE_CODE
 
 __all__ = [
     "MIN_RANKER_CUSTOMERS",
+    "RANKER_GRID",
     "RankingExamples",
     "build_examples",
     "fit_ranker",
@@ -47,6 +48,13 @@ logger = logging.getLogger("lookbook.training.ranker")
 
 #: Fewer window customers with a bought candidate than this: no ranker is fitted.
 MIN_RANKER_CUSTOMERS = 30
+#: The settings :func:`fit_ranker` tries (changes to its config), the one with the best MAP on
+#: the early-stopping window kept: as given, smaller and more regularised trees, larger ones.
+RANKER_GRID: tuple[dict[str, Any], ...] = (
+    {},
+    {"num_leaves": 7, "min_data_in_leaf": 50, "lambda_l2": 10.0},
+    {"num_leaves": 31, "min_data_in_leaf": 10},
+)
 
 
 @dataclass(frozen=True)
@@ -115,10 +123,13 @@ def build_examples(
     *,
     depth: int,
     truths: Sequence[npt.ArrayLike] | None = None,
+    blend: Mapping[str, float] | None = None,
+    blend_rrf_k: float = 60.0,
 ) -> RankingExamples:
     """Examples of ``n`` customers: ``lists[source]`` is ``(n, >= depth)`` ranked items per
     customer (``-1`` padded), ``purchases[r]`` customer ``r``'s purchases ``(items, epoch
-    seconds)``, ``nows[r]`` their cutoff, ``truths[r]`` what they bought (labels; zeros without)."""
+    seconds)``, ``nows[r]`` their cutoff, ``truths[r]`` what they bought (labels; zeros without);
+    ``blend`` / ``blend_rrf_k`` the weights of the ``blend_score`` feature."""
     now = np.asarray(nows, dtype=np.int64)
     cands: list[IntArray] = []
     blocks: list[npt.NDArray[np.float32]] = []
@@ -126,7 +137,11 @@ def build_examples(
     for r in range(len(now)):
         items, ranks = candidate_union({s: rows[r] for s, rows in lists.items()}, depth)
         bought_items, bought_at = purchases[r]
-        blocks.append(ranker_features(items, ranks, bought_items, bought_at, int(now[r]), stats))
+        blocks.append(
+            ranker_features(
+                items, ranks, bought_items, bought_at, int(now[r]), stats, blend, blend_rrf_k
+            )
+        )
         truth = np.asarray(truths[r], dtype=np.int64) if truths is not None else np.empty(0)
         labels.append(np.isin(items, truth).astype(np.int64))
         cands.append(items)
@@ -156,9 +171,17 @@ def fit_ranker(
         every = RankingExamples.concat(usable)
         index = np.arange(len(every))
         train, valid = every.take(index[index % 4 != 3]), every.take(index[index % 4 == 3])
-    ranker = LearnedRanker(config).fit(
-        train.x, train.y, train.groups.tolist(), (valid.x, valid.y, valid.groups.tolist())
-    )
+    base = config or RankerConfig()
+    ranker: LearnedRanker | None = None
+    for changes in RANKER_GRID:  # chosen on the early-stopping window's MAP
+        tried = LearnedRanker(base.model_copy(update=changes)).fit(
+            train.x, train.y, train.groups.tolist(), (valid.x, valid.y, valid.groups.tolist())
+        )
+        score = tried.validation_map if tried.validation_map is not None else -1.0
+        best = -1.0 if ranker is None or ranker.validation_map is None else ranker.validation_map
+        if ranker is None or score > best:
+            ranker = tried
+    assert ranker is not None
     logger.info(
         "ranker: %d + %d window customers, %d rounds, validation MAP@%d %.4f",
         len(train),
@@ -216,6 +239,8 @@ def fit_served_ranker(
     stats: ItemStats,
     depth: int,
     config: RankerConfig | None = None,
+    blend: Mapping[str, float] | None = None,
+    blend_rrf_k: float = 60.0,
 ) -> tuple[LearnedRanker | None, dict[str, Any]]:
     """The bundle's ranker, fitted on one held-out window (``users`` with their ``truths``,
     ``rankings[source]`` one row per user from the models trained before it, ``purchases`` the
@@ -231,9 +256,19 @@ def fit_served_ranker(
         for u in np.asarray(users, dtype=np.int64).tolist()
     ]
     examples = build_examples(
-        rankings, bought, np.full(len(users), int(now)), stats, depth=depth, truths=truths
+        rankings,
+        bought,
+        np.full(len(users), int(now)),
+        stats,
+        depth=depth,
+        truths=truths,
+        blend=blend,
+        blend_rrf_k=blend_rrf_k,
     )
     ranker = fit_ranker([examples], config)
+    if ranker is not None:
+        ranker.blend_weights = {k: float(v) for k, v in (blend or {}).items()}
+        ranker.blend_rrf_k = float(blend_rrf_k)
     summary: dict[str, Any] = {"customers": len(users), "depth": depth}
     if ranker is not None:
         summary.update(

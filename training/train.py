@@ -818,6 +818,8 @@ def train(
                 stats=_ranker_stats(dataset, train_frame, maps, train_data, train_tables),
                 depth=BLEND_DEPTH,
                 config=config.ranker.model_copy(update={"seed": config.seed}),
+                blend=blend.weights,
+                blend_rrf_k=blend.rrf_k,
             )
             timings["ranker"] = time.perf_counter() - t
         del window

@@ -24,7 +24,7 @@ from models.base import IntArray
 from models.bundle import BlendWeights
 from training.blend import fit_blend_weights, fuse
 from training.evaluate.config import BASELINES, EvalConfig
-from training.evaluate.context import FoldAudit, fold_context
+from training.evaluate.context import FoldAudit, FoldContext, fold_context
 from training.evaluate.prepared import Prepared, prepare
 from training.evaluate.protocols import every_day_holdout, last_day_folds, time_split_folds
 from training.evaluate.results import EvaluationResult, MethodResult
@@ -44,7 +44,7 @@ from training.metrics import (
     user_ndcg_at_k,
     user_recall_at_k,
 )
-from training.ranker import RankingExamples, fit_ranker, rank_examples
+from training.ranker import fit_ranker, rank_examples
 
 __all__ = ["run_evaluation"]
 
@@ -96,7 +96,7 @@ def run_evaluation(
     timings: dict[str, float] = {"prepare": time.perf_counter() - t0}
     k = config.k
     pooled: list[tuple[dict[str, IntArray], list[IntArray]]] = []
-    windows: list[RankingExamples] = []
+    windows: list[tuple[FoldContext, dict[str, IntArray], list[IntArray]]] = []
     importances: list[dict[str, float]] = []
     for fold in folds:
         tf = time.perf_counter()
@@ -130,7 +130,7 @@ def run_evaluation(
             # order), so pooling them reads nothing on or after this fold's training end
             pooled.append((rankings, list(fold.validation.truths)))
             used = pooled if config.pool_validation else pooled[-1:]
-            if "blend" in methods:
+            if fused_methods:  # the ranker's blend_score feature reads the weights too
                 names = set.intersection(*(set(r) for r, _ in used))
                 weights = fit_blend_weights(
                     {b: np.concatenate([r[b] for r, _ in used]) for b in sorted(names)},
@@ -139,8 +139,9 @@ def run_evaluation(
                 )
             if "ranker" in methods:
                 start = time.perf_counter()
-                windows.append(ranker_examples(vctx, window_rankings, window.truths))
-                ranker = fit_ranker(windows, config.ranker)
+                windows.append((vctx, window_rankings, list(window.truths)))
+                examples = [ranker_examples(c, r, t, weights) for c, r, t in windows]
+                ranker = fit_ranker(examples, config.ranker)
                 if ranker is not None:
                     importances.append(ranker.importances())
                 timings["ranker_fit"] = timings.get("ranker_fit", 0.0) + (
@@ -167,7 +168,7 @@ def run_evaluation(
                     ranked, _ = fuse(rankings, BlendWeights(), config.depth)
                 else:
                     start = time.perf_counter()
-                    ranked = rank_examples(ranker, ranker_examples(ctx, rankings), k)
+                    ranked = rank_examples(ranker, ranker_examples(ctx, rankings, blend=weights), k)
                     timings["ranker_rank"] = timings.get("ranker_rank", 0.0) + (
                         time.perf_counter() - start
                     )

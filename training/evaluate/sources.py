@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from feature_store.timeutils import SECONDS_PER_DAY, decay
 from models.als import ALSRecommender
 from models.base import IntArray, TrainingData
+from models.bundle import BlendWeights
 from models.candidates import (
     NeighbourTable,
     build_product_siblings,
@@ -362,12 +363,16 @@ def run_sources(
 
 
 def ranker_examples(
-    ctx: FoldContext, rankings: Mapping[str, IntArray], truths: Sequence[IntArray] | None = None
+    ctx: FoldContext,
+    rankings: Mapping[str, IntArray],
+    truths: Sequence[IntArray] | None = None,
+    blend: BlendWeights | None = None,
 ) -> RankingExamples:
     """The learned ranker's examples of ``ctx``'s customers: the union of ``rankings`` (blend
     source name → rows) cut to ``config.ranker_depth`` per source, with the features of
     :func:`models.ranker_features.ranker_features` over each customer's purchases before their
-    cutoff and the item statistics as of the training end; labelled by ``truths`` when given."""
+    cutoff and the item statistics as of the training end; labelled by ``truths`` when given;
+    ``blend`` gives the ``blend_score`` feature."""
     purchases = [(it, ts) for it, ts, _ in (_purchases(ctx, r) for r in range(len(ctx.holdout)))]
     return build_examples(
         rankings,
@@ -376,4 +381,6 @@ def ranker_examples(
         ctx.item_stats,
         depth=ctx.config.ranker_depth,
         truths=truths,
+        blend=None if blend is None else blend.weights,
+        blend_rrf_k=60.0 if blend is None else blend.rrf_k,
     )
