@@ -78,7 +78,7 @@ class Feeds:
         experiments_file: Path | None = None,
         bandit: Reranker | None = None,
         new_item_days: float = NEW_ITEM_DAYS,
-        learned_ranker: bool = True,
+        learned_ranker: bool = False,
     ) -> None:
         self.bundles = bundles
         self.learned_ranker = learned_ranker  # the bundle's learned ranker fuses personalized feeds

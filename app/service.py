@@ -62,7 +62,7 @@ class RecommendationService:
         attribution_window_seconds: float,
         bandit: Bandit | None = None,
         bandit_seed: int | None = None,
-        learned_ranker: bool = True,
+        learned_ranker: bool = False,
     ) -> None:
         self.bundles = bundles
         self.store = store

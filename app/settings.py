@@ -117,9 +117,11 @@ class Settings(BaseSettings):
         "LOOKBOOK_BANDIT__EXPLORATION_BY_SURFACE='{\"email\": 0.2}', … or LOOKBOOK_BANDIT as JSON",
     )
     learned_ranker: bool = Field(
-        True,
+        False,
         description="rank personalized feeds with the bundle's learned ranker (models/ranker.py) "
-        "when it has one, instead of the fixed fusion; an experiment variant may set `ranker`",
+        "when it has one, instead of the fixed fusion (off by default: it ranks only the blend's "
+        "sources, so a segment strategy's own sources would drop out); an experiment variant may "
+        "set `ranker` to compare the two online",
     )
     bandit_seed: int | None = Field(
         None,

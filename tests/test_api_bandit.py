@@ -93,8 +93,7 @@ def test_bandit_off_by_default_gives_the_fixed_fusion_bodies(
             assert without_id(a) == without_id(b)
             differs += without_id(a) != without_id(c)
             rec = record(default, a["recommendation_id"])
-            # the fixed ranking: the fusion, or the bundle's learned ranker (issue 13)
-            assert rec.policy in (None, "ranker")
+            assert rec.policy is None
             assert all(p.propensity == 1.0 for p in rec.items)
         assert differs > 0  # the bandit does change lists: the comparison can fail
         assert all(arm["impressions"] == 0 for arm in arms(default).values())
@@ -246,7 +245,7 @@ def test_exploration_from_the_context_is_honoured(
         overrides.clear()
         overrides["bandit_enabled"] = False
         body = feed(client, customers[0])
-        assert record(client, body["recommendation_id"]).policy != "bandit"
+        assert record(client, body["recommendation_id"]).policy is None
 
 
 def test_exploration_per_surface_from_the_configuration(
