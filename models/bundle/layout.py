@@ -32,7 +32,8 @@ SEQUENCE: Final = "sequence"
 COMPLEMENTARY: Final = "complementary"
 SEASONAL: Final = "seasonal"
 SIZE_FIT: Final = "size_fit"
-MODEL_NAMES: Final = (ALS, POPULARITY, SEQUENCE, COMPLEMENTARY, SEASONAL, SIZE_FIT)
+RANKER: Final = "ranker"  # the learned ranker (LightGBM text model) and its item statistics
+MODEL_NAMES: Final = (ALS, POPULARITY, SEQUENCE, COMPLEMENTARY, SEASONAL, SIZE_FIT, RANKER)
 
 # indexes/<name>.faiss
 ALS_ITEMS: Final = "als_items"
@@ -150,6 +151,10 @@ class BundleLayout:
     @property
     def size_fit_model(self) -> Path:
         return self.model(SIZE_FIT)
+
+    @property
+    def ranker_model(self) -> Path:
+        return self.model(RANKER)
 
     @property
     def als_index(self) -> Path:
