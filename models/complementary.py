@@ -70,6 +70,7 @@ from .base import (
     top_n,
     write_config,
 )
+from .cooccurrence import CoOccurrence
 from .index import ItemIndex
 
 logger = logging.getLogger("lookbook.models")
@@ -82,6 +83,7 @@ DEFAULT_ATTRIBUTES: tuple[str, ...] = (
     ItemCols.PATTERN,
     ItemCols.STYLES,
 )
+_COOC_PREFIX = "cooccurrence__"
 MAX_LIST_VALUES = 4  # values kept per list-valued attribute (e.g. styles)
 SetAggregate = Literal["mean", "min"]
 
@@ -297,6 +299,8 @@ class ComplementaryModel:
         set_aggregate: SetAggregate = "min",
         min_slot_share: float = 0.05,
         index_kind: str = "auto",
+        cooc_weight: float = 0.0,
+        popularity_weight: float = 0.0,
         seed: int = 42,
         threads: int | None = 1,
     ) -> None:
@@ -325,6 +329,10 @@ class ComplementaryModel:
         self.set_aggregate: SetAggregate = set_aggregate
         self.min_slot_share = float(min_slot_share)
         self.index_kind = index_kind
+        if cooc_weight < 0 or popularity_weight < 0:
+            raise ValueError("cooc_weight and popularity_weight must be >= 0")
+        self.cooc_weight = float(cooc_weight)
+        self.popularity_weight = float(popularity_weight)
         self.seed = int(seed)
         self.threads = threads
         # fitted state
@@ -342,6 +350,7 @@ class ComplementaryModel:
         self.n_fit_items_: int = 0
         self.loss_history_: list[float] = []
         self._indexes: dict[int, tuple[ItemIndex, IntArray]] = {}
+        self.cooccurrence_: CoOccurrence | None = None
 
     # ----------------------------------------------------------------------------- fitting
 
@@ -366,10 +375,15 @@ class ComplementaryModel:
         baskets: Outfits | Sequence[Sequence[int]] | None = None,
         attributes: Sequence[str] | None = None,
         negative_group: str = ItemCols.CATEGORY,
+        cooccurrence: CoOccurrence | None = None,
         show_progress: bool = False,
         callback: Callable[[int, float], None] | None = None,
     ) -> Self:
         """Learn from ``outfits`` (weight 1) and ``baskets`` (weight ``basket_weight``).
+
+        ``cooccurrence`` (fitted over the same item order): the recency-weighted co-purchase /
+        co-cart / co-view and popularity statistics blended into every score (see
+        :meth:`set_cooccurrence`).
 
         ``items`` is the item table in dense-index order (row ``i`` = item ``i``) with a
         ``category`` column and the ``attributes`` columns (default: those of
@@ -447,6 +461,8 @@ class ComplementaryModel:
                 torch.set_num_threads(previous_threads)
         self.state_ = {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
         self._refresh(net)
+        if cooccurrence is not None:
+            self.set_cooccurrence(cooccurrence)
         logger.info(
             "complementary: fitted on %d sets over %d items (%d with history, %d categories, "
             "%d attribute fields) in %.1fs",
@@ -673,6 +689,42 @@ class ComplementaryModel:
         net.load_state_dict({k: torch.as_tensor(v) for k, v in self.state_.items()})
         return net
 
+    # ------------------------------------------------------------------------ the blend
+
+    def set_cooccurrence(self, statistics: CoOccurrence | None) -> None:
+        """Attach (or, with ``None``, drop) the co-occurrence / popularity statistics blended
+        into every score: ``+ cooc_weight · log(1 + Σ_{i∈Q} C[i, j]) + popularity_weight ·
+        log(1 + p_j)``. Items the statistics do not cover (added later, never sold) get 0 from
+        them and are ranked on their attributes alone. Refreshing the statistics needs no
+        retraining."""
+        if statistics is not None and statistics.n_items > self.n_items:
+            raise ValueError(
+                f"the statistics cover {statistics.n_items} items, the model {self.n_items}"
+            )
+        self.cooccurrence_ = statistics
+
+    @property
+    def blends(self) -> bool:
+        """Whether scores include the co-occurrence / popularity terms."""
+        return self.cooccurrence_ is not None and (
+            self.cooc_weight > 0 or self.popularity_weight > 0
+        )
+
+    def blend_prior(self, item_indices: Sequence[int] | IntArray) -> FloatArray | None:
+        """The additive co-occurrence + popularity term of every item for the set
+        ``item_indices`` (``n_items``), or ``None`` when the model does not blend."""
+        if not self.blends:
+            return None
+        stats = self.cooccurrence_
+        assert stats is not None
+        out = np.zeros(self.n_items, dtype=np.float32)
+        n = stats.n_items
+        if self.cooc_weight > 0:
+            out[:n] += self.cooc_weight * np.log1p(stats.scores(self._indices(item_indices)))
+        if self.popularity_weight > 0:
+            out[:n] += self.popularity_weight * np.log1p(stats.popularity_)
+        return out
+
     # ------------------------------------------------------------------------ scoring
 
     def pair_scores(self, a: Sequence[int] | IntArray, b: Sequence[int] | IntArray) -> FloatArray:
@@ -688,11 +740,16 @@ class ComplementaryModel:
     def score_candidates(
         self, context: Sequence[int] | IntArray, candidates: Sequence[int] | IntArray
     ) -> FloatArray:
-        """Mean compatibility of each candidate with the whole ``context`` set."""
+        """Mean compatibility of each candidate with the whole ``context`` set (plus the
+        co-occurrence / popularity blend when the model has one, :meth:`blend_prior`)."""
         ctx = self._indices(context)
         if len(ctx) == 0:
             raise InvalidRequest("the context set is empty")
-        return self.pair_scores(ctx, candidates).mean(axis=0).astype(np.float32)
+        scores = self.pair_scores(ctx, candidates).mean(axis=0)
+        blend = self.blend_prior(ctx)
+        if blend is not None:
+            scores = scores + blend[self._indices(candidates)]
+        return scores.astype(np.float32)
 
     def compatibility(self, item_indices: Sequence[int] | IntArray) -> float:
         """Compatibility of a whole set (higher = goes better together; not a probability).
@@ -756,9 +813,11 @@ class ComplementaryModel:
         :meth:`slots`. ``exclude`` never returns those items (the set itself is always excluded).
         ``allowed`` restricts candidates (e.g. in stock in the customer's size or this store);
         ``prior`` is an additive per-item score (``n_items``; e.g. the log of recent sales) —
-        with either, each slot is ranked exactly over its allowed items instead of through FAISS.
+        with either, or when the model blends co-occurrence and popularity (:meth:`blend_prior`),
+        each slot is ranked exactly over its allowed items instead of through FAISS.
         Returns ``{category: (item indices, scores)}`` in slot order; scores are the mean
-        pairwise compatibility with the set (as :meth:`score_candidates`) plus ``prior``.
+        pairwise compatibility with the set plus the blend (as :meth:`score_candidates`) plus
+        ``prior``.
         """
         self._check_fitted()
         idx = self._indices(item_indices)
@@ -782,6 +841,9 @@ class ComplementaryModel:
             prior_arr = np.asarray(prior, dtype=np.float32).reshape(-1)
             if len(prior_arr) != self.n_items:
                 raise InvalidRequest(f"prior has {len(prior_arr)} entries, not {self.n_items}")
+        blend = self.blend_prior(idx)
+        if blend is not None:
+            prior_arr = blend if prior_arr is None else prior_arr + blend
         allowed_mask: npt.NDArray[np.bool_] | None = None
         if allowed is not None:
             allowed_mask = np.zeros(self.n_items, dtype=bool)
@@ -811,6 +873,30 @@ class ComplementaryModel:
             local, scores = top_n(exact, int(k_per_slot))
             out[name] = (cand[local].astype(np.int64), scores.astype(np.float32))
         return out
+
+    def rank(
+        self,
+        item_indices: Sequence[int] | IntArray,
+        k: int = 12,
+        *,
+        categories: Sequence[str] | None = None,
+        exclude: Sequence[int] | IntArray | None = None,
+        allowed: Sequence[int] | IntArray | None = None,
+    ) -> tuple[IntArray, FloatArray]:
+        """One list of the ``k`` best items to go with the set, across its slots (as
+        :meth:`complete`, best score first; ties by item index) — e.g. what to suggest for the
+        next basket. ``categories`` default to :meth:`slots`."""
+        slots = self.complete(
+            item_indices, k_per_slot=k, categories=categories, exclude=exclude, allowed=allowed
+        )
+        found = [ids for ids, _ in slots.values()]
+        values = [sc for _, sc in slots.values()]
+        if not found or sum(len(f) for f in found) == 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        ids = np.concatenate(found)
+        scores = np.concatenate(values)
+        order = np.lexsort((ids, -scores))[:k]
+        return ids[order].astype(np.int64), scores[order].astype(np.float32)
 
     def anchors(
         self, item_indices: Sequence[int] | IntArray, suggestions: Sequence[int] | IntArray
@@ -869,8 +955,11 @@ class ComplementaryModel:
                 "set_aggregate": self.set_aggregate,
                 "min_slot_share": self.min_slot_share,
                 "index_kind": self.index_kind,
+                "cooc_weight": self.cooc_weight,
+                "popularity_weight": self.popularity_weight,
                 "seed": self.seed,
             },
+            "cooccurrence": (None if self.cooccurrence_ is None else self.cooccurrence_.params()),
             "categories": self.categories_,
             "negative_group": self.negative_group_,
             "fields": [
@@ -897,6 +986,8 @@ class ComplementaryModel:
             "slot_prior": self.slot_prior_,
         }
         arrays.update({f"state__{k}": v for k, v in self.state_.items()})
+        if self.cooccurrence_ is not None:
+            arrays.update(self.cooccurrence_.to_arrays(_COOC_PREFIX))
         save_arrays(path, **arrays)
 
     @classmethod
@@ -925,6 +1016,10 @@ class ComplementaryModel:
             raise BundleError(f"{path}/arrays.npz lacks {exc}") from exc
         if model.n_items != int(config["n_items"]) or len(model.codes_) != model.n_items:
             raise BundleError(f"{path}: item count disagrees between config and arrays")
+        if config.get("cooccurrence") is not None:
+            model.cooccurrence_ = CoOccurrence.from_arrays(
+                config["cooccurrence"], arrays, _COOC_PREFIX
+            )
         model._build_indexes()
         return model
 
