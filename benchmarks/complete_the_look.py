@@ -543,12 +543,14 @@ def run_hm(root: Path, seed: int, threads: int) -> None:
         after = frame[(frame["ts"] >= cutoff) & (frame["ts"] < cutoff + horizon)]
         baskets = baskets_from_dataset(dataset, end=cutoff)
         ages = _basket_ages(baskets, cutoff)
-        event_ages = ((cutoff - before["ts"]) / pd.Timedelta(days=1)).to_numpy(dtype=np.float64)
+        event_ages = (cutoff - before["ts"]).dt.total_seconds().to_numpy(dtype=np.float64) / 86400.0
         model = ComplementaryModel(**HM_PARAMS, seed=seed, threads=threads).fit(
             items, baskets, attributes=attributes
         )
 
-        def stats(cooc_life: float | None, pop_life: float | None, window: float | None = None):
+        def stats(
+            cooc_life: float | None, pop_life: float | None, window: float | None = None
+        ) -> CoOccurrence:
             return CoOccurrence(
                 half_life_days=cooc_life, popularity_half_life_days=pop_life, window_days=window
             ).fit(
@@ -648,12 +650,13 @@ def run_hm(root: Path, seed: int, threads: int) -> None:
         state = cutoff_state(cutoff)
         model = state["model"]
         counts = {}
+        for customer in state["customers"]:  # the model without the blend, and the baselines
+            baselines(state, customer, counts)
         blended = model
         blended.cooc_weight, blended.popularity_weight = best.cooc_weight, best.pop_weight
         blended.set_cooccurrence(state["stats"](best.cooc_half_life, best.pop_half_life))
         for customer in state["customers"]:
             seeds, bought = state["seeds"][customer], state["history"][customer]
-            baselines(state, customer, counts)
             categories = None if best.slots == "default" else model.categories_
             picks, _ = blended.rank(seeds, k_total, categories=categories, exclude=bought)
             tally(counts, str(best), picks, state["truth"][customer])

@@ -248,39 +248,50 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger("lookbook.benchmarks").info("seasonal: %s done", d.date())
         return out
 
+    chosen = dict(SEASONAL_PARAMS)
     if args.tune:
+        # the settings (then the affinity strength) with the best validation hit rate (first on a
+        # tie) are used below; SEASONAL_PARAMS holds the ones this search chose
         rows = []
         keys = list(TUNE_GRID)
+        best_hit = -1.0
         for values in itertools.product(*(TUNE_GRID[key] for key in keys)):
             params = {**SEASONAL_PARAMS, **dict(zip(keys, values, strict=True))}
             hit, prec, cover, _ = pooled(run(seasonal_picker(dataset, params), valid), k)
             rows.append([*values, pct(hit), pct(prec), pct(cover)])
+            if hit > best_hit:
+                best_hit, chosen = hit, params
         print("## Validation search (dates 2019-01 .. 2019-08)\n")
         print(
             markdown_table([*keys, "hit rate", "precision", f"top-{top_types} type coverage"], rows)
         )
         rows = []
+        best_hit = -1.0
+        strength_of = chosen
         for strength in AFFINITY_GRID:
-            params = {**SEASONAL_PARAMS, "affinity_strength": strength}
+            params = {**chosen, "affinity_strength": strength}
             hit, prec, cover, _ = pooled(run(personal_picker(dataset, frame, params, k), valid), k)
             rows.append([strength, pct(hit), pct(prec)])
-        print("\nPersonalised, chosen settings:\n")
+            if hit > best_hit:
+                best_hit, strength_of = hit, params
+        chosen = strength_of
+        print(f"\nPersonalised, with {chosen}:\n")
         print(markdown_table(["affinity_strength", "hit rate", "precision (mean)"], rows))
-        print()
+        print(f"\nchosen on validation: {chosen}\n")
 
     methods: dict[str, Picker | Personal] = {
         "seasonal model, personalised (affinity, no repeats)": personal_picker(
-            dataset, frame, SEASONAL_PARAMS, k
+            dataset, frame, chosen, k
         ),
-        "seasonal model": seasonal_picker(dataset, SEASONAL_PARAMS),
+        "seasonal model": seasonal_picker(dataset, chosen),
         "seasonal model, no season-of-year": seasonal_picker(
-            dataset, {**SEASONAL_PARAMS, "seasonal_weight": 0.0}
+            dataset, {**chosen, "seasonal_weight": 0.0}
         ),
         "seasonal model, rate level (before)": seasonal_picker(
-            dataset, {**SEASONAL_PARAMS, "level_mode": "rate"}
+            dataset, {**chosen, "level_mode": "rate"}
         ),
         "seasonal model, with trend (weight 0.5)": seasonal_picker(
-            dataset, {**SEASONAL_PARAMS, "trend_weight": 0.5}
+            dataset, {**chosen, "trend_weight": 0.5}
         ),
         "popularity, last 4 weeks": popularity_picker(
             frame, n_items, window_days=28, half_life=None
@@ -343,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"purchase. Hit rate: share of them buying one of the {k} picks; precision: share of the "
         f"picks bought by anybody; type coverage: share of the window's purchases whose product "
         f"type is among the method's top {top_types} product types (its item scores summed by "
-        f"type). Seasonal settings: {SEASONAL_PARAMS}. {time.perf_counter() - t0:.0f} s"
+        f"type). Seasonal settings: {chosen}. {time.perf_counter() - t0:.0f} s"
     )
     return 0
 

@@ -59,11 +59,11 @@ class CoOccurrence:
         return int(self.popularity_.shape[0])
 
     @staticmethod
-    def _decay(ages: FloatArray, half_life: float | None) -> npt.NDArray[np.float64]:
-        ages = np.clip(np.asarray(ages, dtype=np.float64), 0.0, None)
+    def _decay(ages: npt.ArrayLike, half_life: float | None) -> npt.NDArray[np.float64]:
+        days = np.clip(np.asarray(ages, dtype=np.float64).reshape(-1), 0.0, None)
         if half_life is None:
-            return np.ones(len(ages))
-        return np.asarray(0.5 ** (ages / half_life), dtype=np.float64)
+            return np.ones(len(days))
+        return np.asarray(0.5 ** (days / half_life), dtype=np.float64)
 
     def fit(
         self,

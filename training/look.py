@@ -61,12 +61,12 @@ class ComplementaryConfig(StrictConfig):
         1.0, ge=0, description="weight of log(1 + co-occurrence with the set) in every score"
     )
     popularity_weight: float = Field(
-        1.0, ge=0, description="weight of log(1 + recency-weighted sales) in every score"
+        2.0, ge=0, description="weight of log(1 + recency-weighted sales) in every score"
     )
     cooc_half_life_days: float | None = Field(
         None, gt=0, description="half-life of a co-occurrence (None: no decay)"
     )
-    popularity_half_life_days: float = Field(7.0, gt=0)
+    popularity_half_life_days: float = Field(28.0, gt=0)
     purchase_weight: float = Field(1.0, ge=0, description="weight of a same-day co-purchase")
     cart_weight: float = Field(0.5, ge=0, description="weight of a same-day co-add-to-cart")
     view_weight: float = Field(0.1, ge=0, description="weight of a same-day co-view / co-click")
