@@ -36,10 +36,25 @@ default the category) given the rest of the set (softmax over the mean compatibi
 rest). Baskets (same-day purchases) train the same way with a smaller
 weight. Id vectors are dropped at random (``id_dropout``) so the attribute pathway alone must
 explain the sets: an item never seen in any outfit — a new collection on day one — is scored from
-its attributes, and :meth:`ComplementaryModel.add_items` adds such items after training.
+its attributes, and :meth:`ComplementaryModel.add_items` adds such items after training. At
+scoring, the id part of every pair score is weighed by ``id_weight`` (1 = as trained): the id
+vectors of seen items carry knowledge but also noise, which makes a never-seen item lose to random
+seen ones more often than it should (:meth:`ComplementaryModel.set_id_weight`, no retraining).
+
+**The blend.** Where the retailer has baskets and an event stream, what customers actually buy
+(and cart, and view) together is the strongest signal for the next basket, and what sells now the
+strongest prior. The model holds a :class:`~models.cooccurrence.CoOccurrence` (recency-weighted
+same-day co-purchase / co-cart / co-view counts ``C`` and sales ``p``) and adds, to every score of a
+candidate ``j`` for a set ``Q``::
+
+    cooc_weight · log(1 + Σ_{i∈Q} C[i, j]) + popularity_weight · log(1 + p_j)
+
+Items never sold get 0 from both and are ranked on compatibility alone (the new-collection case);
+:meth:`ComplementaryModel.rank` merges the slots into one list (e.g. the next basket).
 
 Files: ``config.json`` (hyper-parameters, vocabularies, categories) and ``arrays.npz`` (attribute
-codes, torch weights as arrays, item vectors). No pickle; loading gives identical outputs.
+codes, torch weights as arrays, item vectors, the co-occurrence arrays). No pickle; loading gives
+identical outputs.
 """
 
 from __future__ import annotations
@@ -301,6 +316,7 @@ class ComplementaryModel:
         index_kind: str = "auto",
         cooc_weight: float = 0.0,
         popularity_weight: float = 0.0,
+        id_weight: float = 1.0,
         seed: int = 42,
         threads: int | None = 1,
     ) -> None:
@@ -329,8 +345,9 @@ class ComplementaryModel:
         self.set_aggregate: SetAggregate = set_aggregate
         self.min_slot_share = float(min_slot_share)
         self.index_kind = index_kind
-        if cooc_weight < 0 or popularity_weight < 0:
-            raise ValueError("cooc_weight and popularity_weight must be >= 0")
+        if cooc_weight < 0 or popularity_weight < 0 or id_weight < 0:
+            raise ValueError("cooc_weight, popularity_weight and id_weight must be >= 0")
+        self.id_weight = float(id_weight)
         self.cooc_weight = float(cooc_weight)
         self.popularity_weight = float(popularity_weight)
         self.seed = int(seed)
@@ -620,21 +637,41 @@ class ComplementaryModel:
         return (per_set * set_weight).sum() / set_weight.sum().clamp(min=1e-6)
 
     def _refresh(self, net: _Net) -> None:
-        """Item vectors, biases and masks from the trained net; rebuild the FAISS indexes."""
+        """Item vectors, biases and masks from the trained net (the id part weighed by
+        ``id_weight``); rebuild the FAISS indexes. Items added after training keep their rows."""
         net.eval()
-        n = self.codes_.shape[0]
-        vecs = np.zeros((n, self.width), dtype=np.float32)
-        bias = np.zeros(n, dtype=np.float32)
+        n = self.n_fit_items_
+        total = self.codes_.shape[0]
+        vecs = np.zeros((total, self.width), dtype=np.float32)
+        bias = np.zeros(total, dtype=np.float32)
+        if total > n:
+            vecs[n:] = self.item_vectors_[n:]
+            bias[n:] = self.item_bias_[n:]
+        w = self.id_weight
         with torch.no_grad():
             for s in range(0, n, 8192):
                 idx = torch.arange(s, min(s + 8192, n))
                 e, b = net.encode(idx)
+                if self.use_ids and w != 1.0:
+                    _, b_attr = net.encode(idx, torch.zeros(len(idx)))
+                    e[:, self.dim :] *= math.sqrt(w)
+                    b = b_attr + w * (b - b_attr)
                 vecs[s : s + len(idx)] = e.numpy()
                 bias[s : s + len(idx)] = b.numpy()
             self.masks_ = net.masks().numpy().astype(np.float32)
         self.item_vectors_ = vecs
         self.item_bias_ = bias
         self._build_indexes()
+
+    def set_id_weight(self, weight: float) -> None:
+        """Weigh the learned id part of every pair score by ``weight`` (1: as trained, 0: the
+        attributes alone) — no retraining. Below 1, an item never seen in a set competes more
+        fairly with seen items, whose id vectors add noise as well as knowledge."""
+        if weight < 0:
+            raise ValueError("id_weight must be >= 0")
+        self.id_weight = float(weight)
+        if self.is_fitted:
+            self._refresh(self._net_from_state())
 
     def _build_indexes(self) -> None:
         keys = np.concatenate([self.item_vectors_, self.item_bias_[:, None]], axis=1)
@@ -957,6 +994,7 @@ class ComplementaryModel:
                 "index_kind": self.index_kind,
                 "cooc_weight": self.cooc_weight,
                 "popularity_weight": self.popularity_weight,
+                "id_weight": self.id_weight,
                 "seed": self.seed,
             },
             "cooccurrence": (None if self.cooccurrence_ is None else self.cooccurrence_.params()),

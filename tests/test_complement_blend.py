@@ -216,3 +216,28 @@ def test_event_cooccurrence_weighs_purchases_carts_and_views() -> None:
     assert summary["cooccurrence_sets"] == {"purchase": 1, "cart": 1, "view": 1}
     assert stats.popularity_[0] > stats.popularity_[3] > 0.0  # sales, recency-weighted
     assert stats.popularity_[2] == 0.0  # carted, never bought
+
+
+def test_id_weight_scales_the_id_part_without_retraining(
+    catalog: pd.DataFrame, tmp_path: Path
+) -> None:
+    model = ComplementaryModel(dim=8, attr_dim=4, hidden=16, epochs=3, negatives=4, seed=5).fit(
+        catalog, look_sets(catalog, 60, seed=4)
+    )
+    seeds, candidates = [idx(catalog, "navy", 0)], np.arange(len(catalog))
+    full = model.score_candidates(seeds, candidates)
+    model.set_id_weight(0.0)
+    attributes_only = model.score_candidates(seeds, candidates)
+    assert np.abs(model.item_vectors_[:, model.dim :]).max() == 0.0
+    model.set_id_weight(0.25)
+    quarter = model.score_candidates(seeds, candidates)
+    # pair scores are linear in the id weight: a quarter of the way from attributes to all
+    np.testing.assert_allclose(
+        quarter, attributes_only + 0.25 * (full - attributes_only), atol=1e-5
+    )
+    model.save(tmp_path / "m")
+    loaded = ComplementaryModel.load(tmp_path / "m")
+    assert loaded.id_weight == 0.25
+    np.testing.assert_allclose(loaded.score_candidates(seeds, candidates), quarter, atol=1e-6)
+    model.set_id_weight(1.0)
+    np.testing.assert_allclose(model.score_candidates(seeds, candidates), full, atol=1e-6)
