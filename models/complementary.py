@@ -908,6 +908,12 @@ class ComplementaryModel:
             if prior_arr is not None:
                 exact = exact + prior_arr[cand]
             local, scores = top_n(exact, int(k_per_slot))
+            broken = np.flatnonzero(np.isnan(exact))
+            if len(local) < k_per_slot and len(broken):
+                # a NaN score is shown, not hidden as an empty slot, so the bundle checks see it
+                broken = broken[: int(k_per_slot) - len(local)]
+                local = np.concatenate([local, broken])
+                scores = np.concatenate([scores, exact[broken]])
             out[name] = (cand[local].astype(np.int64), scores.astype(np.float32))
         return out
 
