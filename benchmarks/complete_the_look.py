@@ -16,12 +16,18 @@ Sections (each skipped with a message when its data folder is absent):
   trained on the same-day baskets before the cut-off completes each customer's last basket before
   it; a hit is a customer whose next basket (first purchase day in the 4 weeks from the cut-off)
   contains a suggested item. Baselines: co-purchase (items bought the same day as the seed items
-  before the cut-off) and popularity (last 4 weeks before the cut-off). No look-ahead.
+  before the cut-off) and popularity (the 28 days before the cut-off), both read from
+  :class:`models.cooccurrence.CoOccurrence` as the model's blend is. The blend (co-occurrence and
+  sales half-lives and weights, default or all slots) is chosen on the monthly validation
+  cut-offs 2019-03 .. 2019-09 and measured once, inside the model
+  (:meth:`ComplementaryModel.rank`), on the test cut-offs. No look-ahead.
 
 Baselines: *random* (all candidates tie; FITB counts a tie as 1/ties), *category co-occurrence*
 (PMI of the finest category level — product type — between outfit members), *attribute match*
 (number of equal attribute values, e.g. colour, fabric, collection), *item popularity* (training
 outfits containing the item) and *item co-occurrence* (training outfits containing both items).
+On Mango the model's ``id_weight`` is chosen on the validation split too (one fit; the best FITB on
+unseen answers among the weights within 1 point of the best FITB).
 
     .venv/bin/python benchmarks/complete_the_look.py [--data-root ../shared/data] [--seed 0]
         [--sections mango,polyvore,hm] [--threads 1] [--tune]
