@@ -4,8 +4,9 @@ The experiments file (``LOOKBOOK_EXPERIMENTS_FILE``, JSON, or YAML when it ends 
 ``.yml``; format in ``docs/experiments.md``) lists experiments, each on one *surface* — a feed
 surface of the strategies (``home``, ``email``, …) or ``session`` — with a time window and
 variants. A variant may override the strategy (a segment → sources block in the strategies
-file's format), the blend (source weights, the fusion constant ``rrf_k``) and the bandit
-(``enabled``, ``exploration``); exactly one variant is the control, and the shares sum to 1. It
+file's format), the blend (source weights, the fusion constant ``rrf_k``), the bandit
+(``enabled``, ``exploration``) and the learned ranker (``ranker``: true / false, the fusion stage
+of a bundle that has one); exactly one variant is the control, and the shares sum to 1. It
 is validated at start-up (:class:`ExperimentsFile` on :class:`~feature_store.config.StrictConfig`
 plus the cross-checks of :class:`Experiments`): a bad key, shares, an unknown source or surface,
 or two experiments on the same surface with overlapping windows is a
@@ -88,6 +89,8 @@ class VariantSpec(StrictConfig):
     strategy: SurfaceStrategies | None = None
     blend: BlendOverride | None = None
     bandit: BanditOverride | None = None
+    #: the learned ranker as the fusion stage on / off (None: the service's setting)
+    ranker: bool | None = None
 
 
 class ExperimentSpec(StrictConfig):
@@ -129,6 +132,7 @@ class Variant:
     rrf_k: float | None
     bandit_enabled: bool | None
     exploration: float | None
+    ranker_enabled: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +155,7 @@ class Assignment:
         ctx.variant = self.label
         ctx.bandit_enabled = self.variant.bandit_enabled
         ctx.exploration = self.variant.exploration
+        ctx.ranker_enabled = self.variant.ranker_enabled
         return ctx
 
     def strategy(
@@ -346,6 +351,7 @@ class Experiments:
             rrf_k=spec.blend.rrf_k if spec.blend is not None else None,
             bandit_enabled=spec.bandit.enabled if spec.bandit is not None else None,
             exploration=spec.bandit.exploration if spec.bandit is not None else None,
+            ranker_enabled=spec.ranker,
         )
 
     # -- assignment ------------------------------------------------------------------------------

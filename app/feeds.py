@@ -78,8 +78,10 @@ class Feeds:
         experiments_file: Path | None = None,
         bandit: Reranker | None = None,
         new_item_days: float = NEW_ITEM_DAYS,
+        learned_ranker: bool = False,
     ) -> None:
         self.bundles = bundles
+        self.learned_ranker = learned_ranker  # the bundle's learned ranker fuses personalized feeds
         self.bandit = bandit  # ranks personalized feeds when on for the request
         self.customers = customers
         self.responses = responses
@@ -198,6 +200,7 @@ class Feeds:
                     fallback=self.popular,
                     rrf_k=rrf_k,
                     reranker=self.bandit,
+                    learned_ranker=self.learned_ranker,
                 )
             else:  # no consent: a non-personalized list, nothing of theirs is used
                 ctx = Context(bundle=bundle, k=k, category=cat, customer_id=customer_id)

@@ -227,6 +227,7 @@ def create_app(
         attribution_window_seconds=settings.attribution_window_days * SECONDS_PER_DAY,
         bandit=build_bandit(settings, store),
         bandit_seed=settings.bandit_seed,
+        learned_ranker=settings.learned_ranker,
     )
     bundles.probes.append(FeedProbe(service.feeds, service.customers))
     bundles.warmups.append(service.kiosk.warm)  # the kiosk's per-bundle tables

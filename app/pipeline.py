@@ -26,6 +26,7 @@ from models.base import top_n
 from models.bundle import DEFAULT_RRF_K, rrf_fuse_row
 from models.candidates import neighbour_ranking, repeat_ranking, repurchase_ranking
 from models.diversity import candidate_pool, diversify
+from models.ranker_features import candidate_union, ranker_features
 
 
 def price_mask(
@@ -130,6 +131,8 @@ class Context:
     # service's configured default).
     variant: str | None = None
     bandit_enabled: bool | None = None
+    # the learned ranker as the fusion stage: on / off for this request (None: the pipeline's own)
+    ranker_enabled: bool | None = None
     exploration: float | None = None
     # What the customer did with items, for honest reasons (:meth:`reason_for`): the items they
     # returned (and did not buy again), and the items they only considered — viewed, clicked,
@@ -264,6 +267,8 @@ class Filter(Protocol):
 
 
 STILL_THINKING: Final = "Still thinking about"
+#: The service's source names the learned ranker knows under another name.
+RANKER_ALIASES: Final = {"popular": "popularity"}
 RECENT_ACTIVITY: Final = "Picked for your recent activity"
 
 
@@ -646,6 +651,9 @@ class Pipeline:
     oversample: int = 3
     rrf_k: float = DEFAULT_RRF_K  # the fusion constant (the trainer fits it with the weights)
     reranker: Reranker | None = None
+    #: rank with the bundle's learned ranker (when it has one) instead of the fixed fusion;
+    #: ``Context.ranker_enabled`` (an experiment variant) overrides it per request
+    learned_ranker: bool = False
 
     def run(self, ctx: Context) -> list[Candidate]:
         if ctx.diversity <= 0:
@@ -688,6 +696,8 @@ class Pipeline:
             reranker = None
         if reranker is not None and any(lists):
             ranked = self._rerank(reranker, ctx, names, lists, weights, ctx.k)
+        elif self._learned_active(ctx) and any(lists):
+            ranked = self._learned(ctx, names, lists, ctx.k)
         else:
             ranked = self._fuse(lists, weights, ctx.k)
         if len(ranked) < short and self.fallback is not None:
@@ -707,6 +717,56 @@ class Pipeline:
 
     def _keep(self, ctx: Context, candidate: Candidate) -> bool:
         return all(f.keep(ctx, candidate) for f in self.filters)
+
+    def _learned_active(self, ctx: Context) -> bool:
+        wanted = self.learned_ranker if ctx.ranker_enabled is None else ctx.ranker_enabled
+        return bool(wanted) and ctx.bundle.ranker is not None and ctx.diversity <= 0
+
+    def _learned(
+        self, ctx: Context, names: list[str], lists: list[list[Candidate]], k: int
+    ) -> list[Candidate]:
+        """The top ``k`` of the sources' kept lists by the bundle's learned ranker
+        (:mod:`models.ranker_features` over the customer's purchases and the bundle's item
+        statistics, the features the trainer computed), each with the source and reason of the
+        source that ranked it best and a score falling with the position on the fusion's scale.
+        Candidates of sources the ranker does not know are left out."""
+        model = ctx.bundle.ranker
+        assert model is not None and model.stats is not None
+        by_source: dict[str, list[Candidate]] = {}
+        for name, kept in zip(names, lists, strict=True):
+            by_source.setdefault(RANKER_ALIASES.get(name, name), kept)
+        items, ranks = candidate_union(
+            {s: np.fromiter((c.item for c in kept), np.int64) for s, kept in by_source.items()},
+            depth=max(len(kept) for kept in lists),
+        )
+        if len(items) == 0:
+            return self._fuse(lists, [1.0] * len(lists), k)
+        bought = ctx.purchases
+        now = ctx.now if ctx.now is not None else model.stats.as_of
+        x = ranker_features(
+            items,
+            ranks,
+            bought.items if bought is not None else np.empty(0, np.int64),
+            bought.timestamps if bought is not None else np.empty(0, np.int64),
+            now,
+            model.stats,
+            model.blend_weights,
+            model.blend_rrf_k,
+        )
+        top, _ = model.rank(items, x, k)
+        best: dict[int, Candidate] = {}
+        for kept in by_source.values():
+            for position, cand in enumerate(kept):
+                seen = best.get(cand.item)
+                if seen is None or position < seen.score:
+                    best[cand.item] = Candidate(cand.item, position, cand.source, cand.reason)
+        out = [
+            Candidate(int(item), 1.0 / (self.rrf_k + 1 + p), best[int(item)].source,
+                      best[int(item)].reason)
+            for p, item in enumerate(top.tolist())
+        ]  # fmt: skip
+        ctx.policy = "ranker"
+        return out
 
     def _fuse(self, lists: list[list[Candidate]], weights: list[float], k: int) -> list[Candidate]:
         """The top ``k`` of the sources' kept lists by :func:`models.bundle.rrf_fuse_row`, each with

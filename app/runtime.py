@@ -49,6 +49,7 @@ from models.complementary import ComplementaryModel
 from models.diversity import ItemSimilarity
 from models.index import ItemIndex
 from models.popularity import PopularityRecommender
+from models.ranker import LearnedRanker
 from models.seasonal import SeasonalModel
 from models.sequence import SequenceRecommender
 from models.size_fit import SizeFitModel
@@ -262,6 +263,9 @@ class LoadedBundle:
     siblings: NeighbourTable | None = None
     # The size-fit model (customers' true sizes, items' offsets; None for bundles without it).
     size_fit: SizeFitModel | None = None
+    # The learned ranker with its item statistics (``models/ranker``): the personalized feed's
+    # fusion stage when present; None for bundles without one.
+    ranker: LearnedRanker | None = None
 
     @classmethod
     def load(
@@ -333,10 +337,13 @@ class LoadedBundle:
             )
             if size_fit is not None and layout.size_fit_ranker_model.is_dir():
                 size_fit.classifier = SizeFitRanker.load(layout.size_fit_ranker_model)
+            ranker = (
+                LearnedRanker.load(layout.ranker_model) if layout.ranker_model.is_dir() else None
+            )
             purchase_log = load_purchase_history(layout.purchase_history, len(customers))
             return_log = load_returns(layout.returns, len(customers))
             tables = CandidateTables.load(layout.candidates, len(items))
-            for model in (complementary, seasonal, sequence, size_fit):
+            for model in (complementary, seasonal, sequence, size_fit, ranker):
                 if model is not None and model.n_items != len(items):
                     raise ValueError(f"{model.name} model has {model.n_items} items")
         except (OSError, KeyError, ValueError) as exc:
@@ -378,6 +385,7 @@ class LoadedBundle:
             repeat_rates=None if tables is None else tables.repeat_rates,
             siblings=None if tables is None else tables.siblings,
             size_fit=size_fit,
+            ranker=ranker,
         )
 
     def check(self) -> None:

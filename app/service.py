@@ -66,6 +66,7 @@ class RecommendationService:
         attribution_window_seconds: float,
         bandit: Bandit | None = None,
         bandit_seed: int | None = None,
+        learned_ranker: bool = False,
     ) -> None:
         self.bundles = bundles
         self.store = store
@@ -126,6 +127,7 @@ class RecommendationService:
             experiments_file=experiments_file,
             bandit=self.bandit,
             new_item_days=bandit.config.new_item_days,
+            learned_ranker=learned_ranker,
         )
         self.look = LookService(bundles, self.customers, self.responses, renderer, self.clock)
         self.size_advice = SizeAdvisor(bundles, self.customers)

@@ -116,6 +116,13 @@ class Settings(BaseSettings):
         "LOOKBOOK_BANDIT__ENABLED, LOOKBOOK_BANDIT__EXPLORATION, "
         "LOOKBOOK_BANDIT__EXPLORATION_BY_SURFACE='{\"email\": 0.2}', … or LOOKBOOK_BANDIT as JSON",
     )
+    learned_ranker: bool = Field(
+        False,
+        description="rank personalized feeds with the bundle's learned ranker (models/ranker.py) "
+        "when it has one, instead of the fixed fusion (off by default: it ranks only the blend's "
+        "sources, so a segment strategy's own sources would drop out); an experiment variant may "
+        "set `ranker` to compare the two online",
+    )
     bandit_seed: int | None = Field(
         None,
         description="seed of the bandit's random draws, per request from its context (tests, "

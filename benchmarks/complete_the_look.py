@@ -16,12 +16,18 @@ Sections (each skipped with a message when its data folder is absent):
   trained on the same-day baskets before the cut-off completes each customer's last basket before
   it; a hit is a customer whose next basket (first purchase day in the 4 weeks from the cut-off)
   contains a suggested item. Baselines: co-purchase (items bought the same day as the seed items
-  before the cut-off) and popularity (last 4 weeks before the cut-off). No look-ahead.
+  before the cut-off) and popularity (the 28 days before the cut-off), both read from
+  :class:`models.cooccurrence.CoOccurrence` as the model's blend is. The blend (co-occurrence and
+  sales half-lives and weights, default or all slots) is chosen on the monthly validation
+  cut-offs 2019-03 .. 2019-09 and measured once, inside the model
+  (:meth:`ComplementaryModel.rank`), on the test cut-offs. No look-ahead.
 
 Baselines: *random* (all candidates tie; FITB counts a tie as 1/ties), *category co-occurrence*
 (PMI of the finest category level — product type — between outfit members), *attribute match*
 (number of equal attribute values, e.g. colour, fabric, collection), *item popularity* (training
 outfits containing the item) and *item co-occurrence* (training outfits containing both items).
+On Mango the model's ``id_weight`` is chosen on the validation split too (one fit; the best FITB on
+unseen answers among the weights within 1 point of the best FITB).
 
     .venv/bin/python benchmarks/complete_the_look.py [--data-root ../shared/data] [--seed 0]
         [--sections mango,polyvore,hm] [--threads 1] [--tune]
@@ -61,6 +67,7 @@ from feature_store.outfits import (
 )
 from feature_store.schema import InteractionCols, ItemCols
 from models.complementary import ComplementaryModel
+from models.cooccurrence import CoOccurrence
 from training.report import markdown_table
 
 logger = logging.getLogger("lookbook.benchmarks")
@@ -83,6 +90,10 @@ MANGO_PARAMS: dict[str, Any] = {
     "lr": 3e-3,
     "set_aggregate": "min",
 }
+# id weights searched on the Mango validation split (one fit): the best FITB on items unseen in
+# the fitting outfits among the weights within MANGO_FITB_SLACK of the best overall FITB
+MANGO_ID_WEIGHTS: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125, 0.0)
+MANGO_FITB_SLACK = 0.01
 POLYVORE_PARAMS: dict[str, Any] = {**MANGO_PARAMS, "epochs": 8}
 HM_PARAMS: dict[str, Any] = {**MANGO_PARAMS, "epochs": 10}
 MANGO_TUNE_GRID: list[dict[str, Any]] = [
@@ -313,6 +324,7 @@ def run_mango(root: Path, seed: int, threads: int, tune: bool) -> None:
     )
     if tune:
         tune_mango(data, train, groups, seed, threads)
+    id_weight = choose_id_weight(data, train, groups, seed, threads)
 
     questions = make_questions(test, groups, seed=seed + 101)
     seen = np.zeros(data.n_items, dtype=bool)
@@ -341,6 +353,9 @@ def run_mango(root: Path, seed: int, threads: int, tune: bool) -> None:
             data.items, train, attributes=data.attributes, negative_group=data.negative_group
         )
         add(name, model, time.perf_counter() - t)
+        if model.use_ids:
+            model.set_id_weight(id_weight)
+            add(f"complementary model (attributes + ids), id weight {id_weight:g}", model)
     columns = [ItemCols.COLOUR, "colour_detail", ItemCols.MATERIAL, "line", "collection"]
     add("baseline: random", random_baseline())
     add(
@@ -360,6 +375,41 @@ def run_mango(root: Path, seed: int, threads: int, tune: bool) -> None:
         f"\n{len(questions.fitb)} FITB questions / AUC pairs; targets FITB >= 60 %, AUC >= 0.85; "
         f"{time.perf_counter() - t0:.0f} s"
     )
+
+
+def choose_id_weight(
+    data: Any, train: Outfits, groups: npt.NDArray[Any], seed: int, threads: int
+) -> float:
+    """The id weight of :data:`MANGO_ID_WEIGHTS` chosen on a validation split carved from the
+    training outfits (as ``--tune``): one fit, every weight scored."""
+    parts = split_outfits(train, {"fit": 0.875, "valid": 0.125}, seed=seed + 1)
+    questions = make_questions(parts["valid"], groups, seed=seed + 202)
+    seen = np.zeros(data.n_items, dtype=bool)
+    seen[parts["fit"].indices] = True
+    cold = ~seen[questions.fitb.candidates[:, 0]]
+    model = ComplementaryModel(**MANGO_PARAMS, seed=seed, threads=threads).fit(
+        data.items, parts["fit"], attributes=data.attributes, negative_group=data.negative_group
+    )
+    results: dict[float, tuple[float, float]] = {}
+    for weight in MANGO_ID_WEIGHTS:
+        model.set_id_weight(weight)
+        scores = fitb_scores(model, questions.fitb)
+        results[weight] = (
+            fitb_accuracy(scores, questions.fitb.answer),
+            fitb_accuracy(scores[cold], questions.fitb.answer[cold]),
+        )
+    best_all = max(r[0] for r in results.values())
+    eligible = [w for w in MANGO_ID_WEIGHTS if results[w][0] >= best_all - MANGO_FITB_SLACK]
+    chosen = max(eligible, key=lambda w: (results[w][1], w))
+    print(f"Validation of the id weight (carved from the training outfits; chosen {chosen:g}):\n")
+    print(
+        markdown_table(
+            ["id weight", "FITB", f"FITB, unseen answer (n={int(cold.sum())})"],
+            [[f"{w:g}", pct(results[w][0]), pct(results[w][1])] for w in MANGO_ID_WEIGHTS],
+        )
+    )
+    print()
+    return chosen
 
 
 def tune_mango(
@@ -457,8 +507,48 @@ def run_polyvore(root: Path, seed: int, threads: int) -> None:
 # ---------------------------------------------------------------------------------------- H&M
 
 
-HM_LAMBDAS = (0.0, 0.5, 1.0, 2.0)
-HM_VALID_CUTOFFS = 2  # the first cut-offs choose the prior weight; the rest are the test
+HM_TEST_CUTOFFS = (
+    "2019-10-01",
+    "2019-12-01",
+    "2020-01-31",
+    "2020-04-01",
+    "2020-06-01",
+    "2020-08-01",
+)
+# validation cut-offs: every month whose 4-week window ends before the first test cut-off
+HM_VALID_CUTOFFS = tuple(
+    str(d.date()) for d in pd.date_range("2019-03-01", "2019-09-01", freq="MS")
+)
+HM_HORIZON_DAYS = 28
+# The blend searched on the validation cut-offs: co-occurrence half-life (days, None = no decay),
+# popularity half-life (days), weights of log(1 + co-occurrence) and log(1 + popularity), slots.
+HM_COOC_HALF_LIVES: tuple[float | None, ...] = (None, 180.0)
+HM_POP_HALF_LIVES: tuple[float, ...] = (7.0, 28.0)
+HM_COOC_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
+HM_POP_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
+HM_SLOTS = ("default", "all")
+
+
+@dataclass(frozen=True)
+class Blend:
+    cooc_half_life: float | None
+    pop_half_life: float
+    cooc_weight: float
+    pop_weight: float
+    slots: str
+
+    def label(self) -> str:
+        life = "no decay" if self.cooc_half_life is None else f"half-life {self.cooc_half_life:g} d"
+        return (
+            f"{self.cooc_weight:g} x log(1 + co-occurrence, {life}) + {self.pop_weight:g} x "
+            f"log(1 + sales, half-life {self.pop_half_life:g} d), {self.slots} slots"
+        )
+
+
+def _basket_ages(baskets: Outfits, cutoff: pd.Timestamp) -> npt.NDArray[np.float64]:
+    """Age in days at ``cutoff`` of each basket (ids are ``"<customer>@<YYYY-MM-DD>"``)."""
+    days = pd.to_datetime([i.rsplit("@", 1)[1] for i in baskets.ids], utc=True)
+    return np.asarray((cutoff - days) / pd.Timedelta(days=1), dtype=np.float64)
 
 
 def run_hm(root: Path, seed: int, threads: int) -> None:
@@ -483,24 +573,47 @@ def run_hm(root: Path, seed: int, threads: int) -> None:
     names = items[ItemCols.NAME].astype(str).to_numpy()
     attributes = [ItemCols.PRODUCT_TYPE, ItemCols.COLOUR, ItemCols.PATTERN, ItemCols.PRICE_BAND]
     k_total = 12
-    cutoffs = list(pd.date_range("2019-06-01", "2020-08-01", freq="61D", tz="UTC"))
-    horizon = pd.Timedelta(days=28)
-    # per cut-off, per method: (item hits, name hits, customers)
-    results: list[dict[str, tuple[float, float, int]]] = []
-    for cutoff in cutoffs:
+    horizon = pd.Timedelta(days=HM_HORIZON_DAYS)
+    valid_cutoffs = [pd.Timestamp(d, tz="UTC") for d in HM_VALID_CUTOFFS]
+    test_cutoffs = [pd.Timestamp(d, tz="UTC") for d in HM_TEST_CUTOFFS]
+    grid = [
+        Blend(hc, hp, wc, wp, sl)
+        for hc in HM_COOC_HALF_LIVES
+        for hp in HM_POP_HALF_LIVES
+        for wc in HM_COOC_WEIGHTS
+        for wp in HM_POP_WEIGHTS
+        for sl in HM_SLOTS
+    ]
+    # per cut-off, per method: [item hits, name hits, customers]
+    Counts = dict[str, list[float]]
+
+    def cutoff_state(cutoff: pd.Timestamp) -> dict[str, Any]:
         before = frame[frame["ts"] < cutoff]
         after = frame[(frame["ts"] >= cutoff) & (frame["ts"] < cutoff + horizon)]
         baskets = baskets_from_dataset(dataset, end=cutoff)
+        ages = _basket_ages(baskets, cutoff)
+        event_ages = (cutoff - before["ts"]).dt.total_seconds().to_numpy(dtype=np.float64) / 86400.0
         model = ComplementaryModel(**HM_PARAMS, seed=seed, threads=threads).fit(
             items, baskets, attributes=attributes
         )
-        x = _incidence(baskets, n_items)
-        together = (x.T @ x).tocsr()
-        recent = before[before["ts"] >= cutoff - horizon]
-        popular = np.bincount(recent["item"], minlength=n_items).astype(np.float64)
-        in_stock = np.flatnonzero(popular > 0)  # sold in the last 4 weeks: the in-stock proxy
-        not_stocked = np.flatnonzero(popular == 0)
-        log_pop = np.log1p(popular).astype(np.float32)
+
+        def stats(
+            cooc_life: float | None, pop_life: float | None, window: float | None = None
+        ) -> CoOccurrence:
+            return CoOccurrence(
+                half_life_days=cooc_life, popularity_half_life_days=pop_life, window_days=window
+            ).fit(
+                n_items,
+                list(baskets),
+                set_ages_days=ages,
+                events=before["item"].to_numpy(dtype=np.int64),
+                event_ages_days=event_ages,
+            )
+
+        # the baselines' statistics, from the same module: all baskets before the cut-off, sales of
+        # the last 4 weeks
+        plain = stats(None, None)
+        recent = stats(None, None, window=float(HM_HORIZON_DAYS))
         first_day = after.groupby("customer")["ts"].min()
         next_basket = after[after["ts"] == after["customer"].map(first_day)]
         truth = {c: set(v.tolist()) for c, v in items_by(next_basket).items()}
@@ -508,66 +621,110 @@ def run_hm(root: Path, seed: int, threads: int) -> None:
         seeds_of = items_by(before[before["ts"] == before["customer"].map(last_day)])
         history = items_by(before)
         customers = [c for c in sorted(truth) if c in seeds_of]
-        counts: dict[str, list[float]] = {}
-        for customer in customers:
-            seeds, bought = seeds_of[customer], history[customer]
-            lists = {
-                "complementary model": _model_list(model, seeds, bought, k_total),
-                **{
-                    f"model:{lam}": _model_list(
-                        model, seeds, bought, k_total, allowed=in_stock, prior=lam * log_pop
-                    )
-                    for lam in HM_LAMBDAS
-                },
-                "co-purchase": _cooc_list(together, seeds, bought, popular, k_total),
-                "co-purchase, sold in the last 4 weeks": _cooc_list(
-                    together, seeds, np.union1d(bought, not_stocked), popular, k_total
-                ),
-                "popularity (last 4 weeks)": _top(popular, bought, k_total),
-            }
-            actual = truth[customer]
-            actual_names = {names[i] for i in actual}
-            for method, picks in lists.items():
-                hit = float(bool(actual & set(picks.tolist())))
-                name_hit = float(bool(actual_names & {names[i] for i in picks}))
-                c = counts.setdefault(method, [0.0, 0.0])
-                c[0] += hit
-                c[1] += name_hit
-        results.append({m: (v[0], v[1], len(customers)) for m, v in counts.items()})
         logger.info(
             "hm: cut-off %s: %d customers, %d baskets", cutoff.date(), len(customers), len(baskets)
         )
+        return {
+            "model": model, "stats": stats, "plain": plain, "recent": recent, "truth": truth,
+            "seeds": seeds_of, "history": history, "customers": customers,
+        }  # fmt: skip
 
-    def rate(method: str, which: slice) -> tuple[float, float, int]:
-        part = results[which]
-        n = sum(r[method][2] for r in part)
-        return (
-            sum(r[method][0] for r in part) / max(n, 1),
-            sum(r[method][1] for r in part) / max(n, 1),
-            n,
-        )
+    def tally(counts: Counts, method: str, picks: IntArray, actual: set[int]) -> None:
+        c = counts.setdefault(method, [0.0, 0.0, 0.0])
+        c[0] += float(bool(actual & set(picks.tolist())))
+        c[1] += float(bool({names[i] for i in actual} & {names[i] for i in picks}))
+        c[2] += 1.0
 
-    valid, test = slice(0, HM_VALID_CUTOFFS), slice(HM_VALID_CUTOFFS, None)
-    best = max(HM_LAMBDAS[1:], key=lambda lam: (rate(f"model:{lam}", valid)[0], -lam))
+    def baselines(state: dict[str, Any], customer: str, counts: Counts) -> None:
+        seeds, bought = state["seeds"][customer], state["history"][customer]
+        actual = state["truth"][customer]
+        popular = state["recent"].popularity_.astype(np.float64)
+        lists = {
+            "complementary model": _model_list(state["model"], seeds, bought, k_total),
+            "co-purchase": _cooc_list(state["plain"], seeds, bought, popular, k_total),
+            "popularity (last 4 weeks)": _top(popular, bought, k_total),
+        }
+        for method, picks in lists.items():
+            tally(counts, method, picks, actual)
+
+    # validation: the whole grid, from each customer's compatibility with every item (the formula
+    # of ComplementaryModel.rank, evaluated once per customer)
+    valid_counts: list[Counts] = []
+    for cutoff in valid_cutoffs:
+        state = cutoff_state(cutoff)
+        model: ComplementaryModel = state["model"]
+        per_stats = {
+            (hc, hp): state["stats"](hc, hp)
+            for hc in HM_COOC_HALF_LIVES
+            for hp in HM_POP_HALF_LIVES
+        }
+        counts: Counts = {}
+        all_items = np.arange(n_items)
+        for customer in state["customers"]:
+            seeds, bought = state["seeds"][customer], state["history"][customer]
+            actual = state["truth"][customer]
+            baselines(state, customer, counts)
+            compat = model.pair_scores(seeds, all_items).mean(axis=0).astype(np.float64)
+            slot_ok = {
+                "default": np.isin(
+                    model.item_category_,
+                    [model.categories_.index(c) for c in model.slots(seeds)],
+                ),
+                "all": np.ones(n_items, dtype=bool),
+            }
+            logs = {
+                key: (np.log1p(st.scores(seeds)), np.log1p(st.popularity_))
+                for key, st in per_stats.items()
+            }
+            for blend in grid:
+                co, pop = logs[(blend.cooc_half_life, blend.pop_half_life)]
+                score = compat + blend.cooc_weight * co + blend.pop_weight * pop
+                score[~slot_ok[blend.slots]] = -np.inf
+                score[seeds] = -np.inf
+                tally(counts, str(blend), _top(score, bought, k_total), actual)
+        valid_counts.append(counts)
+
+    def rate(results: list[Counts], method: str) -> tuple[float, float, int]:
+        n = sum(r[method][2] for r in results)
+        hits = sum(r[method][0] for r in results)
+        names_hit = sum(r[method][1] for r in results)
+        return hits / max(n, 1), names_hit / max(n, 1), int(n)
+
+    best = max(grid, key=lambda b: (rate(valid_counts, str(b))[0], rate(valid_counts, str(b))[1]))
+    logger.info("hm: chose %s", best)
+
+    # test: the chosen blend inside the model (ComplementaryModel.rank), once
+    test_counts: list[Counts] = []
+    for cutoff in test_cutoffs:
+        state = cutoff_state(cutoff)
+        model = state["model"]
+        counts = {}
+        for customer in state["customers"]:  # the model without the blend, and the baselines
+            baselines(state, customer, counts)
+        blended = model
+        blended.cooc_weight, blended.popularity_weight = best.cooc_weight, best.pop_weight
+        blended.set_cooccurrence(state["stats"](best.cooc_half_life, best.pop_half_life))
+        for customer in state["customers"]:
+            seeds, bought = state["seeds"][customer], state["history"][customer]
+            categories = None if best.slots == "default" else model.categories_
+            picks, _ = blended.rank(seeds, k_total, categories=categories, exclude=bought)
+            tally(counts, str(best), picks, state["truth"][customer])
+        blended.set_cooccurrence(None)
+        test_counts.append(counts)
+
     shown = {
-        "complementary model": "complementary model",
-        "model:0.0": "complementary model, sold in the last 4 weeks",
-        f"model:{best}": f"complementary model + {best} x log(sales, 4 weeks), sold in the last 4 weeks",
+        "complementary model": "complementary model (compatibility only)",
+        str(best): f"complementary model + {best.label()}",
         "co-purchase": "baseline: co-purchase (same-day baskets)",
-        "co-purchase, sold in the last 4 weeks": "baseline: co-purchase, sold in the last 4 weeks",
         "popularity (last 4 weeks)": "baseline: popularity (last 4 weeks)",
     }
     rows = []
     for key, label in shown.items():
-        v_item, v_name, _ = rate(key, valid)
-        t_item, t_name, _ = rate(key, test)
+        v_item, v_name, _ = rate(valid_counts, key)
+        t_item, t_name, _ = rate(test_counts, key)
         rows.append([label, pct(v_item), pct(v_name), pct(t_item), pct(t_name)])
-    n_valid, n_test = (
-        rate("popularity (last 4 weeks)", valid)[2],
-        rate("popularity (last 4 weeks)", test)[2],
-    )
-    val_dates = ", ".join(str(c.date()) for c in cutoffs[valid])
-    test_dates = ", ".join(str(c.date()) for c in cutoffs[test])
+    n_valid = rate(valid_counts, "popularity (last 4 weeks)")[2]
+    n_test = rate(test_counts, "popularity (last 4 weeks)")[2]
     print(
         markdown_table(
             [
@@ -580,13 +737,21 @@ def run_hm(root: Path, seed: int, threads: int) -> None:
             rows,
         )
     )
+    runner_up = sorted(grid, key=lambda b: -rate(valid_counts, str(b))[0])[:5]
+    print("\nBest blends on validation (item hit rate):\n")
     print(
-        f"\nvalidation cut-offs {val_dates} (chose the prior weight {best} of "
-        f"{HM_LAMBDAS[1:]}); test cut-offs {test_dates}. A hit: the customer's next basket (first "
-        f"purchase day within 28 days of the cut-off) contains one of {k_total} suggestions — the "
-        f"item itself, or (product name) an item of the same product name in any colour. Seeds: "
-        f"the customer's last basket before the cut-off; items the customer bought before are "
-        f"never suggested. {time.perf_counter() - t0:.0f} s"
+        markdown_table(
+            ["blend", "valid: item", "valid: product name"],
+            [[b.label(), *map(pct, rate(valid_counts, str(b))[:2])] for b in runner_up],
+        )
+    )
+    print(
+        f"\nvalidation cut-offs {', '.join(HM_VALID_CUTOFFS)} (chose the blend among {len(grid)}); "
+        f"test cut-offs {', '.join(HM_TEST_CUTOFFS)}. A hit: the customer's next basket (first "
+        f"purchase day within {HM_HORIZON_DAYS} days of the cut-off) contains one of {k_total} "
+        f"suggestions — the item itself, or (product name) an item of the same product name in any "
+        f"colour. Seeds: the customer's last basket before the cut-off; items the customer bought "
+        f"before are never suggested. {time.perf_counter() - t0:.0f} s"
     )
 
 
@@ -606,13 +771,13 @@ def _top(scores: npt.NDArray[np.float64], banned: IntArray, k: int) -> IntArray:
 
 
 def _cooc_list(
-    together: sp.csr_matrix,
+    together: CoOccurrence,
     seeds: IntArray,
     banned: IntArray,
     popular: npt.NDArray[np.float64],
     k: int,
 ) -> IntArray:
-    scores = np.asarray(together[seeds].sum(axis=0)).reshape(-1).astype(np.float64)
+    scores = together.scores(seeds).astype(np.float64)
     scores[seeds] = 0.0
     # ties (and customers with no co-purchases) broken by recent popularity
     scores = scores + popular / (popular.max() + 1.0)
@@ -624,12 +789,9 @@ def _model_list(
     seeds: IntArray,
     banned: IntArray,
     k: int,
-    *,
-    allowed: IntArray | None = None,
-    prior: FloatArray | None = None,
 ) -> IntArray:
     """Interleave the slots (best slot first) until ``k`` items."""
-    slots = model.complete(seeds, k_per_slot=k, exclude=banned, allowed=allowed, prior=prior)
+    slots = model.complete(seeds, k_per_slot=k, exclude=banned)
     columns = [ids for ids, _ in slots.values() if len(ids)]
     picked: list[int] = []
     for rank in range(k):

@@ -36,10 +36,25 @@ default the category) given the rest of the set (softmax over the mean compatibi
 rest). Baskets (same-day purchases) train the same way with a smaller
 weight. Id vectors are dropped at random (``id_dropout``) so the attribute pathway alone must
 explain the sets: an item never seen in any outfit — a new collection on day one — is scored from
-its attributes, and :meth:`ComplementaryModel.add_items` adds such items after training.
+its attributes, and :meth:`ComplementaryModel.add_items` adds such items after training. At
+scoring, the id part of every pair score is weighed by ``id_weight`` (1 = as trained): the id
+vectors of seen items carry knowledge but also noise, which makes a never-seen item lose to random
+seen ones more often than it should (:meth:`ComplementaryModel.set_id_weight`, no retraining).
+
+**The blend.** Where the retailer has baskets and an event stream, what customers actually buy
+(and cart, and view) together is the strongest signal for the next basket, and what sells now the
+strongest prior. The model holds a :class:`~models.cooccurrence.CoOccurrence` (recency-weighted
+same-day co-purchase / co-cart / co-view counts ``C`` and sales ``p``) and adds, to every score of a
+candidate ``j`` for a set ``Q``::
+
+    cooc_weight · log(1 + Σ_{i∈Q} C[i, j]) + popularity_weight · log(1 + p_j)
+
+Items never sold get 0 from both and are ranked on compatibility alone (the new-collection case);
+:meth:`ComplementaryModel.rank` merges the slots into one list (e.g. the next basket).
 
 Files: ``config.json`` (hyper-parameters, vocabularies, categories) and ``arrays.npz`` (attribute
-codes, torch weights as arrays, item vectors). No pickle; loading gives identical outputs.
+codes, torch weights as arrays, item vectors, the co-occurrence arrays). No pickle; loading gives
+identical outputs.
 """
 
 from __future__ import annotations
@@ -70,6 +85,7 @@ from .base import (
     top_n,
     write_config,
 )
+from .cooccurrence import CoOccurrence
 from .index import ItemIndex
 
 logger = logging.getLogger("lookbook.models")
@@ -82,6 +98,7 @@ DEFAULT_ATTRIBUTES: tuple[str, ...] = (
     ItemCols.PATTERN,
     ItemCols.STYLES,
 )
+_COOC_PREFIX = "cooccurrence__"
 MAX_LIST_VALUES = 4  # values kept per list-valued attribute (e.g. styles)
 SetAggregate = Literal["mean", "min"]
 
@@ -297,6 +314,9 @@ class ComplementaryModel:
         set_aggregate: SetAggregate = "min",
         min_slot_share: float = 0.05,
         index_kind: str = "auto",
+        cooc_weight: float = 0.0,
+        popularity_weight: float = 0.0,
+        id_weight: float = 1.0,
         seed: int = 42,
         threads: int | None = 1,
     ) -> None:
@@ -325,6 +345,11 @@ class ComplementaryModel:
         self.set_aggregate: SetAggregate = set_aggregate
         self.min_slot_share = float(min_slot_share)
         self.index_kind = index_kind
+        if cooc_weight < 0 or popularity_weight < 0 or id_weight < 0:
+            raise ValueError("cooc_weight, popularity_weight and id_weight must be >= 0")
+        self.id_weight = float(id_weight)
+        self.cooc_weight = float(cooc_weight)
+        self.popularity_weight = float(popularity_weight)
         self.seed = int(seed)
         self.threads = threads
         # fitted state
@@ -342,6 +367,7 @@ class ComplementaryModel:
         self.n_fit_items_: int = 0
         self.loss_history_: list[float] = []
         self._indexes: dict[int, tuple[ItemIndex, IntArray]] = {}
+        self.cooccurrence_: CoOccurrence | None = None
 
     # ----------------------------------------------------------------------------- fitting
 
@@ -366,10 +392,15 @@ class ComplementaryModel:
         baskets: Outfits | Sequence[Sequence[int]] | None = None,
         attributes: Sequence[str] | None = None,
         negative_group: str = ItemCols.CATEGORY,
+        cooccurrence: CoOccurrence | None = None,
         show_progress: bool = False,
         callback: Callable[[int, float], None] | None = None,
     ) -> Self:
         """Learn from ``outfits`` (weight 1) and ``baskets`` (weight ``basket_weight``).
+
+        ``cooccurrence`` (fitted over the same item order): the recency-weighted co-purchase /
+        co-cart / co-view and popularity statistics blended into every score (see
+        :meth:`set_cooccurrence`).
 
         ``items`` is the item table in dense-index order (row ``i`` = item ``i``) with a
         ``category`` column and the ``attributes`` columns (default: those of
@@ -447,6 +478,8 @@ class ComplementaryModel:
                 torch.set_num_threads(previous_threads)
         self.state_ = {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
         self._refresh(net)
+        if cooccurrence is not None:
+            self.set_cooccurrence(cooccurrence)
         logger.info(
             "complementary: fitted on %d sets over %d items (%d with history, %d categories, "
             "%d attribute fields) in %.1fs",
@@ -604,21 +637,41 @@ class ComplementaryModel:
         return (per_set * set_weight).sum() / set_weight.sum().clamp(min=1e-6)
 
     def _refresh(self, net: _Net) -> None:
-        """Item vectors, biases and masks from the trained net; rebuild the FAISS indexes."""
+        """Item vectors, biases and masks from the trained net (the id part weighed by
+        ``id_weight``); rebuild the FAISS indexes. Items added after training keep their rows."""
         net.eval()
-        n = self.codes_.shape[0]
-        vecs = np.zeros((n, self.width), dtype=np.float32)
-        bias = np.zeros(n, dtype=np.float32)
+        n = self.n_fit_items_
+        total = self.codes_.shape[0]
+        vecs = np.zeros((total, self.width), dtype=np.float32)
+        bias = np.zeros(total, dtype=np.float32)
+        if total > n:
+            vecs[n:] = self.item_vectors_[n:]
+            bias[n:] = self.item_bias_[n:]
+        w = self.id_weight
         with torch.no_grad():
             for s in range(0, n, 8192):
                 idx = torch.arange(s, min(s + 8192, n))
                 e, b = net.encode(idx)
+                if self.use_ids and w != 1.0:
+                    _, b_attr = net.encode(idx, torch.zeros(len(idx)))
+                    e[:, self.dim :] *= math.sqrt(w)
+                    b = b_attr + w * (b - b_attr)
                 vecs[s : s + len(idx)] = e.numpy()
                 bias[s : s + len(idx)] = b.numpy()
             self.masks_ = net.masks().numpy().astype(np.float32)
         self.item_vectors_ = vecs
         self.item_bias_ = bias
         self._build_indexes()
+
+    def set_id_weight(self, weight: float) -> None:
+        """Weigh the learned id part of every pair score by ``weight`` (1: as trained, 0: the
+        attributes alone) — no retraining. Below 1, an item never seen in a set competes more
+        fairly with seen items, whose id vectors add noise as well as knowledge."""
+        if weight < 0:
+            raise ValueError("id_weight must be >= 0")
+        self.id_weight = float(weight)
+        if self.is_fitted:
+            self._refresh(self._net_from_state())
 
     def _build_indexes(self) -> None:
         keys = np.concatenate([self.item_vectors_, self.item_bias_[:, None]], axis=1)
@@ -673,6 +726,42 @@ class ComplementaryModel:
         net.load_state_dict({k: torch.as_tensor(v) for k, v in self.state_.items()})
         return net
 
+    # ------------------------------------------------------------------------ the blend
+
+    def set_cooccurrence(self, statistics: CoOccurrence | None) -> None:
+        """Attach (or, with ``None``, drop) the co-occurrence / popularity statistics blended
+        into every score: ``+ cooc_weight · log(1 + Σ_{i∈Q} C[i, j]) + popularity_weight ·
+        log(1 + p_j)``. Items the statistics do not cover (added later, never sold) get 0 from
+        them and are ranked on their attributes alone. Refreshing the statistics needs no
+        retraining."""
+        if statistics is not None and statistics.n_items > self.n_items:
+            raise ValueError(
+                f"the statistics cover {statistics.n_items} items, the model {self.n_items}"
+            )
+        self.cooccurrence_ = statistics
+
+    @property
+    def blends(self) -> bool:
+        """Whether scores include the co-occurrence / popularity terms."""
+        return self.cooccurrence_ is not None and (
+            self.cooc_weight > 0 or self.popularity_weight > 0
+        )
+
+    def blend_prior(self, item_indices: Sequence[int] | IntArray) -> FloatArray | None:
+        """The additive co-occurrence + popularity term of every item for the set
+        ``item_indices`` (``n_items``), or ``None`` when the model does not blend."""
+        if not self.blends:
+            return None
+        stats = self.cooccurrence_
+        assert stats is not None
+        out = np.zeros(self.n_items, dtype=np.float32)
+        n = stats.n_items
+        if self.cooc_weight > 0:
+            out[:n] += self.cooc_weight * np.log1p(stats.scores(self._indices(item_indices)))
+        if self.popularity_weight > 0:
+            out[:n] += self.popularity_weight * np.log1p(stats.popularity_)
+        return out
+
     # ------------------------------------------------------------------------ scoring
 
     def pair_scores(self, a: Sequence[int] | IntArray, b: Sequence[int] | IntArray) -> FloatArray:
@@ -688,11 +777,16 @@ class ComplementaryModel:
     def score_candidates(
         self, context: Sequence[int] | IntArray, candidates: Sequence[int] | IntArray
     ) -> FloatArray:
-        """Mean compatibility of each candidate with the whole ``context`` set."""
+        """Mean compatibility of each candidate with the whole ``context`` set (plus the
+        co-occurrence / popularity blend when the model has one, :meth:`blend_prior`)."""
         ctx = self._indices(context)
         if len(ctx) == 0:
             raise InvalidRequest("the context set is empty")
-        return self.pair_scores(ctx, candidates).mean(axis=0).astype(np.float32)
+        scores = self.pair_scores(ctx, candidates).mean(axis=0)
+        blend = self.blend_prior(ctx)
+        if blend is not None:
+            scores = scores + blend[self._indices(candidates)]
+        return scores.astype(np.float32)
 
     def compatibility(self, item_indices: Sequence[int] | IntArray) -> float:
         """Compatibility of a whole set (higher = goes better together; not a probability).
@@ -756,9 +850,11 @@ class ComplementaryModel:
         :meth:`slots`. ``exclude`` never returns those items (the set itself is always excluded).
         ``allowed`` restricts candidates (e.g. in stock in the customer's size or this store);
         ``prior`` is an additive per-item score (``n_items``; e.g. the log of recent sales) —
-        with either, each slot is ranked exactly over its allowed items instead of through FAISS.
+        with either, or when the model blends co-occurrence and popularity (:meth:`blend_prior`),
+        each slot is ranked exactly over its allowed items instead of through FAISS.
         Returns ``{category: (item indices, scores)}`` in slot order; scores are the mean
-        pairwise compatibility with the set (as :meth:`score_candidates`) plus ``prior``.
+        pairwise compatibility with the set plus the blend (as :meth:`score_candidates`) plus
+        ``prior``.
         """
         self._check_fitted()
         idx = self._indices(item_indices)
@@ -782,6 +878,9 @@ class ComplementaryModel:
             prior_arr = np.asarray(prior, dtype=np.float32).reshape(-1)
             if len(prior_arr) != self.n_items:
                 raise InvalidRequest(f"prior has {len(prior_arr)} entries, not {self.n_items}")
+        blend = self.blend_prior(idx)
+        if blend is not None:
+            prior_arr = blend if prior_arr is None else prior_arr + blend
         allowed_mask: npt.NDArray[np.bool_] | None = None
         if allowed is not None:
             allowed_mask = np.zeros(self.n_items, dtype=bool)
@@ -809,8 +908,38 @@ class ComplementaryModel:
             if prior_arr is not None:
                 exact = exact + prior_arr[cand]
             local, scores = top_n(exact, int(k_per_slot))
+            broken = np.flatnonzero(np.isnan(exact))
+            if len(local) < k_per_slot and len(broken):
+                # a NaN score is shown, not hidden as an empty slot, so the bundle checks see it
+                broken = broken[: int(k_per_slot) - len(local)]
+                local = np.concatenate([local, broken])
+                scores = np.concatenate([scores, exact[broken]])
             out[name] = (cand[local].astype(np.int64), scores.astype(np.float32))
         return out
+
+    def rank(
+        self,
+        item_indices: Sequence[int] | IntArray,
+        k: int = 12,
+        *,
+        categories: Sequence[str] | None = None,
+        exclude: Sequence[int] | IntArray | None = None,
+        allowed: Sequence[int] | IntArray | None = None,
+    ) -> tuple[IntArray, FloatArray]:
+        """One list of the ``k`` best items to go with the set, across its slots (as
+        :meth:`complete`, best score first; ties by item index) — e.g. what to suggest for the
+        next basket. ``categories`` default to :meth:`slots`."""
+        slots = self.complete(
+            item_indices, k_per_slot=k, categories=categories, exclude=exclude, allowed=allowed
+        )
+        found = [ids for ids, _ in slots.values()]
+        values = [sc for _, sc in slots.values()]
+        if not found or sum(len(f) for f in found) == 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        ids = np.concatenate(found)
+        scores = np.concatenate(values)
+        order = np.lexsort((ids, -scores))[:k]
+        return ids[order].astype(np.int64), scores[order].astype(np.float32)
 
     def anchors(
         self, item_indices: Sequence[int] | IntArray, suggestions: Sequence[int] | IntArray
@@ -869,8 +998,12 @@ class ComplementaryModel:
                 "set_aggregate": self.set_aggregate,
                 "min_slot_share": self.min_slot_share,
                 "index_kind": self.index_kind,
+                "cooc_weight": self.cooc_weight,
+                "popularity_weight": self.popularity_weight,
+                "id_weight": self.id_weight,
                 "seed": self.seed,
             },
+            "cooccurrence": (None if self.cooccurrence_ is None else self.cooccurrence_.params()),
             "categories": self.categories_,
             "negative_group": self.negative_group_,
             "fields": [
@@ -897,6 +1030,8 @@ class ComplementaryModel:
             "slot_prior": self.slot_prior_,
         }
         arrays.update({f"state__{k}": v for k, v in self.state_.items()})
+        if self.cooccurrence_ is not None:
+            arrays.update(self.cooccurrence_.to_arrays(_COOC_PREFIX))
         save_arrays(path, **arrays)
 
     @classmethod
@@ -925,6 +1060,10 @@ class ComplementaryModel:
             raise BundleError(f"{path}/arrays.npz lacks {exc}") from exc
         if model.n_items != int(config["n_items"]) or len(model.codes_) != model.n_items:
             raise BundleError(f"{path}: item count disagrees between config and arrays")
+        if config.get("cooccurrence") is not None:
+            model.cooccurrence_ = CoOccurrence.from_arrays(
+                config["cooccurrence"], arrays, _COOC_PREFIX
+            )
         model._build_indexes()
         return model
 

@@ -76,6 +76,17 @@ def test_trained_bundle_holds_both_models_and_loads(
     assert bundle.complementary.n_items == bundle.seasonal.n_items == len(bundle.catalog.names)
 
 
+def test_served_models_blend_co_occurrence_and_count_sales(bundle: LoadedBundle) -> None:
+    """The bundle's complementary model carries the retailer's co-purchase / co-cart / co-view
+    statistics and blends them; the seasonal model's level is its deseasonalised sales."""
+    model = bundle.complementary
+    assert model is not None and model.blends and model.cooccurrence_ is not None
+    assert model.cooccurrence_.matrix_.nnz > 0 and model.cooccurrence_.popularity_.sum() > 0
+    manifest = json.loads((bundle.path / "manifest.json").read_text())
+    assert manifest["look"]["complementary"]["cooccurrence_sets"]["purchase"] > 0
+    assert bundle.seasonal is not None and bundle.seasonal.level_mode == "sales"
+
+
 def test_item_complementary_fills_other_slots_and_names_the_anchor(
     client: TestClient, items: pd.DataFrame
 ) -> None:

@@ -44,7 +44,7 @@ FAST = EvalConfig(
     min_validation_days=10,
     max_validation_days=20,
     sequence=FAST_LSTM,
-    methods=("popularity", "repurchase", "als", "item_knn", "lstm", "blend"),
+    methods=("popularity", "repurchase", "als", "item_knn", "lstm", "blend", "ranker"),
     threads=1,
 )
 

@@ -110,7 +110,7 @@ def test_file_errors_name_the_key() -> None:
                                     {"name": "b", "share": 0.0}])  # fmt: skip
     message = error_of(misspelt)
     assert "unknown key 'contorl'" in message and "experiments.0.variants.0.contorl" in message
-    assert "allowed: bandit, blend, control, name, share, strategy" in message
+    assert "allowed: bandit, blend, control, name, ranker, share, strategy" in message
     missing = experiment(variants=[{"name": "a", "control": True}, {"name": "b", "share": 1.0}])
     assert "'experiments.0.variants.0.share'" in error_of(missing)
 
@@ -548,3 +548,18 @@ def test_a_variant_reweights_the_look_sources_too(
         feed(c, one_in(c, customers, "control"))
     assert seen["feed_test:seasonal_heavy"]["seasonal"] == 10.0
     assert 0 < seen["feed_test:control"]["seasonal"] < 10.0
+
+
+def test_a_variant_turns_the_learned_ranker_off_or_on() -> None:
+    variants = [
+        {"name": "control", "share": 0.5, "control": True},
+        {"name": "no_ranker", "share": 0.5, "ranker": False},
+    ]
+    experiments = parse(experiment(variants=variants))
+    seen = {}
+    for i in range(200):
+        assignment = experiments.assign("home", f"C{i}", NOW)
+        assert assignment is not None
+        ctx = assignment.apply(Context(bundle=None, k=5))  # type: ignore[arg-type]
+        seen[assignment.variant.name] = ctx.ranker_enabled
+    assert seen == {"control": None, "no_ranker": False}  # None: the service's setting

@@ -557,3 +557,19 @@ def test_optional_product_code_round_trips(tmp_path: Path, fmt: str) -> None:
     # without the column nothing is written or read back
     write_dataset(first, tmp_path / "plain", fmt)
     assert ItemCols.PRODUCT_CODE not in load_dataset(tmp_path / "plain").items.columns
+
+
+def test_hm_item_price_is_the_last_price_paid_and_events_keep_their_own(tmp_path: Path) -> None:
+    """No whole-history summary in the catalog's price (issue 13's look-ahead): the item's price
+    is the one last paid, each event keeps the price it was bought at."""
+    later = [
+        {"t_dat": "2019-01-05", "customer_id": "cc", "article_id": "0108775015", "price": "0.02",
+         "sales_channel_id": "2"},
+        {"t_dat": "2018-12-01", "customer_id": "bb", "article_id": "0108775015", "price": "0.09",
+         "sales_channel_id": "1"},
+    ]  # fmt: skip
+    ds = load_dataset(kaggle_folder(tmp_path / "k", [*KAGGLE_TRANSACTIONS, *later]))
+    items = ds.items.set_index(ItemCols.ID)
+    assert items.loc["108775015", ItemCols.PRICE] == 0.02  # the latest sale, not the median 0.05
+    paid = ds.interactions[ds.interactions[InteractionCols.ITEM_ID] == "108775015"]
+    assert sorted(paid[InteractionCols.PRICE].tolist()) == [0.02, 0.05, 0.05, 0.09]

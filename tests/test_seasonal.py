@@ -206,3 +206,33 @@ def test_hm_sample_shows_the_yearly_cycle() -> None:
     picks = model.recommend(date="2020-09-01", weather="cold_snap", k=12)
     assert len(picks.items) == 12
     assert picks.reasons.count("For the cold snap") >= 6
+
+
+def test_sales_level_keeps_proven_sellers_ahead_of_lucky_newcomers(tmp_path: Path) -> None:
+    """Tees of one (flat) group: one sold daily for a year, one every third day, one launched
+    three days ago with three sales. The sales level counts what each sold (recency-weighted):
+    the proven sellers come first, in order."""
+    items = pd.DataFrame(
+        {
+            "item_id": ["steady", "newcomer", "other"],
+            "name": ["Tee", "Tee", "Tee"],
+            "category": ["top"] * 3,
+            "product_type": ["T-shirt"] * 3,
+            "price": [10.0] * 3,
+        }
+    )
+    end = pd.Timestamp("2021-01-01", tz="UTC")
+    stamps = [end - pd.Timedelta(days=d) for d in range(1, 366)]
+    rows = [("c", "steady", t) for t in stamps] + [("c", "other", t) for t in stamps[::3]]
+    rows += [("c", "newcomer", end - pd.Timedelta(days=d)) for d in (1, 2, 3)]
+    interactions = pd.DataFrame(rows, columns=["customer_id", "item_id", "timestamp"])
+    interactions["type"] = "purchase"
+    data = Dataset(items=items, interactions=interactions)
+    sales = SeasonalModel(level_mode="sales").fit(data, now=end)
+    assert sales.recommend(k=3).items.tolist() == [0, 2, 1]
+    sales.save(tmp_path / "m")
+    loaded = SeasonalModel.load(tmp_path / "m")
+    assert loaded.level_mode == "sales"
+    np.testing.assert_array_equal(loaded.scores(), sales.scores())
+    with pytest.raises(ValueError, match="level_mode"):
+        SeasonalModel(level_mode="volume")

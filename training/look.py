@@ -6,7 +6,11 @@ and the seasonal model from its purchases (a return cancels the customer's purch
 
 Cost is capped for large retailers: at most ``max_baskets`` customer-days are drawn (seeded) from
 the last ``basket_days`` days *before* the baskets are built, and the complementary model runs a
-few epochs. Everything is deterministic under the training seed.
+few epochs. Its co-occurrence statistics (:func:`event_cooccurrence`) come from *every*
+customer-day of that window in the event stream — same-day purchases, add-to-carts and views, each
+kind with its weight, recency-weighted — and from recency-weighted sales; the model blends them
+with its learned compatibility (weights chosen on the H&M validation cut-offs of
+``benchmarks/complete_the_look.py``). Everything is deterministic under the training seed.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from feature_store.schema import InteractionCols, InteractionType
 from feature_store.timeutils import SECONDS_PER_DAY
 from models.base import TrainingData
 from models.complementary import ComplementaryModel
+from models.cooccurrence import CoOccurrence
 from models.seasonal import SeasonalModel
 from training.data import IdMaps, encode, never_returned_purchases
 
@@ -52,6 +57,19 @@ class ComplementaryConfig(StrictConfig):
     batch_size: int = Field(512, ge=8, le=65_536)
     negatives: int = Field(32, ge=1, le=1024)
     lr: float = Field(3e-3, gt=0)
+    cooc_weight: float = Field(
+        1.0, ge=0, description="weight of log(1 + co-occurrence with the set) in every score"
+    )
+    popularity_weight: float = Field(
+        2.0, ge=0, description="weight of log(1 + recency-weighted sales) in every score"
+    )
+    cooc_half_life_days: float | None = Field(
+        None, gt=0, description="half-life of a co-occurrence (None: no decay)"
+    )
+    popularity_half_life_days: float = Field(28.0, gt=0)
+    purchase_weight: float = Field(1.0, ge=0, description="weight of a same-day co-purchase")
+    cart_weight: float = Field(0.5, ge=0, description="weight of a same-day co-add-to-cart")
+    view_weight: float = Field(0.1, ge=0, description="weight of a same-day co-view / co-click")
 
 
 class SeasonalConfig(StrictConfig):
@@ -61,6 +79,14 @@ class SeasonalConfig(StrictConfig):
     half_life_days: float = Field(90.0, gt=0)
     trend_weight: float = Field(0.0, ge=0, le=4)
     hemisphere: str = Field("north", pattern="^(north|south)$")
+    level_mode: str = Field(
+        "sales",
+        pattern="^(sales|rate)$",
+        description="item level: deseasonalised recency-weighted sales, or the exposure rate",
+    )
+    affinity_strength: float = Field(
+        1.0, ge=0, description="weight of a customer's attribute shares in their seasonal picks"
+    )
 
 
 def sample_baskets(
@@ -120,6 +146,77 @@ def sample_baskets(
     return baskets, summary
 
 
+def event_cooccurrence(
+    dataset: Dataset,
+    maps: IdMaps,
+    config: ComplementaryConfig,
+    *,
+    now: pd.Timestamp,
+) -> tuple[CoOccurrence, dict[str, Any]]:
+    """Co-occurrence over the customer-days of the last ``basket_days`` days: one set per
+    (customer, day, kind) — purchases, add-to-carts, views and clicks — weighted by its kind
+    (``purchase_weight`` / ``cart_weight`` / ``view_weight``) and its age; popularity from the
+    window's purchases. Items are in ``maps.items`` order."""
+    inter = dataset.interactions
+    kinds = {
+        InteractionType.PURCHASE.value: (0, config.purchase_weight),
+        InteractionType.ADD_TO_CART.value: (1, config.cart_weight),
+        InteractionType.VIEW.value: (2, config.view_weight),
+        InteractionType.CLICK.value: (2, config.view_weight),
+    }
+    kind = (
+        inter[InteractionCols.TYPE]
+        .astype(str)
+        .map({t: k for t, (k, _) in kinds.items()})
+        .fillna(-1)
+        .to_numpy(dtype=np.int64)
+    )
+    weight_of = np.zeros(3)
+    for k, w in kinds.values():
+        weight_of[k] = w
+    stamps = inter[InteractionCols.TIMESTAMP]
+    seconds = stamps.dt.as_unit("s").astype("int64").to_numpy()
+    now_s = int(pd.Timestamp(now).timestamp())
+    age_days = (now_s - seconds) / SECONDS_PER_DAY
+    customers = encode(inter[InteractionCols.CUSTOMER_ID], maps.customers)
+    items = encode(inter[InteractionCols.ITEM_ID], maps.items)
+    keep = (kind >= 0) & (customers >= 0) & (items >= 0) & (age_days >= 0)
+    if config.basket_days is not None:
+        keep &= age_days < config.basket_days
+    keep &= weight_of[np.clip(kind, 0, 2)] > 0
+    rows = np.flatnonzero(keep)
+    days = seconds[rows] // SECONDS_PER_DAY
+    n_customers = max(len(maps.customers), 1)
+    keys = (days * n_customers + customers[rows]) * 3 + kind[rows]
+    uniq, set_of, sizes = np.unique(keys, return_inverse=True, return_counts=True)
+    multi = sizes[set_of] >= 2  # a set of one item co-occurs with nothing
+    uniq_multi, set_of = np.unique(set_of[multi], return_inverse=True)
+    set_keys = uniq[uniq_multi]
+    set_days = (set_keys // 3) // n_customers
+    set_ages = (now_s / SECONDS_PER_DAY - (set_days + 0.5)).clip(min=0.0)
+    purchase_rows = rows[kind[rows] == 0]
+    stats = CoOccurrence(
+        half_life_days=config.cooc_half_life_days,
+        popularity_half_life_days=config.popularity_half_life_days,
+    ).fit_pairs(
+        len(maps.items),
+        set_of,
+        items[rows][multi],
+        n_sets=len(set_keys),
+        set_ages_days=set_ages,
+        set_weights=weight_of[set_keys % 3],
+        events=items[purchase_rows],
+        event_ages_days=age_days[purchase_rows],
+    )
+    per_kind = np.bincount(set_keys % 3, minlength=3)
+    summary = {
+        "cooccurrence_sets": {"purchase": int(per_kind[0]), "cart": int(per_kind[1]),
+                              "view": int(per_kind[2])},
+        "cooccurrence_pairs": int(stats.matrix_.nnz),
+    }  # fmt: skip
+    return stats, summary
+
+
 def fit_complementary(
     dataset: Dataset,
     maps: IdMaps,
@@ -143,13 +240,19 @@ def fit_complementary(
         negatives=config.negatives,
         lr=config.lr,
         index_kind=index_kind,
+        cooc_weight=config.cooc_weight,
+        popularity_weight=config.popularity_weight,
         seed=seed,
         threads=1,
     )
     t = time.perf_counter()
+    stats, stats_summary = event_cooccurrence(dataset, maps, config, now=now)
+    summary.update(stats_summary)
+    summary["cooccurrence_seconds"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
     try:
         # Baskets are the only sets here, so they are the "outfits" (weight 1).
-        model.fit(dataset.items.reset_index(drop=True), baskets)
+        model.fit(dataset.items.reset_index(drop=True), baskets, cooccurrence=stats)
     except ValueError as exc:
         logger.warning("complementary model not fitted: %s", exc)
         summary["skipped"] = str(exc)
@@ -174,6 +277,8 @@ def fit_seasonal(
         half_life_days=config.half_life_days,
         trend_weight=config.trend_weight,
         hemisphere=config.hemisphere,
+        level_mode=config.level_mode,
+        affinity_strength=config.affinity_strength,
     )
     model.fit_events(dataset.items.reset_index(drop=True), items, seconds, now=int(data.now))
     return model, {

@@ -51,6 +51,8 @@ from models.candidates import (
 from models.churn import ChurnConfig, ChurnModel
 from models.index import ItemIndex
 from models.popularity import PopularityRecommender
+from models.ranker import LearnedRanker, RankerConfig
+from models.ranker_features import ItemStats
 from models.sequence import (
     ItemFeatures,
     SequenceConfig,
@@ -73,9 +75,10 @@ from training.data import (
     to_training_data,
     without_rows,
 )
-from training.evaluate import catalog_groups, event_sizes, product_codes
+from training.evaluate import catalog_groups, event_prices, event_sizes, product_codes
 from training.look import ComplementaryConfig, SeasonalConfig, fit_complementary, fit_seasonal
 from training.metrics import catalog_coverage, map_at_k, recall_at_k
+from training.ranker import fit_served_ranker, served_item_stats
 from training.size_fit import fit_size_model
 from training.split import time_split
 
@@ -195,6 +198,12 @@ class TrainConfig(StrictConfig):
     complementary: ComplementaryConfig = Field(default_factory=ComplementaryConfig)
     seasonal: SeasonalConfig = Field(default_factory=SeasonalConfig)
     sequence: SequenceTrainConfig = Field(default_factory=SequenceTrainConfig)
+    learned_ranker: bool = Field(
+        True,
+        description="fit the learned ranker (LambdaRank over the blend's sources, on the blend's "
+        "held-out customers) into the bundle; needs the sequence model",
+    )
+    ranker: RankerConfig = Field(default_factory=RankerConfig)
     keep_bundles: int = Field(
         5,
         ge=1,
@@ -629,6 +638,7 @@ def fit_served_blend(
     max_customers: int,
     seed: int,
     sources: Mapping[str, BlendSource] = BLEND_SOURCES,
+    window: dict[str, Any] | None = None,
 ) -> tuple[BlendWeights, dict[str, Any]]:
     """Blend weights fitted on the time split: at most ``max_customers`` of the held-out customers
     (a seeded sample), each source's list of depth :data:`BLEND_DEPTH` from the training period,
@@ -649,7 +659,29 @@ def fit_served_blend(
     truths = [np.asarray(held_out.truths[r], dtype=np.int64) for r in rows]
     weights = fit_blend_weights(rankings, truths, k=k)
     summary = {"customers": n, "depth": BLEND_DEPTH, "sources": list(sources)}
+    if window is not None:  # the learned ranker is fitted on the same customers and lists
+        window.update(users=ctx.users, rankings=rankings, truths=truths, purchases=ctx.purchases)
     return weights, summary
+
+
+def _ranker_stats(
+    dataset: Dataset,
+    frame: pd.DataFrame,
+    maps: IdMaps,
+    data: TrainingData,
+    tables: CandidateTables,
+) -> ItemStats:
+    """The learned ranker's item statistics as of the end of ``data`` (``to_training_data(frame,
+    maps, ...)``): prices paid, popularity, first sales, rebuy rates."""
+    ids = maps.items.ids()
+    return served_item_stats(
+        data,
+        event_prices(frame, maps, data),
+        as_of=int(data.now) + 1,
+        groups=catalog_groups(dataset.items, ids),
+        codes=product_codes(dataset.items, ids),
+        rebuy=tables.repeat_rates,
+    )
 
 
 def _customer_intelligence(
@@ -768,6 +800,8 @@ def train(
     timings["evaluate"] = time.perf_counter() - t
 
     blend: BlendWeights | None = None
+    ranker: LearnedRanker | None = None
+    window: dict[str, Any] = {}
     if use_sequence:
         t = time.perf_counter()
         train_tables = candidate_tables(dataset, maps, train_data)
@@ -781,8 +815,25 @@ def train(
             max_customers=min(config.eval_customers, config.sequence.blend_customers),
             seed=config.seed,
             sources={**BLEND_SOURCES, **table_sources(train_tables, popularity_scores)},
+            window=window,
         )
         timings["blend"] = time.perf_counter() - t
+        if config.learned_ranker and window:
+            t = time.perf_counter()
+            ranker, sequence_summary["ranker"] = fit_served_ranker(
+                window["rankings"],
+                window["users"],
+                window["truths"],
+                window["purchases"],
+                now=train_data.now + 1,
+                stats=_ranker_stats(dataset, train_frame, maps, train_data, train_tables),
+                depth=BLEND_DEPTH,
+                config=config.ranker.model_copy(update={"seed": config.seed}),
+                blend=blend.weights,
+                blend_rrf_k=blend.rrf_k,
+            )
+            timings["ranker"] = time.perf_counter() - t
+        del window
     del lists  # the held-out lists (customers x depth per model) are not needed any more
 
     if config.refit_full:
@@ -801,6 +852,11 @@ def train(
         full = train_data
     if sequence is not None:
         sequence_summary["fit"] = _sequence_summary(sequence)
+    if ranker is not None:  # served with the item statistics as of the bundle's data end
+        full_frame = interactions if config.refit_full else train_frame
+        ranker.stats = _ranker_stats(
+            dataset, full_frame, maps, full, candidate_tables(dataset, maps, full)
+        )
 
     profiles = None
     profile_summary: dict[str, Any] = {}
@@ -890,6 +946,8 @@ def train(
             size_model.save(layout.size_fit_model)
             if size_model.classifier is not None:
                 size_model.classifier.save(layout.size_fit_ranker_model)
+        if ranker is not None:
+            ranker.save(layout.ranker_model)
         for name, look_model in look_models.items():
             if look_model is not None:
                 look_model.save(layout.model(name))

@@ -243,13 +243,22 @@ def _hm_items(layout: _HmLayout, folder: Path) -> tuple[_Source, pa.DictionaryAr
 
 
 def _hm_prices(
-    items: pd.DataFrame, positions: np.ndarray[Any, Any], prices: np.ndarray[Any, Any]
+    items: pd.DataFrame,
+    positions: np.ndarray[Any, Any],
+    prices: np.ndarray[Any, Any],
+    days: np.ndarray[Any, Any],
 ) -> None:
-    """Item price = median price paid; unsold items take their product type's (or category's,
-    or the overall) median; price bands from within-category quartiles."""
-    median = pd.Series(prices).groupby(positions).median()
+    """Item price = the price last paid (the catalog's price as of the data's end, what a
+    retailer's export shows — never a summary over the whole history, which would hand a past
+    event later prices); unsold items take their product type's (or category's, or the overall)
+    median; price bands from within-category quartiles. Each event keeps its own price paid
+    (``interactions.price``): the evaluation harness prices items as of each cutoff from those
+    (:mod:`training.evaluate.context`) and never reads this column."""
+    order = np.lexsort((np.arange(len(positions)), days, positions))
+    pos, paid = np.asarray(positions)[order], np.asarray(prices, dtype=np.float64)[order]
+    last = np.r_[pos[1:] != pos[:-1], True] if len(pos) else np.empty(0, bool)
     by_item = np.full(len(items), np.nan)
-    by_item[median.index.to_numpy(dtype=np.int64)] = median.to_numpy(dtype=np.float64)
+    by_item[pos[last].astype(np.int64)] = paid[last]
     price = pd.Series(by_item, index=items.index)
     for key in (ItemCols.PRODUCT_TYPE, ItemCols.CATEGORY):
         fill = price.groupby(items[key].fillna("")).transform("median")
@@ -313,7 +322,8 @@ def _load_hm(folder: Path, layout: _HmLayout, on_orphans: str) -> Dataset:
     store = store.where(store.isna(), ONLINE_STORE)
     nulls = pd.Series(pa.nulls(n, pa.string()).to_pandas(), dtype="str")
     price_np = arrays["price"].to_numpy(zero_copy_only=False)
-    _hm_prices(items, positions, price_np)
+    days = arrays["date"].cast(pa.timestamp("s")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    _hm_prices(items, positions, price_np, days)
     interactions = pd.DataFrame(
         {
             InteractionCols.CUSTOMER_ID: _sorted_categorical(arrays["customer"]),

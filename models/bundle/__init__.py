@@ -25,7 +25,7 @@ with :class:`BlendWeights`). Layout of ``<bundles_dir>/<version>/``::
     profiles/              customer profiles (feature_store's CustomerProfiles.save)
     churn/                 the churn model (models.churn), when fitted
     models/<name>/         als, popularity, sequence, complementary, seasonal, size_fit,
-                           size_fit_ranker: each model's save
+                           size_fit_ranker, ranker: each model's save
     indexes/<name>.faiss   als_items, als_items_cosine, sequence_items: FAISS indexes (+ .json)
 
 and beside the versions ``<bundles_dir>/pin.json`` (:mod:`models.bundle.pin`): the version every

@@ -32,9 +32,10 @@ SEQUENCE: Final = "sequence"
 COMPLEMENTARY: Final = "complementary"
 SEASONAL: Final = "seasonal"
 SIZE_FIT: Final = "size_fit"
-SIZE_FIT_RANKER: Final = "size_fit_ranker"
+SIZE_FIT_RANKER: Final = "size_fit_ranker"  # the size-fit model's small / fit / large classifier
+RANKER: Final = "ranker"  # the learned ranker (LightGBM text model) and its item statistics
 MODEL_NAMES: Final = (
-    ALS, POPULARITY, SEQUENCE, COMPLEMENTARY, SEASONAL, SIZE_FIT, SIZE_FIT_RANKER,
+    ALS, POPULARITY, SEQUENCE, COMPLEMENTARY, SEASONAL, SIZE_FIT, SIZE_FIT_RANKER, RANKER,
 )  # fmt: skip
 
 # indexes/<name>.faiss
@@ -158,6 +159,10 @@ class BundleLayout:
     def size_fit_ranker_model(self) -> Path:
         """The small / fit / large classifier served with the size-fit model."""
         return self.model(SIZE_FIT_RANKER)
+
+    @property
+    def ranker_model(self) -> Path:
+        return self.model(RANKER)
 
     @property
     def als_index(self) -> Path:

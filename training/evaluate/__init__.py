@@ -29,6 +29,7 @@ from training.evaluate.peer import PeerUnavailable
 from training.evaluate.prepared import (
     Prepared,
     catalog_groups,
+    event_prices,
     event_sizes,
     prepare,
     product_codes,
@@ -87,6 +88,7 @@ __all__ = [
     "bootstrap_ratio_ci",
     "catalog_groups",
     "evaluate_command",
+    "event_prices",
     "event_sizes",
     "fill",
     "fit_served_blend",

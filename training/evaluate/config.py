@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, model_validator
 
 from feature_store.config import StrictConfig, validate_config
+from models.ranker import RankerConfig
 from models.sequence import SequenceConfig
 
 __all__ = [
@@ -33,6 +34,7 @@ METHODS: tuple[str, ...] = (
     "sasrec",
     "lstm",
     "blend",
+    "ranker",
 )
 #: Methods the blend target is compared against (baselines and the peer).
 BASELINES: tuple[str, ...] = ("popularity", "repurchase", "als", "item_knn", "sasrec")
@@ -83,6 +85,8 @@ class EvalConfig(StrictConfig):
     sibling_half_life_days: float = 30.0
     max_neighbours: int = 50  # per item in the sibling table
     pool_validation: bool = True  # fit a fold's weights on its and all earlier folds' validation
+    ranker_depth: int = 50  # candidates per source in the learned ranker's union
+    ranker: RankerConfig = Field(default_factory=RankerConfig)
     als: ALSParams = Field(default_factory=ALSParams)
     sequence: SequenceConfig = Field(default_factory=SequenceConfig)
     peer: PeerParams = Field(default_factory=PeerParams)

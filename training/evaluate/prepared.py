@@ -32,6 +32,7 @@ from training.data import (
 __all__ = [
     "Prepared",
     "catalog_groups",
+    "event_prices",
     "event_sizes",
     "prepare",
     "product_codes",
@@ -56,6 +57,11 @@ class Prepared:
     #: group index per item (:func:`models.candidates.item_groups` of the catalog's product type,
     #: falling back to the category), the grouping of the repeat rates
     groups: IntArray = field(default_factory=lambda: np.empty(0, np.int64))
+    #: the price paid per event of ``data`` (NaN when the event has none): prices as of a time
+    #: are computed from these and the events before it, never from the catalog's price column
+    prices: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0, np.float64))
+    #: the catalog's items table (its price column is never read by the harness)
+    items: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def n_items(self) -> int:
@@ -96,6 +102,20 @@ def event_sizes(frame: pd.DataFrame, maps: IdMaps, data: TrainingData) -> list[s
     ]
 
 
+def event_prices(frame: pd.DataFrame, maps: IdMaps, data: TrainingData) -> npt.NDArray[np.float64]:
+    """The price paid per event of ``data`` (NaN when unknown), aligned like :func:`event_sizes`."""
+    ordered = frame.sort_values(InteractionCols.TIMESTAMP, kind="stable")
+    users = encode(ordered[InteractionCols.CUSTOMER_ID], maps.customers)
+    items = encode(ordered[InteractionCols.ITEM_ID], maps.items)
+    keep = (users >= 0) & (items >= 0)
+    if not np.array_equal(items[keep], data.item_idx):
+        raise ValueError("the interactions frame does not line up with the TrainingData events")
+    if InteractionCols.PRICE not in ordered.columns:
+        return np.full(len(data.item_idx), np.nan)
+    paid = pd.to_numeric(ordered[InteractionCols.PRICE], errors="coerce").to_numpy(np.float64)
+    return np.asarray(paid[keep], dtype=np.float64)
+
+
 def prepare(dataset: Dataset, name: str | None = None) -> Prepared:
     """Encode ``dataset`` once (id maps, time-ordered events, sizes, item side features)."""
     frame = dataset.interactions
@@ -118,6 +138,8 @@ def prepare(dataset: Dataset, name: str | None = None) -> Prepared:
         frame=frame,
         product_codes=product_codes(dataset.items, maps.items.ids()),
         groups=catalog_groups(dataset.items, maps.items.ids()),
+        prices=event_prices(frame, maps, data),
+        items=dataset.items,
     )
 
 

@@ -29,6 +29,7 @@ from training.split import last_day_holdout
 
 __all__ = [
     "Fold",
+    "every_day_holdout",
     "last_day_folds",
     "time_split_folds",
     "validation_holdout",
@@ -109,6 +110,25 @@ def window_holdout(prepared: Prepared, start: int, end: int) -> Holdout:
     bounds = np.searchsorted(u, np.concatenate([users, [np.iinfo(np.int64).max]]))
     truths = [np.unique(i[bounds[r] : bounds[r + 1]]) for r in range(len(users))]
     return Holdout(int(start), users.astype(np.int64), np.full(len(users), int(start)), truths)
+
+
+def every_day_holdout(prepared: Prepared, validation: Holdout, end: int) -> Holdout:
+    """Every purchase day in ``[validation.train_end, end)`` of every customer, one row each
+    (truth: that day's purchases, cutoff: the day's start), customer then day order: the learned
+    ranker's training window. It holds ``validation``'s rows (each customer's last day) and the
+    earlier days of the same period, all dated before ``end`` (the fold's training end)."""
+    data = prepared.data
+    start = int(validation.train_end)
+    mask = prepared.is_purchase() & (data.timestamps >= start) & (data.timestamps < int(end))
+    u, i = data.user_idx[mask], data.item_idx[mask]
+    d = (data.timestamps[mask] // SECONDS_PER_DAY) * SECONDS_PER_DAY
+    order = np.lexsort((i, d, u))
+    u, i, d = u[order], i[order], d[order]
+    new = np.r_[True, (u[1:] != u[:-1]) | (d[1:] != d[:-1])] if len(u) else np.empty(0, bool)
+    starts = np.flatnonzero(new)
+    ends = np.r_[starts[1:], len(u)]
+    truths = [np.unique(i[a:b]) for a, b in zip(starts, ends, strict=True)]
+    return Holdout(start, u[starts].astype(np.int64), d[starts].astype(np.int64), truths)
 
 
 def _sample(

@@ -106,7 +106,10 @@ def write_report(
         if result.ratios:
             lines += ["Ratios of MAP@k (paired bootstrap over customers):", ""]
             for label, (mean, low, high) in result.ratios.items():
-                target = 1.3 if label.startswith("blend/") else 1.5
+                if label == "ranker/blend":
+                    lines.append(f"- `{label}` = {mean:.3f} [95% CI {low:.3f}, {high:.3f}]")
+                    continue
+                target = 1.3 if label.startswith(("blend/", "ranker/")) else 1.5
                 verdict = "met" if mean >= target and low > 1.0 else "NOT met"
                 lines.append(
                     f"- `{label}` = {mean:.3f} [95% CI {low:.3f}, {high:.3f}] — target ≥ {target} "
@@ -124,7 +127,20 @@ def write_report(
                 f"validation customers={w.validation_customers}, validation MAP="
                 f"{'n/a' if w.validation_map is None else f'{w.validation_map:.4f}'}"
             )
-        lines += ["", "Leak audit (every fold checked: training < train_end <= cutoffs):", ""]
+        if result.ranker_importances:
+            lines += [
+                "",
+                "Learned ranker feature importances (share of total gain, mean over folds):",
+                "",
+            ]
+            ranked = sorted(result.ranker_importances.items(), key=lambda kv: -kv[1])
+            lines += [f"- `{name}`: {share:.3f}" for name, share in ranked]
+        lines += [
+            "",
+            "Leak audit (every fold checked: training < train_end <= cutoffs; item prices and "
+            "features recomputed from the events before train_end):",
+            "",
+        ]
         for a in result.audits:
             lines.append(
                 f"- fold {a.fold} {a.kind}: train_end {pd.Timestamp(a.train_end, unit='s').date()}, "

@@ -3,7 +3,7 @@ ratios, blend weights, leak audits) and its terminal table and JSON summary."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,8 @@ class EvaluationResult:
     skipped: dict[str, str]
     timings: dict[str, float]
     n_items: int
+    #: the learned ranker's feature importances (share of total gain, mean over folds)
+    ranker_importances: dict[str, float] = field(default_factory=dict)
 
     def table(self) -> str:
         """A fixed-width table of the metrics with their 95% CIs."""
@@ -69,6 +71,11 @@ class EvaluationResult:
             lines.append(f"{name:<12}{cells}{m.coverage:>10.4f}{warm:>10.4f}")
         for label, (mean, low, high) in self.ratios.items():
             lines.append(f"ratio {label}: {mean:.3f} [{low:.3f}, {high:.3f}]")
+        if self.ranker_importances:
+            top = sorted(self.ranker_importances.items(), key=lambda kv: -kv[1])[:8]
+            lines.append(
+                "ranker importances (gain share): " + ", ".join(f"{n} {v:.3f}" for n, v in top)
+            )
         for name, reason in self.skipped.items():
             lines.append(f"skipped {name}: {reason}")
         return "\n".join(lines)
@@ -91,6 +98,7 @@ class EvaluationResult:
             },
             "ratios": {key: list(v) for key, v in self.ratios.items()},
             "blend_weights": [w.to_dict() for w in self.blend_weights],
+            "ranker_importances": self.ranker_importances,
             "audits": [a.__dict__ for a in self.audits],
             "skipped": self.skipped,
             "timings_seconds": {k: round(v, 2) for k, v in self.timings.items()},

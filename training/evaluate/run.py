@@ -1,8 +1,9 @@
 """Run the harness: :func:`run_evaluation` measures every method of a config on one dataset.
 
-Per fold (:mod:`training.evaluate.protocols`), the blend's weights are first fitted on the
-fold's validation period, pooled with every earlier fold's (all dated before the fold's training
-end; never on test customers), then every source is fitted on the events before the training end
+Per fold (:mod:`training.evaluate.protocols`), the blend's weights and the learned ranker
+(:mod:`training.ranker`: LambdaRank over the union of the blend's sources, early-stopped on the
+fold's own validation window) are first fitted on the fold's validation period, pooled with every
+earlier fold's (all dated before the fold's training end; never on test customers), then every source is fitted on the events before the training end
 and each method's list, topped up with popularity as of the cutoff, is scored: MAP@k, Recall@k,
 NDCG@k and coverage with percentile-bootstrap CIs over customers, and the paired bootstrap ratios
 ``blend / best other`` and ``lstm / als``. ``rerankers`` add methods that rerank the blend's
@@ -23,14 +24,15 @@ from models.base import IntArray
 from models.bundle import BlendWeights
 from training.blend import fit_blend_weights, fuse
 from training.evaluate.config import BASELINES, EvalConfig
-from training.evaluate.context import FoldAudit, fold_context
+from training.evaluate.context import FoldAudit, FoldContext, fold_context
 from training.evaluate.prepared import Prepared, prepare
-from training.evaluate.protocols import last_day_folds, time_split_folds
+from training.evaluate.protocols import every_day_holdout, last_day_folds, time_split_folds
 from training.evaluate.results import EvaluationResult, MethodResult
 from training.evaluate.sources import (
     BLEND_SOURCES,
     METHOD_SOURCE,
     fill,
+    ranker_examples,
     run_sources,
     source_popularity,
 )
@@ -42,6 +44,7 @@ from training.metrics import (
     user_ndcg_at_k,
     user_recall_at_k,
 )
+from training.ranker import fit_ranker, rank_examples
 
 __all__ = ["run_evaluation"]
 
@@ -81,9 +84,10 @@ def run_evaluation(
     clash = sorted(set(rerank) & set(methods))
     if clash:
         raise ValueError(f"reranker names {clash} are method names")
+    fused_methods = {"blend", "ranker"} & set(methods)
     needed = sorted(
-        {METHOD_SOURCE[m] for m in methods if m != "blend"}
-        | (set(BLEND_SOURCES.values()) if "blend" in methods else set())
+        {METHOD_SOURCE[m] for m in methods if m not in fused_methods}
+        | (set(BLEND_SOURCES.values()) if fused_methods else set())
     )
     skipped: dict[str, str] = {}
     per_fold_predictions: dict[str, list[IntArray]] = {m: [] for m in [*methods, *rerank]}
@@ -92,24 +96,57 @@ def run_evaluation(
     timings: dict[str, float] = {"prepare": time.perf_counter() - t0}
     k = config.k
     pooled: list[tuple[dict[str, IntArray], list[IntArray]]] = []
+    windows: list[tuple[FoldContext, dict[str, IntArray], list[IntArray]]] = []
+    importances: list[dict[str, float]] = []
     for fold in folds:
         tf = time.perf_counter()
         weights = BlendWeights()
-        if "blend" in methods and fold.validation is not None and len(fold.validation):
-            vctx = fold_context(prepared, fold.validation, config, fold.index, "validation")
+        ranker = None
+        if fused_methods and fold.validation is not None and len(fold.validation):
+            # the ranker learns from every purchase day of the validation period (the blend's
+            # rows, each customer's last day, are among them): one context, sources run once
+            window = (
+                every_day_holdout(prepared, fold.validation, fold.test.train_end)
+                if "ranker" in methods and config.protocol == "last_day"
+                else fold.validation
+            )
+            vctx = fold_context(prepared, window, config, fold.index, "validation")
             audits.append(vctx.audit)
             vsources = run_sources(vctx, sorted(set(BLEND_SOURCES.values())), skipped)
-            rankings = {b: vsources[s] for b, s in BLEND_SOURCES.items() if s in vsources}
+            window_rankings = {b: vsources[s] for b, s in BLEND_SOURCES.items() if s in vsources}
+            row_of = {
+                (int(u), int(c)): r
+                for r, (u, c) in enumerate(zip(window.users, window.cutoffs, strict=True))
+            }
+            rows = np.asarray(
+                [
+                    row_of[(int(u), int(c))]
+                    for u, c in zip(fold.validation.users, fold.validation.cutoffs, strict=True)
+                ],
+                dtype=np.int64,
+            )
+            rankings = {b: r[rows] for b, r in window_rankings.items()}
             # earlier folds' validation periods end before this fold's (folds are in cutoff
             # order), so pooling them reads nothing on or after this fold's training end
             pooled.append((rankings, list(fold.validation.truths)))
             used = pooled if config.pool_validation else pooled[-1:]
-            names = set.intersection(*(set(r) for r, _ in used))
-            weights = fit_blend_weights(
-                {b: np.concatenate([r[b] for r, _ in used]) for b in sorted(names)},
-                [t for _, truths in used for t in truths],
-                k=k,
-            )
+            if fused_methods:  # the ranker's blend_score feature reads the weights too
+                names = set.intersection(*(set(r) for r, _ in used))
+                weights = fit_blend_weights(
+                    {b: np.concatenate([r[b] for r, _ in used]) for b in sorted(names)},
+                    [t for _, truths in used for t in truths],
+                    k=k,
+                )
+            if "ranker" in methods:
+                start = time.perf_counter()
+                windows.append((vctx, window_rankings, list(window.truths)))
+                examples = [ranker_examples(c, r, t, weights) for c, r, t in windows]
+                ranker = fit_ranker(examples, config.ranker)
+                if ranker is not None:
+                    importances.append(ranker.importances())
+                timings["ranker_fit"] = timings.get("ranker_fit", 0.0) + (
+                    time.perf_counter() - start
+                )
             for key, value in vctx.timings.items():
                 timings[f"validation_{key}"] = timings.get(f"validation_{key}", 0.0) + value
         ctx = fold_context(prepared, fold.test, config, fold.index, "test")
@@ -125,6 +162,17 @@ def run_evaluation(
                     deep = fill(fused, popular, config.depth)
                     for label, rerank_fn in rerank.items():
                         per_fold_predictions[label].append(rerank_fn(deep))
+            elif method == "ranker":
+                rankings = {b: sources[s] for b, s in BLEND_SOURCES.items() if s in sources}
+                if ranker is None:  # too few window customers: the equal-weight fusion
+                    ranked, _ = fuse(rankings, BlendWeights(), config.depth)
+                else:
+                    start = time.perf_counter()
+                    ranked = rank_examples(ranker, ranker_examples(ctx, rankings, blend=weights), k)
+                    timings["ranker_rank"] = timings.get("ranker_rank", 0.0) + (
+                        time.perf_counter() - start
+                    )
+                per_fold_predictions[method].append(fill(ranked, popular, k))
             elif METHOD_SOURCE[method] in sources:
                 per_fold_predictions[method].append(
                     fill(sources[METHOD_SOURCE[method]], popular, k)
@@ -186,6 +234,17 @@ def run_evaluation(
             ratios[f"blend/{best}"] = bootstrap_ratio_ci(
                 results["blend"].ap, results[best].ap, n_boot=config.n_boot, seed=config.seed
             )
+    if "ranker" in results:
+        others = [m for m in BASELINES if m in results]
+        if others:
+            best = max(others, key=lambda m: results[m].ap.mean())
+            ratios[f"ranker/{best}"] = bootstrap_ratio_ci(
+                results["ranker"].ap, results[best].ap, n_boot=config.n_boot, seed=config.seed
+            )
+        if "blend" in results:
+            ratios["ranker/blend"] = bootstrap_ratio_ci(
+                results["ranker"].ap, results["blend"].ap, n_boot=config.n_boot, seed=config.seed
+            )
     if "lstm" in results and "als" in results:
         ratios["lstm/als"] = bootstrap_ratio_ci(
             results["lstm"].ap, results["als"].ap, n_boot=config.n_boot, seed=config.seed
@@ -209,4 +268,9 @@ def run_evaluation(
         skipped=skipped,
         timings=timings,
         n_items=prepared.n_items,
+        ranker_importances=(
+            {f: float(np.mean([i[f] for i in importances])) for f in importances[0]}
+            if importances
+            else {}
+        ),
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from feature_store.timeutils import SECONDS_PER_DAY, decay
 from models.als import ALSRecommender
 from models.base import IntArray, TrainingData
+from models.bundle import BlendWeights
 from models.candidates import (
     NeighbourTable,
     build_product_siblings,
@@ -37,6 +38,7 @@ from training.evaluate.config import EvalConfig
 from training.evaluate.context import FoldContext
 from training.evaluate.peer import PeerUnavailable, source_sasrec
 from training.evaluate.prepared import Prepared
+from training.ranker import RankingExamples, build_examples
 
 logger = logging.getLogger("lookbook.training.evaluate")
 
@@ -46,6 +48,7 @@ __all__ = [
     "SOURCE_FUNCTIONS",
     "SourceFn",
     "fill",
+    "ranker_examples",
     "repeat_rates",
     "run_sources",
     "siblings_table",
@@ -270,7 +273,7 @@ def source_lstm(ctx: FoldContext) -> IntArray:
     data = ctx.prepared.data
     train_mask = data.timestamps < ctx.holdout.train_end
     sizes = [s for s, keep in zip(ctx.prepared.sizes, train_mask, strict=True) if keep]
-    model = SequenceRecommender(c.sequence, item_features=ctx.prepared.features)
+    model = SequenceRecommender(c.sequence, item_features=ctx.item_features)
     start = time.perf_counter()
     if len(ctx.train.item_idx) == 0:
         return np.full((len(ctx.holdout), c.depth), -1, dtype=np.int64)
@@ -357,3 +360,27 @@ def run_sources(
             continue
         ctx.timings[name] = ctx.timings.get(name, 0.0) + time.perf_counter() - start
     return out
+
+
+def ranker_examples(
+    ctx: FoldContext,
+    rankings: Mapping[str, IntArray],
+    truths: Sequence[IntArray] | None = None,
+    blend: BlendWeights | None = None,
+) -> RankingExamples:
+    """The learned ranker's examples of ``ctx``'s customers: the union of ``rankings`` (blend
+    source name → rows) cut to ``config.ranker_depth`` per source, with the features of
+    :func:`models.ranker_features.ranker_features` over each customer's purchases before their
+    cutoff and the item statistics as of the training end; labelled by ``truths`` when given;
+    ``blend`` gives the ``blend_score`` feature."""
+    purchases = [(it, ts) for it, ts, _ in (_purchases(ctx, r) for r in range(len(ctx.holdout)))]
+    return build_examples(
+        rankings,
+        purchases,
+        ctx.holdout.cutoffs,
+        ctx.item_stats,
+        depth=ctx.config.ranker_depth,
+        truths=truths,
+        blend=None if blend is None else blend.weights,
+        blend_rrf_k=60.0 if blend is None else blend.rrf_k,
+    )
