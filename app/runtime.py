@@ -336,7 +336,9 @@ class LoadedBundle:
                 SizeFitModel.load(layout.size_fit_model) if layout.size_fit_model.is_dir() else None
             )
             if size_fit is not None and layout.size_fit_ranker_model.is_dir():
-                size_fit.classifier = SizeFitRanker.load(layout.size_fit_ranker_model)
+                classifier = SizeFitRanker.load(layout.size_fit_ranker_model)
+                classifier.check(size_fit)
+                size_fit.classifier = classifier
             ranker = (
                 LearnedRanker.load(layout.ranker_model) if layout.ranker_model.is_dir() else None
             )

@@ -437,6 +437,17 @@ class SizeFitRanker:
             logger.info("size-fit classifier: %s", self.training)
         return self
 
+    def check(self, latent: SizeFitModel) -> None:
+        """Raise :class:`BundleError` unless this classifier reads the features of ``latent``
+        (the size-fit model it was trained over: its items and body measurements)."""
+        sizing = _sizing(latent)
+        if self.booster is None or self.tables is None:
+            raise BundleError("the size-fit classifier is not fitted")
+        if self.booster.num_feature() != len(feature_names(latent)):
+            raise BundleError("the size-fit classifier's features disagree with the size-fit model")
+        if len(self.tables.item) != sizing.n_items or self.n_scales != sizing.n_scales:
+            raise BundleError("the size-fit classifier's catalog disagrees with the size-fit model")
+
     def forget_customers(self, customers: IntArray) -> None:
         """Keep no statistics of these customers' own verdicts."""
         if self.tables is not None:

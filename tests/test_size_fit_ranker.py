@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.runtime import LoadedBundle
+from feature_store.errors import BundleError
 from models.bundle import latest_bundle
 from models.size_fit import LARGE, SMALL, FitObservations, SizeFitConfig, SizeFitModel
 from models.size_fit_ranker import (
@@ -102,6 +103,19 @@ def test_save_and_load_give_identical_probabilities(
         loaded.features(latent, *_queries()), ranker.features(latent, *_queries())
     )
     assert loaded.training == ranker.training
+
+
+def test_a_classifier_of_another_model_is_refused(
+    fitted: tuple[FitObservations, SizeFitModel, SizeFitRanker],
+) -> None:
+    _, latent, ranker = fitted
+    ranker.check(latent)
+    obs, sizing, true, _ = _planted(4, customers=50, items=12, per_customer=4)
+    other = SizeFitModel(SizeFitConfig(max_iter=20, calibration_share=0.0)).fit(
+        obs, sizing, len(true)
+    )  # no body measurements, fewer items
+    with pytest.raises(BundleError, match="disagree"):
+        ranker.check(other)
 
 
 def test_the_latent_model_serves_the_classifiers_probabilities(
