@@ -474,7 +474,8 @@ def test_the_trainer_publishes_where_the_replicas_read() -> None:
 
     claim, path, read_only = bundles(job_pod, trainer)
     assert not read_only and flag(trainer["args"], "--out") == path
-    assert bundles(server_pod, server_pod["containers"][0]) == (claim, path, True)
+    # the replicas write one file there: the shared pin (POST /v1/admin/models/{version}/activate)
+    assert bundles(server_pod, server_pod["containers"][0]) == (claim, path, False)
     volume = one(docs, "PersistentVolumeClaim", "lookbook-bundles")
     assert volume["spec"]["accessModes"] == ["ReadWriteMany"]
     migration = one(docs, "Job", "lookbook-db-upgrade")
