@@ -412,17 +412,18 @@ EventKey = tuple[str, str, str]  # customer, item, timestamp (ms, ISO)
 
 
 class EventMaker:
-    """Valid events with distinct timestamps (one millisecond apart, starting an hour ago), so
-    that each can be found again in the store by (customer, item, time)."""
+    """Valid events with distinct timestamps (one millisecond apart, starting two hours ago plus
+    ``offset`` × 7 s, so that makers of different offsets hardly overlap), so that each can be
+    found again in the store by (customer, item, time)."""
 
     TYPES = ("view", "click", "add_to_cart", "purchase")
 
     def __init__(self, ws: Workspace, seed: int = SEED, offset: int = 0) -> None:
         self.rng = random.Random(seed + offset)
         self.customers, self.items = ws.customers, ws.items
-        self.start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-        self.start += timedelta(seconds=offset * 3600 // 1000)
-        self.n = offset * 1_000_000
+        self.start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+        self.start += timedelta(seconds=7 * offset)
+        self.n = 0
 
     def make(self, customer: str | None = None) -> dict[str, Any]:
         self.n += 1
