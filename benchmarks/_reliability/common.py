@@ -554,7 +554,7 @@ async def run_load(
 
         loop = asyncio.get_running_loop()
         t0 = loop.time() + 0.05
-        tasks = []
+        tasks: set[asyncio.Task[None]] = set()  # the pending ones (a long soak sends 10^5+)
         for n in range(total):
             at = n / rate
             delay = t0 + at - loop.time()
@@ -562,10 +562,15 @@ async def run_load(
                 await asyncio.sleep(delay)
             if rng.random() < event_share:
                 body = [events.make() for _ in range(batch)]
-                tasks.append(asyncio.create_task(one(at, "event", "", body)))
+                task = asyncio.create_task(one(at, "event", "", body))
             else:
-                tasks.append(asyncio.create_task(one(at, "read", rng.choice(paths), None)))
-        await asyncio.wait(tasks, timeout=timeout_s + 5)
+                task = asyncio.create_task(one(at, "read", rng.choice(paths), None))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.wait(set(tasks), timeout=timeout_s + 5)
+        for task in list(tasks):  # bounded: what has not answered by now is a failure
+            task.cancel()
         load.elapsed_s = loop.time() - t0
     return load
 
