@@ -30,7 +30,9 @@ from training.report import markdown_table
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("scenarios", nargs="*", choices=[*SCENARIOS, []], metavar="SCENARIO",
                         help=f"any of {', '.join(SCENARIOS)} (default: all)")  # fmt: skip
     parser.add_argument("--size", choices=["full", "short"], default="full")
@@ -46,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         retailer = root / "retailer"
         if not (retailer / "bundles").is_dir():
             shutil.rmtree(retailer, ignore_errors=True)
-            print("[reliability] building the small synthetic retailer and its bundle …", flush=True)
+            print(
+                "[reliability] building the small synthetic retailer and its bundle …", flush=True
+            )
             build_retailer(retailer)
         ws = Workspace(root, retailer / "data", retailer / "bundles")
         for name in names:

@@ -29,7 +29,11 @@ def _refused(response: httpx.Response, status: int, code: str, ws: Workspace) ->
         body = response.json()
     except ValueError:
         return "not a JSON body"
-    if set(body) != {"error"} or set(body["error"]) != {"code", "message"} or body["error"]["code"] != code:
+    if (
+        set(body) != {"error"}
+        or set(body["error"]) != {"code", "message"}
+        or body["error"]["code"] != code
+    ):
         return f"body {str(body)[:120]}"
     if ws.customers[1] in response.text or ws.items[1] in response.text:
         return "the body names the customer or item"
@@ -45,7 +49,10 @@ def run(ws: Workspace, size: Size) -> Row:
     folder = ws.folder("auth")
     env = service_env(ws, event_log_dir=str(folder / "events"))
     operations = 0
-    with serving(env, folder / "service.log") as service, httpx.Client(base_url=service.url, timeout=30) as client:
+    with (
+        serving(env, folder / "service.log") as service,
+        httpx.Client(base_url=service.url, timeout=30) as client,
+    ):
         spec: dict[str, Any] = client.get("/openapi.json").json()
         version = service.readyz().get("model_version", "none")
         for _ in range(rounds):
@@ -55,7 +62,12 @@ def run(ws: Workspace, size: Size) -> Row:
                     if not security:
                         continue  # open: health, readiness, metrics
                     operations += 1
-                    (scope,) = {s for requirement in security for scopes in requirement.values() for s in scopes}
+                    (scope,) = {
+                        s
+                        for requirement in security
+                        for scopes in requirement.values()
+                        for s in scopes
+                    }
                     where = f"{method.upper()} {path}"
                     documented = set(operation.get("responses", {}))
                     row.require({"401", "403"} <= documented, f"{where}: 401/403 not documented")
@@ -63,9 +75,19 @@ def run(ws: Workspace, size: Size) -> Row:
                     body = {} if method in ("post", "put", "patch") else None
                     trials: list[tuple[str, dict[str, str], int, str]] = [
                         ("no key", {}, 401, "unauthenticated"),
-                        ("wrong Bearer key", {"Authorization": f"Bearer {ws.keys.wrong}"}, 401, "unauthenticated"),
+                        (
+                            "wrong Bearer key",
+                            {"Authorization": f"Bearer {ws.keys.wrong}"},
+                            401,
+                            "unauthenticated",
+                        ),
                         ("wrong X-API-Key", {"X-API-Key": ws.keys.wrong}, 401, "unauthenticated"),
-                        ("Basic credentials", {"Authorization": "Basic dXNlcjpwYXNz"}, 401, "unauthenticated"),
+                        (
+                            "Basic credentials",
+                            {"Authorization": "Basic dXNlcjpwYXNz"},
+                            401,
+                            "unauthenticated",
+                        ),
                     ]
                     trials += [(f"{other} key", {"X-API-Key": key}, 403, "forbidden")
                                for other, key in ws.keys.by_scope.items() if other != scope]  # fmt: skip

@@ -23,6 +23,7 @@ from benchmarks._reliability.common import (
     Size,
     Workspace,
     growth,
+    run_async,
     run_load,
     service_env,
     serving,
@@ -74,7 +75,9 @@ BAD: dict[str, Callable[[BundleLayout], None]] = {
 }
 
 
-def publish(bundles: Path, source: str, version: str, corrupt: Callable[[BundleLayout], None]) -> None:
+def publish(
+    bundles: Path, source: str, version: str, corrupt: Callable[[BundleLayout], None]
+) -> None:
     """A copy of ``source`` published as ``version`` after ``corrupt`` — renamed into place, as
     the trainer publishes."""
     staging = bundles / f".tmp-{version}"
@@ -104,14 +107,18 @@ def run(ws: Workspace, size: Size) -> Row:
                                                 event_share=0.0, events=EventMaker(ws)))  # fmt: skip
             await asyncio.sleep(settle_s)
             for day, corrupt in enumerate(BAD.values(), start=1):
-                await asyncio.to_thread(publish, bundles, good, f"9999{day:04d}T000000-{good.split('-')[-1]}", corrupt)
+                await asyncio.to_thread(
+                    publish, bundles, good, f"9999{day:04d}T000000-{good.split('-')[-1]}", corrupt
+                )
                 await asyncio.sleep(settle_s)
             return await load
 
-        load = asyncio.run(scenario())
+        load = run_async(scenario())
         deadline = time.monotonic() + 30
         while True:  # the last one may still be under its checks
-            models = httpx.get(f"{service.url}/v1/admin/models", headers=ws.keys.header(), timeout=10).json()
+            models = httpx.get(
+                f"{service.url}/v1/admin/models", headers=ws.keys.header(), timeout=10
+            ).json()
             if len(models["rejected"]) >= len(BAD) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
@@ -124,6 +131,11 @@ def run(ws: Workspace, size: Size) -> Row:
     row.notes.append("rejections: " + "; ".join(f"{r['check']}" for r in rejected.values()))
     row.require(row.failures == 0, f"{row.failures} failed requests")
     row.require(models["serving"] == good, f"serving {models['serving']}, not the good {good}")
-    row.require(len(rejected) == len(BAD), f"{len(rejected)} of {len(BAD)} bad bundles listed as rejected")
-    row.require(f"lookbook_bundle_rejected_total {len(BAD)}.0" in metrics, "rejections not counted in /metrics")
+    row.require(
+        len(rejected) == len(BAD), f"{len(rejected)} of {len(BAD)} bad bundles listed as rejected"
+    )
+    row.require(
+        f"lookbook_bundle_rejected_total {len(BAD)}.0" in metrics,
+        "rejections not counted in /metrics",
+    )
     return row

@@ -125,7 +125,9 @@ class Keys:
 
         entries = [{"name": f"rel-{s}", "sha256": hash_key(k), "scopes": [s]}
                    for s, k in self.by_scope.items()]  # fmt: skip
-        entries.append({"name": "rel-all", "sha256": hash_key(self.everything), "scopes": list(SCOPES)})
+        entries.append(
+            {"name": "rel-all", "sha256": hash_key(self.everything), "scopes": list(SCOPES)}
+        )
         return json.dumps(entries)
 
     def header(self, key: str | None = None) -> dict[str, str]:
@@ -247,7 +249,9 @@ class Service:
             stop_process_group(self.proc)
 
 
-def service_env(ws: Workspace, bundles: Path | None = None, **settings: str | None) -> dict[str, str]:
+def service_env(
+    ws: Workspace, bundles: Path | None = None, **settings: str | None
+) -> dict[str, str]:
     """The environment of a service over ``bundles`` (default: the retailer's): nothing inherited
     that would change its settings, hot reload off unless asked, API keys on; ``settings`` as
     ``LOOKBOOK_<NAME>`` (``redis_url`` as ``REDIS_URL``); ``None`` leaves one out."""
@@ -298,10 +302,23 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly",
-             "no", "--dir", str(self.folder)],  # fmt: skip
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                HOST,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         import redis
 
         client = redis.Redis(host=HOST, port=self.port, socket_timeout=0.5)
@@ -364,7 +381,9 @@ class PrivatePostgres:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         done = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
         if done.returncode != 0:
-            raise BenchError(f"{' '.join(args[:2])} failed: {done.stderr.decode(errors='replace')[-800:]}")
+            raise BenchError(
+                f"{' '.join(args[:2])} failed: {done.stderr.decode(errors='replace')[-800:]}"
+            )
 
     def init(self) -> None:
         if os.geteuid() == 0:
@@ -379,7 +398,9 @@ class PrivatePostgres:
                   str(self.folder / "postgres.log"), "-w", "-t", "60", "start")  # fmt: skip
 
     def stop(self, mode: str = "fast") -> None:
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
+        self._run(
+            str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop"
+        )
 
     def running(self) -> bool:
         return (self.data / "postmaster.pid").exists()
@@ -439,7 +460,11 @@ class EventMaker:
     @staticmethod
     def key(event: dict[str, Any]) -> EventKey:
         stamp = pd.Timestamp(event["timestamp"]).tz_convert("UTC")
-        return (str(event["customer_id"]), str(event["item_id"]), stamp.isoformat(timespec="milliseconds"))
+        return (
+            str(event["customer_id"]),
+            str(event["item_id"]),
+            stamp.isoformat(timespec="milliseconds"),
+        )
 
 
 def stored_keys(location: str | Path) -> tuple[set[EventKey], int]:
@@ -510,6 +535,80 @@ def read_paths(ws: Workspace, rng: random.Random) -> list[str]:
     return paths
 
 
+class RawClient:
+    """A lean HTTP/1.1 client for the loads (httpx costs a few ms of CPU per request, which on a
+    busy 2-core machine throttles the load itself): keep-alive connections, at most
+    ``max_connections`` in flight, one request per connection at a time, bodies read by
+    ``Content-Length`` or chunks (``benchmarks/_loadgen.py``'s reader). Loopback only."""
+
+    def __init__(self, port: int, headers: dict[str, str], max_connections: int = 64) -> None:
+        self.port = port
+        self.head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.slots = asyncio.Semaphore(max_connections)
+        self.idle: list[Any] = []
+
+    async def request(
+        self, method: str, path: str, body: bytes | None = None
+    ) -> tuple[int, dict[bytes, bytes], bytes]:
+        from benchmarks._loadgen import MAX_IDLE_S, _Conn, _read_response
+
+        extra = (
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            if body is not None
+            else ""
+        )
+        raw = (
+            f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n{self.head}{extra}\r\n"
+        ).encode()
+        if body is not None:
+            raw += body
+        async with self.slots:
+            for attempt in (1, 2):
+                conn = None
+                while self.idle and conn is None:
+                    conn = self.idle.pop()
+                    if time.perf_counter() - conn.last_used > MAX_IDLE_S:
+                        conn.close()
+                        conn = None
+                reused = conn is not None
+                if conn is None:
+                    reader, writer = await asyncio.open_connection(HOST, self.port)
+                    conn = _Conn(reader, writer)
+                try:
+                    conn.writer.write(raw)
+                    status, headers, answer = await _read_response(conn.reader)
+                except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                    conn.close()
+                    if reused and attempt == 1 and not getattr(exc, "partial", b""):
+                        continue  # a kept-alive connection the server had closed: once more
+                    raise
+                except BaseException:  # timeout / cancelled mid-request: the connection is unusable
+                    conn.close()
+                    raise
+                if headers.get(b"connection", b"").lower() == b"close":
+                    conn.close()
+                else:
+                    conn.last_used = time.perf_counter()
+                    self.idle.append(conn)
+                return status, headers, answer
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        for conn in self.idle:
+            conn.close()
+        self.idle.clear()
+
+
+def run_async(coro: Any) -> Any:
+    """Run ``coro`` on uvloop when available (a cheaper event loop for the loads)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
 async def run_load(
     base_url: str,
     ws: Workspace,
@@ -526,53 +625,80 @@ async def run_load(
     ``i / rate`` whatever happened before; latency from that time), ``event_share`` of them
     ``POST /v1/events`` of ``batch`` events, the rest list reads. At most ``rate * duration_s``
     requests, each bounded by ``timeout_s``; returns when the last has answered or timed out."""
+    import orjson
+
+    from benchmarks._loadgen import HttpError
+
     rng = random.Random(seed)
     paths = read_paths(ws, rng)
-    headers = ws.keys.header()
     load = Load()
     total = round(rate * duration_s)
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout_s, limits=limits) as client:
+    client = RawClient(int(base_url.rsplit(":", 1)[1]), ws.keys.header())
+    loop = asyncio.get_running_loop()
+    t0 = loop.time() + 0.05
 
-        async def one(at: float, kind: str, path: str, body: list[dict[str, Any]] | None) -> None:
-            scheduled = t0 + at
-            try:
+    async def one(at: float, kind: str, path: str, body: list[dict[str, Any]] | None) -> None:
+        scheduled = t0 + at
+        retry = json_error = False
+        try:
+            async with asyncio.timeout(timeout_s):
                 if body is None:
-                    response = await client.get(path)
+                    status, headers, answer = await client.request("GET", path)
                 else:
-                    response = await client.post("/v1/events", json=body)
-                status = response.status_code
-                detail = "" if status < 300 else response.text[:200]
-                retry = "retry-after" in response.headers
-                json_error = _is_error_body(response)
-            except httpx.HTTPError as exc:
-                status, detail, retry, json_error = 0, type(exc).__name__, False, False
-            latency = (loop.time() - scheduled) * 1000.0
-            load.samples.append(Sample(at, kind, status, latency, retry, json_error, detail))
-            if body is not None and 200 <= status < 300:
-                load.acknowledged.extend(body)
+                    status, headers, answer = await client.request(
+                        "POST", "/v1/events", orjson.dumps(body)
+                    )
+            detail = "" if status < 300 else answer[:200].decode(errors="replace")
+            retry = b"retry-after" in headers
+            json_error = _is_error_bytes(answer)
+        except (
+            OSError,
+            TimeoutError,
+            HttpError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+        ) as exc:
+            status, detail = 0, type(exc).__name__
+        latency = (loop.time() - scheduled) * 1000.0
+        load.samples.append(Sample(at, kind, status, latency, retry, json_error, detail))
+        if body is not None and 200 <= status < 300:
+            load.acknowledged.extend(body)
 
-        loop = asyncio.get_running_loop()
-        t0 = loop.time() + 0.05
-        tasks: set[asyncio.Task[None]] = set()  # the pending ones (a long soak sends 10^5+)
-        for n in range(total):
-            at = n / rate
-            delay = t0 + at - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if rng.random() < event_share:
-                body = [events.make() for _ in range(batch)]
-                task = asyncio.create_task(one(at, "event", "", body))
-            else:
-                task = asyncio.create_task(one(at, "read", rng.choice(paths), None))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.wait(set(tasks), timeout=timeout_s + 5)
-        for task in list(tasks):  # bounded: what has not answered by now is a failure
-            task.cancel()
-        load.elapsed_s = loop.time() - t0
+    tasks: set[asyncio.Task[None]] = set()  # the pending ones (a long soak sends 10^5+)
+    for n in range(total):
+        at = n / rate
+        delay = t0 + at - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if rng.random() < event_share:
+            request = one(at, "event", "", [events.make() for _ in range(batch)])
+        else:
+            request = one(at, "read", rng.choice(paths), None)
+        task = asyncio.create_task(request)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.wait(set(tasks), timeout=timeout_s + 5)
+    for task in list(tasks):  # bounded: what has not answered by now is a failure
+        task.cancel()
+    client.close()
+    load.elapsed_s = loop.time() - t0
     return load
+
+
+def _is_error_bytes(raw: bytes) -> bool:
+    import orjson
+
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    error = body.get("error") if isinstance(body, dict) else None
+    return (
+        isinstance(error, dict)
+        and isinstance(error.get("code"), str)
+        and isinstance(error.get("message"), str)
+    )
 
 
 def _is_error_body(response: httpx.Response) -> bool:
@@ -581,7 +707,11 @@ def _is_error_body(response: httpx.Response) -> bool:
     except ValueError:
         return False
     error = body.get("error") if isinstance(body, dict) else None
-    return isinstance(error, dict) and isinstance(error.get("code"), str) and isinstance(error.get("message"), str)
+    return (
+        isinstance(error, dict)
+        and isinstance(error.get("code"), str)
+        and isinstance(error.get("message"), str)
+    )
 
 
 def mib(n: float) -> str:
@@ -589,4 +719,8 @@ def mib(n: float) -> str:
 
 
 def growth(before: int, after: int) -> str:
-    return f"{(after - before) / before * 100:+.1f} % ({mib(before)} → {mib(after)})" if before else "–"
+    return (
+        f"{(after - before) / before * 100:+.1f} % ({mib(before)} → {mib(after)})"
+        if before
+        else "–"
+    )

@@ -50,7 +50,9 @@ def scan_redis(client: Any, needle: bytes) -> list[str]:
         elif kind == "zset":
             values = [member for member, _ in client.zrange(key, 0, -1, withscores=True)]
         elif kind == "stream":
-            values = [b for _, fields in client.xrange(key) for pair in fields.items() for b in pair]
+            values = [
+                b for _, fields in client.xrange(key) for pair in fields.items() for b in pair
+            ]
         else:
             values = []
         if needle in key or any(needle in v for v in values):
@@ -83,7 +85,7 @@ def scan_postgres(url: str, needle: str) -> tuple[list[str], int]:
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()]  # fmt: skip
         for table in tables:
             count = conn.execute(
-                f'SELECT count(*) FROM "{table}" t WHERE strpos(t::text, %s) > 0', [needle]  # noqa: S608
+                f'SELECT count(*) FROM "{table}" t WHERE strpos(t::text, %s) > 0', [needle]
             ).fetchone()[0]  # type: ignore[index]
             if table == "erasures":
                 erasures += count
@@ -103,7 +105,10 @@ def run(ws: Workspace, size: Size) -> Row:
             row.requests += requests
             row.notes.append(f"{store}: {customer} in {seen} places before, "
                              f"{records} erasure record(s) after")  # fmt: skip
-            row.require(seen >= 3, f"{store}: the scan saw {customer} in only {seen} places before the erasure")
+            row.require(
+                seen >= 3,
+                f"{store}: the scan saw {customer} in only {seen} places before the erasure",
+            )
             row.failures += len(matches)
             for match in matches:
                 row.problems.append(f"{store}: {customer} found in {match}")
@@ -137,7 +142,9 @@ def _erase_and_scan(ws: Workspace, store: str, customer: str) -> tuple[list[str]
                     requests += 1
                     response = client.request(method, path, **kwargs)
                     if response.status_code >= 300:
-                        raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:200]}")
+                        raise RuntimeError(
+                            f"{method} {path}: {response.status_code} {response.text[:200]}"
+                        )
                     return response
 
                 call("PUT", f"/v1/customers/{customer}/consent", json={"personalization": True})
@@ -175,7 +182,9 @@ def _erase_and_scan(ws: Workspace, store: str, customer: str) -> tuple[list[str]
             done = subprocess.run(train, env=child_env({"OPENBLAS_NUM_THREADS": "1"}), capture_output=True,
                                   timeout=900, check=False)  # fmt: skip
             if done.returncode != 0:
-                matches.append(f"`lookbook train` failed: {done.stderr.decode(errors='replace')[-300:]}")
+                matches.append(
+                    f"`lookbook train` failed: {done.stderr.decode(errors='replace')[-300:]}"
+                )
             else:
                 info = latest_bundle(bundles)
                 assert info is not None

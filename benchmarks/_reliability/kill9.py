@@ -24,6 +24,7 @@ from benchmarks._reliability.common import (
     Workspace,
     private_postgres,
     private_redis,
+    run_async,
     service_env,
     stored_keys,
 )
@@ -80,7 +81,9 @@ def run(ws: Workspace, size: Size) -> Row:
     return row
 
 
-def _variant(ws: Workspace, variant: Variant, kills: int, run_s: float) -> tuple[int, int, int, int, int, list[float]]:
+def _variant(
+    ws: Workspace, variant: Variant, kills: int, run_s: float
+) -> tuple[int, int, int, int, int, list[float]]:
     folder = ws.folder(f"kill9-{variant.store}-{variant.workers}")
     events_dir = folder / "events"
     with private_redis(folder) as redis:
@@ -90,7 +93,10 @@ def _variant(ws: Workspace, variant: Variant, kills: int, run_s: float) -> tuple
             stack = private_postgres(folder)
             pg = stack.__enter__()
         try:
-            settings: dict[str, str | None] = {"event_log_dir": str(events_dir), "redis_prefix": "rel:"}
+            settings: dict[str, str | None] = {
+                "event_log_dir": str(events_dir),
+                "redis_prefix": "rel:",
+            }
             if variant.workers > 1 or variant.store == "postgres":
                 settings["redis_url"] = redis.url
             if pg is not None:
@@ -98,7 +104,7 @@ def _variant(ws: Workspace, variant: Variant, kills: int, run_s: float) -> tuple
             service = Service(service_env(ws, **settings), folder / "service.log", variant.workers)
             try:
                 service.start()
-                acked, requests, failures, readiness = asyncio.run(
+                acked, requests, failures, readiness = run_async(
                     _write_and_kill(service, ws, kills, run_s, variant))  # fmt: skip
             finally:
                 service.stop()
@@ -120,7 +126,9 @@ async def _write_and_kill(service: Service, ws: Workspace, kills: int, run_s: fl
     deadline = time.monotonic() + kills * (run_s + 120) + 60
 
     async def writer(maker: EventMaker) -> None:
-        async with httpx.AsyncClient(base_url=service.url, headers=ws.keys.header(), timeout=10) as client:
+        async with httpx.AsyncClient(
+            base_url=service.url, headers=ws.keys.header(), timeout=10
+        ) as client:
             while not stop.is_set() and time.monotonic() < deadline:
                 batch = [maker.make() for _ in range(BATCH)]
                 counts["requests"] += 1

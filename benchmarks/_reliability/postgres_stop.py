@@ -17,6 +17,7 @@ from benchmarks._reliability.common import (
     Workspace,
     growth,
     private_postgres,
+    run_async,
     run_load,
     service_env,
     serving,
@@ -54,12 +55,12 @@ def run(ws: Workspace, size: Size) -> Row:
                 up = time.monotonic() - start
                 return await load, stopping, restarting, up
 
-            load, stopping, restarting, up = asyncio.run(scenario())
+            load, stopping, _restarting, up = run_async(scenario())
             rss_after = service.rss()
         found, skipped = stored_keys(pg.url)
     acked = {EventMaker.key(e) for e in load.acknowledged}
     missing = len(acked - found)
-    reads, events = load.of("read"), load.of("event")
+    reads = load.of("read")
     # An event overlaps the outage when it was in flight at any moment of it.
     during = [s for s in load.of("event") if s.at < up and s.at + s.latency_ms / 1000 >= stopping]
     refused = [s for s in during if s.status == 503]
@@ -67,7 +68,9 @@ def run(ws: Workspace, size: Size) -> Row:
     before = [s for s in load.of("event") if s.at + s.latency_ms / 1000 < stopping]
     after = load.of("event", up + SETTLE_S)
     row.requests = len(load.samples)
-    row.failures = len(Load.failed(reads)) + len(unclear) + len(Load.failed(before)) + len(Load.failed(after))
+    row.failures = (
+        len(Load.failed(reads)) + len(unclear) + len(Load.failed(before)) + len(Load.failed(after))
+    )
     row.events = f"{len(acked)} / {len(acked) - missing}"
     row.rss_growth = growth(rss_before, rss_after)
     row.notes.append(f"{len(refused)} of {len(during)} events in the outage refused with 503 + "
@@ -77,8 +80,13 @@ def run(ws: Workspace, size: Size) -> Row:
     row.require(not unclear, f"{len(unclear)} outage events neither 2xx nor a clear 503 "
                 + (f"(first: {unclear[0].status} {unclear[0].detail[:120]})" if unclear else ""))  # fmt: skip
     row.require(bool(refused), "no event was refused during the outage (was it one?)")
-    row.require(not Load.failed(before), f"{len(Load.failed(before))} events failed before the outage")
+    row.require(
+        not Load.failed(before), f"{len(Load.failed(before))} events failed before the outage"
+    )
     row.require(bool(after) and not Load.failed(after),
                 f"{len(Load.failed(after))} of {len(after)} events failed {SETTLE_S:g} s after the restart")  # fmt: skip
-    row.require(missing == 0 and skipped == 0, f"{missing} acknowledged events missing, {skipped} unreadable")
+    row.require(
+        missing == 0 and skipped == 0,
+        f"{missing} acknowledged events missing, {skipped} unreadable",
+    )
     return row

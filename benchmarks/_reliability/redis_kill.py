@@ -18,6 +18,7 @@ from benchmarks._reliability.common import (
     Workspace,
     growth,
     private_redis,
+    run_async,
     run_load,
     service_env,
     serving,
@@ -35,7 +36,9 @@ def run(ws: Workspace, size: Size) -> Row:
     folder = ws.folder("redis-kill")
     events_dir = folder / "events"
     with private_redis(folder) as redis:
-        env = service_env(ws, redis_url=redis.url, redis_prefix="rel:", event_log_dir=str(events_dir))
+        env = service_env(
+            ws, redis_url=redis.url, redis_prefix="rel:", event_log_dir=str(events_dir)
+        )
         with serving(env, folder / "service.log") as service:
             rss_before = service.rss()
 
@@ -52,7 +55,7 @@ def run(ws: Workspace, size: Size) -> Row:
                 return await load, killed, back
 
             started = time.monotonic()
-            load, killed, back = asyncio.run(scenario())
+            load, killed, back = run_async(scenario())
             kill_at, back_at = killed - started, back - started
             # Back on Redis: readiness says the cache answers, and state written now lands in the
             # restarted (empty) server.
@@ -82,8 +85,12 @@ def run(ws: Workspace, size: Size) -> Row:
     row.notes.append(f"p99 {Load.p99(load.samples):.0f} ms overall, {Load.p99(outage):.0f} ms during "
                      f"the outage; achieved {load.achieved_rps():.0f} req/s")  # fmt: skip
     row.require(not Load.failed(reads), f"{len(Load.failed(reads))} failed reads {_first(reads)}")
-    row.require(not Load.failed(events), f"{len(Load.failed(events))} events not accepted {_first(events)}")
-    row.require(missing == 0 and skipped == 0, f"{missing} acknowledged events missing, {skipped} bad lines")
+    row.require(
+        not Load.failed(events), f"{len(Load.failed(events))} events not accepted {_first(events)}"
+    )
+    row.require(
+        missing == 0 and skipped == 0, f"{missing} acknowledged events missing, {skipped} bad lines"
+    )
     row.require(on_redis, "the service did not get back on Redis after it returned")
     return row
 
