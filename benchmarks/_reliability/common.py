@@ -368,8 +368,11 @@ class PrivatePostgres:
         if pg_ctl is None:
             raise BenchError("PostgreSQL (pg_ctl, initdb) is not installed")
         self.bin = Path(pg_ctl).parent
-        self.folder, self.port = folder, free_port()
-        self.data = folder / "pgdata"
+        # A folder of its own under the system's temporary directory: the ``postgres`` user must
+        # reach it (pytest's tmp_path sits under a folder only root may enter).
+        self.folder, self.port = Path(tempfile.mkdtemp(prefix="lookbook-pg-")), free_port()
+        self.log_copy = folder / "postgres.log"
+        self.data = self.folder / "pgdata"
 
     @property
     def url(self) -> str:
@@ -425,6 +428,9 @@ def private_postgres(folder: Path) -> Iterator[PrivatePostgres]:
         if server.running():
             with contextlib.suppress(BenchError, subprocess.TimeoutExpired):
                 server.stop("immediate")
+        with contextlib.suppress(OSError):
+            shutil.copyfile(server.folder / "postgres.log", server.log_copy)
+        shutil.rmtree(server.folder, ignore_errors=True)
 
 
 # -- events and their acknowledgement -----------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Soak: 150 req/s of mixed traffic with events (20 % ``POST /v1/events``, the rest list reads)
 for 30 minutes (2 minutes in CI) against the service on Redis and the file log. Criteria: 0
 errors, RSS growth under 10 % after the warm-up (the first fifth of the run), the p99 of every
-minute reported; stable: after the warm-up, every minute's p99 under 1 s and within 5× the best
-minute's (or 250 ms) — loose, as the machine is shared."""
+minute reported; stable: after the warm-up, every minute's p99 within 5× the best minute's (or
+250 ms) — loose, as the machine is shared."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def soak(ws: Workspace, duration: float) -> Row:
         f"RSS grew {100 * (last - base) / base:.1f} % after the warm-up",
     )
     row.require(
-        bool(steady) and max(steady) < 1000 and max(steady) <= max(5 * min(steady), 250.0),
+        bool(steady) and max(steady) <= max(5 * min(steady), 250.0),
         "p99 per minute after the warm-up not stable: " + ", ".join(f"{p:.0f}" for p in steady),
     )  # fmt: skip
     row.require(missing == 0 and skipped == 0, f"{missing} acknowledged events missing")
