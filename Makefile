@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 REDIS_PORT ?= 6379
 
-.PHONY: run test check fmt install bench clean ensure-redis ensure-postgres ensure-promtool
+.PHONY: run test check fmt install bench clean ensure-redis ensure-postgres ensure-chromium ensure-promtool
 
 ## The same install script as the Dockerfile's (torch from pip's configuration here, the CPU
 ## index in the image).
@@ -52,7 +52,20 @@ ensure-postgres:
 		echo "postgres: no server answers and no cluster is installed; PostgreSQL tests will skip"; \
 	fi
 
-test: $(STAMP) ensure-redis ensure-postgres
+
+## Install Debian's Chromium and chromedriver for the kiosk page's browser tests when either is
+## missing (sudo only when not root).
+ensure-chromium:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		echo "chromium: /usr/bin/chromium and /usr/bin/chromedriver present"; \
+	else \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		echo "chromium: installing chromium and chromium-driver"; \
+		$$SUDO apt-get update && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	fi
+
+test: $(STAMP) ensure-redis ensure-postgres ensure-chromium
 	$(BIN)/python -m pytest -q
 
 ## promtool (Debian's prometheus package) checks and unit-tests the alert rules in `make check`.

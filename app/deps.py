@@ -11,12 +11,14 @@ from app.auth import KeyRing
 from app.customers import Customers
 from app.feeds import Feeds
 from app.ingest import Ingest
+from app.kiosk import KioskService
 from app.list_options import DIVERSITY, PRICE, ListOptions
 from app.look import LookService
 from app.privacy import Privacy
 from app.runtime import BundleManager
 from app.service import RecommendationService
 from app.settings import Settings
+from app.size_advice import SizeAdvisor
 from feature_store.errors import InvalidRequest
 
 
@@ -60,6 +62,14 @@ def get_ingest(request: Request) -> Ingest:
     return get_service(request).ingest
 
 
+def get_size_advice(request: Request) -> SizeAdvisor:
+    return get_service(request).size_advice
+
+
+def get_kiosk(request: Request) -> KioskService:
+    return get_service(request).kiosk
+
+
 def get_list_options(
     request: Request,
     min_price: Annotated[float | None, Query(description=PRICE)] = None,
@@ -81,6 +91,8 @@ CustomersDep = Annotated[Customers, Depends(get_customers)]
 PrivacyDep = Annotated[Privacy, Depends(get_privacy)]
 IngestDep = Annotated[Ingest, Depends(get_ingest)]
 ListOptionsDep = Annotated[ListOptions, Depends(get_list_options)]
+SizeAdviceDep = Annotated[SizeAdvisor, Depends(get_size_advice)]
+KioskDep = Annotated[KioskService, Depends(get_kiosk)]
 
 
 def check_k(k: int | None, settings: Settings) -> int:

@@ -33,6 +33,7 @@ from app.routes import (
     events,
     health,
     items,
+    kiosk,
     profiles,
     seasonal,
     segments,
@@ -216,6 +217,7 @@ def create_app(
         bandit_seed=settings.bandit_seed,
     )
     bundles.probes.append(FeedProbe(service.feeds, service.customers))
+    bundles.warmups.append(service.kiosk.warm)  # the kiosk's per-bundle tables
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -282,10 +284,12 @@ def create_app(
         (seasonal.router, ApiScope.READ),
         (sessions.router, ApiScope.READ),
         (events.router, ApiScope.EVENTS),
+        (kiosk.router, ApiScope.KIOSK),
         (admin.router, ApiScope.ADMIN),
     ):
         app.include_router(router, dependencies=[require_scope(scope)], responses=SCOPE_RESPONSES)
     app.include_router(health.router)  # open: liveness and readiness
+    app.include_router(kiosk.page_router)  # open: the kiosk page's static files, no data
     app.include_router(
         health.metrics_router,
         dependencies=[require_scope(ApiScope.ADMIN)] if settings.metrics_require_key else [],

@@ -51,6 +51,7 @@ from models.index import ItemIndex
 from models.popularity import PopularityRecommender
 from models.seasonal import SeasonalModel
 from models.sequence import SequenceRecommender
+from models.size_fit import SizeFitModel
 
 logger = logging.getLogger("lookbook.app")
 
@@ -190,6 +191,19 @@ class StockTable:
         mask[self._total_keys[self._total_qty > 0] // self._n_sizes] = True
         return mask
 
+    def store_items(self, store: str) -> npt.NDArray[np.bool_]:
+        """Per item: True when some size of it is in stock in ``store`` (all False for an
+        unknown store)."""
+        mask = np.zeros(self._n_items, dtype=bool)
+        code = self.store_code.get(store)
+        if code is None:
+            return mask
+        span = self._n_items * self._n_sizes
+        lo, hi = np.searchsorted(self._store_keys, [code * span, (code + 1) * span])
+        keys = self._store_keys[lo:hi][self._store_qty[lo:hi] > 0]
+        mask[(keys // self._n_sizes) % self._n_items] = True
+        return mask
+
 
 def _load_sequence(layout: BundleLayout) -> SequenceRecommender | None:
     """The bundle's LSTM, set up for serving: one torch thread per request (the service runs
@@ -245,6 +259,8 @@ class LoadedBundle:
     # rate and its product siblings; None for bundles written before them.
     repeat_rates: npt.NDArray[np.float64] | None = None
     siblings: NeighbourTable | None = None
+    # The size-fit model (customers' true sizes, items' offsets; None for bundles without it).
+    size_fit: SizeFitModel | None = None
 
     @classmethod
     def load(
@@ -311,10 +327,13 @@ class LoadedBundle:
                 else None
             )
             sequence = _load_sequence(layout)
+            size_fit = (
+                SizeFitModel.load(layout.size_fit_model) if layout.size_fit_model.is_dir() else None
+            )
             purchase_log = load_purchase_history(layout.purchase_history, len(customers))
             return_log = load_returns(layout.returns, len(customers))
             tables = CandidateTables.load(layout.candidates, len(items))
-            for model in (complementary, seasonal, sequence):
+            for model in (complementary, seasonal, sequence, size_fit):
                 if model is not None and model.n_items != len(items):
                     raise ValueError(f"{model.name} model has {model.n_items} items")
         except (OSError, KeyError, ValueError) as exc:
@@ -355,6 +374,7 @@ class LoadedBundle:
             return_log=return_log,
             repeat_rates=None if tables is None else tables.repeat_rates,
             siblings=None if tables is None else tables.siblings,
+            size_fit=size_fit,
         )
 
     def check(self) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from feature_store.schema import ID_MAX_LENGTH, ID_PATTERN
 
 
 class RecommendedItem(BaseModel):
@@ -333,3 +337,175 @@ class ModelsReport(BaseModel):
     pin_problem: str | None = Field(description="why the pin is not followed, when it is not")
     versions: list[BundleVersionView]
     rejected: list[RejectedBundleView]
+
+
+class SizeOption(BaseModel):
+    size: str
+    p_small: float = Field(description="probability that this size is too small")
+    p_fit: float = Field(description="probability that this size fits")
+    p_large: float = Field(description="probability that this size is too large")
+    stock: int | None = Field(
+        description="units in the asked store (online when no store is asked); null: no stock data"
+    )
+
+
+class SizeAdvice(BaseModel):
+    item_id: str
+    personal: bool = Field(description="false: no customer, unknown customer or no consent")
+    sizes: list[SizeOption] = Field(description="every offered size, smallest first")
+    recommended: str | None = Field(description="the size to take (null for one-size items)")
+    fit_probability: float | None
+    bring_along: str | None = Field(description="the neighbouring size worth bringing too")
+    runs: str = Field(description="small, true_to_size or large")
+    evidence: str = Field(description="the item's size returns behind `runs`")
+    reason: str
+    model_version: str
+
+
+# -- the fitting-room kiosk (app/kiosk.py) ------------------------------------------------------
+
+
+def _fit_value(value: object) -> object:
+    """``"too small"`` / ``"Too-Large"`` / ``"fits"`` → the API's ``too_small`` … spelling."""
+    if isinstance(value, str):
+        return value.strip().lower().replace(" ", "_").replace("-", "_")
+    return value
+
+
+class KioskCarried(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    item_id: str = Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)
+    size: str | None = Field(None, min_length=1, max_length=32, description="the size tried")
+    fit: Literal["too_small", "fits", "too_large"] | None = Field(
+        None, description='how the tried size fitted ("too small" / "fits" / "too large")'
+    )
+
+    _normalise_fit = field_validator("fit", mode="before")(_fit_value)
+
+
+class KioskOutfitsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    store_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+    items: list[KioskCarried] = Field(
+        min_length=1, max_length=5, description="the items carried into the fitting room"
+    )
+    customer_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=ID_MAX_LENGTH,
+        pattern=ID_PATTERN,
+        description="loyalty card scanned: their sizes (with consent), nothing they bought",
+    )
+    occasion: str | None = Field(
+        None,
+        max_length=32,
+        description="work, party, date, wedding, everyday, vacation or sport",
+    )
+    weather: str | None = Field(
+        None, max_length=32, description="cold_snap, cold, mild, warm, heatwave or rain"
+    )
+
+
+class KioskSizeOption(BaseModel):
+    size: str
+    p_small: float
+    p_fit: float
+    p_large: float
+    stock: int | None = Field(description="units of this size in the kiosk's store")
+
+
+class KioskSizeAdvice(BaseModel):
+    personal: bool
+    recommended: str | None = Field(description="the size to take (null: one size)")
+    fit_probability: float | None
+    bring_along: str | None
+    runs: str = Field(description="small, true_to_size or large")
+    evidence: str
+    reason: str
+    sizes: list[KioskSizeOption]
+
+
+class KioskCarriedItem(BaseModel):
+    item_id: str
+    name: str
+    category: str
+    price: float
+    colour: str | None
+    tried_size: str | None
+    fit: str | None
+    size_advice: KioskSizeAdvice
+
+
+class KioskLocation(BaseModel):
+    store_id: str = Field(description='"online" (the web shop) or another store')
+    stock: int = Field(description="units there in the item's advised size")
+
+
+class KioskItem(BaseModel):
+    item_id: str
+    name: str
+    category: str
+    price: float
+    colour: str | None
+    position: int = Field(description="echo it with the recommendation_id in events")
+    score: float
+    pairs_with: str = Field(description="the carried item it goes with best")
+    size: str | None = Field(description="the size to take")
+    size_stock: int = Field(description="units of that size in this store")
+    bring_along: str | None = Field(description="the neighbouring size to bring too")
+    bring_along_stock: int | None = Field(description="units of the neighbouring size here")
+    fit_probability: float | None
+    availability: Literal["in_store", "elsewhere"] = Field(
+        description="in_store: on this store's shelves in that size; elsewhere: see locations"
+    )
+    locations: list[KioskLocation] = Field(description="where it is when not here (elsewhere)")
+    reason: str
+
+
+class KioskOutfit(BaseModel):
+    outfit: int = Field(description="1, 2, 3: best first")
+    compatibility: float | None = Field(description="set compatibility of carried + suggested")
+    items: list[KioskItem]
+
+
+class KioskOutfits(BaseModel):
+    recommendation_id: str = Field(description="echo it (with the position) in events")
+    model_version: str
+    surface: str = Field(description='"kiosk"')
+    store_id: str
+    customer_id: str | None
+    personalized: bool
+    occasion: str | None
+    season: str
+    weather: str | None
+    fallback: bool
+    slots: list[str] = Field(description="the categories the outfits fill")
+    carried: list[KioskCarriedItem]
+    outfits: list[KioskOutfit]
+    elsewhere: list[KioskItem] = Field(
+        description="best matches not in this store in their size, with where they are"
+    )
+
+
+class KioskCartLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    item_id: str = Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)
+    size: str | None = Field(None, min_length=1, max_length=32)
+    position: int | None = Field(None, ge=0, le=10_000, description="its position in the list")
+
+
+class KioskCartRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    customer_id: str = Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)
+    store_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+    recommendation_id: str | None = Field(
+        None, min_length=1, max_length=64, pattern=ID_PATTERN, description="of the kiosk list"
+    )
+    items: list[KioskCartLine] = Field(min_length=1, max_length=20)
+
+
+class KioskCartAccepted(BaseModel):
+    customer_id: str
+    store_id: str
+    accepted: int
+    rejected: list[RejectedEvent]

@@ -10,7 +10,9 @@
 * :class:`~app.served_lists.ServedLists` — every showing's id and served-list record;
 * :class:`~app.attribution.Attribution` — events credited to sources, surfaces and variants;
 * :class:`~app.bandit.BanditStage` — the bandit: reranks personalized feeds when on, learns from
-  the showings of the lists it ranked and from the events attributed to them.
+  the showings of the lists it ranked and from the events attributed to them;
+* :class:`~app.size_advice.SizeAdvisor` — size advice for an item;
+* :class:`~app.kiosk.KioskService` — the fitting-room kiosk's outfits and cart.
 
 Routes take the part they need (``app.deps``); none of them speaks HTTP.
 """
@@ -26,6 +28,7 @@ from app.cache import Cache
 from app.customers import Clock, Customers
 from app.feeds import Feeds
 from app.ingest import Ingest
+from app.kiosk import KioskService
 from app.look import LookService
 from app.metrics import Metrics
 from app.privacy import Privacy, PrivacyLedger
@@ -33,6 +36,7 @@ from app.rendering import Renderer
 from app.response_cache import ResponseCache
 from app.runtime import BundleManager
 from app.served_lists import ServedLists
+from app.size_advice import SizeAdvisor
 from feature_store.attribution_store import AttributionStore
 from feature_store.bandit_state import InMemoryBanditState
 from feature_store.event_store import EventStore
@@ -124,6 +128,16 @@ class RecommendationService:
             new_item_days=bandit.config.new_item_days,
         )
         self.look = LookService(bundles, self.customers, self.responses, renderer, self.clock)
+        self.size_advice = SizeAdvisor(bundles, self.customers)
+        self.kiosk = KioskService(
+            bundles,
+            self.customers,
+            self.responses,
+            renderer,
+            self.clock,
+            self.size_advice,
+            self.ingest,
+        )
 
     def bandit_report(self) -> dict[str, Any]:
         """``GET /v1/admin/bandit``: every arm of every strategy (prior from its weights) and

@@ -35,6 +35,8 @@ class LoadSpec:
     timeout_s: float = 5.0  # per request, from its scheduled time
     cpu: int | None = None  # pin the load generator to this CPU
     nice: int = 0  # scheduling priority of the load generator
+    # With bodies, request i is a JSON ``POST`` of bodies[i % len(bodies)] to paths[i % len(paths)].
+    bodies: list[bytes] | None = None
 
 
 @dataclass
@@ -125,6 +127,16 @@ async def _run(spec: LoadSpec) -> LoadResult:
         "User-Agent: lookbook-bench\r\nAccept: application/json\r\n\r\n".encode()
         for p in spec.paths
     ]
+    if spec.bodies:
+        n = max(len(spec.paths), len(spec.bodies))
+        requests = [
+            f"POST {spec.paths[i % len(spec.paths)]} HTTP/1.1\r\nHost: {spec.host}:{spec.port}\r\n"
+            "User-Agent: lookbook-bench\r\nAccept: application/json\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(spec.bodies[i % len(spec.bodies)])}\r\n\r\n".encode()
+            + spec.bodies[i % len(spec.bodies)]
+            for i in range(n)
+        ]
     n_warm = round(spec.warmup_s * spec.rate)
     n_total = n_warm + round(spec.duration_s * spec.rate)
     clock = time.perf_counter

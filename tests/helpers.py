@@ -287,3 +287,21 @@ def edit_manifest(layout: Any, **changes: Any) -> None:
 def truncate(file: Path) -> None:
     """Cut ``file`` to half its size (a copy interrupted half-way)."""
     file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+
+
+CHROMIUM = Path(os.environ.get("LOOKBOOK_CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("LOOKBOOK_CHROMEDRIVER", "/usr/bin/chromedriver"))
+
+
+def browser_required() -> bool:
+    """In CI (``LOOKBOOK_REQUIRE_BROWSER=1``, set by ``.ci/run``) the browser tests must run."""
+    return os.environ.get("LOOKBOOK_REQUIRE_BROWSER") == "1"
+
+
+def browser_missing(reason: str) -> NoReturn:
+    """Chromium or chromedriver is missing: a failure where the browser is required
+    (:func:`browser_required`), a skip with ``reason`` elsewhere (``make ensure-chromium``
+    installs both)."""
+    if browser_required():
+        pytest.fail(f"a browser is required here (LOOKBOOK_REQUIRE_BROWSER=1): {reason}")
+    pytest.skip(reason)

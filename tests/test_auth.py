@@ -42,6 +42,9 @@ EXPECTED_SCOPES = {
     ("get", "/v1/seasonal"): Scope.READ,
     ("post", "/v1/sessions/recommendations"): Scope.READ,
     ("post", "/v1/events"): Scope.EVENTS,
+    ("get", "/v1/items/{item_id}/size-advice"): Scope.READ,
+    ("post", "/v1/kiosk/outfits"): Scope.KIOSK,
+    ("post", "/v1/kiosk/cart"): Scope.KIOSK,
     ("get", "/v1/customers/{customer_id}/profile"): Scope.CUSTOMERS,
     ("put", "/v1/customers/{customer_id}/consent"): Scope.CUSTOMERS,
     ("delete", "/v1/customers/{customer_id}"): Scope.CUSTOMERS,
@@ -478,3 +481,11 @@ def test_cli_prints_a_fresh_key_and_its_entry() -> None:
     assert again.output.splitlines()[1].strip() != key
     bad = runner.invoke(cli, ["keys", "new", "--name", "storefront", "--scopes", "read,write"])
     assert bad.exit_code == 2
+
+
+def test_the_kiosk_page_is_open_and_its_api_is_not(keyed: TestClient) -> None:
+    """The page holds no data (its calls carry the key from the URL fragment); the API does."""
+    for path in ("/kiosk", "/kiosk/kiosk.js", "/kiosk/kiosk.css"):
+        assert keyed.get(path).status_code == 200, path
+    outfits = keyed.post("/v1/kiosk/outfits", json={"store_id": "store-001", "items": []})
+    assert outfits.status_code == 401

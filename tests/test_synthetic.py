@@ -26,7 +26,7 @@ from feature_store.schema import (
     ReturnReason,
     StockCols,
 )
-from feature_store.synthetic import LATENT_FILE, REPORT_FILE, generate
+from feature_store.synthetic import LATENT_FILE, LATENT_ITEMS_FILE, REPORT_FILE, generate
 
 CUSTOMERS = 2_000
 ITEMS = 500
@@ -58,6 +58,7 @@ def retailer(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tables(retailer: Path) -> dict[str, pd.DataFrame]:
     frames = {name: pd.read_parquet(retailer / f"{name}.parquet") for name in DATA_FILES}
     frames["latent"] = pd.read_parquet(retailer / LATENT_FILE)
+    frames["latent_items"] = pd.read_parquet(retailer / LATENT_ITEMS_FILE)
     return frames
 
 
@@ -79,7 +80,7 @@ def purchases(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def test_same_seed_gives_byte_identical_files(retailer: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
     generate(again, customers=CUSTOMERS, items=ITEMS, seed=42, end_date=END)
-    for name in (*DATA_FILES, "latent_customers"):
+    for name in (*DATA_FILES, "latent_customers", "latent_items"):
         first = (retailer / f"{name}.parquet").read_bytes()
         second = (again / f"{name}.parquet").read_bytes()
         assert first == second, f"{name}.parquet differs between two runs with the same seed"
@@ -349,6 +350,32 @@ def test_wrong_sizes_come_back_with_size_reasons(
     rate_right = was_returned[~wrong].mean()
     assert rate_wrong > 0.3
     assert rate_wrong > 5 * rate_right
+
+
+def test_items_that_run_small_or_large(tables: dict[str, pd.DataFrame]) -> None:
+    """A minority of sized items run one size small / large; their size returns lean that way."""
+    truth = tables["latent_items"].set_index(ItemCols.ID)["fit_offset"]
+    items = tables["items"].set_index(ItemCols.ID)
+    assert list(truth.index) == list(items.index)
+    assert set(truth.unique()) == {-1, 0, 1}
+    off = truth != 0
+    assert 0.05 < off.mean() < 0.25  # a minority
+    assert (items.loc[off, ItemCols.SIZES].map(len) >= 3).all()
+    inter = tables["interactions"]
+    returns = inter[
+        inter[InteractionCols.RETURN_REASON].isin([r.value for r in SIZE_RETURN_REASONS])
+    ]
+    offset = returns[InteractionCols.ITEM_ID].map(truth)
+    small = returns[InteractionCols.RETURN_REASON] == ReturnReason.TOO_SMALL.value
+    assert small[offset == 1].mean() > 0.75  # bought in the usual size: too small
+    assert small[offset == -1].mean() < 0.25
+    assert 0.3 < small[offset == 0].mean() < 0.7
+    bought = inter[inter[InteractionCols.TYPE] == InteractionType.PURCHASE.value]
+    rate = (
+        returns.groupby(offset).size()
+        / bought.groupby(bought[InteractionCols.ITEM_ID].map(truth)).size()
+    )
+    assert rate[1] > 2 * rate[0] and rate[-1] > 2 * rate[0]
 
 
 def test_returns_follow_purchases_by_days(tables: dict[str, pd.DataFrame]) -> None:

@@ -57,6 +57,7 @@ from models.sequence import (
     SequenceHyperparameters,
     SequenceRecommender,
 )
+from models.size_fit import SizeFitConfig
 from training.blend import fit_blend_weights
 from training.churn_eval import evaluate as evaluate_churn
 from training.data import (
@@ -74,6 +75,7 @@ from training.data import (
 from training.evaluate import catalog_groups, event_sizes, product_codes
 from training.look import ComplementaryConfig, SeasonalConfig, fit_complementary, fit_seasonal
 from training.metrics import catalog_coverage, map_at_k, recall_at_k
+from training.size_fit import fit_size_model
 from training.split import time_split
 
 logger = logging.getLogger("lookbook.training")
@@ -197,6 +199,9 @@ class TrainConfig(StrictConfig):
         ge=1,
         description="bundles kept in the output folder after publishing (older ones are pruned; "
         "never the pinned one, never the newest)",
+    )
+    size_fit: SizeFitConfig | None = Field(
+        default_factory=SizeFitConfig, description="the size-fit model (null: not fitted)"
     )
 
     @classmethod
@@ -818,6 +823,12 @@ def train(
         )
         timings["seasonal"] = time.perf_counter() - t
 
+    size_model = None
+    if config.size_fit is not None:
+        t = time.perf_counter()
+        size_model, _ = fit_size_model(dataset, maps, opted_out, config.size_fit, progress=progress)
+        timings["size_fit"] = time.perf_counter() - t
+
     t = time.perf_counter()
     fingerprint = dataset.fingerprint()
     version = new_version(fingerprint)
@@ -867,6 +878,8 @@ def train(
             profiles_batch.save(layout.profiles)
             if churn is not None:
                 churn.save(layout.churn)
+        if size_model is not None:
+            size_model.save(layout.size_fit_model)
         for name, look_model in look_models.items():
             if look_model is not None:
                 look_model.save(layout.model(name))

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
-from typing import Annotated
+import dataclasses
+from typing import Annotated, Literal
 
+import orjson
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
-from app.deps import FeedsDep, ListOptionsDep, SettingsDep, check_k
-from app.schemas import ErrorResponse, RecommendationList
+from app.deps import FeedsDep, ListOptionsDep, SettingsDep, SizeAdviceDep, check_k
+from app.schemas import ErrorResponse, RecommendationList, SizeAdvice
+from app.size_advice import TriedSize
+from feature_store.errors import InvalidRequest
 from feature_store.schema import ID_MAX_LENGTH, ID_PATTERN
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
@@ -55,3 +59,49 @@ def similar(
         options=options,
     )
     return Response(body, media_type="application/json")
+
+
+@router.get(
+    "/{item_id}/size-advice",
+    response_model=SizeAdvice,
+    responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    summary="Which size of an item to take",
+)
+def size_advice(
+    item_id: ItemId,
+    advisor: SizeAdviceDep,
+    customer_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=ID_MAX_LENGTH,
+            pattern=ID_PATTERN,
+            description="whose size (personal advice only with their consent)",
+        ),
+    ] = None,
+    store_id: Annotated[
+        str | None,
+        Query(min_length=1, max_length=64, pattern=ID_PATTERN, description="stock of this store"),
+    ] = None,
+    tried_size: Annotated[
+        str | None,
+        Query(min_length=1, max_length=32, description="a size tried on (with tried_fit)"),
+    ] = None,
+    tried_fit: Annotated[
+        Literal["too_small", "fits", "too_large"] | None,
+        Query(description="how the tried size fitted (with tried_size)"),
+    ] = None,
+) -> Response:
+    """The size to take with its fit probability, every offered size's probabilities of being
+    too small / fitting / too large with its stock, whether the item runs small or large (and the
+    evidence), the neighbouring size to bring along and the reason in words. Without a customer
+    (or without their consent): the item's fit note over its size distribution."""
+    if (tried_size is None) != (tried_fit is None):
+        raise InvalidRequest("tried_size and tried_fit: give both or neither")
+    tried = (
+        TriedSize(tried_size, tried_fit)
+        if tried_size is not None and tried_fit is not None
+        else None
+    )
+    advice = advisor.advise(item_id, customer_id=customer_id, store_id=store_id, tried=tried)
+    return Response(orjson.dumps(dataclasses.asdict(advice)), media_type="application/json")

@@ -20,6 +20,9 @@ real data in ``../shared/data``, never on this.
 ``latent_customers.parquet``  the hidden truth behind each customer (style mix, colour palette,
                           price band, true size per category) — for checking models on synthetic
                           data. Not part of the data format; loaders ignore it.
+``latent_items.parquet``  the hidden truth behind each item: ``fit_offset``, the sizes above the
+                          customer's true size that fit (+1 runs small, -1 runs large, 0 true to
+                          size). Not part of the data format either.
 ``synthetic.json``        the parameters and the report returned by :func:`generate`.
 
 How the data is made: :mod:`.catalog` and :mod:`.behaviour`.
@@ -38,6 +41,7 @@ from .vocabulary import (
     CATEGORIES,
     COLOURS,
     LATENT_FILE,
+    LATENT_ITEMS_FILE,
     LATENT_SIZE_COLUMNS,
     MATERIALS,
     PATTERNS,
@@ -54,6 +58,7 @@ __all__ = [
     "CATEGORIES",
     "COLOURS",
     "LATENT_FILE",
+    "LATENT_ITEMS_FILE",
     "LATENT_SIZE_COLUMNS",
     "MATERIALS",
     "PATTERNS",

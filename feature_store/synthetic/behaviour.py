@@ -15,7 +15,9 @@ Every step is vectorised with numpy.
   Online sessions also browse (views, clicks, recommendation impressions, abandoned carts).
 * **Sizes and returns.** A purchase is usually in the customer's true size, sometimes one off, and
   always a size the item offers; a wrong size is usually returned a few days later as
-  ``too_small`` / ``too_large``; a few right-size purchases come back for other reasons.
+  ``too_small`` / ``too_large``; a few right-size purchases come back for other reasons. A
+  minority of items run small or large by one size (the catalog's ``fit_offset``): there the
+  size that fits is the true size moved by it, so the customer's usual size comes back.
 """
 
 from __future__ import annotations
@@ -302,7 +304,8 @@ def _generate_block(
     true_idx = np.where(sized, true[slot_cust, np.maximum(item_slot, 0)], 0)
     wish = true_idx + _SIZE_OFFSETS[_choice(rng, _SIZE_OFFSET_P, n_slots)]
     size_idx = np.where(sized, np.clip(wish, cat.size_lo[item], cat.size_hi[item]), 0)
-    off = np.where(sized, size_idx - true_idx, 0)
+    # The size that fits: the true size, moved by the item's cut (runs small / large).
+    off = np.where(sized, size_idx - true_idx - cat.fit_offset[item], 0)
 
     # Price paid: list price, discounted in sales for items older than two months.
     day_i = slot_day - start_day

@@ -20,13 +20,13 @@ from ..schema import (
     InteractionCols,
 )
 from .behaviour import _generate_block, _Params
-from .catalog import _make_catalog
+from .catalog import _make_catalog, items_truth
 from .common import _day
 from .pools import _make_pools
 from .rates import _KINDS
 from .stock import _make_stock
 from .traffic import _make_calendar
-from .vocabulary import BLOCK_CUSTOMERS, CATEGORIES, LATENT_FILE, REPORT_FILE
+from .vocabulary import BLOCK_CUSTOMERS, CATEGORIES, LATENT_FILE, LATENT_ITEMS_FILE, REPORT_FILE
 
 logger = logging.getLogger("lookbook.data")
 
@@ -36,6 +36,7 @@ _FILES: Final = (
     "stock.parquet",
     "customers.parquet",
     LATENT_FILE,
+    LATENT_ITEMS_FILE,
     "interactions.parquet",
 )
 
@@ -95,6 +96,7 @@ def generate(
 
     tmp = {name: out_dir / f".{name}.tmp" for name in _FILES}
     _write_table(cat.table, tmp["items.parquet"])
+    _write_table(items_truth(cat), tmp[LATENT_ITEMS_FILE])
     stock = _make_stock(cat, stores, seed, end_day)
     n_stock = stock.num_rows
     _write_table(stock, tmp["stock.parquet"])

@@ -32,6 +32,7 @@ from .common import (
     _strings,
     _take,
 )
+from .rates import _FIT_OFFSET_P, _FIT_OFFSETS
 from .vocabulary import (
     _CAT,
     _CATEGORY_SHARE,
@@ -50,6 +51,7 @@ from .vocabulary import (
     _SCALE_RANGE,
     _SEASON,
     _SEED_CATALOG,
+    _SEED_FIT,
     _SLOT,
     _STYLE,
     _SUMMER_COLOURS,
@@ -82,6 +84,7 @@ class _Catalog:
     size_lo: IntArray
     size_hi: IntArray
     slot: IntArray  # true-size slot, -1 for one-size items
+    fit_offset: IntArray  # sizes above the customer's true size that fit (+1 runs small)
     popularity: FloatArray
     table: pa.Table
 
@@ -218,6 +221,7 @@ def _make_catalog(n_items: int, seed: int, start_day: int, end_day: int) -> _Cat
     slot = slot_of[category, scale]
 
     popularity = rng.lognormal(0.0, 1.3, n)
+    fit_offset = _fit_offsets(seed, slot, size_hi - size_lo + 1)
 
     width = max(6, len(str(n)))
     ids = pa.array([f"I{i:0{width}d}" for i in range(1, n + 1)], type=pa.string())
@@ -252,9 +256,24 @@ def _make_catalog(n_items: int, seed: int, start_day: int, end_day: int) -> _Cat
         size_lo=size_lo,
         size_hi=size_hi,
         slot=slot,
+        fit_offset=fit_offset,
         popularity=popularity,
         table=table,
     )
+
+
+def _fit_offsets(seed: int, slot: IntArray, n_sizes: IntArray) -> IntArray:
+    """Per item, how its cut fits: the size that fits is ``offset`` sizes above the customer's
+    true size (+1: runs small, -1: runs large, 0: true to size). Only sized items offering at
+    least three sizes run off; drawn from their own stream (:data:`_SEED_FIT`)."""
+    rng = _rng(seed, _SEED_FIT)
+    offset = _FIT_OFFSETS[_choice(rng, _FIT_OFFSET_P, len(slot))]
+    return np.where((slot >= 0) & (n_sizes >= 3), offset, 0).astype(np.int64)
+
+
+def items_truth(cat: _Catalog) -> pa.Table:
+    """The hidden truth behind each item (``latent_items.parquet``): its fit offset."""
+    return pa.table({"item_id": cat.ids, "fit_offset": pa.array(cat.fit_offset, type=pa.int8())})
 
 
 def _list_array(mask: BoolArray, labels: tuple[str, ...]) -> pa.Array:

@@ -26,6 +26,10 @@ _P_CART_PURCHASE: Final = 0.9
 _P_WISH_PURCHASE: Final = 0.03
 _SIZE_OFFSETS: Final = np.array([-2, -1, 0, 1, 2])
 _SIZE_OFFSET_P: Final = np.array([0.02, 0.10, 0.78, 0.08, 0.02])
+# How an item's cut fits: the size that fits is this many sizes above the customer's true size
+# (+1 runs small, -1 runs large); for a minority of the sized items that offer several sizes.
+_FIT_OFFSETS: Final = np.array([-1, 0, 1])
+_FIT_OFFSET_P: Final = np.array([0.06, 0.88, 0.06])
 _P_SIZE_RETURN: Final = np.array([0.03, 0.55, 0.8])  # by |bought - true| = 0, 1, >=2
 _P_OTHER_RETURN_ONLINE: Final = 0.07
 _P_OTHER_RETURN_STORE: Final = 0.025

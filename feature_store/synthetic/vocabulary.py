@@ -24,11 +24,13 @@ BLOCK_CUSTOMERS: Final = 50_000
 
 AGE_BANDS: Final = _LOADER_AGE_BANDS[1:]  # synthetic customers are adults
 LATENT_FILE: Final = "latent_customers.parquet"
+LATENT_ITEMS_FILE: Final = "latent_items.parquet"
 REPORT_FILE: Final = "synthetic.json"
 
 _SEED_CATALOG: Final = 1
 _SEED_STOCK: Final = 2
 _SEED_BLOCK: Final = 3
+_SEED_FIT: Final = 4  # its own stream, so the items' fit offsets change no other draw
 _EPOCH: Final = date(1970, 1, 1)
 
 

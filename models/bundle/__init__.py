@@ -24,7 +24,8 @@ with :class:`BlendWeights`). Layout of ``<bundles_dir>/<version>/``::
     similar_items.npz      ids, scores: each item's nearest items by ALS cosine (SimilarItems)
     profiles/              customer profiles (feature_store's CustomerProfiles.save)
     churn/                 the churn model (models.churn), when fitted
-    models/<name>/         als, popularity, sequence, complementary, seasonal: each model's save
+    models/<name>/         als, popularity, sequence, complementary, seasonal, size_fit: each
+                           model's save
     indexes/<name>.faiss   als_items, als_items_cosine, sequence_items: FAISS indexes (+ .json)
 
 and beside the versions ``<bundles_dir>/pin.json`` (:mod:`models.bundle.pin`): the version every

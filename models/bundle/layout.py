@@ -31,7 +31,8 @@ POPULARITY: Final = "popularity"
 SEQUENCE: Final = "sequence"
 COMPLEMENTARY: Final = "complementary"
 SEASONAL: Final = "seasonal"
-MODEL_NAMES: Final = (ALS, POPULARITY, SEQUENCE, COMPLEMENTARY, SEASONAL)
+SIZE_FIT: Final = "size_fit"
+MODEL_NAMES: Final = (ALS, POPULARITY, SEQUENCE, COMPLEMENTARY, SEASONAL, SIZE_FIT)
 
 # indexes/<name>.faiss
 ALS_ITEMS: Final = "als_items"
@@ -145,6 +146,10 @@ class BundleLayout:
     @property
     def seasonal_model(self) -> Path:
         return self.model(SEASONAL)
+
+    @property
+    def size_fit_model(self) -> Path:
+        return self.model(SIZE_FIT)
 
     @property
     def als_index(self) -> Path:
