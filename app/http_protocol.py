@@ -4,8 +4,8 @@ id in a path) is answered like every other bad request, a 400 with the JSON erro
 ``{"error": {"code": "invalid_http_request", "message": …}}``, instead of uvicorn's plain text.
 
 Such a request never reaches the app (there is no request to route), so this is the one place
-that can answer it. :func:`protocol_class` picks httptools when installed (uvicorn's own choice),
-else h11.
+that can answer it. :func:`protocol_class` is httptools' (uvicorn's own choice with
+``uvicorn[standard]``); the h11 one is for a server run with ``--http h11``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import asyncio
 import h11
 import orjson
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 INVALID_REQUEST_CODE = "invalid_http_request"
 
@@ -42,42 +43,34 @@ class JsonErrorH11Protocol(H11Protocol):
             (b"content-length", str(len(body)).encode("ascii")),
             (b"connection", b"close"),
         ]
-        output = self.conn.send(h11.Response(status_code=400, headers=headers, reason=b"Bad Request"))
+        output = self.conn.send(
+            h11.Response(status_code=400, headers=headers, reason=b"Bad Request")
+        )
         output += self.conn.send(h11.Data(data=body))
         output += self.conn.send(h11.EndOfMessage())
         self.transport.write(output)
         self.transport.close()
 
 
-try:
-    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
-except ImportError:  # pragma: no cover - uvicorn[standard] brings httptools
-    HttpToolsProtocol = None
+class JsonErrorHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the JSON error body on a refused request (module level:
+    ``--workers N`` pickles it into each worker)."""
 
-
-if HttpToolsProtocol is not None:
-
-    class JsonErrorHttpToolsProtocol(HttpToolsProtocol):
-        """uvicorn's httptools protocol with the JSON error body on a refused request (module
-        level: ``--workers N`` pickles it into each worker)."""
-
-        def send_400_response(self, msg: str) -> None:
-            body = error_body(msg)
-            content = [STATUS_LINE[400]]
-            for name, value in self.server_state.default_headers:
-                content.extend([name, b": ", value, b"\r\n"])
-            content += [
-                b"content-type: application/json\r\n",
-                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
-                b"connection: close\r\n\r\n",
-                body,
-            ]
-            self.transport.write(b"".join(content))
-            self.transport.close()
+    def send_400_response(self, msg: str) -> None:
+        body = error_body(msg)
+        content = [STATUS_LINE[400]]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content += [
+            b"content-type: application/json\r\n",
+            b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+        self.transport.write(b"".join(content))
+        self.transport.close()
 
 
 def protocol_class() -> type[asyncio.Protocol]:
     """The protocol for ``uvicorn.run(http=…)``: httptools' when installed, else h11's."""
-    if HttpToolsProtocol is not None:
-        return JsonErrorHttpToolsProtocol
-    return JsonErrorH11Protocol  # pragma: no cover - uvicorn[standard] brings httptools
+    return JsonErrorHttpToolsProtocol  # uvicorn[standard] (a dependency) brings httptools
