@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -118,7 +118,7 @@ class Customers:
             return None
         with self._live_lock:
             if self._live is None or self._live_version != bundle.version:
-                for customer_id, erased_at in self.ledger.erased.items():
+                for customer_id, erased_at in self.ledger.snapshot().items():
                     if batch.as_of < erased_at:  # the batch predates the erasure
                         batch.erase(customer_id)
                 if self._live is None:
@@ -131,6 +131,31 @@ class Customers:
     def loaded_profiles(self) -> LiveProfiles | None:
         """The live profiles, or None while no bundle is loaded."""
         return self.profiles() if self.bundles.loaded else None
+
+    # -- erasures through other replicas --------------------------------------------------------
+
+    def learn_erasure(self, customer_id: str, erased_at: datetime) -> None:
+        """Honour an erasure (another replica's, possibly): the ledger, and this replica's copy
+        of the batch profiles when they predate it."""
+        if not self.ledger.learn(customer_id, erased_at):
+            return
+        live = self.loaded_profiles()
+        if live is not None and live.batch.as_of < erased_at:
+            live.batch.erase(customer_id)
+        logger.info("honouring an erasure made through another replica")
+
+    def check_erasure(self, customer_id: str) -> None:
+        """Ask the online store whether the customer was erased (by any replica)."""
+        erased_at = self.store.erased_at(customer_id)
+        if erased_at is not None:
+            self.learn_erasure(customer_id, erased_at)
+
+    def sync_erasures(self, erased: Mapping[str, datetime]) -> int:
+        """Honour every erasure of ``erased`` (the event log's tombstones); how many were new."""
+        before = len(self.ledger.erased)
+        for customer_id, erased_at in erased.items():
+            self.learn_erasure(customer_id, erased_at)
+        return len(self.ledger.erased) - before
 
     # -- one read per request -------------------------------------------------------------------
 
@@ -146,6 +171,8 @@ class Customers:
                 "(batch profile, consent from this replica): %s",
                 exc,
             )
+        if state is not None and state.erased_at is not None:
+            self.learn_erasure(customer_id, state.erased_at)
         profile = self._profile(bundle, customer_id, state)
         recorded = None if profile is None else bool(profile.get("personalization_consent", True))
         consent = self.ledger.consent(

@@ -180,6 +180,7 @@ class Ingest:
         try:
             for event in events:
                 if event.customer_id not in consent:
+                    self.customers.check_erasure(event.customer_id)  # by another replica?
                     consent[event.customer_id] = self.privacy.consent(event.customer_id)
                 attrs: dict[str, Any] | None = None
                 try:

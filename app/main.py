@@ -24,6 +24,7 @@ from app.cache import Cache, InProcessCache, RedisCache
 from app.erasure import compact_periodically, install_access_log_redaction
 from app.errors import install_error_handlers
 from app.metrics import Metrics
+from app.outage_log import OutageWarning
 from app.privacy import load_erasures
 from app.request_log import RequestLogMiddleware
 from app.routes import (
@@ -49,7 +50,7 @@ from feature_store.attribution_store import (
     RedisAttributionStore,
 )
 from feature_store.bandit_state import BanditState, InMemoryBanditState, RedisBanditState
-from feature_store.errors import LookbookError
+from feature_store.errors import LookbookError, StoreUnavailable
 from feature_store.event_store import EventStore, open_event_store
 from feature_store.impression_log import ImpressionLog
 from feature_store.online_store import InMemoryOnlineStore, OnlineStore, RedisOnlineStore
@@ -58,6 +59,7 @@ from models.bandit import Bandit
 from models.index import ItemIndex
 
 logger = logging.getLogger("lookbook.app")
+_erasures_down = OutageWarning(logger)
 
 
 class LatencyMiddleware:
@@ -151,6 +153,7 @@ def build_event_store(settings: Settings) -> EventStore:
     replica writes it), else the file log in ``event_log_dir``."""
     return open_event_store(
         settings.database_url or settings.event_log_dir,
+        shared=True,  # the file log: a writer slot per process (workers, replicas)
         pool_size=settings.database_pool_size,
         timeout_seconds=settings.database_timeout_seconds,
     )
@@ -164,6 +167,7 @@ def build_cache(settings: Settings) -> Cache:
 
 async def _watch_bundles(app: FastAPI, interval: float) -> None:
     bundles: BundleManager = app.state.bundles
+    service: RecommendationService = app.state.service
     while True:
         await asyncio.sleep(interval)
         try:
@@ -171,6 +175,14 @@ async def _watch_bundles(app: FastAPI, interval: float) -> None:
             await asyncio.to_thread(bundles.refresh)
         except Exception:  # the watcher must outlive any failure; bad bundles are rejected
             logger.exception("could not look for a newer bundle, still serving the old one")
+        try:  # erasures made through other replicas (in the shared event store)
+            await run_in_threadpool(
+                lambda: service.customers.sync_erasures(service.event_log.erased_customers())
+            )
+        except StoreUnavailable as exc:
+            _erasures_down.warn("event store unavailable, erasures not synchronised: %s", exc)
+        except Exception:
+            logger.exception("could not read the event store's erasures")
 
 
 def create_app(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -34,12 +35,31 @@ _store_down = OutageWarning(logger)
 class PrivacyLedger:
     """Customers erased (tombstoned in the event log) and when — bundle data about them that
     predates the erasure is never served — and the revocations this replica has seen, honoured
-    even while the online store is down."""
+    even while the online store is down.
+
+    Erasures through other replicas reach it through the online store (every customer read
+    brings the customer's erasure time: :meth:`learn`) and the event log's tombstones."""
 
     def __init__(self, erased: dict[str, datetime], *, loaded: bool = True) -> None:
         self.erased = erased
         self.revoked: set[str] = set()
         self.loaded = loaded  # False: the event store's erasures could not be read yet
+        self._lock = threading.Lock()
+
+    def snapshot(self) -> dict[str, datetime]:
+        """A copy of the erasures known now (safe to iterate while others learn more)."""
+        with self._lock:
+            return dict(self.erased)
+
+    def learn(self, customer_id: str, erased_at: datetime) -> bool:
+        """Record an erasure (possibly made by another replica); True when it is news."""
+        with self._lock:
+            known = self.erased.get(customer_id)
+            if known is not None and known >= erased_at:
+                return False
+            self.erased[customer_id] = erased_at
+            self.revoked.discard(customer_id)
+            return True
 
     @classmethod
     def load(cls, event_store: EventStore, metrics: Metrics) -> PrivacyLedger:
@@ -57,9 +77,10 @@ class PrivacyLedger:
             metrics.event_store_errors.labels(operation="read").inc()
             _store_down.warn("event store unavailable, erasures not loaded yet: %s", exc)
             return False
-        for customer_id, erased_at in erased.items():
-            known = self.erased.get(customer_id)
-            self.erased[customer_id] = erased_at if known is None else max(known, erased_at)
+        with self._lock:
+            for customer_id, erased_at in erased.items():
+                known = self.erased.get(customer_id)
+                self.erased[customer_id] = erased_at if known is None else max(known, erased_at)
         self.loaded = True
         return True
 
@@ -152,9 +173,9 @@ class Privacy:
         except StoreUnavailable:
             self.metrics.event_store_errors.labels(operation="erase").inc()
             raise
-        self.ledger.erased[customer_id] = datetime.now(UTC)
-        self.ledger.revoked.discard(customer_id)
-        self.store.erase_customer(customer_id)
+        erased_at = datetime.now(UTC)
+        self.ledger.learn(customer_id, erased_at)
+        self.store.erase_customer(customer_id, erased_at)  # other replicas learn it from there
         self.store.profile_states.delete(customer_id)
         if self.attribution is not None:
             self.attribution.erase_customer(customer_id)

@@ -104,8 +104,8 @@ class Settings(BaseSettings):
         3600.0,
         ge=0,
         description="how often erased customers' events and served-list records are removed from "
-        "the event and impression logs on disk (by the process holding the event log's writer "
-        "lock); 0 disables it",
+        "the event and impression logs on disk (each process rewrites its own slot of the file "
+        "log and any slot no live process holds); 0 disables it",
     )
     impression_log_flush_seconds: float = Field(
         1.0, gt=0, le=60, description="how often the impression log is written (and fsynced)"

@@ -19,6 +19,23 @@ Guarantees:
 
 One process writes a directory at a time (enforced with ``flock``); any number of processes read it,
 also while it is being written (``read_only=True`` for readers that must never write or repair).
+
+Several writing processes (``EventLog(directory, shared=True)``: the service's workers and
+replicas sharing one log directory) each write their own *slot*, a sub-directory of the same
+layout::
+
+    writer-01/events-000001.jsonl   the first process to claim slot 01 (flock on writer-01/.writer.lock)
+    writer-02/events-000001.jsonl   the next one; a restarted process takes the first free slot again
+
+Readers read the top-level segments (the single-writer layout, still written by
+``shared=False`` and kept readable) and every slot together. A slot writer adds ``logged_at``
+(epoch seconds) to each line, so a tombstone erases what other writers logged before it: an event
+in another directory is erased when it was logged before the tombstone's ``erased_at`` (a line
+without ``logged_at`` — the single-writer layout — counts as logged before) or is dated before it.
+Within one directory the log order decides, as above. Compaction rewrites only directories whose
+lock it holds (its own, and any slot or top level no live process holds at that moment), so
+writers never rewrite each other's segments; consent records (``consent.jsonl`` per directory,
+each with its time) are merged the same way, the latest winning, none older than an erasure.
 """
 
 from __future__ import annotations
@@ -29,8 +46,9 @@ import mmap
 import os
 import re
 import threading
+import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,7 +68,10 @@ logger = logging.getLogger("lookbook.events")
 
 DEFAULT_SEGMENT_BYTES: Final = 64 * 1024 * 1024
 SEGMENT_PATTERN: Final = re.compile(r"^events-(\d{6,})\.jsonl$")
+SLOT_PATTERN: Final = re.compile(r"^writer-(\d{2,})$")
 LOCK_NAME: Final = ".writer.lock"
+LOGGED_AT: Final = "logged_at"  # epoch seconds a slot writer adds to each event line
+MAX_SLOTS: Final = 1000
 _TMP_SUFFIX: Final = ".compact.tmp"
 CONSENT_FILE: Final = "consent.jsonl"
 _TOMBSTONE_MARK: Final = b'{"tombstone":'
@@ -67,11 +88,17 @@ def segment_name(number: int) -> str:
     return f"events-{number:06d}.jsonl"
 
 
+def slot_name(number: int) -> str:
+    """Directory name of writer slot ``number`` (1-based): ``writer-01``."""
+    return f"writer-{number:02d}"
+
+
 @dataclass(frozen=True)
 class _Segment:
     number: int
     path: Path
     size: int  # bytes to read (a snapshot taken before reading)
+    source: str = ""  # the directory it is in: "" top level, else the slot's name
 
 
 @dataclass
@@ -82,6 +109,40 @@ class _Erasure:
     erased_at: datetime
     last_segment: int
     tombstones_in_last_segment: int
+
+
+class _Erasures:
+    """The tombstones of a snapshot: per directory (``source``) and customer what its own
+    tombstones say (log order counts there), and the latest erasure of each customer anywhere."""
+
+    def __init__(self) -> None:
+        self.by_source: dict[str, dict[str, _Erasure]] = {}
+        self.latest: dict[str, datetime] = {}
+        self._foreign: dict[tuple[str, str], datetime | None] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.latest)
+
+    def register(self, source: str, customer_id: str, erased_at: datetime, segment: int) -> None:
+        _register(self.by_source.setdefault(source, {}), customer_id, erased_at, segment)
+        known = self.latest.get(customer_id)
+        self.latest[customer_id] = erased_at if known is None else max(known, erased_at)
+        self._foreign.clear()
+
+    def local(self, source: str, customer_id: str) -> _Erasure | None:
+        return self.by_source.get(source, {}).get(customer_id)
+
+    def foreign(self, source: str, customer_id: str) -> datetime | None:
+        """The latest erasure of the customer by a tombstone in another directory."""
+        key = (source, customer_id)
+        if key not in self._foreign:
+            times = [
+                tombstones[customer_id].erased_at
+                for other, tombstones in self.by_source.items()
+                if other != source and customer_id in tombstones
+            ]
+            self._foreign[key] = max(times) if times else None
+        return self._foreign[key]
 
 
 @dataclass(frozen=True)
@@ -99,10 +160,13 @@ class _Writer:
     that opens the directory (so two instances never repair or rotate under each other's feet).
 
     Holds the directory's ``flock`` (one writing process at a time) and the open last segment.
+    ``source`` names the directory within the log: "" for the top level, else its slot.
     """
 
-    def __init__(self, directory: Path, lock_file: Any) -> None:
+    def __init__(self, directory: Path, lock_file: Any, key: str, source: str = "") -> None:
         self.directory = directory
+        self.source = source
+        self.key = key
         self.lock = threading.Lock()  # serialises appends, rotation and compaction
         self.refs = 0
         self._lock_file = lock_file  # FileIO holding the flock
@@ -118,18 +182,42 @@ class _Writer:
         with _WRITERS_LOCK:
             writer = _WRITERS.get(key)
             if writer is None:
-                lock_file = open(directory / LOCK_NAME, "ab", buffering=0)  # noqa: SIM115
-                try:
-                    fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    lock_file.close()
+                lock_file = _try_lock(directory)
+                if lock_file is None:
                     return None
                 try:
-                    writer = cls(directory, lock_file)
+                    writer = cls(directory, lock_file, key)
                 except BaseException:
                     lock_file.close()
                     raise
                 _WRITERS[key] = writer
+            writer.refs += 1
+            return writer
+
+    @classmethod
+    def acquire_slot(cls, root: Path) -> _Writer:
+        """This process's slot writer under ``root``: the first ``writer-NN`` slot no other
+        process holds (so a restarted process takes its old slot back)."""
+        key = os.path.realpath(root) + os.sep + "*slot*"
+        with _WRITERS_LOCK:
+            writer = _WRITERS.get(key)
+            if writer is None:
+                for number in range(1, MAX_SLOTS + 1):
+                    slot = root / slot_name(number)
+                    slot.mkdir(exist_ok=True)
+                    lock_file = _try_lock(slot)
+                    if lock_file is None:
+                        continue
+                    try:
+                        writer = cls(slot, lock_file, key, slot.name)
+                    except BaseException:
+                        lock_file.close()
+                        raise
+                    break
+                else:
+                    raise StoreUnavailable(f"event log {root}: all {MAX_SLOTS} writer slots taken")
+                _WRITERS[key] = writer
+                logger.info("event log %s: this process writes slot %s", root, writer.source)
             writer.refs += 1
             return writer
 
@@ -139,7 +227,7 @@ class _Writer:
             self.refs -= 1
             if self.refs > 0:
                 return
-            _WRITERS.pop(os.path.realpath(self.directory), None)
+            _WRITERS.pop(self.key, None)
             with self.lock:
                 self._close_segment()
                 self._lock_file.close()
@@ -179,12 +267,7 @@ class _Writer:
         active = segment.number == self.segment
         if active:
             self._close_segment()
-        if empty and not active:
-            tmp.unlink()
-            segment.path.unlink()
-        else:
-            os.replace(tmp, segment.path)
-        _fsync_directory(self.directory)
+        _swap_in(segment, tmp, empty and not active)
         if active:
             self._open_segment(segment.number)
 
@@ -229,6 +312,27 @@ class _Writer:
         return self.directory / segment_name(number)
 
 
+def _try_lock(directory: Path) -> Any:
+    """The directory's lock file, flocked, or None when another holder has it."""
+    lock_file = open(directory / LOCK_NAME, "ab", buffering=0)  # noqa: SIM115
+    try:
+        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock_file.close()
+        return None
+    return lock_file
+
+
+def _swap_in(segment: _Segment, tmp: Path, drop: bool) -> None:
+    """Replace ``segment`` by its compacted ``tmp`` (or delete both when ``drop``), durably."""
+    if drop:
+        tmp.unlink()
+        segment.path.unlink()
+    else:
+        os.replace(tmp, segment.path)
+    _fsync_directory(segment.path.parent)
+
+
 # Writers of this process by directory; weak, so EventLogs dropped without close() free theirs.
 _WRITERS: weakref.WeakValueDictionary[str, _Writer] = weakref.WeakValueDictionary()
 _WRITERS_LOCK: Final = threading.Lock()
@@ -242,6 +346,9 @@ class EventLog:
     become the writer and raises :class:`StoreUnavailable` while it cannot. Instances of one
     process on the same directory share the writer. ``read_only=True`` never writes, locks or
     repairs anything.
+
+    ``shared=True`` lets several processes write the directory at once: this process writes its
+    own ``writer-NN`` slot (the first free one), and every instance reads all of them.
     """
 
     def __init__(
@@ -250,17 +357,19 @@ class EventLog:
         *,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         read_only: bool = False,
+        shared: bool = False,
     ) -> None:
         if segment_bytes < 1:
             raise ValueError(f"segment_bytes must be >= 1, got {segment_bytes}")
         self.directory = Path(directory)
         self.segment_bytes = segment_bytes
         self.read_only = read_only
+        self.shared = shared
         self._writer: _Writer | None = None
         self._closed = False
         if not read_only:
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._writer = _Writer.acquire(self.directory)
+            self._writer = self._acquire()
             if self._writer is None:
                 logger.warning(
                     "event log %s is being written by another process; "
@@ -274,6 +383,16 @@ class EventLog:
     def is_writer(self) -> bool:
         """True while this instance may append (this process holds the directory's lock)."""
         return self._writer is not None
+
+    @property
+    def writer_directory(self) -> Path | None:
+        """Where this instance appends: the directory itself, or its slot (None: not a writer)."""
+        return None if self._writer is None else self._writer.directory
+
+    def _acquire(self) -> _Writer | None:
+        if self.shared:
+            return _Writer.acquire_slot(self.directory)
+        return _Writer.acquire(self.directory)
 
     def close(self) -> None:
         """Stop writing: release this instance's share of the writer. Reading still works."""
@@ -313,7 +432,12 @@ class EventLog:
                 )
         if not events:
             return 0
-        payload = b"".join([orjson.dumps(event.to_record()) + b"\n" for event in events])
+        if self.shared:  # the time it is logged orders it against other writers' tombstones
+            logged = {LOGGED_AT: time.time()}
+            records = [orjson.dumps({**event.to_record(), **logged}) for event in events]
+        else:
+            records = [orjson.dumps(event.to_record()) for event in events]
+        payload = b"".join([record + b"\n" for record in records])
         writer = self._require_writer()
         with writer.lock:
             writer.write(payload, self.segment_bytes)
@@ -336,16 +460,12 @@ class EventLog:
         writer = self._require_writer()
         with writer.lock:
             writer.write(orjson.dumps(tombstone) + b"\n", self.segment_bytes)
-            self._forget_consent(customer_id.strip())
+            _forget_consent(writer.directory / CONSENT_FILE, {customer_id.strip(): None})
 
     # -- personalization consent ------------------------------------------------------------
     # Consent changes made through the service are kept beside the segments in ``consent.jsonl``
     # (one fsynced line per change), so the trainer honours them too; erasure rewrites the file
     # without the customer.
-
-    @property
-    def _consent_path(self) -> Path:
-        return self.directory / CONSENT_FILE
 
     def record_consent(self, customer_id: str, personalization: bool) -> None:
         """Durably record a customer's personalization consent (the latest record wins)."""
@@ -359,42 +479,29 @@ class EventLog:
             }
         )
         writer = self._require_writer()
-        with writer.lock, open(self._consent_path, "ab") as file:
+        with writer.lock, open(writer.directory / CONSENT_FILE, "ab") as file:
             file.write(line + b"\n")
             file.flush()
             os.fsync(file.fileno())
 
     def consents(self) -> dict[str, bool]:
-        """The latest consent recorded per customer (a torn last line is ignored)."""
-        out: dict[str, bool] = {}
-        if not self._consent_path.exists():
-            return out
-        for raw in self._consent_path.read_bytes().splitlines():
-            try:
-                record = orjson.loads(raw)
-                out[str(record[InteractionCols.CUSTOMER_ID])] = bool(record["personalization"])
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                continue
-        return out
-
-    def _forget_consent(self, customer_id: str) -> None:
-        path = self._consent_path
-        if not path.exists():
-            return
-        kept = []
-        for raw in path.read_bytes().splitlines():
-            try:
-                if orjson.loads(raw).get(InteractionCols.CUSTOMER_ID) == customer_id:
-                    continue
-            except (orjson.JSONDecodeError, AttributeError):
-                continue
-            kept.append(raw + b"\n")
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as file:
-            file.writelines(kept)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
+        """The latest consent recorded per customer, over every directory of the log (a torn
+        last line is ignored, and so is a record older than the customer's latest erasure)."""
+        latest: dict[str, tuple[datetime, bool]] = {}
+        sources = _sources(self.directory)
+        erased: dict[str, datetime] | None = None
+        for _, directory in sources:
+            for customer_id, (at, flag) in _read_consents(directory / CONSENT_FILE).items():
+                known = latest.get(customer_id)
+                if known is None or at >= known[0]:
+                    latest[customer_id] = (at, flag)
+        if latest and len(sources) > 1:  # erasure drops a writer's own records at once
+            erased = self.erased_customers()
+        return {
+            customer_id: flag
+            for customer_id, (at, flag) in latest.items()
+            if erased is None or customer_id not in erased or at >= erased[customer_id]
+        }
 
     def compact(self) -> int:
         """Rewrite the segments that hold erased events without them; return how many were removed.
@@ -402,6 +509,10 @@ class EventLog:
         Each affected segment is written to a temporary file, fsynced and swapped in with
         ``os.replace``, so a crash leaves either the old or the new segment, never a mix. A segment
         left empty is deleted (unless it is the one being appended to). Appends wait meanwhile.
+
+        Only directories whose lock this process holds are rewritten: its own, and each other
+        slot (or the top level) that no live process holds at that moment, locked meanwhile.
+        Consent records older than an erasure are dropped from those directories too.
         """
         writer = self._require_writer()
         with writer.lock:
@@ -409,12 +520,26 @@ class EventLog:
             if not erasures:
                 return 0
             removed = 0
-            for segment in snapshot:
-                removed += self._compact_segment(writer, segment, erasures)
+            own = os.path.realpath(writer.directory)
+            for source, directory in _sources(self.directory):
+                mine = os.path.realpath(directory) == own
+                lock_file = None if mine else _try_lock_existing(directory)
+                if not mine and lock_file is None:
+                    continue  # a live writer's directory: it compacts its own
+                try:
+                    for segment in snapshot:
+                        if segment.source == source:
+                            removed += self._compact_segment(
+                                writer if mine else None, segment, erasures
+                            )
+                    _forget_consent(directory / CONSENT_FILE, erasures.latest)
+                finally:
+                    if lock_file is not None:
+                        lock_file.close()
             return removed
 
     def _compact_segment(
-        self, writer: _Writer, segment: _Segment, erasures: dict[str, _Erasure]
+        self, writer: _Writer | None, segment: _Segment, erasures: _Erasures
     ) -> int:
         tmp = segment.path.with_name(segment.path.name + _TMP_SUFFIX)
         removed = 0
@@ -432,7 +557,10 @@ class EventLog:
             if removed == 0:
                 tmp.unlink()
                 return 0
-            writer.replace_segment(segment, tmp, empty)
+            if writer is not None:
+                writer.replace_segment(segment, tmp, empty)
+            else:  # a directory nobody writes: no segment is open for appending
+                _swap_in(segment, tmp, empty)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise StoreUnavailable(f"event log {segment.path}: compaction failed: {exc}") from exc
@@ -453,21 +581,23 @@ class EventLog:
         if self.read_only:
             raise StoreUnavailable(f"event log {self.directory} was opened read-only")
         if self._writer is None:
-            self._writer = _Writer.acquire(self.directory)
+            self._writer = self._acquire()
             if self._writer is None:
                 raise StoreUnavailable(
                     f"event log {self.directory} is being written by another process"
                 )
         return self._writer
 
-    def _segment_path(self, number: int) -> Path:
-        return self.directory / segment_name(number)
-
     # -- reading -------------------------------------------------------------------------------
 
     def segment_paths(self) -> list[Path]:
-        """The segment files, oldest first (numbers may skip: compaction drops emptied segments)."""
-        return [self._segment_path(n) for n in _segment_numbers(self.directory)]
+        """The segment files, oldest first (numbers may skip: compaction drops emptied segments):
+        the top level's, then each slot's."""
+        return [
+            directory / segment_name(n)
+            for _, directory in _sources(self.directory)
+            for n in _segment_numbers(directory)
+        ]
 
     def iter_events(self, since: datetime | None = None) -> Iterator[Interaction]:
         """Every event in log order (optionally only those dated at or after ``since``).
@@ -478,8 +608,11 @@ class EventLog:
         """
         cutoff = _as_utc(since) if since is not None else None
         for line in self._lines():
+            record = line.record
+            if LOGGED_AT in record:
+                record = {k: v for k, v in record.items() if k != LOGGED_AT}
             try:
-                event = Interaction.model_validate(line.record)
+                event = Interaction.model_validate(record)
             except ValidationError as exc:
                 raise DataFormatError(
                     f"invalid event: {exc.errors(include_url=False)}",
@@ -546,41 +679,122 @@ class EventLog:
         treats bundle data about them that predates the erasure as gone.
         """
         _, erasures = self._snapshot()
-        return {customer_id: e.erased_at for customer_id, e in erasures.items()}
+        return dict(erasures.latest)
 
     def _lines(self, on_bad: _OnBad | None = None) -> Iterator[_Line]:
         """Complete, non-erased event lines of a snapshot of the log, in log order (a corrupt line
         raises :class:`DataFormatError`, or is passed to ``on_bad`` and skipped when given)."""
         snapshot, erasures = self._snapshot()
-        seen: dict[str, int] = {}
+        seen: dict[tuple[str, str], int] = {}
         for segment in snapshot:
             for line in _scan_segment(segment, erasures, seen, on_bad):
                 if not line.tombstone and not line.erased:
                     yield line
 
-    def _snapshot(self) -> tuple[list[_Segment], dict[str, _Erasure]]:
+    def _snapshot(self) -> tuple[list[_Segment], _Erasures]:
         """Sizes of the segments now (reading stops there) and the tombstones within them."""
         snapshot: list[_Segment] = []
-        erasures: dict[str, _Erasure] = {}
-        if not self.directory.is_dir():
-            return snapshot, erasures
-        for number in _segment_numbers(self.directory):
-            path = self._segment_path(number)
-            try:
-                with open(path, "rb") as file:
-                    size = os.fstat(file.fileno()).st_size
-                    segment = _Segment(number, path, size)
-                    if size > 0:
-                        _collect_tombstones(file, segment, erasures)
-            except FileNotFoundError:  # compacted away meanwhile
-                continue
-            snapshot.append(segment)
+        erasures = _Erasures()
+        for source, directory in _sources(self.directory):
+            snapshot.extend(_snapshot_directory(directory, source, erasures))
         return snapshot, erasures
 
 
 # --------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------
+
+
+def _sources(root: Path) -> list[tuple[str, Path]]:
+    """The directories of a log: the top level ("") and each writer slot, in slot order."""
+    if not root.is_dir():
+        return []
+    slots = sorted(
+        (int(match.group(1)), entry.name)
+        for entry in os.scandir(root)
+        if (match := SLOT_PATTERN.match(entry.name)) is not None and entry.is_dir()
+    )
+    return [("", root)] + [(name, root / name) for _, name in slots]
+
+
+def _try_lock_existing(directory: Path) -> Any:
+    """Like :func:`_try_lock`, for a directory that may have been removed meanwhile."""
+    try:
+        return _try_lock(directory)
+    except FileNotFoundError:
+        return None
+
+
+def _snapshot_directory(directory: Path, source: str, erasures: _Erasures) -> list[_Segment]:
+    snapshot: list[_Segment] = []
+    for number in _segment_numbers(directory):
+        path = directory / segment_name(number)
+        try:
+            with open(path, "rb") as file:
+                size = os.fstat(file.fileno()).st_size
+                segment = _Segment(number, path, size, source)
+                if size > 0:
+                    _collect_tombstones(file, segment, erasures)
+        except FileNotFoundError:  # compacted away meanwhile
+            continue
+        snapshot.append(segment)
+    return snapshot
+
+
+def _read_consents(path: Path) -> dict[str, tuple[datetime, bool]]:
+    """The last consent record per customer in one ``consent.jsonl``, with its time."""
+    out: dict[str, tuple[datetime, bool]] = {}
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        return out
+    for raw in content.splitlines():
+        try:
+            record = orjson.loads(raw)
+            customer_id = str(record[InteractionCols.CUSTOMER_ID])
+            flag = bool(record["personalization"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            continue
+        try:
+            at = _as_utc(datetime.fromisoformat(record.get("at")))
+        except (TypeError, ValueError):
+            at = datetime.min.replace(tzinfo=UTC)
+        out[customer_id] = (at, flag)
+    return out
+
+
+def _forget_consent(path: Path, erased: Mapping[str, datetime | None]) -> None:
+    """Rewrite ``path`` without the records of erased customers (all of a customer mapped to
+    None; those older than the erasure otherwise). Caller holds the directory's lock."""
+    if not path.exists():
+        return
+    kept = []
+    dropped = 0
+    for raw in path.read_bytes().splitlines():
+        try:
+            record = orjson.loads(raw)
+            customer_id = record.get(InteractionCols.CUSTOMER_ID)
+        except (orjson.JSONDecodeError, AttributeError):
+            dropped += 1
+            continue
+        if customer_id in erased:
+            erased_at = erased[customer_id]
+            try:
+                at = _as_utc(datetime.fromisoformat(record.get("at")))
+            except (TypeError, ValueError):
+                at = None
+            if erased_at is None or at is None or at < erased_at:
+                dropped += 1
+                continue
+        kept.append(raw + b"\n")
+    if not dropped:
+        return
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as file:
+        file.writelines(kept)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(tmp, path)
 
 
 def _segment_numbers(directory: Path) -> list[int]:
@@ -653,7 +867,7 @@ def _parse_tombstone(
     return customer_id, _as_utc(erased_at)
 
 
-def _collect_tombstones(file: Any, segment: _Segment, erasures: dict[str, _Erasure]) -> None:
+def _collect_tombstones(file: Any, segment: _Segment, erasures: _Erasures) -> None:
     """Find the tombstone lines of one segment (a fast byte search, no JSON parsing of events)."""
     with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:
         end_of_data = min(segment.size, len(view))
@@ -667,7 +881,7 @@ def _collect_tombstones(file: Any, segment: _Segment, erasures: dict[str, _Erasu
                 return  # an incomplete tombstone was never acknowledged: it does not count
             if found == 0 or view[found - 1] == 0x0A:
                 customer_id, erased_at = _parse_tombstone(view[found:line_end], segment, None)
-                _register(erasures, customer_id, erased_at, segment.number)
+                erasures.register(segment.source, customer_id, erased_at, segment.number)
             position = line_end + 1
 
 
@@ -692,8 +906,8 @@ _OnBad = Callable[[_Segment, int, str], None]
 
 def _scan_segment(
     segment: _Segment,
-    erasures: dict[str, _Erasure],
-    seen: dict[str, int],
+    erasures: _Erasures,
+    seen: dict[tuple[str, str], int],
     on_bad: _OnBad | None = None,
 ) -> Iterator[_Line]:
     """Complete lines of one segment up to its snapshot size, marked tombstone / erased.
@@ -701,15 +915,17 @@ def _scan_segment(
     A corrupt event line raises :class:`DataFormatError`, unless ``on_bad`` is given: then it is
     reported to ``on_bad`` and skipped.
 
-    ``seen`` counts, per erased customer, the tombstones passed in that customer's last tombstone
-    segment: events before the last one are erased whatever their date.
+    ``seen`` counts, per directory and erased customer, the tombstones passed in that customer's
+    last tombstone segment there: events before the last one are erased whatever their date.
+    Tombstones of other directories erase the events logged before them (``logged_at``).
     """
+    source = segment.source
     for row, raw in _complete_lines(segment):
         if raw.startswith(_TOMBSTONE_MARK):
             erased_id, _ = _parse_tombstone(raw, segment, row)
-            erasure = erasures.get(erased_id)
+            erasure = erasures.local(source, erased_id)
             if erasure is not None and erasure.last_segment == segment.number:
-                seen[erased_id] = seen.get(erased_id, 0) + 1
+                seen[source, erased_id] = seen.get((source, erased_id), 0) + 1
             yield _Line(segment, row, raw, {}, tombstone=True, erased=False)
             continue
         try:
@@ -730,13 +946,23 @@ def _scan_segment(
             )
         erased = False
         customer_id = record.get(InteractionCols.CUSTOMER_ID)
-        known = erasures.get(customer_id) if isinstance(customer_id, str) else None
-        if known is not None:
-            if segment.number < known.last_segment or (
-                segment.number == known.last_segment
-                and seen.get(str(customer_id), 0) < known.tombstones_in_last_segment
+        latest = erasures.latest.get(customer_id) if isinstance(customer_id, str) else None
+        if latest is not None:
+            known = erasures.local(source, str(customer_id))
+            foreign = erasures.foreign(source, str(customer_id))
+            logged = record.get(LOGGED_AT)
+            if known is not None and (
+                segment.number < known.last_segment
+                or (
+                    segment.number == known.last_segment
+                    and seen.get((source, str(customer_id)), 0) < known.tombstones_in_last_segment
+                )
             ):
-                erased = True
+                erased = True  # logged before a tombstone of this directory
+            elif foreign is not None and (
+                not isinstance(logged, int | float) or logged < foreign.timestamp()
+            ):
+                erased = True  # logged before another writer's tombstone
             else:
                 try:
                     stamp = _as_utc(datetime.fromisoformat(record[InteractionCols.TIMESTAMP]))
@@ -750,7 +976,7 @@ def _scan_segment(
                         row=row,
                         column=InteractionCols.TIMESTAMP,
                     ) from exc
-                erased = stamp < known.erased_at
+                erased = stamp < latest
         yield _Line(segment, row, raw, record, tombstone=False, erased=erased)
 
 

@@ -106,13 +106,15 @@ def open_event_store(
     location: str | Path,
     *,
     read_only: bool = False,
+    shared: bool = False,
     pool_size: int = DEFAULT_POOL_SIZE,
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> EventStore:
     """The event store at ``location``: PostgreSQL for a ``postgresql://`` URL (``pool_size``
     connections at most; an operation waits ``timeout_seconds`` for one before it raises
     :class:`~feature_store.errors.StoreUnavailable`), else the file log in that directory.
-    ``read_only`` stores never write."""
+    ``read_only`` stores never write; ``shared`` file logs let several processes write at once
+    (a ``writer-NN`` slot each, see :mod:`~feature_store.event_log`)."""
     if is_database_url(location):
         return PostgresEventStore(
             str(location),
@@ -120,4 +122,4 @@ def open_event_store(
             pool_size=pool_size,
             timeout_seconds=timeout_seconds,
         )
-    return EventLog(Path(location), read_only=read_only)
+    return EventLog(Path(location), read_only=read_only, shared=shared)

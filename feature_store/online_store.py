@@ -8,12 +8,14 @@ request reads everything it needs about a customer in one call, :meth:`OnlineSto
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -41,6 +43,7 @@ class CustomerState:
     profile_state: dict[str, Any] | None  # the online profile state (None: none written yet)
     recent: tuple[Interaction, ...]  # newest first
     purchased: frozenset[str]  # item ids bought online and not returned
+    erased_at: datetime | None = None  # the customer's latest erasure, by any replica
 
 
 @runtime_checkable
@@ -86,8 +89,14 @@ class OnlineStore(Protocol):
         """The consent recorded online, or None when the customer never set one."""
         ...
 
-    def erase_customer(self, customer_id: str) -> None:
-        """Remove everything the store holds about the customer (consent flag included)."""
+    def erase_customer(self, customer_id: str, erased_at: datetime | None = None) -> None:
+        """Remove everything the store holds about the customer (consent flag included) and,
+        with ``erased_at``, remember that the customer was erased then (every replica reads it
+        in :meth:`customer_state` and :meth:`erased_at`, so none serves its copy of older data)."""
+        ...
+
+    def erased_at(self, customer_id: str) -> datetime | None:
+        """When the customer was last erased (through any replica), or None."""
         ...
 
     def ping(self) -> bool:
@@ -183,6 +192,7 @@ class InMemoryOnlineStore:
         self._purchased: dict[str, set[str]] = {}
         self._items: dict[str, bytes] = {}
         self._consent: dict[str, bool] = {}
+        self._erased: dict[str, datetime] = {}
         self._profile_states = (
             profile_states
             if profile_states is not None
@@ -201,12 +211,14 @@ class InMemoryOnlineStore:
             events = tuple(islice(recent, max(n_recent, 0))) if recent is not None else ()
             purchased = frozenset(self._purchased.get(customer_id, ()))
             consent = self._consent.get(customer_id)
+            erased_at = self._erased.get(customer_id)
         return CustomerState(
             customer_id=customer_id,
             consent=consent,
             profile_state=self._profile_states.get(customer_id),
             recent=events,
             purchased=purchased,
+            erased_at=erased_at,
         )
 
     def record(self, events: Sequence[Interaction]) -> None:
@@ -270,11 +282,18 @@ class InMemoryOnlineStore:
         with self._lock:
             return self._consent.get(customer_id)
 
-    def erase_customer(self, customer_id: str) -> None:
+    def erase_customer(self, customer_id: str, erased_at: datetime | None = None) -> None:
         with self._lock:
             self._recent.pop(customer_id, None)
             self._purchased.pop(customer_id, None)
             self._consent.pop(customer_id, None)
+            if erased_at is not None:
+                known = self._erased.get(customer_id)
+                self._erased[customer_id] = erased_at if known is None else max(known, erased_at)
+
+    def erased_at(self, customer_id: str) -> datetime | None:
+        with self._lock:
+            return self._erased.get(customer_id)
 
     def customer_keys(self) -> set[str]:
         """Customer ids the store holds anything about (for erasure audits and tests)."""
@@ -299,6 +318,8 @@ class RedisOnlineStore:
     * ``{prefix}purchased:{customer_id}`` set of item ids bought and not returned
     * ``{prefix}item:{item_id}``          item record as a JSON string
     * ``{prefix}consent:{customer_id}``   ``"1"`` / ``"0"``: personalization consent
+    * ``{prefix}erased``                  hash: a digest of each erased customer's id → when
+      (ISO 8601); the digest, so that no key or field names an erased customer
 
     Every Redis failure surfaces as :class:`~feature_store.errors.StoreUnavailable`; socket timeouts
     are short (``socket_timeout``) so a sick Redis costs a request milliseconds, not seconds.
@@ -348,6 +369,10 @@ class RedisOnlineStore:
     def _consent_key(self, customer_id: str) -> str:
         return f"{self.prefix}consent:{customer_id}"
 
+    @property
+    def _erased_key(self) -> str:
+        return f"{self.prefix}erased"
+
     def _guard(self, operation: str) -> AbstractContextManager[None]:
         return redis_errors("online store", self._where, operation)
 
@@ -380,14 +405,16 @@ class RedisOnlineStore:
         start, stop = (0, n - 1) if n else (1, 0)  # an empty range reads nothing
         pipe.lrange(self._recent_key(customer_id), start, stop)
         pipe.smembers(self._purchased_key(customer_id))
+        pipe.hget(self._erased_key, erasure_digest(customer_id))
         with self._guard("customer_state"):
-            consent, profile, recent, purchased = pipe.execute()
+            consent, profile, recent, purchased, erased = pipe.execute()
         return CustomerState(
             customer_id=customer_id,
             consent=None if consent is None else _text(consent) == "1",
             profile_state=_decode_state(profile, self._profile_states.key(customer_id)),
             recent=tuple(self._events(customer_id, recent)),
             purchased=frozenset(_text(m) for m in purchased),
+            erased_at=_decode_time(erased, self._erased_key),
         )
 
     def recent(self, customer_id: str, n: int = 50) -> list[Interaction]:
@@ -451,13 +478,22 @@ class RedisOnlineStore:
             raw = self._client.get(self._consent_key(customer_id))
         return None if raw is None else _text(raw) == "1"
 
-    def erase_customer(self, customer_id: str) -> None:
+    def erase_customer(self, customer_id: str, erased_at: datetime | None = None) -> None:
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(
+            self._recent_key(customer_id),
+            self._purchased_key(customer_id),
+            self._consent_key(customer_id),
+        )
+        if erased_at is not None:
+            pipe.hset(self._erased_key, erasure_digest(customer_id), erased_at.isoformat())
         with self._guard("erase_customer"):
-            self._client.delete(
-                self._recent_key(customer_id),
-                self._purchased_key(customer_id),
-                self._consent_key(customer_id),
-            )
+            pipe.execute()
+
+    def erased_at(self, customer_id: str) -> datetime | None:
+        with self._guard("erased_at"):
+            raw = self._client.hget(self._erased_key, erasure_digest(customer_id))
+        return _decode_time(raw, self._erased_key)
 
     def ping(self) -> bool:
         try:
@@ -515,6 +551,22 @@ class RedisProfileStates:
     def close(self) -> None:
         if self._owns_client:
             self._client.close()
+
+
+def erasure_digest(customer_id: str) -> str:
+    """The name an erased customer is recorded under in a shared store (SHA-256, hex)."""
+    return hashlib.sha256(customer_id.encode()).hexdigest()
+
+
+def _decode_time(raw: bytes | str | None, key: str) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(_text(raw))
+    except ValueError:
+        _log.warning("ignoring a malformed time in %s: %r", key, raw)
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _decode_state(raw: bytes | str | None, key: str) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from feature_store.online_store import (
     InMemoryOnlineStore,
     OnlineStore,
     RedisOnlineStore,
+    erasure_digest,
 )
 from feature_store.schema import Channel, Interaction, InteractionType, ReturnReason
 
@@ -252,6 +253,24 @@ def test_customer_state_reads_everything_about_a_customer_at_once(store: OnlineS
     assert store.customer_state("c2").purchased == frozenset({"hat"})
 
 
+def test_an_erasure_time_is_seen_by_every_reader(store: OnlineStore) -> None:
+    """What another replica's erasure leaves: when, read with the customer's state, and under a
+    digest (no key or field names the customer)."""
+    erased_at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert store.erased_at("c1") is None and store.customer_state("c1").erased_at is None
+    store.record([event("c1", "shirt")])
+    store.erase_customer("c1", erased_at)
+    assert store.erased_at("c1") == erased_at == store.customer_state("c1").erased_at
+    assert store.customer_state("c1").recent == ()
+    store.erase_customer("c1")  # without a time: the one known stays
+    assert store.erased_at("c1") == erased_at
+    assert store.erased_at("c2") is None
+    if isinstance(store, RedisOnlineStore):
+        client = store.client
+        fields = [f.decode() for f in client.hkeys(f"{store.prefix}erased")]
+        assert fields == [erasure_digest("c1")] and "c1" not in fields[0]
+
+
 @pytest.mark.redis
 def test_redis_customer_state_is_one_round_trip(redis_url: str, redis_prefix: str) -> None:
     store = RedisOnlineStore(url=redis_url, prefix=redis_prefix)
@@ -279,7 +298,7 @@ def test_redis_customer_state_is_one_round_trip(redis_url: str, redis_prefix: st
     client.pipeline = counting_pipeline  # type: ignore[method-assign]
     client.execute_command = no_single_commands  # type: ignore[method-assign]
     state = store.customer_state("c1")
-    assert sent == [4], "consent, profile state, recent events and purchases in one pipeline"
+    assert sent == [5], "consent, profile state, recent events, purchases, erasure: one pipeline"
     assert state.consent is True and state.profile_state == {"customer_id": "c1"}
     assert [e.item_id for e in state.recent] == ["shirt"] and state.purchased == {"shirt"}
     store.close()

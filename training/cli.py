@@ -268,13 +268,21 @@ def serve(
             help="embedded default: generate a synthetic retailer and train a bundle when none exists"
         ),
     ] = False,
-    workers: int = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="worker processes; more than 1 needs REDIS_URL (the workers share the online "
+            "store, response cache, consent, erasures and bandit state through Redis; each writes "
+            "its own slot of the event log)",
+        ),
+    ] = 1,
     log_format: Annotated[
         str, typer.Option(help="json (one object per line, with request ids) or text")
     ] = "json",
     verbose: bool = False,
 ) -> None:
-    """Run the HTTP service (uvicorn)."""
+    """Run the HTTP service (uvicorn). ``--workers N`` > 1 needs ``REDIS_URL``."""
     import logging.config
 
     import uvicorn
@@ -294,6 +302,16 @@ def serve(
     level = "DEBUG" if verbose else "INFO"
     logging.config.dictConfig(log_config(level, fmt))
     settings = Settings()
+    if workers > 1 and not settings.redis_url:
+        typer.secho(
+            f"error [validation_error]: --workers {workers} needs REDIS_URL: each worker is its "
+            "own process, and without Redis they would not share online state (recent events, "
+            "profiles, consent, erasures, cached lists, bandit state) — what one worker accepted "
+            "the others would never see. Set REDIS_URL or run one worker.",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(code=2)
     if embedded:
         try:
             ensure_embedded_bundle(settings.bundle_dir, settings.data_dir)
