@@ -29,7 +29,9 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 def server_port(request: pytest.FixtureRequest) -> Iterator[int]:
     http = protocol_class() if request.param == "default" else JsonErrorH11Protocol
     port = free_port()
-    config = uvicorn.Config(_app, host="127.0.0.1", port=port, http=http, log_level="error", lifespan="off")
+    config = uvicorn.Config(
+        _app, host="127.0.0.1", port=port, http=http, log_level="error", lifespan="off"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -60,7 +62,9 @@ def _assert_json_400(status: int, content_type: str, body: bytes) -> None:
 
 
 def test_a_url_over_the_parsers_limit_gets_the_json_error_body(server_port: int) -> None:
-    status, content_type, body = _get(server_port, "/v1/customers/" + "C" * 100_000 + "/recommendations")
+    status, content_type, body = _get(
+        server_port, "/v1/customers/" + "C" * 100_000 + "/recommendations"
+    )
     if status == 200:  # h11 takes URLs this long (the app answers them)
         return
     _assert_json_400(status, content_type, body)
@@ -86,6 +90,7 @@ def test_lookbook_serve_runs_the_protocol(monkeypatch: pytest.MonkeyPatch) -> No
     from training.cli import cli
 
     seen: dict[str, Any] = {}
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # several workers need one (unused)
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: seen.update(kwargs))
     result = CliRunner().invoke(cli, ["serve", "--port", "1", "--workers", "2"])
     assert result.exit_code == 0, result.output
