@@ -82,6 +82,8 @@ def run(ws: Workspace, size: Size) -> Row:
                 if sent >= target:
                     break
                 for operation in operations:
+                    if attempt > 0 and sent >= target:
+                        break  # every operation had its share in the first pass
                     model = models.get((operation.method.upper(), operation.path))
                     for mode, examples in ((schemathesis.GenerationMode.POSITIVE, positive),
                                        (schemathesis.GenerationMode.NEGATIVE, per_operation - positive)):  # fmt: skip
