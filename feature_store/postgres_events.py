@@ -124,22 +124,9 @@ class PostgresEventStore:
         self._schema_checked = False
         self._schema_lock = threading.Lock()
         self._breaker = CircuitBreaker(RETRY_INTERVAL_SECONDS)
-        self._pool = ConnectionPool(
-            database_url,
-            min_size=1,
-            max_size=pool_size,
-            timeout=timeout_seconds,
-            kwargs={
-                "autocommit": True,  # one statement, one transaction; several: conn.transaction()
-                "connect_timeout": max(1, round(timeout_seconds)),
-                "options": "-c TimeZone=UTC",
-            },
-            check=ConnectionPool.check_connection,
-            reconnect_timeout=max(timeout_seconds, 60.0),
-            name="lookbook-events",
-            open=False,
-        )
-        self._pool.open(wait=False)
+        self._url, self._pool_size = database_url, pool_size
+        self._pool_lock = threading.Lock()
+        self._pool = self._new_pool()
         self._database = describe_database_url(database_url)
         try:
             with self._connection():
@@ -155,6 +142,44 @@ class PostgresEventStore:
                 exc,
             )
 
+    def _new_pool(self) -> ConnectionPool:
+        pool = ConnectionPool(
+            self._url,
+            min_size=1,
+            max_size=self._pool_size,
+            timeout=self.timeout_seconds,
+            kwargs=self._connect_options(),
+            check=ConnectionPool.check_connection,
+            reconnect_timeout=max(self.timeout_seconds, 60.0),
+            name="lookbook-events",
+            open=False,
+        )
+        pool.open(wait=False)
+        return pool
+
+    def _connect_options(self) -> dict[str, Any]:
+        return {
+            "autocommit": True,  # one statement, one transaction; several: conn.transaction()
+            "connect_timeout": max(1, round(self.timeout_seconds)),
+            "options": "-c TimeZone=UTC",
+        }
+
+    def _recover(self) -> None:
+        """The probe of an open circuit: when the server accepts a connection again but the pool
+        has none ready — its reconnection attempts back off exponentially (1, 2, 4, 8, 16 s …),
+        so after a long outage it would refuse events for many seconds after the server is back
+        — the pool is replaced by a fresh one, which connects at once."""
+        try:
+            psycopg.connect(self._url, **self._connect_options()).close()
+        except psycopg.Error:
+            return  # still down: the pool's own attempt fails the same way
+        with self._pool_lock:
+            if self._closed or self._pool.get_stats().get("pool_available", 0) > 0:
+                return
+            old, self._pool = self._pool, self._new_pool()
+        logger.warning("event database %s answers again: connection pool renewed", self._database)
+        old.close(timeout=0)
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     @property
@@ -164,9 +189,12 @@ class PostgresEventStore:
 
     def close(self) -> None:
         """Close the pool (its connections)."""
-        if not self._closed:
+        with self._pool_lock:
+            if self._closed:
+                return
             self._closed = True
-            self._pool.close()
+            pool = self._pool
+        pool.close()
 
     def __enter__(self) -> PostgresEventStore:
         return self
@@ -393,11 +421,14 @@ class _PooledConnection:
 
     def __enter__(self) -> psycopg.Connection:
         breaker = self.store._breaker
-        if breaker.admit() is Admission.OPEN:
+        admission = breaker.admit()
+        if admission is Admission.OPEN:
             raise StoreUnavailable(
                 f"event database {self.store._database}: {self.operation}: unreachable (the last "
                 f"attempt failed; retried within {breaker.retry_interval:g} s)"
             )
+        if admission is Admission.PROBE:
+            self.store._recover()
         self._context = self.store._pool.connection()
         try:
             conn: psycopg.Connection = self._context.__enter__()

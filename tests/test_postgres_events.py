@@ -230,6 +230,39 @@ def test_an_outage_costs_one_wait_then_operations_fail_at_once(postgres_db: str)
         proxy.stop()
 
 
+@pytest.mark.slow
+def test_events_are_accepted_again_soon_after_a_long_outage(postgres_db: str) -> None:
+    """Found by the reliability suite (PostgreSQL stopped for 20 s under load): the connection
+    pool's reconnection attempts back off exponentially, so events were refused for 7-15 s after
+    the server was back. The circuit's probe now renews the pool once the server answers."""
+    info = psycopg.conninfo.conninfo_to_dict(postgres_db)
+    proxy = TcpProxy((str(info.get("host", "127.0.0.1")), int(info.get("port", 5432))))
+    proxy.start()
+    url = f"postgresql://postgres@127.0.0.1:{proxy.port}/{info['dbname']}"
+    store = open_event_store(url, timeout_seconds=0.5)
+    try:
+        assert store.append([ev("c1", "before")]) == 1
+        proxy.stop()
+        down_until = time.monotonic() + 20  # as long as the reliability suite's outage
+        while time.monotonic() < down_until:
+            with pytest.raises(StoreUnavailable):
+                store.append([ev("c1", "during")])
+            time.sleep(0.2)
+        proxy.start()
+        back = time.monotonic()
+        while True:
+            try:
+                store.append([ev("c1", "after")])
+                break
+            except StoreUnavailable:
+                assert time.monotonic() - back < 4, "events still refused 4 s after the outage"
+                time.sleep(0.1)
+        assert [e.item_id for e in store.iter_events()] == ["before", "after"]
+    finally:
+        store.close()
+        proxy.stop()
+
+
 def test_a_read_streams_large_tables(postgres_db: str) -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     batch = [ev(f"c{i % 97}", f"i{i}", start + timedelta(seconds=i)) for i in range(20_000)]
