@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import yaml
 from fastapi import Depends, Request, Security, params
@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as ASGIScope
 
 from app.errors import Forbidden, Unauthenticated, error_response, headers_of, status_of
+from app.schemas import ErrorResponse
 from feature_store.config import StrictConfig
 from feature_store.errors import LookbookError
 
@@ -231,6 +232,18 @@ class ScopeGuard(HTTPBearer):
 
     def __repr__(self) -> str:
         return f"ScopeGuard({self.scope.value!r})"
+
+
+#: What a scoped operation may answer besides its own responses, for its OpenAPI document
+#: (``app.include_router(router, dependencies=[require_scope(s)], responses=SCOPE_RESPONSES)``).
+SCOPE_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    401: {
+        "model": ErrorResponse,
+        "description": "unauthenticated: no API key, or one that is not configured "
+        "(with `WWW-Authenticate: Bearer`)",
+    },
+    403: {"model": ErrorResponse, "description": "forbidden: the key lacks the route's scope"},
+}
 
 
 def require_scope(scope: Scope) -> params.Security:

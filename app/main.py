@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from threadpoolctl import threadpool_limits
 
-from app.auth import AuthMiddleware, require_scope
+from app.auth import SCOPE_RESPONSES, AuthMiddleware, require_scope
 from app.auth import Scope as ApiScope  # starlette.types.Scope is the ASGI scope
 from app.body_limit import BodyLimitMiddleware
 from app.bundle_probe import FeedProbe
@@ -300,12 +300,13 @@ def create_app(
         (kiosk.router, ApiScope.KIOSK),
         (admin.router, ApiScope.ADMIN),
     ):
-        app.include_router(router, dependencies=[require_scope(scope)])
+        app.include_router(router, dependencies=[require_scope(scope)], responses=SCOPE_RESPONSES)
     app.include_router(health.router)  # open: liveness and readiness
     app.include_router(kiosk.page_router)  # open: the kiosk page's static files, no data
     app.include_router(
         health.metrics_router,
         dependencies=[require_scope(ApiScope.ADMIN)] if settings.metrics_require_key else [],
+        responses=SCOPE_RESPONSES if settings.metrics_require_key else None,
     )
     base_openapi = app.openapi
 

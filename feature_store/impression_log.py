@@ -22,7 +22,9 @@ the online store already holds the record for attribution; the log is for traini
 Erasure: readers pass the event log's erased customers (``EventLog.erased_customers()``) to
 :meth:`ImpressionLog.iter_records`, which then skips those customers' records served before
 their erasure; :meth:`ImpressionLog.compact` removes them from disk (temp file + ``os.replace``),
-skipping the segments live writers still hold (each writer holds a ``flock`` on its open segment).
+skipping the segments live writers still hold (each writer holds a ``flock`` on its open segment)
+— except the compacting instance's own: when its open segment holds such records it is closed
+first (the next record opens a new one), so a single long-lived writer's records are removed too.
 """
 
 from __future__ import annotations
@@ -156,6 +158,25 @@ class ImpressionLog:
         self._size = os.fstat(self._file.fileno()).st_size
         _fsync_directory(self.directory)  # the new file's name is durable too
 
+    def _release_segment(self, erased: Mapping[str, datetime]) -> None:
+        """Close this writer's open segment (after writing what is queued) when it holds records
+        of ``erased`` customers, so that :meth:`compact` can rewrite it; the next record opens a
+        new segment."""
+        if self._file is None or self.read_only:
+            return
+        try:
+            self.flush()
+        except OSError as exc:
+            logger.error("impression log %s: write failed: %s", self.directory, exc)
+        with self._write_lock:
+            if self._file is None:
+                return
+            data = Path(self._file.name).read_bytes()
+            lines = data[: data.rfind(b"\n") + 1].split(b"\n")[:-1]
+            if any(raw.strip() and _erased(ServedList.from_json(raw), erased) for raw in lines):
+                self._file.close()
+                self._file = None
+
     def close(self) -> None:
         """Write everything queued and stop the writer thread (reading still works)."""
         if self._closed:
@@ -191,8 +212,11 @@ class ImpressionLog:
 
     def compact(self, erased: Mapping[str, datetime]) -> int:
         """Rewrite the segments holding records of ``erased`` customers served before their
-        erasure without those records; return how many were removed. Segments a live writer
-        holds are left for a later compaction (readers skip the records meanwhile)."""
+        erasure without those records; return how many were removed. This instance's own open
+        segment is closed first when it holds such records; segments other live writers hold are
+        left for a later compaction (readers skip the records meanwhile)."""
+        if erased:
+            self._release_segment(erased)
         removed = 0
         for path in self.segment_paths():
             try:

@@ -19,7 +19,11 @@ Guarantees:
 * When the server cannot be reached, every operation raises
   :class:`~feature_store.errors.StoreUnavailable` within ``timeout_seconds``; the connection pool
   (``psycopg_pool``) checks connections before use and reconnects by itself when the server is
-  back.
+  back. Behind a circuit breaker (:mod:`feature_store.circuit`): once a connection failed, every
+  operation raises at once, without waiting for a connection, until one caller's probe (each
+  ``RETRY_INTERVAL_SECONDS``) reaches the server again — so an outage costs the service's handler
+  threads nothing (they would otherwise each wait ``timeout_seconds``, and the reads queue
+  behind them).
 * The trainer's read (:meth:`~PostgresEventStore.read_frame`) streams the rows out with
   ``COPY (SELECT …) TO STDOUT`` into Arrow's incremental CSV reader: memory holds the compact
   Arrow columns and the frame built from them, never the whole text.
@@ -38,6 +42,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from .circuit import Admission, CircuitBreaker
 from .errors import InvalidEvent, SchemaOutdated, StoreUnavailable
 from .schema import Interaction, InteractionCols
 from .schema_migrations import check_schema
@@ -50,6 +55,8 @@ logger = logging.getLogger("lookbook.events")
 
 DEFAULT_POOL_SIZE: Final = 4
 DEFAULT_TIMEOUT_SECONDS: Final = 5.0
+#: While the server is unreachable, one operation probes it this often; the others fail at once.
+RETRY_INTERVAL_SECONDS: Final = 1.0
 _CSV_BLOCK_BYTES: Final = 4 << 20  # Arrow parses the COPY stream this much at a time
 #: The table's column of each Interaction field (``timestamp`` is ``event_time`` in SQL).
 COLUMNS: Final = {
@@ -116,22 +123,10 @@ class PostgresEventStore:
         self._closed = False
         self._schema_checked = False
         self._schema_lock = threading.Lock()
-        self._pool = ConnectionPool(
-            database_url,
-            min_size=1,
-            max_size=pool_size,
-            timeout=timeout_seconds,
-            kwargs={
-                "autocommit": True,  # one statement, one transaction; several: conn.transaction()
-                "connect_timeout": max(1, round(timeout_seconds)),
-                "options": "-c TimeZone=UTC",
-            },
-            check=ConnectionPool.check_connection,
-            reconnect_timeout=max(timeout_seconds, 60.0),
-            name="lookbook-events",
-            open=False,
-        )
-        self._pool.open(wait=False)
+        self._breaker = CircuitBreaker(RETRY_INTERVAL_SECONDS)
+        self._url, self._pool_size = database_url, pool_size
+        self._pool_lock = threading.Lock()
+        self._pool = self._new_pool()
         self._database = describe_database_url(database_url)
         try:
             with self._connection():
@@ -147,6 +142,44 @@ class PostgresEventStore:
                 exc,
             )
 
+    def _new_pool(self) -> ConnectionPool:
+        pool = ConnectionPool(
+            self._url,
+            min_size=1,
+            max_size=self._pool_size,
+            timeout=self.timeout_seconds,
+            kwargs=self._connect_options(),
+            check=ConnectionPool.check_connection,
+            reconnect_timeout=max(self.timeout_seconds, 60.0),
+            name="lookbook-events",
+            open=False,
+        )
+        pool.open(wait=False)
+        return pool
+
+    def _connect_options(self) -> dict[str, Any]:
+        return {
+            "autocommit": True,  # one statement, one transaction; several: conn.transaction()
+            "connect_timeout": max(1, round(self.timeout_seconds)),
+            "options": "-c TimeZone=UTC",
+        }
+
+    def _recover(self) -> None:
+        """The probe of an open circuit: when the server accepts a connection again but the pool
+        has none ready — its reconnection attempts back off exponentially (1, 2, 4, 8, 16 s …),
+        so after a long outage it would refuse events for many seconds after the server is back
+        — the pool is replaced by a fresh one, which connects at once."""
+        try:
+            psycopg.connect(self._url, **self._connect_options()).close()
+        except psycopg.Error:
+            return  # still down: the pool's own attempt fails the same way
+        with self._pool_lock:
+            if self._closed or self._pool.get_stats().get("pool_available", 0) > 0:
+                return
+            old, self._pool = self._pool, self._new_pool()
+        logger.warning("event database %s answers again: connection pool renewed", self._database)
+        old.close(timeout=0)
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     @property
@@ -156,9 +189,12 @@ class PostgresEventStore:
 
     def close(self) -> None:
         """Close the pool (its connections)."""
-        if not self._closed:
+        with self._pool_lock:
+            if self._closed:
+                return
             self._closed = True
-            self._pool.close()
+            pool = self._pool
+        pool.close()
 
     def __enter__(self) -> PostgresEventStore:
         return self
@@ -384,10 +420,21 @@ class _PooledConnection:
         self._context: Any = None
 
     def __enter__(self) -> psycopg.Connection:
+        breaker = self.store._breaker
+        admission = breaker.admit()
+        if admission is Admission.OPEN:
+            raise StoreUnavailable(
+                f"event database {self.store._database}: {self.operation}: unreachable (the last "
+                f"attempt failed; retried within {breaker.retry_interval:g} s)"
+            )
+        if admission is Admission.PROBE:
+            self.store._recover()
         self._context = self.store._pool.connection()
         try:
             conn: psycopg.Connection = self._context.__enter__()
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            if breaker.failed():
+                logger.warning("event database %s unreachable: %s", self.store._database, exc)
             raise StoreUnavailable(
                 f"event database {self.store._database}: {self.operation}: no connection within "
                 f"{self.store.timeout_seconds:g} s: {exc}"
@@ -413,9 +460,11 @@ class _PooledConnection:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        breaker = self.store._breaker
         try:
             self._context.__exit__(exc_type, exc, tb)
         except (psycopg.OperationalError, psycopg.InterfaceError) as failure:
+            breaker.failed()
             raise StoreUnavailable(
                 f"event database {self.store._database}: {self.operation} failed: {failure}"
             ) from failure
@@ -423,12 +472,25 @@ class _PooledConnection:
             raise SchemaOutdated(
                 f"event database {self.store._database}: {exc}: run `lookbook db upgrade`"
             ) from exc
+        if isinstance(exc, psycopg.Error) and _server_gone(exc):
+            breaker.failed()  # the connection was lost during the operation
+        elif breaker.succeeded() is not None:
+            logger.warning("event database %s reachable again", self.store._database)
         if isinstance(exc, psycopg.Error):
             if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
                 logger.error("event database %s: %s: %r", self.store._database, self.operation, exc)
             raise StoreUnavailable(
                 f"event database {self.store._database}: {self.operation} failed: {exc}"
             ) from exc
+
+
+def _server_gone(exc: psycopg.Error) -> bool:
+    """True when ``exc`` says the server cannot be reached (a connection failure or shutdown),
+    not that a statement failed on a live server (a lock timeout, a constraint)."""
+    if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in {"57P01", "57P02", "57P03"}
 
 
 class _CopyStream:

@@ -273,6 +273,24 @@ def test_the_openapi_document_shows_both_schemes(keyed: TestClient) -> None:
     assert "security" not in spec["paths"]["/healthz"]["get"]
 
 
+def test_every_scoped_operation_documents_401_and_403(keyed: TestClient) -> None:
+    """Found by the reliability suite (auth): the refusals every scoped route gives were not in
+    its OpenAPI document, so a client generated from it (or schemathesis) did not expect them."""
+    spec = keyed.get("/openapi.json").json()
+    scoped = 0
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            if not operation.get("security"):
+                continue
+            scoped += 1
+            for status in ("401", "403"):
+                response = operation["responses"].get(status)
+                assert response is not None, f"{method.upper()} {path}: {status} not documented"
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (path, schema)
+    assert scoped >= len(EXPECTED_SCOPES)
+
+
 def _asgi(app: FastAPI, path: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, int]:
     """POST a 2 MiB body (declared) straight through the ASGI interface: (status, receive calls)."""
     reads = 0

@@ -195,6 +195,74 @@ def test_the_store_reconnects_on_its_own_when_the_server_is_back(postgres_db: st
         proxy.stop()
 
 
+def test_an_outage_costs_one_wait_then_operations_fail_at_once(postgres_db: str) -> None:
+    """Found by the reliability suite (PostgreSQL stopped under load): every event waited the
+    whole connection timeout while the server was down, holding a handler thread each, and the
+    reads queued behind them for seconds. Behind the circuit breaker only one operation per retry
+    interval waits; the others raise at once — and the store is back with the server."""
+    info = psycopg.conninfo.conninfo_to_dict(postgres_db)
+    proxy = TcpProxy((str(info.get("host", "127.0.0.1")), int(info.get("port", 5432))))
+    proxy.start()
+    url = f"postgresql://postgres@127.0.0.1:{proxy.port}/{info['dbname']}"
+    store = open_event_store(url, timeout_seconds=2.0)
+    try:
+        assert store.append([ev("c1", "before")]) == 1
+        proxy.stop()
+        with pytest.raises(StoreUnavailable):
+            store.append([ev("c1", "first")])  # this one finds out (it may wait)
+        started = time.monotonic()
+        for _ in range(5):
+            with pytest.raises(StoreUnavailable, match="unreachable"):
+                store.append([ev("c1", "during")])
+        assert time.monotonic() - started < 0.5, "operations waited although the server was down"
+        proxy.start()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                store.append([ev("c1", "after")])
+                break
+            except StoreUnavailable:
+                assert time.monotonic() < deadline, "the store did not reconnect within 20 s"
+                time.sleep(0.2)
+        assert [e.item_id for e in store.iter_events()] == ["before", "after"]
+    finally:
+        store.close()
+        proxy.stop()
+
+
+@pytest.mark.slow
+def test_events_are_accepted_again_soon_after_a_long_outage(postgres_db: str) -> None:
+    """Found by the reliability suite (PostgreSQL stopped for 20 s under load): the connection
+    pool's reconnection attempts back off exponentially, so events were refused for 7-15 s after
+    the server was back. The circuit's probe now renews the pool once the server answers."""
+    info = psycopg.conninfo.conninfo_to_dict(postgres_db)
+    proxy = TcpProxy((str(info.get("host", "127.0.0.1")), int(info.get("port", 5432))))
+    proxy.start()
+    url = f"postgresql://postgres@127.0.0.1:{proxy.port}/{info['dbname']}"
+    store = open_event_store(url, timeout_seconds=0.5)
+    try:
+        assert store.append([ev("c1", "before")]) == 1
+        proxy.stop()
+        down_until = time.monotonic() + 20  # as long as the reliability suite's outage
+        while time.monotonic() < down_until:
+            with pytest.raises(StoreUnavailable):
+                store.append([ev("c1", "during")])
+            time.sleep(0.2)
+        proxy.start()
+        back = time.monotonic()
+        while True:
+            try:
+                store.append([ev("c1", "after")])
+                break
+            except StoreUnavailable:
+                assert time.monotonic() - back < 4, "events still refused 4 s after the outage"
+                time.sleep(0.1)
+        assert [e.item_id for e in store.iter_events()] == ["before", "after"]
+    finally:
+        store.close()
+        proxy.stop()
+
+
 def test_a_read_streams_large_tables(postgres_db: str) -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     batch = [ev(f"c{i % 97}", f"i{i}", start + timedelta(seconds=i)) for i in range(20_000)]

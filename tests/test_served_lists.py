@@ -254,10 +254,30 @@ def test_compaction_removes_erased_customers_records_but_not_from_a_live_writer(
     live.append(line(10, "C1", T0))
     live.flush()
     erased = {"C1": T0 + timedelta(days=1)}
-    assert live.compact(erased) == 2, "the live writer's segment is left alone"
+    other = ImpressionLog(tmp_path, flush_seconds=30)  # another process compacting
+    assert other.compact(erased) == 2, "the live writer's segment is left alone"
     everything = [r.recommendation_id for r in ImpressionLog(tmp_path).iter_records()]
     assert everything == ["r1", "r3", "r10"]
     live.close()
     assert ImpressionLog(tmp_path).compact(erased) == 1
     assert [r.recommendation_id for r in ImpressionLog(tmp_path).iter_records()] == ["r1", "r3"]
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_the_writer_that_compacts_releases_its_own_segment(tmp_path: Path) -> None:
+    """Found by the reliability suite (erasure): the service is its impression log's only
+    writer and holds its segment for hours, so its own compaction never removed an erased
+    customer's records from it. Now it closes that segment first (the next record opens a new
+    one); without erased records there it keeps writing the same segment."""
+    live = ImpressionLog(tmp_path, flush_seconds=30)
+    live.append(line(1, "C1", T0))
+    live.append(line(2, "C2", T0))
+    live.flush()
+    assert live.compact({"C3": T0 + timedelta(days=1)}) == 0
+    live.append(line(3, "C1", T0))  # queued, not written yet: written before the check
+    assert live.compact({"C1": T0 + timedelta(days=1)}) == 2
+    assert not any(b'"C1"' in path.read_bytes() for path in tmp_path.glob("*.jsonl"))
+    live.append(line(4, "C2", T0))
+    live.close()
+    assert [r.recommendation_id for r in ImpressionLog(tmp_path).iter_records()] == ["r2", "r4"]
+    assert len(list(tmp_path.glob("*.jsonl"))) == 2

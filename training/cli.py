@@ -287,6 +287,7 @@ def serve(
 
     import uvicorn
 
+    from app.http_protocol import protocol_class
     from app.request_log import log_config
     from app.settings import Settings
 
@@ -323,6 +324,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
+        http=protocol_class(),  # a request the HTTP parser refuses gets the JSON error body too
         log_config=log_config(level, fmt),  # again in each worker process
         access_log=False,  # app/request_log.py writes the access log (route templates, no ids)
     )
