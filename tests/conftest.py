@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -146,3 +147,24 @@ def shared_dataset(name: str) -> Path:
             f"real dataset {name} not found at {path} (the ../shared/data folder is absent)"
         )
     return path
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """The logging configuration as it was: for tests that run `lookbook serve` in-process, whose
+    dictConfig binds handlers to the test runner's (soon closed) streams."""
+    names = ["", "uvicorn", "uvicorn.error", "uvicorn.access"]
+    saved = {
+        name: (
+            logging.getLogger(name).handlers[:],
+            logging.getLogger(name).level,
+            logging.getLogger(name).propagate,
+        )
+        for name in names
+    }
+    yield
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate

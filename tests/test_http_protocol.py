@@ -86,7 +86,9 @@ def test_an_ordinary_request_is_served_as_before(server_port: int) -> None:
     assert _get(server_port, "/anything")[::2] == (200, b"ok")
 
 
-def test_lookbook_serve_runs_the_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lookbook_serve_runs_the_protocol(
+    restore_logging: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from training.cli import cli
 
     seen: dict[str, Any] = {}

@@ -9,7 +9,6 @@ import logging
 import logging.config
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,25 +142,6 @@ def test_the_formatter_writes_the_traceback_and_extra_fields() -> None:
     out = as_json(record)
     assert out["message"] == "failed x" and out["store"] == "S1" and "request_id" not in out
     assert "ValueError: boom" in out["exc_info"]
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    names = ["", "uvicorn", "uvicorn.error", "uvicorn.access"]
-    saved = {
-        name: (
-            logging.getLogger(name).handlers[:],
-            logging.getLogger(name).level,
-            logging.getLogger(name).propagate,
-        )
-        for name in names
-    }
-    yield
-    for name, (handlers, level, propagate) in saved.items():
-        logger = logging.getLogger(name)
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
-        logger.propagate = propagate
 
 
 def test_serve_logs_json_lines_and_turns_uvicorns_access_log_off(
