@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from models.bundle import BundleLayout, latest_bundle
-from training.train import ALSConfig, SequenceTrainConfig, TrainConfig
+from training.train import ALSConfig, SequenceTrainConfig, TrainConfig, train
 
 #: The small retailer's training config (tests and the small benchmarks train with it): fast,
 #: and every model of the bundle fitted.
@@ -46,6 +46,19 @@ SMALL_CONFIG = TrainConfig(
         blend_customers=120,
     ),
 )
+
+
+def small_retailer(work: Path, customers: int, items: int) -> tuple[Path, Path]:
+    """A small synthetic retailer (seed 7) and a bundle trained on it with :data:`SMALL_CONFIG`,
+    in ``work/data`` and ``work/bundles`` — generated and trained in-process the first time,
+    reused after (the in-process cost benchmarks)."""
+    from feature_store.synthetic import generate
+
+    data, bundles = work / "data", work / "bundles"
+    if latest_bundle(bundles) is None:
+        generate(data, customers=customers, items=items, seed=7)
+        train(data, bundles, config=SMALL_CONFIG, progress=False)
+    return data, bundles
 
 
 REPO = Path(__file__).resolve().parents[1]

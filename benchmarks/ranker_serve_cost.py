@@ -28,18 +28,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
-from benchmarks._common import SMALL_CONFIG
-from feature_store.synthetic import generate
-from models.bundle import latest_bundle
-from training.train import train
-
-
-def prepare(work: Path, customers: int, items: int) -> tuple[Path, Path]:
-    data, bundles = work / "data", work / "bundles"
-    if latest_bundle(bundles) is None:
-        generate(data, customers=customers, items=items, seed=7)
-        train(data, bundles, config=SMALL_CONFIG, progress=False)
-    return data, bundles
+from benchmarks._common import small_retailer
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
 
-    data, bundles = prepare(args.work, args.customers, args.items)
+    data, bundles = small_retailer(args.work, args.customers, args.items)
     frame = pd.read_parquet(data / "interactions.parquet")
     bought = frame[frame["type"] == "purchase"]["customer_id"].astype(str).unique().tolist()
     customers = [bought[i % len(bought)] for i in range(args.n)]
