@@ -123,8 +123,10 @@ def main(argv: list[str] | None = None) -> None:
         with TestClient(app):
             load_s = time.perf_counter() - started
             feeds = app.state.service.feeds
-            print(f"bundle {bundle_dir} loaded in {load_s:.1f} s; {len(customers):,} customers, "
-                  f"{len(items):,} items")
+            print(
+                f"bundle {bundle_dir} loaded in {load_s:.1f} s; {len(customers):,} customers, "
+                f"{len(items):,} items"
+            )
 
             def call(name: str, key: str) -> bytes:
                 if name == "personalized":

@@ -2,17 +2,47 @@
 
 1. Prepares (or reuses, in ``--work``) a synthetic retailer with ``lookbook generate`` and a bundle
    with ``lookbook train`` — the real command line, in subprocesses.
-2. Starts the real service, ``uvicorn app.main:create_app --factory --workers 1`` on a free
+2. Starts the real service, ``uvicorn app.main:create_app --factory --workers W`` on a free
    loopback port (``LOOKBOOK_BUNDLE_POLL_SECONDS=0``, ``OPENBLAS_NUM_THREADS=1``), and a bare
-   FastAPI app (``benchmarks/bare_app.py``) served the same way as the baseline.
+   FastAPI app (``benchmarks/bare_app.py``) served the same way as the baseline. W is 1 except
+   for the two-worker server (below).
 3. Drives each from a separate process at a fixed rate, open loop (latency from the scheduled send
    time; see ``benchmarks/_loadgen.py``), HTTP/1.1 keep-alive, warm-up then a fixed duration.
-4. Prints p50/p95/p99 client latency, achieved rate, errors, server-side p50/p99 (from the
-   ``server-timing`` header) and server CPU per request for each scenario, then the targets.
+4. Prints, per scenario: the server's worker count, p50/p95/p99 client latency, achieved rate,
+   errors, server-side p50/p99 (from the ``server-timing`` header), server CPU per request,
+   capacity and server RSS; then the targets.
 5. ``personalized_uncached_bandit`` repeats ``personalized_uncached`` — the same requests — on a
    second server started with the bandit on (``LOOKBOOK_BANDIT__ENABLED=true``, in-process state,
    ``docs/bandit.md``); the difference of the two servers' CPU per request is the reranking
    stage's cost, printed with its target (issue 10: at most 0.3 ms).
+
+Scenarios (``--only`` takes these keys) and their servers:
+
+    bare                            bare FastAPI endpoint                 bare               W=1
+    personalized_uncached           a distinct customer per request       lookbook           W=1
+    personalized_uncached_bandit    the same requests, bandit on          lookbook-bandit    W=1
+    personalized_cached             --cached-keys customers repeated      lookbook           W=1
+    similar_uncached                a distinct item per request           lookbook           W=1
+    similar_cached                  --cached-keys items repeated          lookbook           W=1
+    personalized_uncached_redis     distinct customers, REDIS_URL set     lookbook-redis     W=1
+    personalized_uncached_redis_2w  distinct customers, REDIS_URL set     lookbook-redis-2w  W=2
+
+The customers of the three uncached personalized scenarios (in-process, Redis, Redis with two
+workers) and of the cached one are disjoint; the two Redis servers use key prefixes of their own.
+
+Server figures cover the whole process tree: with ``--workers 2`` uvicorn runs a supervisor and
+two worker processes, and CPU (from ``/proc/<pid>/stat``, descendants found through their ppid)
+and RSS are summed over all of them (the RSS column also gives the largest worker). Capacity is
+``workers × 1000 / server CPU ms per request``: each worker can use one core, and since the
+load generator shares the machine, capacity is computed from CPU per request rather than by
+saturating the server. ``--pin`` pins one-worker servers only.
+
+Targets printed (each only when the scenarios it compares were run): client p99 of the uncached
+lists at the offered rate (issue 2), and those of issue "Fast at full size" — personalized
+uncached server CPU per request ≤ 4 × the bare endpoint's; with ``REDIS_URL`` ≤ 1.2 × the
+in-process figure; cached lists server p50 ≤ 0.5 ms and capacity ≥ 0.7 × the bare endpoint's;
+two workers with Redis ≥ 1.8 × the capacity of one. RSS at full size (target ≤ 3 GiB at
+1M × 100k) is read off the outcomes table.
 
 Pass/fail is not the exit code: the script prints figures and exits 0 once it has measured (and
 always stops the servers it started, also on errors and Ctrl-C).
@@ -61,6 +91,7 @@ from benchmarks._common import (
     log_tail,
     machine_info,
     now_iso,
+    process_tree,
     read_manifest,
     save_json,
     stop_process_group,
@@ -73,7 +104,12 @@ from training.report import markdown_table
 # Targets of issue 2 (2-core machine, one worker).
 TARGET_PERSONALIZED_P99_MS = 15.0
 TARGET_SIMILAR_P99_MS = 5.0
-TARGET_CACHED_SERVER_P50_MS = 1.0
+# Targets of issue "Fast at full size" (server CPU and capacity relative to figures of the same run).
+TARGET_CACHED_SERVER_P50_MS = 0.5  # was 1.0 in issue 2
+TARGET_PERSONALIZED_CPU_VS_BARE = 4.0  # personalized uncached CPU/request ≤ 4 × the bare endpoint's
+TARGET_REDIS_CPU_VS_IN_PROCESS = 1.2  # with REDIS_URL ≤ 1.2 × the in-process figure
+TARGET_CACHED_CAPACITY_VS_BARE = 0.7  # cached lists: capacity ≥ 0.7 × the bare endpoint's
+TARGET_TWO_WORKER_SCALING = 1.8  # 2 workers with Redis: capacity ≥ 1.8 × one worker with Redis
 # Target of issue 10: the bandit's reranking stage adds at most this much server CPU to a list.
 TARGET_BANDIT_CPU_MS = 0.3
 MIN_ACHIEVED_FRACTION = 0.98  # of the offered rate, for a latency target to count as met
@@ -88,12 +124,34 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process so far (from /proc)."""
+def proc_cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
+    """User + system CPU time of one process so far (from /proc); with ``reaped_children``, plus
+    that of its children it has waited for (``cutime`` + ``cstime``)."""
     with open(f"/proc/{pid}/stat", "rb") as fh:
         stat = fh.read()
     fields = stat[stat.rfind(b")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(root: int) -> dict[int, float]:
+    """CPU seconds so far of ``root`` and each live descendant (``process_tree``: the ppid links
+    of /proc/*/stat), each including its reaped children, so that a worker that exited and was
+    waited for still counts. With ``uvicorn --workers N`` the root is the supervisor and the
+    workers are its children. Raises OSError when ``root`` itself is gone."""
+    cpu = {root: proc_cpu_seconds(root, reaped_children=True)}
+    for pid in process_tree(root):
+        if pid != root:
+            with contextlib.suppress(OSError, IndexError, ValueError):  # exited meanwhile
+                cpu[pid] = proc_cpu_seconds(pid, reaped_children=True)
+    return cpu
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds so far of ``root`` and all its descendants, summed."""
+    return sum(tree_cpu(root).values())
 
 
 def machine_cpu_seconds() -> tuple[float, float]:
@@ -106,14 +164,15 @@ def machine_cpu_seconds() -> tuple[float, float]:
 
 
 def wait_quiet(pid: int, max_s: float, busy_below: float = 0.1, window_s: float = 0.5) -> float:
-    """Wait until process ``pid`` uses less than ``busy_below`` of a core over ``window_s``: an
-    overloaded server keeps working through requests whose clients gave up, and that backlog must
-    not land in the next scenario. Returns the seconds waited (``max_s`` or more if never quiet)."""
+    """Wait until process ``pid`` and its descendants (all the workers of a server) together use
+    less than ``busy_below`` of a core over ``window_s``: an overloaded server keeps working
+    through requests whose clients gave up, and that backlog must not land in the next scenario.
+    Returns the seconds waited (``max_s`` or more if never quiet)."""
     start = time.perf_counter()
     while True:
-        before = proc_cpu_seconds(pid)
+        before = tree_cpu_seconds(pid)
         time.sleep(window_s)
-        if proc_cpu_seconds(pid) - before < busy_below * window_s:
+        if tree_cpu_seconds(pid) - before < busy_below * window_s:
             return time.perf_counter() - start - window_s
         if time.perf_counter() - start >= max_s:
             return time.perf_counter() - start
@@ -122,6 +181,35 @@ def wait_quiet(pid: int, max_s: float, busy_below: float = 0.1, window_s: float 
 def proc_rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/statm", "rb") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def tree_rss(root: int) -> dict[int, int]:
+    """Resident memory of ``root`` and each live descendant right now."""
+    rss = {}
+    for pid in process_tree(root):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            rss[pid] = proc_rss_bytes(pid)
+    return rss
+
+
+def worker_pids(root: int) -> list[int]:
+    """The worker processes of a uvicorn started with ``--workers N`` > 1: the supervisor's
+    children running Python (not, say, a multiprocessing resource tracker)."""
+    workers = []
+    for pid in process_tree(root):
+        if pid == root:
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                stat = fh.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rfind(b")") + 2 :].split()[1])
+        if ppid == root and b"resource_tracker" not in cmdline:
+            workers.append(pid)
+    return workers
 
 
 class BundleRejected(BenchError):
@@ -139,6 +227,7 @@ class Server:
     access_log: bool = False
     cpu: int | None = None
     nice: int = 0  # scheduling priority of the server process (negative = ahead of others)
+    workers: int = 1  # uvicorn --workers: more than 1 runs a supervisor with worker children
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     ready_s: float = 0.0
@@ -152,7 +241,7 @@ class Server:
             self.factory,
             "--factory",
             "--workers",
-            "1",
+            str(self.workers),
             "--host",
             "127.0.0.1",
             "--port",
@@ -179,7 +268,7 @@ class Server:
                 if self.nice
                 else None,
             )
-        if self.cpu is not None:
+        if self.cpu is not None and self.workers == 1:  # several workers need several cores
             with contextlib.suppress(OSError):
                 os.sched_setaffinity(self.proc.pid, {self.cpu})
         start = time.perf_counter()
@@ -205,8 +294,24 @@ class Server:
                     + log_tail(self.log_path)
                 )
             time.sleep(0.5)
+        if self.workers > 1:
+            self.wait_workers(start, ready_timeout_s)
         self.ready_s = time.perf_counter() - start
         print(f"[bench] {self.name} ready after {self.ready_s:.1f} s", flush=True)
+
+    def wait_workers(self, start: float, ready_timeout_s: float) -> None:
+        """/readyz answered from one worker: wait until all ``workers`` have started and the
+        process tree is quiet (every worker done loading the bundle), so that no scenario's
+        keep-alive connections all land on the first worker that was ready."""
+        assert self.proc is not None
+        while len(worker_pids(self.proc.pid)) < self.workers:
+            if self.proc.poll() is not None or time.perf_counter() - start > ready_timeout_s:
+                raise BenchError(
+                    f"{self.name}: {len(worker_pids(self.proc.pid))} of {self.workers} workers "
+                    f"running; log: {self.log_path}\n{log_tail(self.log_path)}"
+                )
+            time.sleep(0.5)
+        wait_quiet(self.proc.pid, max(ready_timeout_s - (time.perf_counter() - start), 1.0))
 
     def get(self, path: str) -> tuple[int, bytes]:
         """One plain request (for readiness and sanity checks); (0, b"") when nothing answers."""
@@ -257,7 +362,7 @@ def server_env(extra: dict[str, str]) -> dict[str, str]:
 class Scenario:
     key: str
     title: str
-    server: str  # "bare" | "lookbook" | "lookbook-redis"
+    server: str  # a key of the servers in run(): "bare", "lookbook", "lookbook-redis", …
     paths: list[str]
     note: str = ""
 
@@ -267,14 +372,26 @@ class Outcome:
     key: str
     title: str
     offered_rps: float
+    workers: int = 1  # uvicorn worker processes of the server
     result: LoadResult | None = None
-    server_cpu_ms_per_req: float | None = None
-    server_rss_bytes: int | None = None
+    server_cpu_ms_per_req: float | None = None  # summed over the server's whole process tree
+    server_rss_bytes: int | None = None  # summed over the server's whole process tree
+    worker_rss_max_bytes: int | None = None  # the largest single worker
+    server_processes: int | None = None  # live processes in the server's tree after the run
     error: str | None = None
     note: str = ""
     stats: dict[str, float] = field(default_factory=dict)
     others_cores: float | None = None  # CPU used meanwhile by processes other than ours
     steal_cores: float | None = None  # CPU the hypervisor took
+
+
+def capacity(outcome: Outcome | None) -> float | None:
+    """Requests per second the server could serve with each of its workers using one core:
+    workers × 1000 / server CPU ms per request (the load generator shares the machine, so
+    capacity is computed from CPU per request, not measured by saturating the server)."""
+    if outcome is None or not outcome.server_cpu_ms_per_req:
+        return None
+    return outcome.workers * 1000.0 / outcome.server_cpu_ms_per_req
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -286,7 +403,9 @@ def summarise(outcome: Outcome) -> None:
     if result is None:
         return
     lat, srv = result.latencies_ms, result.server_ms
-    outcome.stats = {
+    if outcome.server_cpu_ms_per_req:
+        outcome.stats["capacity_rps"] = capacity(outcome) or 0.0
+    outcome.stats |= {
         "achieved_rps": result.ok / result.window_s if result.window_s > 0 else 0.0,
         "p50": percentile(lat, 50),
         "p95": percentile(lat, 95),
@@ -299,8 +418,11 @@ def summarise(outcome: Outcome) -> None:
 
 
 @contextlib.contextmanager
-def profiling(pid: int, folder: Path | None, name: str) -> Iterator[None]:
-    """Sample ``pid`` with py-spy while the block runs (nothing when ``folder`` is None)."""
+def profiling(
+    pid: int, folder: Path | None, name: str, subprocesses: bool = False
+) -> Iterator[None]:
+    """Sample ``pid`` (and its children with ``subprocesses``) with py-spy while the block runs
+    (nothing when ``folder`` is None)."""
     if folder is None:
         yield
         return
@@ -312,6 +434,8 @@ def profiling(pid: int, folder: Path | None, name: str) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{name}.txt"
     cmd = [spy, "record", "--pid", str(pid), "--native", "--format", "raw", "--output", str(out)]
+    if subprocesses:
+        cmd.append("--subprocesses")
     with open(folder / f"{name}.py-spy.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -329,7 +453,9 @@ def profiling(pid: int, folder: Path | None, name: str) -> Iterator[None]:
 def run_scenario(
     scenario: Scenario, server: Server, args: argparse.Namespace, loadgen_cpu: int | None
 ) -> Outcome:
-    outcome = Outcome(scenario.key, scenario.title, args.rate, note=scenario.note)
+    outcome = Outcome(
+        scenario.key, scenario.title, args.rate, workers=server.workers, note=scenario.note
+    )
     if not server.alive or server.proc is None:
         outcome.error = f"{server.name} is not running (log: {server.log_path})"
         return outcome
@@ -356,10 +482,13 @@ def run_scenario(
             outcome.note += f"; server still busy after {waited:.0f} s of waiting before the run"
         elif waited > 1:
             outcome.note += f"; waited {waited:.1f} s for the server to finish earlier work"
-    cpu_before = proc_cpu_seconds(pid)
+    cpu_before = tree_cpu(pid)
     busy_before, steal_before = machine_cpu_seconds()
     wall_before = time.perf_counter()
-    with profiling(pid, args.profile, scenario.key), mp.get_context("spawn").Pool(1) as pool:
+    with (
+        profiling(pid, args.profile, scenario.key, subprocesses=server.workers > 1),
+        mp.get_context("spawn").Pool(1) as pool,
+    ):
         # Server CPU covers warm-up and recorded requests; divided by both below.
         result = pool.apply(run_load, (spec,))
     wall = time.perf_counter() - wall_before
@@ -378,17 +507,23 @@ def measure_server(
     server: Server,
     args: argparse.Namespace,
     result: LoadResult,
-    cpu_before: float,
+    cpu_before: dict[int, float],
     wall: float,
     busy_before: float,
     steal_before: float,
 ) -> None:
-    """Server-side figures of a scenario: CPU per request, memory, and what else ran meanwhile."""
+    """Server-side figures of a scenario: CPU per request, memory, and what else ran meanwhile —
+    summed over the server's process tree (a uvicorn supervisor and its workers)."""
     assert server.proc is not None
     pid = server.proc.pid
     busy_after, steal_after = machine_cpu_seconds()
+
+    def used(after: dict[int, float]) -> dict[int, float]:
+        # a process born during the run counts from zero
+        return {p: cpu - cpu_before.get(p, 0.0) for p, cpu in after.items()}
+
     if server.alive:
-        cpu = proc_cpu_seconds(pid) - cpu_before
+        cpu = sum(used(tree_cpu(pid)).values())
         others = busy_after - busy_before - cpu - result.client_cpu_s
         outcome.others_cores = max(others, 0.0) / wall
         outcome.steal_cores = (steal_after - steal_before) / wall
@@ -397,10 +532,34 @@ def measure_server(
         drained = wait_quiet(pid, args.drain_timeout)
         if drained > 1:
             outcome.note += f"; the server needed {drained:.1f} s after the run to catch up"
-        total_cpu = proc_cpu_seconds(pid) - cpu_before
+        per_process = used(tree_cpu(pid))
+        total_cpu = sum(per_process.values())
         total_requests = round((args.warmup + args.duration) * args.rate)
         outcome.server_cpu_ms_per_req = total_cpu * 1000.0 / max(total_requests, 1)
-        outcome.server_rss_bytes = proc_rss_bytes(pid)
+        rss = tree_rss(pid)
+        workers = worker_pids(pid) if server.workers > 1 else [pid]
+        outcome.server_rss_bytes = sum(rss.values())
+        outcome.worker_rss_max_bytes = max((rss.get(w, 0) for w in workers), default=0)
+        outcome.server_processes = len(rss)
+        if server.workers > 1:
+            split = ", ".join(
+                f"{'supervisor' if p == pid else 'worker' if p in workers else 'other'} "
+                f"{p} {per_process[p]:.2f} s"
+                for p in sorted(per_process, key=lambda p: (p != pid, p))
+            )
+            outcome.note += (
+                f"; {len(workers)} of {server.workers} workers running; server CPU "
+                f"{total_cpu:.2f} s summed over the process tree ({split})"
+            )
+            if len(workers) < server.workers:
+                outcome.error = f"only {len(workers)} of {server.workers} workers running"
+            shares = [per_process.get(w, 0.0) for w in workers]
+            if len(shares) > 1 and min(shares) < 0.25 * max(shares):
+                outcome.note += (
+                    "; the load was uneven across the workers (a keep-alive connection stays "
+                    "with the worker that accepted it, and a low rate opens few connections): "
+                    "the capacity assumes every worker as busy as the CPU per request says"
+                )
     else:
         outcome.error = f"{server.name} died during the run (log: {server.log_path})"
 
@@ -414,6 +573,7 @@ def fmt_ms(value: float | None) -> str:
 def format_outcomes(outcomes: list[Outcome]) -> str:
     headers = [
         "scenario",
+        "workers",
         "offered/s",
         "achieved/s",
         "n",
@@ -426,6 +586,7 @@ def format_outcomes(outcomes: list[Outcome]) -> str:
         "server p99",
         "server CPU ms/req",
         "capacity/s",
+        "server RSS",
         "fallback",
         "others' CPU (cores)",
     ]
@@ -433,8 +594,15 @@ def format_outcomes(outcomes: list[Outcome]) -> str:
     for o in outcomes:
         if o.result is None:
             error = (o.error or "")[:60] + ("…" if len(o.error or "") > 60 else "")
-            rows.append([o.title, f"{o.offered_rps:g}", f"not measured: {error}", *[""] * 12])
+            blank = [""] * (len(headers) - 4)
+            rows.append(
+                [o.title, o.workers, f"{o.offered_rps:g}", f"not measured: {error}", *blank]
+            )
             continue
+        cap = capacity(o)
+        rss = "–" if o.server_rss_bytes is None else human_bytes(o.server_rss_bytes)
+        if o.workers > 1 and o.worker_rss_max_bytes is not None:
+            rss += f" (max/worker {human_bytes(o.worker_rss_max_bytes)})"
         r, s = o.result, o.stats
         errors = ", ".join(f"{k}={v}" for k, v in sorted(r.errors.items())) or "0"
         if o.error:
@@ -442,6 +610,7 @@ def format_outcomes(outcomes: list[Outcome]) -> str:
         rows.append(
             [
                 o.title,
+                o.workers,
                 f"{o.offered_rps:g}",
                 f"{s['achieved_rps']:.1f}",
                 r.scheduled,
@@ -453,7 +622,8 @@ def format_outcomes(outcomes: list[Outcome]) -> str:
                 fmt_ms(s["server_p50"]),
                 fmt_ms(s["server_p99"]),
                 fmt_ms(o.server_cpu_ms_per_req),
-                f"{1000 / o.server_cpu_ms_per_req:.0f}" if o.server_cpu_ms_per_req else "–",
+                "–" if cap is None else f"{cap:.0f}",
+                rss,
                 f"{r.fallbacks}/{r.ok}",
                 "–" if o.others_cores is None else f"{o.others_cores:.2f}",
             ]
@@ -473,12 +643,20 @@ def healthy(outcome: Outcome | None) -> tuple[bool, str]:
 
 
 def format_targets(outcomes: dict[str, Outcome], rate: float) -> str:
+    """The targets whose scenarios this run attempted (a row needs every scenario it compares to
+    have been selected; one that failed shows as not measured). Latency targets count only for a
+    healthy run; the CPU and capacity ratios compare figures of the same run."""
     rows: list[list[str]] = []
 
+    def attempted(*keys: str) -> bool:
+        return all(key in outcomes for key in keys)
+
     def row(label: str, key: str, stat: str, limit: float) -> None:
-        outcome = outcomes.get(key)
+        if not attempted(key):
+            return
+        outcome = outcomes[key]
         ok, why = healthy(outcome)
-        value = outcome.stats.get(stat) if outcome is not None and outcome.result else None
+        value = outcome.stats.get(stat) if outcome.result else None
         if value is None or value != value:  # not measured, or no successful request
             rows.append([label, f"≤ {limit:g} ms", "–", why or "skipped"])
             return
@@ -486,33 +664,95 @@ def format_targets(outcomes: dict[str, Outcome], rate: float) -> str:
         verdict = "yes" if met else ("no" if ok else f"no ({why})")
         rows.append([label, f"≤ {limit:g} ms", f"{value:.2f} ms", verdict])
 
+    def ratio_row(
+        label: str, key: str, base: str, factor: float, what: str, *, at_least: bool
+    ) -> None:
+        """``what`` ("cpu": server CPU ms per request, "capacity": requests/s) of ``key`` against
+        ``factor`` × that of ``base``."""
+        if not attempted(key, base):
+            return
+        get = (lambda o: o.server_cpu_ms_per_req) if what == "cpu" else capacity
+        value, reference = get(outcomes[key]), get(outcomes[base])
+        sign = "≥" if at_least else "≤"
+        unit, digits = (" ms", 3) if what == "cpu" else ("/s", 0)
+        if not value or not reference:
+            why = "; ".join(
+                f"{k}: {outcomes[k].error or 'not measured'}"
+                for k in (key, base)
+                if not get(outcomes[k])
+            )
+            rows.append([label, f"{sign} {factor:g} × {base}", "–", f"not measured ({why})"])
+            return
+        limit = factor * reference
+        met = value >= limit if at_least else value <= limit
+        verdict = "yes" if met else "no"
+        if not (healthy(outcomes[key])[0] and healthy(outcomes[base])[0]):
+            verdict += " (a run had errors or did not keep up)"
+        rows.append(
+            [
+                label,
+                f"{sign} {factor:g} × {reference:.{digits}f}{unit} = {limit:.{digits}f}{unit}",
+                f"{value:.{digits}f}{unit} ({value / reference:.2f} ×)",
+                verdict,
+            ]
+        )
+
     row(
-        f"personalized uncached, client p99 at {rate:g} req/s",
+        f"personalized uncached, client p99 at {rate:g} req/s (no errors)",
         "personalized_uncached",
         "p99",
         TARGET_PERSONALIZED_P99_MS,
     )
+    ratio_row(
+        "personalized uncached, server CPU per request vs the bare endpoint's",
+        "personalized_uncached",
+        "bare",
+        TARGET_PERSONALIZED_CPU_VS_BARE,
+        "cpu",
+        at_least=False,
+    )
+    ratio_row(
+        "personalized uncached with REDIS_URL, server CPU per request vs in-process",
+        "personalized_uncached_redis",
+        "personalized_uncached",
+        TARGET_REDIS_CPU_VS_IN_PROCESS,
+        "cpu",
+        at_least=False,
+    )
     row("similar items uncached, client p99", "similar_uncached", "p99", TARGET_SIMILAR_P99_MS)
     row("similar items cached, client p99", "similar_cached", "p99", TARGET_SIMILAR_P99_MS)
-    row(
-        "personalized cached, server p50",
-        "personalized_cached",
-        "server_p50",
-        TARGET_CACHED_SERVER_P50_MS,
-    )
-    row(
-        "similar items cached, server p50",
-        "similar_cached",
-        "server_p50",
-        TARGET_CACHED_SERVER_P50_MS,
-    )
-    if "personalized_uncached_redis" in outcomes:
-        row(
-            "personalized uncached with Redis, client p99 (same bar, informative)",
-            "personalized_uncached_redis",
-            "p99",
-            TARGET_PERSONALIZED_P99_MS,
+    for key, what in (("personalized_cached", "personalized"), ("similar_cached", "similar items")):
+        row(f"{what} cached, server p50", key, "server_p50", TARGET_CACHED_SERVER_P50_MS)
+        ratio_row(
+            f"{what} cached, capacity vs the bare endpoint's",
+            key,
+            "bare",
+            TARGET_CACHED_CAPACITY_VS_BARE,
+            "capacity",
+            at_least=True,
         )
+    row(
+        "personalized uncached with Redis, client p99 (same bar, informative)",
+        "personalized_uncached_redis",
+        "p99",
+        TARGET_PERSONALIZED_P99_MS,
+    )
+    row(
+        "personalized uncached with Redis, 2 workers, client p99 (same bar, informative)",
+        "personalized_uncached_redis_2w",
+        "p99",
+        TARGET_PERSONALIZED_P99_MS,
+    )
+    ratio_row(
+        "personalized uncached with Redis: capacity of 2 workers vs 1",
+        "personalized_uncached_redis_2w",
+        "personalized_uncached_redis",
+        TARGET_TWO_WORKER_SCALING,
+        "capacity",
+        at_least=True,
+    )
+    if not rows:
+        return "targets: none among the scenarios run"
     return markdown_table(["target", "limit", "measured", "met"], rows)
 
 
@@ -571,7 +811,7 @@ def distinct(
 
 
 def build_scenarios(
-    bundle: Path, args: argparse.Namespace, with_redis: bool
+    bundle: Path, args: argparse.Namespace, with_redis: bool, with_redis_2w: bool = False
 ) -> tuple[list[Scenario], list[str]]:
     customers, with_history, items = known_ids(bundle)
     if len(with_history) == 0:
@@ -580,11 +820,14 @@ def build_scenarios(
     warnings: list[str] = []
     n_total = round((args.warmup + args.duration) * args.rate)
     k = args.k
-    # Disjoint customers for every scenario: uncached (in-process), uncached (Redis), cached.
-    wanted = n_total * (2 if with_redis else 1) + args.cached_keys
+    # Disjoint customers for every scenario: uncached (in-process), uncached (Redis), uncached
+    # (Redis, 2 workers), cached — in that order in ``chosen``.
+    wanted = n_total * (1 + with_redis + with_redis_2w) + args.cached_keys
     chosen = with_history[distinct(rng, len(with_history), wanted, "customers", warnings)]
     uncached_c = chosen[:n_total]
     redis_c = chosen[n_total : 2 * n_total] if with_redis else chosen[:0]
+    after = n_total * (1 + with_redis)
+    redis_2w_c = chosen[after : after + n_total] if with_redis_2w else chosen[:0]
     cached_c = chosen[len(chosen) - args.cached_keys :]
     item_order = distinct(rng, len(items), n_total, "items", warnings)
     cached_i = rng.choice(len(items), size=min(args.cached_keys, len(items)), replace=False)
@@ -636,19 +879,34 @@ def build_scenarios(
                 "REDIS_URL set: online store and cache in Redis; distinct customers",
             )
         )
+    if with_redis_2w:
+        scenarios.append(
+            Scenario(
+                "personalized_uncached_redis_2w",
+                "personalized, uncached, Redis, 2 workers",
+                "lookbook-redis-2w",
+                feed(redis_2w_c),
+                "REDIS_URL set, uvicorn --workers 2 (CPU and RSS summed over the supervisor and "
+                "its workers); customers distinct from every other scenario's",
+            )
+        )
     if args.cached_keys > round(args.warmup * args.rate):
         warnings.append("--cached-keys exceeds the warm-up requests: cached runs include misses")
     return scenarios, warnings
 
 
 def record_failure(
-    outcomes: dict[str, Outcome], group: list[Scenario], exc: BenchError, rate: float
+    outcomes: dict[str, Outcome],
+    group: list[Scenario],
+    exc: BenchError,
+    rate: float,
+    workers: int = 1,
 ) -> None:
     print(f"[bench] {exc}", file=sys.stderr)
     first_line = str(exc).splitlines()[0]
     for scenario in group:
         outcomes.setdefault(
-            scenario.key, Outcome(scenario.key, scenario.title, rate, error=first_line)
+            scenario.key, Outcome(scenario.key, scenario.title, rate, workers, error=first_line)
         )
 
 
@@ -738,13 +996,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=5.0, help="per request, seconds")
     parser.add_argument("--seed", type=int, default=7, help="seed of the request mix")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
-    parser.add_argument("--no-redis", action="store_true", help="skip the Redis scenario")
+    parser.add_argument("--no-redis", action="store_true", help="skip the Redis scenarios")
     parser.add_argument(
         "--only",
         default="",
         help="comma-separated scenario keys (bare, personalized_uncached, "
         "personalized_uncached_bandit, personalized_cached, similar_uncached, similar_cached, "
-        "personalized_uncached_redis)",
+        "personalized_uncached_redis, personalized_uncached_redis_2w)",
     )
     parser.add_argument(
         "--profile",
@@ -803,10 +1061,15 @@ def run(args: argparse.Namespace) -> int:
     bundle, trained = prepare_bundle(args)
 
     only = {s.strip() for s in args.only.split(",") if s.strip()}
-    redis_skip = "--no-redis" if args.no_redis else redis_status(args.redis_url)
+    redis_unavailable = "--no-redis" if args.no_redis else redis_status(args.redis_url)
+    redis_skip, redis_2w_skip = redis_unavailable, redis_unavailable
     if only and "personalized_uncached_redis" not in only:
         redis_skip = redis_skip or "not selected"
-    scenarios, warnings = build_scenarios(bundle, args, with_redis=redis_skip is None)
+    if only and "personalized_uncached_redis_2w" not in only:
+        redis_2w_skip = redis_2w_skip or "not selected"
+    scenarios, warnings = build_scenarios(
+        bundle, args, with_redis=redis_skip is None, with_redis_2w=redis_2w_skip is None
+    )
     if only:
         scenarios = [s for s in scenarios if s.key in only]
     server_cpu, loadgen_cpu = (0, 1) if args.pin else (None, None)
@@ -819,6 +1082,8 @@ def run(args: argparse.Namespace) -> int:
         "LOOKBOOK_EVENT_LOG_DIR": str(args.work / "events" / run_id),
     }
     redis_prefix = f"lbbench:{run_id}:"
+    redis_2w_prefix = f"lbbench:{run_id}-2w:"  # its own keys: nothing cached by the 1-worker run
+    redis_prefixes = {"lookbook-redis": redis_prefix, "lookbook-redis-2w": redis_2w_prefix}
     servers = {
         "bare": Server(
             "bare FastAPI",
@@ -858,6 +1123,18 @@ def run(args: argparse.Namespace) -> int:
             server_cpu,
             args.nice,
         ),
+        "lookbook-redis-2w": Server(
+            "lookbook (Redis, 2 workers)",
+            "app.main:create_app",
+            server_env(
+                {**common, "REDIS_URL": args.redis_url, "LOOKBOOK_REDIS_PREFIX": redis_2w_prefix}
+            ),
+            logs / "serve-lookbook-redis-2w.log",
+            access,
+            server_cpu,  # not pinned: Server.start pins one-worker servers only
+            args.nice,
+            workers=2,
+        ),
     }
 
     outcomes: dict[str, Outcome] = {}
@@ -886,16 +1163,17 @@ def run(args: argparse.Namespace) -> int:
                     print(f"[bench] {exc}\n[bench] retraining with the current trainer", flush=True)
                     bundle, trained = prepare_bundle(args, retrain=True)
                     continue
-                record_failure(outcomes, group, exc, args.rate)
+                record_failure(outcomes, group, exc, args.rate, server.workers)
                 break
             except BenchError as exc:
-                record_failure(outcomes, group, exc, args.rate)
+                record_failure(outcomes, group, exc, args.rate, server.workers)
                 break
             finally:
-                if name == "lookbook-redis":
+                if name in redis_prefixes:
+                    prefix = redis_prefixes[name]
                     with contextlib.suppress(Exception):
-                        deleted = delete_redis_prefix(args.redis_url, redis_prefix)
-                        print(f"[bench] deleted {deleted} Redis keys under {redis_prefix}")
+                        deleted = delete_redis_prefix(args.redis_url, prefix)
+                        print(f"[bench] deleted {deleted} Redis keys under {prefix}")
     manifest = read_manifest(bundle)
 
     load_after = load_average()
@@ -918,14 +1196,18 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"load: {args.rate:g} req/s open loop, {args.warmup:g} s warm-up + {args.duration:g} s "
-        f"recorded, k={args.k}, ≤{args.max_connections} keep-alive connections, one uvicorn "
-        f"worker{', pinned (server CPU 0, client CPU 1)' if args.pin else ''}"
+        f"recorded, k={args.k}, ≤{args.max_connections} keep-alive connections, uvicorn "
+        f"workers per server as in the workers column (capacity = workers × 1000 / server CPU "
+        f"ms per request; CPU and RSS summed over the server's process tree)"
+        f"{', pinned (one-worker servers CPU 0, client CPU 1)' if args.pin else ''}"
         f"{f', nice {args.nice}' if args.nice else ''}, access log "
         f"{'on' if access else 'off'}"
     )
     print("ready after: " + ", ".join(f"{k} {v:.1f} s" for k, v in ready.items()))
     if redis_skip is not None:
         print(f"Redis scenario skipped: {redis_skip}")
+    if redis_2w_skip is not None:
+        print(f"Redis two-worker scenario skipped: {redis_2w_skip}")
     for warning in warnings:
         print(f"warning: {warning}")
     print()
@@ -956,6 +1238,7 @@ def run(args: argparse.Namespace) -> int:
             "args": {k: str(v) for k, v in vars(args).items()},
             "bundle": str(bundle),
             "redis_skipped": redis_skip,
+            "redis_2w_skipped": redis_2w_skip,
             "bandit_cost_ms_per_req": bandit_cost_ms(outcomes),
             "warnings": warnings,
             "scenarios": [
@@ -965,10 +1248,15 @@ def run(args: argparse.Namespace) -> int:
                     "note": o.note,
                     "error": o.error,
                     "stats": o.stats,
+                    "workers": o.workers,
                     "server_cpu_ms_per_req": o.server_cpu_ms_per_req,
+                    "capacity_rps": capacity(o),
                     "others_cores": o.others_cores,
                     "steal_cores": o.steal_cores,
                     "server_rss": human_bytes(o.server_rss_bytes) if o.server_rss_bytes else None,
+                    "server_rss_bytes": o.server_rss_bytes,
+                    "worker_rss_max_bytes": o.worker_rss_max_bytes,
+                    "server_processes": o.server_processes,
                     "result": {
                         k: v
                         for k, v in asdict(o.result).items()
