@@ -11,7 +11,7 @@ seasonal) and rerankers plug in by adding to the lists a :class:`Pipeline` is bu
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
@@ -263,6 +263,11 @@ class CandidateSource(Protocol):
 
 
 class Filter(Protocol):
+    def applies(self, ctx: Context) -> bool:
+        """Whether the filter can drop anything in this request (checked once per request, so
+        a request without a category, price range or size filter pays nothing for them)."""
+        ...
+
     def keep(self, ctx: Context, candidate: Candidate) -> bool: ...
 
 
@@ -599,11 +604,17 @@ class ExcludeFilter:
     """Drops excluded items (already bought, the anchor item, returned items with no other size
     to try: :meth:`Context.never_again`)."""
 
+    def applies(self, ctx: Context) -> bool:
+        return True
+
     def keep(self, ctx: Context, candidate: Candidate) -> bool:
         return candidate.item not in ctx.exclude and candidate.item != ctx.anchor_item
 
 
 class CategoryFilter:
+    def applies(self, ctx: Context) -> bool:
+        return ctx.category is not None
+
     def keep(self, ctx: Context, candidate: Candidate) -> bool:
         return ctx.category is None or ctx.bundle.catalog.categories[candidate.item] == ctx.category
 
@@ -612,12 +623,18 @@ class SizeStockFilter:
     """With ``in_stock_in_my_size``: only items in stock (in ``store_id``, or anywhere) in the
     customer's size for the item's category; items whose size is unknown are dropped."""
 
+    def applies(self, ctx: Context) -> bool:
+        return ctx.in_stock_in_my_size
+
     def keep(self, ctx: Context, candidate: Candidate) -> bool:
         return not ctx.in_stock_in_my_size or ctx.in_stock_in_size(candidate.item)
 
 
 class PriceFilter:
     """With ``min_price`` / ``max_price``: only items priced within the range (inclusive)."""
+
+    def applies(self, ctx: Context) -> bool:
+        return ctx.price_filtered
 
     def keep(self, ctx: Context, candidate: Candidate) -> bool:
         return not ctx.price_filtered or ctx.in_price_range(candidate.item)
@@ -679,19 +696,20 @@ class Pipeline:
         names: list[str] = []
         weights: list[float] = []
         lists: list[list[Candidate]] = []
+        keep = self._keeper(ctx)
         for source, weight in self.sources:
             if weight <= 0:
                 continue
             names.append(source.name)
             weights.append(weight)
-            lists.append([c for c in source.candidates(ctx, n) if self._keep(ctx, c)])
+            lists.append(keep(source.candidates(ctx, n)))
         reranker = self.reranker
         if reranker is not None and ctx.diversity <= 0 and reranker.active(ctx):
             mean = sum(weights) / len(weights) if weights else 1.0
             for source in reranker.extra_sources(ctx, names):
                 names.append(source.name)
                 weights.append(mean)
-                lists.append([c for c in source.candidates(ctx, n) if self._keep(ctx, c)])
+                lists.append(keep(source.candidates(ctx, n)))
         else:
             reranker = None
         if reranker is not None and any(lists):
@@ -705,18 +723,28 @@ class Pipeline:
             lowest = ranked[-1].score if ranked else 1.0 / self.rrf_k
             extra = [
                 c
-                for c in self.fallback.candidates(
-                    ctx, (ctx.k + len(taken)) * (10 if ctx.in_stock_in_my_size else 1)
+                for c in keep(
+                    self.fallback.candidates(
+                        ctx, (ctx.k + len(taken)) * (10 if ctx.in_stock_in_my_size else 1)
+                    )
                 )
-                if c.item not in taken and self._keep(ctx, c)
+                if c.item not in taken
             ]
             for rank, cand in enumerate(extra[: ctx.k - len(ranked)]):
                 ranked.append(Candidate(cand.item, lowest / (2.0 + rank), cand.source, cand.reason))
             ctx.fallback_used = bool(extra)
         return ranked
 
-    def _keep(self, ctx: Context, candidate: Candidate) -> bool:
-        return all(f.keep(ctx, candidate) for f in self.filters)
+    def _keeper(self, ctx: Context) -> Callable[[list[Candidate]], list[Candidate]]:
+        """The request's filtering of a source's list: only the filters that apply to it, and
+        for the common request (nothing to drop but excluded items) a plain membership test."""
+        active = [f for f in self.filters if f.applies(ctx)]
+        if len(active) == 1 and isinstance(active[0], ExcludeFilter):
+            exclude, anchor = ctx.exclude, ctx.anchor_item
+            return lambda found: [
+                c for c in found if c.item not in exclude and c.item != anchor
+            ]
+        return lambda found: [c for c in found if all(f.keep(ctx, c) for f in active)]
 
     def _learned_active(self, ctx: Context) -> bool:
         wanted = self.learned_ranker if ctx.ranker_enabled is None else ctx.ranker_enabled

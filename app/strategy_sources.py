@@ -271,33 +271,27 @@ class CoPurchaseSource:
         if not anchors:
             return []
         bundle = ctx.bundle
-        stats = bundle_stats(bundle)
         catalog = bundle.catalog
-        n_items = len(catalog.names)
-        per_anchor = np.zeros((len(anchors), n_items), dtype=np.float32)
-        for row, anchor in enumerate(anchors):
-            buyers = stats.purchases_csc[:, anchor].indices[:CO_PURCHASE_BUYERS]
-            if len(buyers) == 0:
-                continue
-            counts = np.asarray(bundle.purchases[buyers].sum(axis=0), dtype=np.float32).ravel()
-            if self.other_categories:
-                counts[catalog.by_category[str(catalog.categories[anchor])]] = 0.0
-            per_anchor[row] = counts / np.sqrt(len(buyers))
+        # Only the items the anchors' buyers bought are scored (sorted, so ties still go to the
+        # lower item): the work grows with those purchases, never with the catalog.
+        items, per_anchor = _co_purchases(bundle, anchors, self.other_categories)
         totals = per_anchor.sum(axis=0)
-        totals[anchors] = 0.0  # what they own
+        gone = np.isin(items, anchors)  # what they own
         if ctx.exclude:
-            totals[sorted(ctx.exclude)] = 0.0
+            gone |= np.isin(items, np.fromiter(ctx.exclude, np.int64, len(ctx.exclude)))
+        totals[gone] = 0.0
         totals[totals <= 0] = -np.inf
-        order, values = top_n(totals, n + 1)
+        at, values = top_n(totals, n + 1)
+        order = items[at]
         out = []
-        for item, score in zip(order.tolist(), values.tolist(), strict=True):
+        for column, item, score in zip(at.tolist(), order.tolist(), values.tolist(), strict=True):
             if not _allowed(ctx, item):
                 continue
             # the anchor that contributed most and may be named (not one of the item's name)
             cited = [
-                (float(per_anchor[row, item]), -row)
+                (float(per_anchor[row, column]), -row)
                 for row, anchor in enumerate(anchors)
-                if per_anchor[row, item] > 0 and ctx.may_cite(item, anchor)
+                if per_anchor[row, column] > 0 and ctx.may_cite(item, anchor)
             ]
             if cited:
                 anchor_name = catalog.names[anchors[-max(cited)[1]]]
@@ -316,6 +310,46 @@ class CoPurchaseSource:
             if len(out) >= n:
                 break
         return out
+
+
+def _co_purchases(
+    bundle: LoadedBundle, anchors: list[int], other_categories: bool
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """``(items, per_anchor)``: the items bought by the first :data:`CO_PURCHASE_BUYERS`
+    buyers (in index order) of each anchor, ascending, and per anchor (rows) each item's
+    purchase count among its buyers over the square root of their number — of other categories
+    than the anchor's only with ``other_categories``."""
+    purchases = bundle.purchases
+    csc = bundle_stats(bundle).purchases_csc
+    categories = bundle.catalog.categories
+    rows: list[npt.NDArray[np.int64]] = []
+    cols: list[npt.NDArray[np.int64]] = []
+    values: list[npt.NDArray[np.float32]] = []
+    buyer_counts: dict[int, int] = {}
+    for row, anchor in enumerate(anchors):
+        buyers = csc.indices[csc.indptr[anchor] : csc.indptr[anchor + 1]][:CO_PURCHASE_BUYERS]
+        if len(buyers) == 0:
+            continue
+        starts, ends = purchases.indptr[buyers], purchases.indptr[buyers + 1]
+        lengths = ends - starts
+        at = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        bought = purchases.indices[at].astype(np.int64)
+        count = purchases.data[at].astype(np.float32)
+        if other_categories:
+            other = categories[bought] != categories[anchor]
+            bought, count = bought[other], count[other]
+        rows.append(np.full(len(bought), row, np.int64))
+        cols.append(bought)
+        values.append(count)
+        buyer_counts[row] = len(buyers)
+    if not cols:
+        return np.empty(0, np.int64), np.zeros((len(anchors), 0), np.float32)
+    items, column = np.unique(np.concatenate(cols), return_inverse=True)
+    per_anchor = np.zeros((len(anchors), len(items)), dtype=np.float32)
+    np.add.at(per_anchor, (np.concatenate(rows), column), np.concatenate(values))
+    for row, n_buyers in buyer_counts.items():
+        per_anchor[row] = per_anchor[row] / np.sqrt(n_buyers)
+    return items, per_anchor
 
 
 class StepUpSource:

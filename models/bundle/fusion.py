@@ -149,8 +149,11 @@ def rrf_fuse_row(
     """
     if len(lists) != len(weights):
         raise ValueError(f"{len(weights)} weights for {len(lists)} sources")
-    n_sources = len(lists)
-    terms: dict[int, list[float]] = {}
+    # Per item its running sum (sources in order, as rrf_fuse adds them: the sum of a row's terms
+    # with zeros where a source does not list it is the same float) and its best (term, source):
+    # the first source with the largest term, source 0 while no term is positive.
+    scores: dict[int, float] = {}
+    best: dict[int, tuple[float, int]] = {}
     for s, (items, weight) in enumerate(zip(lists, weights, strict=True)):
         w = float(weight) if weight > 0 else 0.0
         listed: set[int] = set()
@@ -158,22 +161,17 @@ def rrf_fuse_row(
             if item < 0 or item in listed:
                 continue  # padding, or not the source's first listing of the item
             listed.add(item)
-            row = terms.get(item)
-            if row is None:
-                row = terms[item] = [0.0] * n_sources
-            row[s] = w / (rrf_k + rank + 1.0)
-    fused: list[tuple[float, int, int]] = []
-    for item, row in terms.items():
-        score = row[0]
-        best = 0
-        for s in range(1, n_sources):
-            score += row[s]
-            if row[s] > row[best]:
-                best = s
-        if score > 0:
-            fused.append((-score, item, best))
-    fused.sort()
-    return [(item, -neg, best) for neg, item, best in fused[: int(k)]]
+            term = w / (rrf_k + rank + 1.0)
+            score = scores.get(item)
+            if score is None:
+                scores[item] = term
+                best[item] = (term, s) if term > 0 else (0.0, 0)
+            else:
+                scores[item] = score + term
+                if term > best[item][0]:
+                    best[item] = (term, s)
+    fused = sorted((-score, item) for item, score in scores.items() if score > 0)
+    return [(item, -neg, best[item][1]) for neg, item in fused[: int(k)]]
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ Used for a single history (one request), where torch's per-call overhead dominat
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,32 +58,43 @@ class NumpyLSTM:
         )
 
     def session(self, items: IntArray, sizes: IntArray, types: IntArray) -> FloatArray:
-        """The session vector ``u`` after the steps (item indices, size codes, type codes + 1)."""
+        """The session vector ``u`` after the steps (item indices, size codes, type codes + 1).
+
+        One ``tanh`` over all four gates per step: the sigmoid gates are ``0.5 * (tanh(x / 2) +
+        1)``, and their rows of the weights are pre-halved (:attr:`_half`), which is exact in
+        floating point — the same numbers as computing each gate on its own."""
         hidden = self.w_hh.shape[1]
         h = np.zeros(hidden, dtype=np.float32)
         c = np.zeros(hidden, dtype=np.float32)
         if len(items):
+            w_ih, w_hh, bias = self._halved
             steps = np.concatenate(
                 [self.table[items], self.size_embedding[sizes], self.type_embedding[types]], axis=1
             )
-            inputs = steps @ self.w_ih.T + self.bias  # (T, 4H)
+            inputs = steps @ w_ih.T + bias  # (T, 4H), the sigmoid gates' rows halved
+            g_rows = slice(2 * hidden, 3 * hidden)
             for t in range(len(items)):
-                gates = inputs[t] + self.w_hh @ h
-                i = _sigmoid(gates[:hidden])
-                f = _sigmoid(gates[hidden : 2 * hidden])
-                g = np.tanh(gates[2 * hidden : 3 * hidden])
-                o = _sigmoid(gates[3 * hidden :])
-                c = f * c + i * g
-                h = o * np.tanh(c)
+                z = np.tanh(inputs[t] + w_hh @ h)
+                gate = (z + 1.0) * 0.5  # i, f, o (the g rows of it unused)
+                c = gate[hidden : 2 * hidden] * c + gate[:hidden] * z[g_rows]
+                h = gate[3 * hidden :] * np.tanh(c)
         out: FloatArray = (self.head_w @ h + self.head_b).astype(np.float32)
         return out
+
+    @functools.cached_property
+    def _halved(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """``w_ih``, ``w_hh`` and ``bias`` with the rows of the sigmoid gates (i, f, o) halved."""
+        hidden = self.w_hh.shape[1]
+        half = np.full(4 * hidden, 0.5, dtype=np.float32)
+        half[2 * hidden : 3 * hidden] = 1.0
+        return (
+            np.ascontiguousarray(self.w_ih * half[:, None]),
+            np.ascontiguousarray(self.w_hh * half[:, None]),
+            self.bias * half,
+        )
 
     def repeat_weight(self, session: FloatArray) -> FloatArray:
         """``softplus(W u + c)``, as :meth:`SequenceNet.repeat_weight`."""
         out: FloatArray = np.logaddexp(0.0, self.gate_w @ session + self.gate_b).astype(np.float32)
         return out
 
-
-def _sigmoid(x: FloatArray) -> FloatArray:
-    out: FloatArray = 0.5 * (np.tanh(0.5 * x) + 1.0)
-    return out
