@@ -11,6 +11,7 @@ seasonal) and rerankers plug in by adding to the lists a :class:`Pipeline` is bu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
@@ -409,20 +410,29 @@ class SequenceSource:
             top, values = top_n(scores, n)
             items = allowed[top]
         latest_first = history.items[::-1].tolist()
+        said: dict[int | None, str] = {}  # the reason citing each step, made once
         return [
-            Candidate(int(i), float(v), self.name, _recent_pick(ctx, latest_first, int(i)))
-            for i, v in zip(items, values, strict=True)
-            if np.isfinite(v)
+            Candidate(i, v, self.name, _recent_pick(ctx, latest_first, i, said))
+            for i, v in zip(items.tolist(), values.tolist(), strict=True)
+            if math.isfinite(v)
         ]
 
 
-def _recent_pick(ctx: Context, latest_first: list[int], item: int) -> str:
+def _recent_pick(
+    ctx: Context, latest_first: list[int], item: int, said: dict[int | None, str]
+) -> str:
     """The sequence model's reason for ``item``: the latest step of the history that may explain
-    it (:meth:`Context.may_cite`), or no item named when none may."""
-    for step in latest_first:
-        if ctx.may_cite(item, int(step)):
-            return f"Goes with what you picked recently: the {ctx.bundle.catalog.names[int(step)]}"
-    return "Goes with what you picked recently"
+    it (:meth:`Context.may_cite`), or no item named when none may (``said``: the reasons made so
+    far, by the step cited)."""
+    cited = next((step for step in latest_first if ctx.may_cite(item, step)), None)
+    reason = said.get(cited)
+    if reason is None:
+        reason = said[cited] = (
+            "Goes with what you picked recently"
+            if cited is None
+            else f"Goes with what you picked recently: the {ctx.bundle.catalog.names[cited]}"
+        )
+    return reason
 
 
 def _own_items(

@@ -188,6 +188,12 @@ class ItemIndex:
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
         excluded = self._exclusions(exclude, q.shape[0], single)
+        if single and k and len(self):  # one request's query: no padded arrays
+            scores, ids = self.index.search(q, min(k + len(excluded[0]), len(self)))
+            keep = ids[0] >= 0
+            if len(excluded[0]):
+                keep &= ~np.isin(ids[0], excluded[0])
+            return ids[0][keep][:k].astype(np.int64), scores[0][keep][:k]
         out_ids = np.full((q.shape[0], k), -1, dtype=np.int64)
         out_scores = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
         if k and len(self) and q.shape[0]:

@@ -105,6 +105,7 @@ class SequenceRecommender(Recommender):
         self.config = config or SequenceConfig()
         self.item_features = item_features
         self.size_vocab: list[str] = [UNKNOWN]
+        self._size_lookup: tuple[list[str] | None, dict[str, int]] = (None, {})
         self.net: SequenceNet | None = None
         self.histories = Histories()
         self.n_users = 0
@@ -227,7 +228,10 @@ class SequenceRecommender(Recommender):
             return np.zeros(n, dtype=np.int64)
         if len(sizes) != n:
             raise ValueError(f"{len(sizes)} sizes for {n} items")
-        lookup = {s: k for k, s in enumerate(self.size_vocab)}
+        vocab, lookup = self._size_lookup
+        if vocab is not self.size_vocab:  # built once per vocabulary (fit / load set it)
+            lookup = {s: k for k, s in enumerate(self.size_vocab)}
+            self._size_lookup = (self.size_vocab, lookup)
         return np.asarray([lookup.get(s, 0) if s is not None else 0 for s in sizes], dtype=np.int64)
 
     def _prepare(
