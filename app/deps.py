@@ -22,55 +22,67 @@ from app.size_advice import SizeAdvisor
 from feature_store.errors import InvalidRequest
 
 
-def get_service(request: Request) -> RecommendationService:
+def _service(request: Request) -> RecommendationService:
     service: RecommendationService = request.app.state.service
     return service
 
 
-def get_settings(request: Request) -> Settings:
+def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_bundles(request: Request) -> BundleManager:
+# The dependencies are ``async def``: each only reads app state (or validates query values), and
+# a plain ``def`` dependency would cost a hop to the thread pool and back on every request.
+
+
+async def get_service(request: Request) -> RecommendationService:
+    return _service(request)
+
+
+async def get_settings(request: Request) -> Settings:
+    return _settings(request)
+
+
+async def get_bundles(request: Request) -> BundleManager:
     bundles: BundleManager = request.app.state.bundles
     return bundles
 
 
-def get_api_keys(request: Request) -> KeyRing:
+async def get_api_keys(request: Request) -> KeyRing:
     keys: KeyRing = request.app.state.api_keys
     return keys
 
 
-def get_feeds(request: Request) -> Feeds:
-    return get_service(request).feeds
+async def get_feeds(request: Request) -> Feeds:
+    return _service(request).feeds
 
 
-def get_look(request: Request) -> LookService:
-    return get_service(request).look
+async def get_look(request: Request) -> LookService:
+    return _service(request).look
 
 
-def get_customers(request: Request) -> Customers:
-    return get_service(request).customers
+async def get_customers(request: Request) -> Customers:
+    return _service(request).customers
 
 
-def get_privacy(request: Request) -> Privacy:
-    return get_service(request).privacy
+async def get_privacy(request: Request) -> Privacy:
+    return _service(request).privacy
 
 
-def get_ingest(request: Request) -> Ingest:
-    return get_service(request).ingest
+async def get_ingest(request: Request) -> Ingest:
+    return _service(request).ingest
 
 
-def get_size_advice(request: Request) -> SizeAdvisor:
-    return get_service(request).size_advice
+async def get_size_advice(request: Request) -> SizeAdvisor:
+    return _service(request).size_advice
 
 
-def get_kiosk(request: Request) -> KioskService:
-    return get_service(request).kiosk
+async def get_kiosk(request: Request) -> KioskService:
+    return _service(request).kiosk
 
 
-def get_list_options(
+async def get_list_options(
     request: Request,
     min_price: Annotated[float | None, Query(description=PRICE)] = None,
     max_price: Annotated[float | None, Query(description=PRICE)] = None,
@@ -78,7 +90,7 @@ def get_list_options(
 ) -> ListOptions:
     """``min_price``, ``max_price`` and ``diversity`` of a GET list request, validated (422
     ``validation_error``)."""
-    return ListOptions.of(min_price, max_price, diversity, get_settings(request).default_diversity)
+    return ListOptions.of(min_price, max_price, diversity, _settings(request).default_diversity)
 
 
 ServiceDep = Annotated[RecommendationService, Depends(get_service)]
