@@ -589,12 +589,15 @@ class AttributeSimilarSource:
             return []
         query = catalog.attributes[anchor].toarray().ravel()
         score = catalog.attributes_by_category[category] @ query
-        score -= 0.5 * np.abs(catalog.log_prices[pool] - catalog.log_prices[anchor])
-        popularity = ctx.bundle.popularity.scores
-        score += 1e-3 * popularity[pool] / ctx.bundle.popularity_top
-        score[pool == anchor] = -np.inf
-        if ctx.exclude:
-            score[np.isin(pool, sorted(ctx.exclude))] = -np.inf
+        log_prices, tie_break = ctx.bundle.category_content[category]
+        score -= 0.5 * np.abs(log_prices - catalog.log_prices[anchor])
+        score += tie_break
+        # the anchor and excluded items of the pool (ascending: found by binary search)
+        gone = np.fromiter((anchor, *ctx.exclude), np.int64, 1 + len(ctx.exclude))
+        at = np.searchsorted(pool, gone)
+        inside = at < len(pool)
+        at = at[inside]
+        score[at[pool[at] == gone[inside]]] = -np.inf
         top, values = top_n(score, n)
         anchor_name = catalog.names[anchor]
         return [

@@ -467,6 +467,17 @@ class LoadedBundle:
         return max(float(scores.max()), 1e-9) if len(scores) else 1.0
 
     @functools.cached_property
+    def category_content(self) -> dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[Any]]]:
+        """Per category, over its items (``catalog.by_category`` order): their log prices and
+        their popularity tie-break ``1e-3 * popularity / popularity_top`` — what content
+        similarity adds to every one of its scores, computed once per bundle."""
+        catalog, scores, top = self.catalog, self.popularity.scores, self.popularity_top
+        return {
+            category: (catalog.log_prices[pool], 1e-3 * scores[pool] / top)
+            for category, pool in catalog.by_category.items()
+        }
+
+    @functools.cached_property
     def item_similarity(self) -> ItemSimilarity:
         """Attribute similarity of the catalog's items, for the diversity rerank."""
         return ItemSimilarity.build(self.catalog.attributes, self.catalog.categories)
