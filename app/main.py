@@ -199,7 +199,11 @@ def create_app(
     store = store if store is not None else build_store(settings)
     bundles = BundleManager(
         settings.bundle_dir,
-        warmups=[bundle_stats, lambda bundle: bundle.item_similarity],
+        warmups=[
+            bundle_stats,
+            lambda bundle: bundle.item_similarity,
+            lambda bundle: bundle.category_content,
+        ],
         on_rejected=lambda _: metrics.bundle_rejected.inc(),
         probe_budget_seconds=settings.bundle_probe_budget_seconds,
         on_swapped=lambda b: metrics.set_model(b.version, b.manifest.created_timestamp),

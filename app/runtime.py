@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import threading
 import time
@@ -783,6 +784,12 @@ class BundleManager:
                 self.on_swapped(bundle)
             except Exception:
                 logger.exception("on_swapped failed for bundle %s", bundle.version)
+        # The bundle's objects (ids, names, size lists, warmed tables: ~0.5M containers at 1M
+        # customers x 100k items) live until the next swap; in the permanent generation the
+        # cyclic garbage collector no longer walks them, so a full collection costs ~1 ms
+        # instead of ~400 ms (a pause every request in flight would wait for). An old bundle is
+        # still freed by reference counting when the last request holding it is done.
+        gc.freeze()
 
     def _probe(self, bundle: LoadedBundle) -> None:
         """Run the probes on the candidate in a thread of their own: each error is a rejection,
