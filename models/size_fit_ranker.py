@@ -81,6 +81,12 @@ class SizeFitRankerConfig(StrictConfig):
     min_child_samples: int = Field(40, ge=1)
     early_stopping: int = Field(30, ge=1)
     threads: int = Field(1, ge=1)
+    max_train_rows: int | None = Field(
+        500_000,
+        ge=1,
+        description="the boosting learns from a seeded sample of this many training rows (their "
+        "out-of-fold features still come from all of them; None: every row)",
+    )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SizeFitRankerConfig:
@@ -405,6 +411,12 @@ class SizeFitRanker:
             x_train[rows] = features(ref, latent, part.customer, part.item, part.position)
         ref = FitTables.build(train, sizing.scale, cfg.smoothing)
         x_valid = features(ref, latent, valid.customer, valid.item, valid.position)
+        y_train = train.verdict
+        if cfg.max_train_rows is not None and len(train) > cfg.max_train_rows:
+            # The boosting's cost grows with its rows; past a few hundred thousand verdicts more
+            # rows barely move it, while the tables behind the features keep all of them.
+            rows = np.sort(rng.choice(len(train), cfg.max_train_rows, replace=False))
+            x_train, y_train = x_train[rows], y_train[rows]
         names = feature_names(latent)
         group = [len(names) - 1]
         callbacks: list[Callable[..., Any]] = [
@@ -414,7 +426,7 @@ class SizeFitRanker:
             callbacks.append(lgb.log_evaluation(50))
         booster = lgb.train(
             self._params(),
-            lgb.Dataset(x_train, train.verdict, feature_name=names, categorical_feature=group),
+            lgb.Dataset(x_train, y_train, feature_name=names, categorical_feature=group),
             num_boost_round=cfg.rounds,
             valid_sets=[
                 lgb.Dataset(x_valid, valid.verdict, feature_name=names, categorical_feature=group)
@@ -427,6 +439,7 @@ class SizeFitRanker:
         self.tables = FitTables.build(obs, sizing.scale, cfg.smoothing)
         self.training = {
             "observations": len(train),
+            "boosted_rows": len(y_train),
             "validation": len(valid),
             "rounds": best,
             "validation_loss": float(booster.best_score["valid_0"]["multi_logloss"])
