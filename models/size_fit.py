@@ -779,8 +779,7 @@ class SizeFitModel:
             "converged": bool(result.success) or stop.converged,
             "loss_per_observation": float(result.fun) / max(len(obs), 1),
             "warm_start": warm is not None,
-            "seconds": round(seconds, 1),
-        }
+        }  # no timings: saved with the model, which stays the same for the same data
         if show_progress:
             logger.info(
                 "size-fit model, %s fit: %d observations, %d customer scales, %d iterations "

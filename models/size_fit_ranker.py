@@ -27,6 +27,7 @@ Deterministic (``deterministic``, one thread, seeded).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -392,6 +393,7 @@ class SizeFitRanker:
         """Learn from the verdicts ``obs`` (their features out-of-fold) with early stopping on
         ``valid`` (None: a seeded ``validation_share`` of ``obs``); the served tables are built
         from all of ``obs``. ``latent``: the latent model over the same catalog."""
+        started = time.perf_counter()
         cfg = self.config
         sizing = _sizing(latent)
         self.n_scales = sizing.n_scales
@@ -447,7 +449,9 @@ class SizeFitRanker:
             else None,
         }
         if show_progress:
-            logger.info("size-fit classifier: %s", self.training)
+            logger.info(
+                "size-fit classifier: %s, %.1f s", self.training, time.perf_counter() - started
+            )
         return self
 
     def check(self, latent: SizeFitModel) -> None:

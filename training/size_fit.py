@@ -13,6 +13,7 @@ share held out for early stopping), keeping no statistics of opted-out customers
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -182,8 +183,16 @@ def fit_size_model(
     the small / fit / large classifier is trained over it and attached (``model.classifier``)."""
     order = pd.Index(dataset.items[ItemCols.ID].astype(str)).get_indexer(pd.Index(maps.items.ids()))
     items = dataset.items.iloc[order].reset_index(drop=True)
+    started = time.perf_counter()
     scales, sizing = catalog_sizing(items)
     obs = fit_observations(dataset.interactions, sizing, maps, scales)
+    if progress:
+        logger.info(
+            "size-fit observations: %d verdicts on %d size scales, %.1f s",
+            len(obs),
+            len(scales),
+            time.perf_counter() - started,
+        )
     model = SizeFitModel(config).fit(
         obs, sizing, len(maps.customers), scales=scales, show_progress=progress
     )
