@@ -59,6 +59,10 @@ MIN_CALIBRATION: Final = 1000
 MERGE_JACCARD: Final = 0.5
 #: Iterations over which the fit's loss must improve by ``ftol`` (relative) to go on.
 FTOL_WINDOW: Final = 5
+#: Corrections L-BFGS keeps: each costs two passes over the ~n parameters per iteration, and
+#: beyond 5 they saved no iteration (10M interactions: 45 iterations at 5, 10 and 20; the fit
+#: 12.7 s, 14.8 s, 19.2 s. Rent the Runway: 91 / 90 iterations, the same loss).
+LBFGS_MEMORY: Final = 5
 
 
 class SizeFitConfig(StrictConfig):
@@ -744,7 +748,12 @@ class SizeFitModel:
             jac=True,
             method="L-BFGS-B",
             callback=stop,
-            options={"maxiter": cfg.max_iter, "gtol": cfg.tol, "ftol": 1e-12},
+            options={
+                "maxiter": cfg.max_iter,
+                "gtol": cfg.tol,
+                "ftol": 1e-12,
+                "maxcor": LBFGS_MEMORY,
+            },
         )
         v_found = v0.copy()
         v_found[free] = np.asarray(result.x, dtype=np.float64) * s_free
