@@ -494,6 +494,7 @@ class SizeFitModel:
         self.calibration = None
         share = cfg.calibration_share
         warm: _Estimates | None = None
+        first: dict[str, Any] = {}
         if share > 0:
             sample = calibration_sample(obs, cfg.calibration_max_observations, cfg.seed)
             if share * len(sample) >= MIN_CALIBRATION:
@@ -507,7 +508,12 @@ class SizeFitModel:
                 dist, var = self.distance(part.customer, part.item, part.position)
                 self.calibration = _calibrate(dist, var, part.verdict, self.slope, self.cuts)
                 warm = self._estimates()
+                first = self.training
         self._fit_map(obs, sizing, n_customers, body, show_progress, "final", warm)
+        if warm is not None:
+            self.training["calibration_fit"] = {
+                k: first[k] for k in ("observations", "iterations", "evaluations", "converged")
+            }
         return self
 
     def _estimates(self) -> _Estimates:

@@ -356,6 +356,7 @@ def test_capped_calibration_is_deterministic_and_close_to_the_full_one() -> None
     first = SizeFitModel(capped).fit(obs, sizing, len(true))
     second = SizeFitModel(capped).fit(obs, sizing, len(true))
     assert first.calibration is not None and first.calibration == second.calibration
+    assert first.training["calibration_fit"]["observations"] <= 6000 * 0.9
     np.testing.assert_array_equal(first.pair_size, second.pair_size)
     full = SizeFitModel(capped.model_copy(update={"calibration_max_observations": None}))
     full.fit(obs, sizing, len(true))
