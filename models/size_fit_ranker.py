@@ -27,6 +27,7 @@ Deterministic (``deterministic``, one thread, seeded).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +82,12 @@ class SizeFitRankerConfig(StrictConfig):
     min_child_samples: int = Field(40, ge=1)
     early_stopping: int = Field(30, ge=1)
     threads: int = Field(1, ge=1)
+    max_train_rows: int | None = Field(
+        500_000,
+        ge=1,
+        description="the boosting learns from a seeded sample of this many training rows (their "
+        "out-of-fold features still come from all of them; None: every row)",
+    )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SizeFitRankerConfig:
@@ -386,6 +393,7 @@ class SizeFitRanker:
         """Learn from the verdicts ``obs`` (their features out-of-fold) with early stopping on
         ``valid`` (None: a seeded ``validation_share`` of ``obs``); the served tables are built
         from all of ``obs``. ``latent``: the latent model over the same catalog."""
+        started = time.perf_counter()
         cfg = self.config
         sizing = _sizing(latent)
         self.n_scales = sizing.n_scales
@@ -405,6 +413,12 @@ class SizeFitRanker:
             x_train[rows] = features(ref, latent, part.customer, part.item, part.position)
         ref = FitTables.build(train, sizing.scale, cfg.smoothing)
         x_valid = features(ref, latent, valid.customer, valid.item, valid.position)
+        y_train = train.verdict
+        if cfg.max_train_rows is not None and len(train) > cfg.max_train_rows:
+            # The boosting's cost grows with its rows; past a few hundred thousand verdicts more
+            # rows barely move it, while the tables behind the features keep all of them.
+            rows = np.sort(rng.choice(len(train), cfg.max_train_rows, replace=False))
+            x_train, y_train = x_train[rows], y_train[rows]
         names = feature_names(latent)
         group = [len(names) - 1]
         callbacks: list[Callable[..., Any]] = [
@@ -414,7 +428,7 @@ class SizeFitRanker:
             callbacks.append(lgb.log_evaluation(50))
         booster = lgb.train(
             self._params(),
-            lgb.Dataset(x_train, train.verdict, feature_name=names, categorical_feature=group),
+            lgb.Dataset(x_train, y_train, feature_name=names, categorical_feature=group),
             num_boost_round=cfg.rounds,
             valid_sets=[
                 lgb.Dataset(x_valid, valid.verdict, feature_name=names, categorical_feature=group)
@@ -427,6 +441,7 @@ class SizeFitRanker:
         self.tables = FitTables.build(obs, sizing.scale, cfg.smoothing)
         self.training = {
             "observations": len(train),
+            "boosted_rows": len(y_train),
             "validation": len(valid),
             "rounds": best,
             "validation_loss": float(booster.best_score["valid_0"]["multi_logloss"])
@@ -434,7 +449,9 @@ class SizeFitRanker:
             else None,
         }
         if show_progress:
-            logger.info("size-fit classifier: %s", self.training)
+            logger.info(
+                "size-fit classifier: %s, %.1f s", self.training, time.perf_counter() - started
+            )
         return self
 
     def check(self, latent: SizeFitModel) -> None:

@@ -329,3 +329,97 @@ def test_known_answer_customers_true_sizes(known: dict[str, Any]) -> None:
     assert total > 1000
     assert rate >= 0.7
     assert rate >= baseline_rate - 0.03  # on par with the most-bought size, and it knows more
+
+
+# -- fitting at scale: the calibration sample, the warm start, the stopping rule --------------
+
+
+def test_calibration_sample_is_seeded_whole_customers_under_the_cap() -> None:
+    obs, _, _, _ = _planted(21, customers=300, per_customer=6)  # 1800 verdicts
+    assert size_fit.calibration_sample(obs, None, 0) is obs
+    assert size_fit.calibration_sample(obs, len(obs), 0) is obs
+    first = size_fit.calibration_sample(obs, 600, 0)
+    again = size_fit.calibration_sample(obs, 600, 0)
+    other = size_fit.calibration_sample(obs, 600, 1)
+    np.testing.assert_array_equal(first.customer, again.customer)
+    np.testing.assert_array_equal(first.verdict, again.verdict)
+    assert 594 <= len(first) <= 600  # whole customers (6 verdicts each) up to the cap
+    assert set(first.customer.tolist()) != set(other.customer.tolist())
+    # every verdict of a sampled customer, none of the others'
+    picked = np.isin(obs.customer, np.unique(first.customer))
+    assert picked.sum() == len(first)
+
+
+def test_capped_calibration_is_deterministic_and_close_to_the_full_one() -> None:
+    obs, sizing, true, _ = _planted(23, customers=2000, per_customer=5)
+    capped = SizeFitConfig(calibration_share=0.2, calibration_max_observations=6000)
+    first = SizeFitModel(capped).fit(obs, sizing, len(true))
+    second = SizeFitModel(capped).fit(obs, sizing, len(true))
+    assert first.calibration is not None and first.calibration == second.calibration
+    assert first.training["calibration_fit"]["observations"] <= 6000 * 0.9
+    np.testing.assert_array_equal(first.pair_size, second.pair_size)
+    full = SizeFitModel(capped.model_copy(update={"calibration_max_observations": None}))
+    full.fit(obs, sizing, len(true))
+    # the same verdict curve, near enough, from under two thirds of the feedback
+    dist = np.linspace(-2.0, 2.0, 9)
+    var = np.full(9, 0.3)
+    assert full.calibration is not None
+    np.testing.assert_allclose(
+        size_fit._curve(dist, var, first.calibration),
+        size_fit._curve(dist, var, full.calibration),
+        atol=0.06,
+    )
+
+
+def test_warm_start_reaches_the_cold_start_answer() -> None:
+    obs, sizing, true, _ = _planted(25, customers=400, per_customer=6)
+    body = np.random.default_rng(6).normal(size=(len(true), 2))
+    config = SizeFitConfig(calibration_share=0.0, ftol=0.0, tol=1e-9, max_iter=1000)
+    cold = SizeFitModel(config).fit(obs, sizing, len(true), body)
+    # a first fit on part of the feedback (some customers and items unseen) to start from
+    part = SizeFitModel(config).fit(obs.take(obs.customer < 250), sizing, len(true), body)
+    warm = SizeFitModel(config)
+    warm._fit_map(obs, sizing, len(true), body, False, "final", part._estimates())
+    assert warm.training["warm_start"] and not cold.training["warm_start"]
+    np.testing.assert_array_equal(warm.pair_keys, cold.pair_keys)
+    np.testing.assert_allclose(warm.pair_size, cold.pair_size, atol=1e-3)
+    np.testing.assert_allclose(warm.item_offset, cold.item_offset, atol=1e-3)
+    np.testing.assert_allclose(warm.body_weights, cold.body_weights, atol=1e-3)
+    assert warm.training["iterations"] < cold.training["iterations"]
+
+
+def test_relative_loss_tolerance_stops_early_near_the_optimum() -> None:
+    obs, sizing, true, _ = _planted(27, customers=1500, per_customer=6)
+    exact = SizeFitModel(SizeFitConfig(calibration_share=0.0, ftol=0.0, tol=1e-9, max_iter=1000))
+    exact.fit(obs, sizing, len(true))
+    loose = SizeFitModel(SizeFitConfig(calibration_share=0.0, ftol=1e-6, tol=1e-9, max_iter=1000))
+    loose.fit(obs, sizing, len(true))
+    assert loose.training["converged"]
+    assert loose.training["iterations"] < exact.training["iterations"]
+    gap = loose.training["loss_per_observation"] - exact.training["loss_per_observation"]
+    assert 0 <= gap < 1e-5
+    np.testing.assert_allclose(loose.pair_size, exact.pair_size, atol=0.05)
+
+
+def test_progress_logs_each_stage(caplog: pytest.LogCaptureFixture) -> None:
+    obs, sizing, true, _ = _planted(29, customers=1000, per_customer=6)
+    with caplog.at_level("INFO", logger="lookbook.models"):
+        SizeFitModel(SizeFitConfig(calibration_share=0.2)).fit(
+            obs, sizing, len(true), show_progress=True
+        )
+    stages = [r.getMessage() for r in caplog.records if "size-fit model" in r.getMessage()]
+    assert len(stages) == 2
+    assert "calibration fit" in stages[0] and "final fit" in stages[1]
+    assert all("iterations" in s and " s" in s for s in stages)
+
+
+def test_positions_rank_each_scale_label_once() -> None:
+    from training.size_fit import _positions
+
+    scales = SizeScales(["top", "shoe"], [("S", "M", "L"), ("38", "39")], {})
+    sizing = ItemSizing(np.array([0, 1, -1], np.int64), np.zeros(3, np.int64), np.ones(2))
+    item = np.array([0, 0, 1, 1, 2, -1, 0], np.int64)
+    labels = pd.Series(["L", "38", "39", "M", "S", "S", "S"])
+    got = _positions(item, labels, sizing, scales)
+    # "38" is not a top's size, item 2 is one size, -1 an unknown item
+    np.testing.assert_array_equal(got, [2.0, -1.0, 1.0, -1.0, -1.0, -1.0, 0.0])

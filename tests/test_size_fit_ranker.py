@@ -85,6 +85,22 @@ def test_training_is_deterministic(
     )
 
 
+def test_boosting_on_a_capped_sample_of_rows_is_deterministic(
+    fitted: tuple[FitObservations, SizeFitModel, SizeFitRanker],
+) -> None:
+    obs, latent, ranker = fitted
+    capped = CONFIG.model_copy(update={"max_train_rows": 1000})
+    first = SizeFitRanker(capped).fit(obs, latent)
+    second = SizeFitRanker(capped).fit(obs, latent)
+    assert first.training["boosted_rows"] == 1000 < first.training["observations"]
+    assert ranker.training["boosted_rows"] == ranker.training["observations"]
+    assert first.booster is not None and second.booster is not None
+    assert first.booster.model_to_string() == second.booster.model_to_string()
+    # the served tables still hold every verdict
+    assert first.tables is not None and ranker.tables is not None
+    np.testing.assert_array_equal(first.tables.item, ranker.tables.item)
+
+
 def test_save_and_load_give_identical_probabilities(
     fitted: tuple[FitObservations, SizeFitModel, SizeFitRanker], tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ share held out for early stopping), keeping no statistics of opted-out customers
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -121,20 +122,13 @@ def fit_observations(
     keys = table.index.to_frame(index=False)
     customer = encode(keys[InteractionCols.CUSTOMER_ID], maps.customers)
     item = encode(keys[InteractionCols.ITEM_ID], maps.items)
-    position = np.full(len(keys), -1.0)
-    for row, (i, label) in enumerate(zip(item, keys[InteractionCols.SIZE], strict=True)):
-        if i >= 0 and sizing.scale[i] >= 0:
-            found = scales.rank(int(sizing.scale[i]), str(label))
-            if found is not None:
-                position[row] = found
+    position = _positions(item, keys[InteractionCols.SIZE], sizing, scales)
     ok = (customer >= 0) & (item >= 0) & (position >= 0)
     counts = np.stack([n_small, n_fit, n_large], axis=1).astype(np.int64)[ok]
-    repeat = counts.sum(axis=1)
-    rows = np.repeat(np.flatnonzero(ok), repeat)
-    verdict = (
-        np.concatenate([np.repeat(np.array([SMALL, FIT, LARGE], dtype=np.int8), c) for c in counts])
-        if len(counts)
-        else np.empty(0, np.int8)
+    rows = np.repeat(np.flatnonzero(ok), counts.sum(axis=1))
+    # Per kept row its small, fit and large verdicts, in that order (row-major over ``counts``).
+    verdict = np.repeat(
+        np.tile(np.array([SMALL, FIT, LARGE], dtype=np.int8), len(counts)), counts.ravel()
     )
     return FitObservations(
         customer=customer[rows].astype(np.int64),
@@ -142,6 +136,31 @@ def fit_observations(
         position=position[rows].astype(np.float64),
         verdict=verdict.astype(np.int8),
     )
+
+
+def _positions(
+    item: npt.NDArray[np.int64], labels: pd.Series, sizing: ItemSizing, scales: SizeScales
+) -> npt.NDArray[np.float64]:
+    """The position of each (item, size label) on the item's scale (-1: the item has no scale,
+    or the label is not on it); each distinct (scale, label) is ranked once."""
+    position = np.full(len(item), -1.0)
+    scale = np.where(item >= 0, sizing.scale[np.maximum(item, 0)], -1)
+    on = np.flatnonzero(scale >= 0)
+    if not len(on):
+        return position
+    codes, uniques = pd.factorize(labels.astype(str).to_numpy()[on])
+    pair = scale[on] * len(uniques) + codes
+    distinct, inverse = np.unique(pair, return_inverse=True)
+    ranks = np.array(
+        [
+            -1 if (r := scales.rank(int(k // len(uniques)), str(uniques[k % len(uniques)]))) is None
+            else r
+            for k in distinct.tolist()
+        ],
+        dtype=np.float64,
+    )  # fmt: skip
+    position[on] = ranks[inverse.ravel()]
+    return position
 
 
 def _empty() -> FitObservations:
@@ -164,8 +183,16 @@ def fit_size_model(
     the small / fit / large classifier is trained over it and attached (``model.classifier``)."""
     order = pd.Index(dataset.items[ItemCols.ID].astype(str)).get_indexer(pd.Index(maps.items.ids()))
     items = dataset.items.iloc[order].reset_index(drop=True)
+    started = time.perf_counter()
     scales, sizing = catalog_sizing(items)
     obs = fit_observations(dataset.interactions, sizing, maps, scales)
+    if progress:
+        logger.info(
+            "size-fit observations: %d verdicts on %d size scales, %.1f s",
+            len(obs),
+            len(scales),
+            time.perf_counter() - started,
+        )
     model = SizeFitModel(config).fit(
         obs, sizing, len(maps.customers), scales=scales, show_progress=progress
     )
