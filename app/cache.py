@@ -79,6 +79,16 @@ end
 return 1
 """
 
+# The value of ARGV[1] in a group's hash (KEYS[1]), the group's generation and the epoch (KEYS[2],
+# KEYS[3]): one reply to parse (a missing value is a nil).
+_LOOKUP_SCRIPT: Final = """
+return {
+    redis.call('HGET', KEYS[1], ARGV[1]),
+    redis.call('GET', KEYS[2]) or '0',
+    redis.call('GET', KEYS[3]) or '0',
+}
+"""
+
 # Drop a group (KEYS[1]) and move its generation (KEYS[2]) to a fresh value of the global counter
 # (KEYS[3]): values never repeat, so a generation read before cannot match again.
 _INVALIDATE_SCRIPT: Final = """
@@ -350,6 +360,7 @@ class RedisCache:
             self._client = client
             self._url = _describe(client)
         self._set_script = self._client.register_script(_SET_SCRIPT)
+        self._lookup_script = self._client.register_script(_LOOKUP_SCRIPT)
         self._invalidate_script = self._client.register_script(_INVALIDATE_SCRIPT)
         # a group's generation outlives any computation in flight; once expired it reads "0",
         # which no later invalidation gives back
@@ -427,16 +438,13 @@ class RedisCache:
         assert batch is not None
 
         def found(outcome: Outcome) -> Found:
-            if isinstance(outcome, BaseException):
-                failed: BaseException | None = outcome
-            else:
-                failed = next((r for r in outcome if isinstance(r, BaseException)), None)
-            if failed is not None or isinstance(outcome, BaseException):
-                self._failed("lookup", failed or RedisError("no reply"))
+            replies = outcome if isinstance(outcome, BaseException) else outcome[0]
+            if isinstance(replies, BaseException):
+                self._failed("lookup", replies)
                 with self._lock:
                     self._misses += 1
                 return None, None
-            raw, generation = outcome
+            raw, *generation = replies
             value = _decode(raw)
             with self._lock:
                 if value is None:
@@ -445,13 +453,8 @@ class RedisCache:
                     self._hits += 1
             return value, tuple(_text(v) for v in generation)
 
-        pending = batch.add(
-            [
-                ("HGET", self._key(group), key),
-                ("MGET", self._generation_key(group), self._epoch_key),
-            ],
-            found,
-        )
+        keys = [self._key(group), self._generation_key(group), self._epoch_key]
+        pending = batch.add([ScriptCall(self._lookup_script, keys, [key])], found)
         if own:
             batch.execute()
         return pending

@@ -198,19 +198,16 @@ class ResponseCache:
         uses instead of reading it again); one stores the list and its showing's record. A hit
         costs the read and the record."""
         customer_id = key.customer_id
-        prefetching = customer_id is not None and self.prefetch is not None
-        batch = self.cache.batch(transaction=prefetching)  # None: in process, or Redis down
+        batch = self.cache.batch()  # None: in process, or Redis down
+        # the generation is read with the value, before the customer's state (queued first) and
+        # the computation: an event invalidating the group meanwhile makes the store a no-op, so
+        # a list computed before the event is never cached after it
         found = self.cache.lookup(key.group, key.field, batch)
         prefetched = None
-        if batch is not None and prefetching:
-            assert customer_id is not None and self.prefetch is not None
+        if batch is not None and customer_id is not None and self.prefetch is not None:
             prefetched = self.prefetch(batch, customer_id)
-            batch.transaction = prefetched is not None  # MULTI: the state's one snapshot
         if batch is not None:
             batch.execute()
-        # the generation is read with the value, before computing: an event invalidating the
-        # group meanwhile makes the store a no-op, so a list computed before the event is never
-        # cached after it
         raw, generation = found.result()
         result = "hit" if raw is not None else "miss"
         self.metrics.cache_requests.labels(kind=key.kind, result=result).inc()
