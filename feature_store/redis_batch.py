@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 
 import redis
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 T = TypeVar("T")
 
@@ -144,9 +144,19 @@ class RedisBatch:
         return [c for c in found if isinstance(c, ScriptCall)]
 
     def _send(self, commands: Sequence[Command], transaction: bool | None = None) -> list[Any]:
-        pipe = self.client.pipeline(
-            transaction=self.transaction if transaction is None else transaction
-        )
+        transaction = self.transaction if transaction is None else transaction
+        if len(commands) == 1 and not transaction:  # one command: no pipeline to build
+            (command,) = commands
+            args = (
+                ("EVALSHA", command.script.sha, len(command.keys), *command.keys, *command.args)
+                if isinstance(command, ScriptCall)
+                else command
+            )
+            try:
+                return [self.client.execute_command(*args)]
+            except ResponseError as exc:  # refused (e.g. NOSCRIPT): the part's reply, as below
+                return [exc]
+        pipe = self.client.pipeline(transaction=transaction)
         for command in commands:
             if isinstance(command, ScriptCall):
                 pipe.execute_command(
