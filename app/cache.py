@@ -43,6 +43,7 @@ from redis.retry import Retry
 
 from feature_store.circuit import Admission, CircuitBreaker
 from feature_store.online_store import UNREACHABLE
+from feature_store.redis_batch import Outcome, Pending, RedisBatch, ScriptCall
 
 logger = logging.getLogger("lookbook.cache")
 
@@ -56,6 +57,9 @@ _EXPIRY: Final = struct.Struct(">Q")
 #: A group's generation, read before computing a value and compared when storing it (``None``:
 #: unknown, so the value is not stored).
 Generation: TypeAlias = object
+
+#: What :meth:`Cache.lookup` finds: the cached value (None: a miss) and the group's generation.
+Found: TypeAlias = tuple[bytes | None, Generation]
 
 # Unless ARGV[4] is empty, store only if the group's generation and the cache's epoch (KEYS[2],
 # KEYS[3]) still read ARGV[4] and ARGV[5]. HSET the entry, then make the hash live at least as long
@@ -73,6 +77,16 @@ if ttl < wanted then
     redis.call('PEXPIRE', KEYS[1], wanted)
 end
 return 1
+"""
+
+# The value of ARGV[1] in a group's hash (KEYS[1]), the group's generation and the epoch (KEYS[2],
+# KEYS[3]): one reply to parse (a missing value is a nil).
+_LOOKUP_SCRIPT: Final = """
+return {
+    redis.call('HGET', KEYS[1], ARGV[1]),
+    redis.call('GET', KEYS[2]) or '0',
+    redis.call('GET', KEYS[3]) or '0',
+}
 """
 
 # Drop a group (KEYS[1]) and move its generation (KEYS[2]) to a fresh value of the global counter
@@ -99,6 +113,18 @@ class Cache(Protocol):
         """The group's generation now: read it before computing a value to :meth:`set`."""
         ...
 
+    def batch(self, *, transaction: bool = False) -> RedisBatch | None:
+        """A batch on the cache's Redis client, for :meth:`lookup` or :meth:`set` and the other
+        stores on the same client to share one round trip (the caller executes it); None when
+        there is nothing to share (in process, or Redis is down)."""
+        ...
+
+    def lookup(self, group: str, key: str, batch: RedisBatch | None = None) -> Pending[Found]:
+        """:meth:`get` and :meth:`generation` at once (one round trip in Redis; the generation is
+        of use on a miss). With a ``batch`` from :meth:`batch` the reads are queued on it and the
+        result is known once it has run; without, at once."""
+        ...
+
     def set(
         self,
         group: str,
@@ -108,9 +134,12 @@ class Cache(Protocol):
         *,
         generation: Generation = None,
         check: bool = False,
+        batch: RedisBatch | None = None,
     ) -> None:
         """Cache ``value`` for ``ttl_seconds`` (``<= 0`` removes the entry). With ``check``, only
-        if the group was not invalidated since ``generation`` was read. Never raises."""
+        if the group was not invalidated since ``generation`` was read. With a ``batch`` from
+        :meth:`batch` the write is queued on it (done when the caller executes it). Never
+        raises."""
         ...
 
     def invalidate(self, group: str) -> None:
@@ -189,6 +218,13 @@ class InProcessCache:
         with self._lock:
             return self._invalidations
 
+    def batch(self, *, transaction: bool = False) -> RedisBatch | None:
+        return None
+
+    def lookup(self, group: str, key: str, batch: RedisBatch | None = None) -> Pending[Found]:
+        generation = self.generation(group)  # before the value: never newer than what it guards
+        return Pending.done((self.get(group, key), generation))
+
     def set(
         self,
         group: str,
@@ -198,6 +234,7 @@ class InProcessCache:
         *,
         generation: Generation = None,
         check: bool = False,
+        batch: RedisBatch | None = None,
     ) -> None:
         now = time.monotonic()
         with self._lock:
@@ -293,8 +330,9 @@ class RedisCache:
 
     def __init__(
         self,
-        url: str,
+        url: str | None = None,
         *,
+        client: redis.Redis | None = None,
         prefix: str = "lb:cache:",
         socket_timeout: float = 0.05,
         retry_interval: float = 1.0,
@@ -304,16 +342,25 @@ class RedisCache:
             raise ValueError(f"socket_timeout must be > 0, got {socket_timeout}")
         if retry_interval < 0:
             raise ValueError(f"retry_interval must be >= 0, got {retry_interval}")
+        if (client is None) == (url is None):
+            raise ValueError("give RedisCache a url or a redis client (one of them)")
         self.prefix = prefix
         self.retry_interval = retry_interval
-        self._url = url
-        self._client = redis.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 0),  # outage handling is ours: fail fast, never stall
-        )
+        self._owns_client = client is None
+        if client is None:
+            assert url is not None
+            self._url = url
+            self._client = redis.Redis.from_url(
+                url,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+                retry=Retry(NoBackoff(), 0),  # outage handling is ours: fail fast, never stall
+            )
+        else:  # shared with the online store: one round trip can carry both (RedisBatch)
+            self._client = client
+            self._url = _describe(client)
         self._set_script = self._client.register_script(_SET_SCRIPT)
+        self._lookup_script = self._client.register_script(_LOOKUP_SCRIPT)
         self._invalidate_script = self._client.register_script(_INVALIDATE_SCRIPT)
         # a group's generation outlives any computation in flight; once expired it reads "0",
         # which no later invalidation gives back
@@ -337,6 +384,11 @@ class RedisCache:
         return f"{self.prefix}~gen:{digest}"
 
     # -- public API ----------------------------------------------------------------------------
+
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis client (shared with the online store when built on its client)."""
+        return self._client
 
     def get(self, group: str, key: str) -> bytes | None:
         if self._usable():
@@ -370,6 +422,43 @@ class RedisCache:
             return None
         return tuple(_text(v) for v in found)
 
+    def batch(self, *, transaction: bool = False) -> RedisBatch | None:
+        if not self._usable():
+            return None
+        return RedisBatch(self._client, transaction=transaction)
+
+    def lookup(self, group: str, key: str, batch: RedisBatch | None = None) -> Pending[Found]:
+        own = batch is None or batch.client is not self._client
+        if own:
+            batch = self.batch()
+            if batch is None:
+                with self._lock:
+                    self._misses += 1
+                return Pending.done((None, None))
+        assert batch is not None
+
+        def found(outcome: Outcome) -> Found:
+            replies = outcome if isinstance(outcome, BaseException) else outcome[0]
+            if isinstance(replies, BaseException):
+                self._failed("lookup", replies)
+                with self._lock:
+                    self._misses += 1
+                return None, None
+            raw, *generation = replies
+            value = _decode(raw)
+            with self._lock:
+                if value is None:
+                    self._misses += 1
+                else:
+                    self._hits += 1
+            return value, tuple(_text(v) for v in generation)
+
+        keys = [self._key(group), self._generation_key(group), self._epoch_key]
+        pending = batch.add([ScriptCall(self._lookup_script, keys, [key])], found)
+        if own:
+            batch.execute()
+        return pending
+
     def set(
         self,
         group: str,
@@ -379,6 +468,7 @@ class RedisCache:
         *,
         generation: Generation = None,
         check: bool = False,
+        batch: RedisBatch | None = None,
     ) -> None:
         if (
             check
@@ -386,23 +476,65 @@ class RedisCache:
             and not (isinstance(generation, tuple) and len(generation) == 2)
         ):
             return  # generation unknown: the value may be stale
+        if batch is not None and batch.client is self._client:
+            self._queue_set(batch, group, key, value, ttl_seconds, generation, check)
+            return
         if not self._usable():
             return
         try:
             if ttl_seconds <= 0:
                 self._client.hdel(self._key(group), key)
                 return
-            ttl_ms = max(1, round(ttl_seconds * 1000))
-            expires_ms = int(time.time() * 1000) + ttl_ms
-            expected = generation if check and isinstance(generation, tuple) else ("", "")
-            self._set_script(
-                keys=[self._key(group), self._generation_key(group), self._epoch_key],
-                args=[key, _EXPIRY.pack(expires_ms) + value, ttl_ms, *expected],
-            )
+            keys, args = self._set_call(group, key, value, ttl_seconds, generation, check)
+            self._set_script(keys=keys, args=args)
         except _UNREACHABLE as exc:
             self._mark_down(exc)
         except RedisError as exc:
             self._count_error("set", exc)
+
+    def _set_call(
+        self,
+        group: str,
+        key: str,
+        value: bytes,
+        ttl_seconds: float,
+        generation: Generation,
+        check: bool,
+    ) -> tuple[list[str], list[bytes | str | int]]:
+        """The keys and arguments of the storing script."""
+        ttl_ms = max(1, round(ttl_seconds * 1000))
+        expires_ms = int(time.time() * 1000) + ttl_ms
+        expected = generation if check and isinstance(generation, tuple) else ("", "")
+        return (
+            [self._key(group), self._generation_key(group), self._epoch_key],
+            [key, _EXPIRY.pack(expires_ms) + value, ttl_ms, *expected],
+        )
+
+    def _queue_set(
+        self,
+        batch: RedisBatch,
+        group: str,
+        key: str,
+        value: bytes,
+        ttl_seconds: float,
+        generation: Generation,
+        check: bool,
+    ) -> None:
+        """:meth:`set` queued on ``batch``; its outcome counted once the batch has run."""
+        command: tuple[object, ...] | ScriptCall
+        if ttl_seconds <= 0:
+            command = ("HDEL", self._key(group), key)
+        else:
+            keys, args = self._set_call(group, key, value, ttl_seconds, generation, check)
+            command = ScriptCall(self._set_script, keys, args)
+
+        def stored(outcome: Outcome) -> None:
+            failed = outcome if isinstance(outcome, BaseException) else outcome[0]
+            if isinstance(failed, BaseException):
+                self._failed("set", failed)
+
+        pending = batch.add([command], stored)
+        batch.after(pending.result)
 
     def invalidate(self, group: str) -> None:
         if not self._usable(pending_group=group):
@@ -436,7 +568,8 @@ class RedisCache:
         return self._breaker.is_open
 
     def close(self) -> None:
-        self._client.close()
+        if self._owns_client:  # a shared client is closed by its owner
+            self._client.close()
 
     # -- outage handling -----------------------------------------------------------------------
 
@@ -544,7 +677,14 @@ class RedisCache:
         with contextlib.suppress(RedisError, OSError):
             self._client.connection_pool.disconnect(inuse_connections=False)
 
-    def _count_error(self, operation: str, exc: RedisError) -> None:
+    def _failed(self, operation: str, exc: BaseException) -> None:
+        """A batched call's failure: Redis unreachable, or a command it refused."""
+        if isinstance(exc, _UNREACHABLE):
+            self._mark_down(exc)
+        else:
+            self._count_error(operation, exc)
+
+    def _count_error(self, operation: str, exc: BaseException) -> None:
         with self._lock:
             self._errors += 1
         logger.warning("Redis cache at %s: %s failed: %s", self._url, operation, exc)
@@ -564,6 +704,13 @@ def _text(raw: bytes | str | None) -> str:
     if raw is None:
         return "0"
     return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _describe(client: redis.Redis) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
 
 
 def _glob_escape(text: str) -> str:

@@ -7,6 +7,10 @@ events, purchases) and derives the customer's consent and live profile from it; 
 view into the pipeline's :class:`~app.pipeline.Context` (history, exclusions, the customer's
 vector, sequence and purchases). While the online store is down a view holds the bundle's
 knowledge alone.
+
+In Redis, a cached list's lookup also reads the customer's state in the same round trip
+(:meth:`Customers.prefetch`, from :meth:`app.response_cache.ResponseCache.get_or_compute`): within
+the computation of the list, :meth:`Customers.read` takes that state instead of reading it again.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -29,6 +35,7 @@ from app.strategies import segment_of
 from feature_store.errors import StoreUnavailable, UnknownCustomer
 from feature_store.online_store import CustomerState, OnlineStore
 from feature_store.profiles import LiveProfiles, preferred_size
+from feature_store.redis_batch import Pending, RedisBatch
 from feature_store.schema import (
     INTERACTION_WEIGHTS,
     SIZE_RETURN_REASONS,
@@ -72,6 +79,31 @@ class CustomerView:
     def personal_profile(self) -> dict[str, Any] | None:
         """The profile when it may personalize (consent), else None."""
         return self.profile if self.consent else None
+
+
+class PrefetchedState:
+    """A customer's state read ahead in another part's round trip; within ``with`` it is what
+    :meth:`Customers.read` of that customer takes (this thread and context only)."""
+
+    def __init__(self, customer_id: str, pending: Pending[CustomerState]) -> None:
+        self.customer_id = customer_id
+        self.pending = pending
+        self._tokens: list[Token[PrefetchedState | None]] = []
+
+    def __enter__(self) -> PrefetchedState:
+        self._tokens.append(_prefetched.set(self))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        _prefetched.reset(self._tokens.pop())
+
+
+_prefetched: ContextVar[PrefetchedState | None] = ContextVar("lookbook_prefetched", default=None)
 
 
 class Customers:
@@ -159,11 +191,22 @@ class Customers:
 
     # -- one read per request -------------------------------------------------------------------
 
+    def prefetch(self, batch: RedisBatch, customer_id: str) -> PrefetchedState | None:
+        """The customer's state queued on ``batch`` (when the online store shares its client),
+        for :meth:`read` to take within ``with`` once the batch has run; None otherwise."""
+        pending = self.store.queue_customer_state(batch, customer_id, self.recent_events)
+        return None if pending is None else PrefetchedState(customer_id, pending)
+
     def read(self, bundle: LoadedBundle, customer_id: str) -> CustomerView:
-        """The customer from one online-store read; from the bundle alone while it is down."""
+        """The customer from one online-store read (or the one :meth:`prefetch` queued); from
+        the bundle alone while it is down."""
         state: CustomerState | None = None
+        prefetched = _prefetched.get()
         try:
-            state = self.store.customer_state(customer_id, self.recent_events)
+            if prefetched is not None and prefetched.customer_id == customer_id:
+                state = prefetched.pending.result()
+            else:
+                state = self.store.customer_state(customer_id, self.recent_events)
         except StoreUnavailable as exc:
             self.metrics.online_store_errors.inc()
             _store_down.warn(

@@ -11,7 +11,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
+import redis
 from fastapi import FastAPI
+from redis.connection import parse_url
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from threadpoolctl import threadpool_limits
@@ -113,13 +115,33 @@ def build_store(settings: Settings) -> OnlineStore:
     )
 
 
-def build_attribution_store(settings: Settings) -> AttributionStore:
+def shared_redis_client(settings: Settings, store: OnlineStore | None) -> redis.Redis | None:
+    """The online store's Redis client when it is the Redis at ``REDIS_URL``: the response cache
+    and the attribution store use it too, so one round trip (a
+    :class:`~feature_store.redis_batch.RedisBatch`) can carry the commands of all three."""
+    if not settings.redis_url or not isinstance(store, RedisOnlineStore):
+        return None
+    wanted = parse_url(settings.redis_url)
+    kwargs = store.client.connection_pool.connection_kwargs
+    same = all(
+        kwargs.get(name, default) == wanted.get(name, default)
+        for name, default in (("host", "localhost"), ("port", 6379), ("db", 0), ("path", None))
+    )
+    return store.client if same else None
+
+
+def build_attribution_store(
+    settings: Settings, store: OnlineStore | None = None
+) -> AttributionStore:
     """Served-list records, attributed touches and attribution counters: in Redis when
-    ``REDIS_URL`` is set (replicas add up), else in this process (bounded)."""
+    ``REDIS_URL`` is set (replicas add up; on the online store's client when it is that Redis),
+    else in this process (bounded)."""
     window = settings.attribution_window_days * SECONDS_PER_DAY
     if settings.redis_url:
+        client = shared_redis_client(settings, store)
         return RedisAttributionStore(
-            url=settings.redis_url,
+            client,
+            url=None if client is not None else settings.redis_url,
             prefix=settings.redis_prefix,
             served_ttl_seconds=settings.served_list_ttl_seconds,
             touch_ttl_seconds=window,
@@ -159,8 +181,13 @@ def build_event_store(settings: Settings) -> EventStore:
     )
 
 
-def build_cache(settings: Settings) -> Cache:
+def build_cache(settings: Settings, store: OnlineStore | None = None) -> Cache:
+    """The response cache: in Redis when ``REDIS_URL`` is set (on the online store's client when
+    it is that Redis), else in this process."""
     if settings.redis_url:
+        client = shared_redis_client(settings, store)
+        if client is not None:
+            return RedisCache(client=client, prefix=f"{settings.redis_prefix}cache:")
         return RedisCache(settings.redis_url, prefix=f"{settings.redis_prefix}cache:")
     return InProcessCache(max_groups=settings.cache_max_customers)
 
@@ -216,7 +243,7 @@ def create_app(
         bundles,
         store,
         event_log,
-        cache if cache is not None else build_cache(settings),
+        cache if cache is not None else build_cache(settings, store),
         metrics,
         cache_ttl_seconds=settings.cache_ttl_seconds,
         recent_events=settings.recent_events_per_customer,
@@ -225,7 +252,7 @@ def create_app(
         attribution_store=(
             attribution_store
             if attribution_store is not None
-            else build_attribution_store(settings)
+            else build_attribution_store(settings, store)
         ),
         impression_log=impression_log,
         attribution_window_seconds=settings.attribution_window_days * SECONDS_PER_DAY,

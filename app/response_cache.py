@@ -14,6 +14,7 @@ with a fresh one — with the list's served-list record template beside them
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date
 from typing import ClassVar, Protocol
@@ -23,6 +24,12 @@ from app.list_options import NO_OPTIONS, ListOptions
 from app.metrics import Metrics
 from app.rendering import new_recommendation_id, with_recommendation_id
 from app.served_lists import Served, ServedLists, pack, unpack
+from feature_store.redis_batch import RedisBatch
+
+#: Queues the read of a customer's online state on a batch (``app.customers.Customers.prefetch``):
+#: a context manager within which the request's read of that customer is the queued one, or None
+#: when it cannot join the batch.
+Prefetch = Callable[[RedisBatch, str], AbstractContextManager[object] | None]
 
 
 def customer_group(version: str, customer_id: str) -> str:
@@ -32,6 +39,11 @@ def customer_group(version: str, customer_id: str) -> str:
 
 class CacheKey(Protocol):
     kind: ClassVar[str]  # the ``kind`` label of ``lookbook_cache_requests_total``
+
+    @property
+    def customer_id(self) -> str | None:
+        """The customer whose lists these are (their online state is read to compute one)."""
+        ...
 
     @property
     def group(self) -> str: ...
@@ -169,36 +181,62 @@ class ResponseCache:
         *,
         ttl_seconds: float,
         served: ServedLists | None = None,
+        prefetch: Prefetch | None = None,
     ) -> None:
         self.cache = cache
         self.metrics = metrics
         self.ttl = ttl_seconds
         self.served = served  # None: showings get ids but are not recorded
+        self.prefetch = prefetch  # None: a customer's state is read by the computation alone
 
     def get_or_compute(self, key: CacheKey, compute: Callable[[], bytes | Served]) -> bytes:
         """The cached list under ``key``, else ``compute()`` stored under it (with its record
-        template); either way shown (:meth:`show`) with a fresh ``recommendation_id``."""
-        raw = self.cache.get(key.group, key.field)
+        template); either way shown (:meth:`show`) with a fresh ``recommendation_id``.
+
+        In Redis a miss costs two round trips: one reads the cached value, the group's generation
+        and — for a customer's list — the customer's online state (which the computation then
+        uses instead of reading it again); one stores the list and its showing's record. A hit
+        costs the read and the record."""
+        customer_id = key.customer_id
+        batch = self.cache.batch()  # None: in process, or Redis down
+        # the generation is read with the value, before the customer's state (queued first) and
+        # the computation: an event invalidating the group meanwhile makes the store a no-op, so
+        # a list computed before the event is never cached after it
+        found = self.cache.lookup(key.group, key.field, batch)
+        prefetched = None
+        if batch is not None and customer_id is not None and self.prefetch is not None:
+            prefetched = self.prefetch(batch, customer_id)
+        if batch is not None:
+            batch.execute()
+        raw, generation = found.result()
         result = "hit" if raw is not None else "miss"
         self.metrics.cache_requests.labels(kind=key.kind, result=result).inc()
-        if raw is None:
-            # read before computing: an event invalidating the group meanwhile makes the store a
-            # no-op, so a list computed before the event is never cached after it
-            generation = self.cache.generation(key.group)
+        if raw is not None:
+            return self.show(unpack(raw))
+        with prefetched if prefetched is not None else nullcontext():
             computed = compute()
-            served = computed if isinstance(computed, Served) else Served(computed)
-            self.cache.set(
-                key.group, key.field, pack(served), self.ttl, generation=generation, check=True
-            )
-        else:
-            served = unpack(raw)
-        return self.show(served)
+        served = computed if isinstance(computed, Served) else Served(computed)
+        batch = self.cache.batch()
+        self.cache.set(
+            key.group,
+            key.field,
+            pack(served),
+            self.ttl,
+            generation=generation,
+            check=True,
+            batch=batch,
+        )
+        body = self.show(served, batch)
+        if batch is not None:
+            batch.execute()  # the record is kept before the response is returned
+        return body
 
-    def show(self, served: Served) -> bytes:
-        """One showing of a list: a fresh ``recommendation_id`` and, with a template, its record."""
+    def show(self, served: Served, batch: RedisBatch | None = None) -> bytes:
+        """One showing of a list: a fresh ``recommendation_id`` and, with a template, its record
+        (queued on ``batch`` when given and the attribution store shares its client)."""
         if self.served is None:
             return with_recommendation_id(served.body, new_recommendation_id())
-        return self.served.show(served)
+        return self.served.show(served, batch)
 
     def invalidate_customer(self, customer_id: str, versions: Iterable[str]) -> None:
         """Drop every list of the customer cached for any of the bundle ``versions``."""

@@ -33,6 +33,7 @@ from app.rendering import new_recommendation_id, with_recommendation_id
 from feature_store.attribution_store import AttributionStore, Credit
 from feature_store.errors import StoreUnavailable
 from feature_store.impression_log import ImpressionLog
+from feature_store.redis_batch import Pending, RedisBatch
 from feature_store.served_lists import stamp
 
 logger = logging.getLogger("lookbook.app")
@@ -91,29 +92,45 @@ class ServedLists:
         # and their Prometheus children, so a showing neither parses JSON nor resolves labels.
         self._by_template: dict[bytes, tuple[str | None, list[tuple[Credit, int, Any]]]] = {}
 
-    def show(self, served: Served) -> bytes:
-        """The body with a fresh ``recommendation_id``; its record kept when it has a template."""
+    def show(self, served: Served, batch: RedisBatch | None = None) -> bytes:
+        """The body with a fresh ``recommendation_id``; its record kept when it has a template
+        (with a ``batch``, queued on it when the store shares its client: kept once the caller
+        has executed it — before the response is returned)."""
         recommendation_id = new_recommendation_id()
         if served.template is not None:
-            self.record(recommendation_id, served.template)
+            self.record(recommendation_id, served.template, batch)
         return with_recommendation_id(served.body, recommendation_id)
 
-    def record(self, recommendation_id: str, template: bytes) -> None:
+    def record(
+        self, recommendation_id: str, template: bytes, batch: RedisBatch | None = None
+    ) -> None:
         record = stamp(template, recommendation_id, self._now())
         customer_id, counted = self._counted(template)
         try:
-            self.store.put_served(
-                recommendation_id, record, {c: n for c, n, _ in counted}, customer_id
+            queued = self.store.put_served(
+                recommendation_id, record, {c: n for c, n, _ in counted}, customer_id, batch=batch
             )
         except StoreUnavailable as exc:
-            self.metrics.served_list_errors.labels(where="store").inc()
-            _store_down.warn("served-list record %s not kept online: %s", recommendation_id, exc)
+            self._not_kept(recommendation_id, exc)
+        else:
+            if queued is not None and batch is not None:
+                batch.after(lambda: self._check_kept(recommendation_id, queued))
         if self.log is not None and not self.log.append(record):
             self.metrics.served_list_errors.labels(where="log").inc()
         for _, n, child in counted:
             child.inc(n)
         if self.bandit is not None:
             self.bandit.shown(template)
+
+    def _check_kept(self, recommendation_id: str, queued: Pending[None]) -> None:
+        try:
+            queued.result()
+        except StoreUnavailable as exc:
+            self._not_kept(recommendation_id, exc)
+
+    def _not_kept(self, recommendation_id: str, exc: StoreUnavailable) -> None:
+        self.metrics.served_list_errors.labels(where="store").inc()
+        _store_down.warn("served-list record %s not kept online: %s", recommendation_id, exc)
 
     def _counted(self, template: bytes) -> tuple[str | None, list[tuple[Credit, int, Any]]]:
         """The customer a template names, and its impressions per credit with their Prometheus

@@ -90,13 +90,17 @@ class RecommendationService:
             window_seconds=attribution_window_seconds,
             bandit=self.bandit,
         )
-        self.responses = ResponseCache(
-            cache, metrics, ttl_seconds=cache_ttl_seconds, served=self.served_lists
-        )
-        renderer = Renderer(metrics)
         self.customers = Customers(
             bundles, store, metrics, self.ledger, self.clock, recent_events=recent_events
         )
+        self.responses = ResponseCache(
+            cache,
+            metrics,
+            ttl_seconds=cache_ttl_seconds,
+            served=self.served_lists,
+            prefetch=self.customers.prefetch,
+        )
+        renderer = Renderer(metrics)
         self.privacy = Privacy(
             bundles,
             store,

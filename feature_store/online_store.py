@@ -28,9 +28,10 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from .circuit import Admission, breaker_for
+from .circuit import Admission, CircuitBreaker, breaker_for
 from .errors import DataFormatError, InvalidEvent, StoreUnavailable
 from .profiles import InMemoryProfileStates, ProfileStateStore
+from .redis_batch import Outcome, Pending, RedisBatch, ScriptCall
 from .schema import Interaction, InteractionType
 
 
@@ -58,6 +59,15 @@ class OnlineStore(Protocol):
     def customer_state(self, customer_id: str, n_recent: int = 50) -> CustomerState:
         """Consent, profile state, the ``n_recent`` most recent interactions and the purchased
         set of one customer, in one read (one round trip for Redis)."""
+        ...
+
+    def queue_customer_state(
+        self, batch: RedisBatch, customer_id: str, n_recent: int = 50
+    ) -> Pending[CustomerState] | None:
+        """:meth:`customer_state` queued on ``batch`` (another part's round trip, e.g. the
+        response cache's lookup) when the store shares its Redis client and Redis is not known
+        to be down; its result raises what :meth:`customer_state` would. None when it cannot
+        join (in process, another client, Redis down): call :meth:`customer_state`."""
         ...
 
     def record(self, events: Sequence[Interaction]) -> None:
@@ -221,6 +231,11 @@ class InMemoryOnlineStore:
             erased_at=erased_at,
         )
 
+    def queue_customer_state(
+        self, batch: RedisBatch, customer_id: str, n_recent: int = 50
+    ) -> Pending[CustomerState] | None:
+        return None  # nothing to share: in process, a read costs no round trip
+
     def record(self, events: Sequence[Interaction]) -> None:
         _check_events(events)
         with self._lock:
@@ -308,6 +323,19 @@ class InMemoryOnlineStore:
 # Redis implementation (shared by replicas)
 # --------------------------------------------------------------------------------------------------
 
+# customer_state's reads as one script (atomic, like its MULTI; one reply to parse instead of seven
+# in a batch). KEYS: consent, profile state, recent, purchased, erased hash; ARGV: the LRANGE
+# range and the erasure digest. A missing value (false) is a nil reply.
+_STATE_SCRIPT: Final = """
+return {
+    redis.call('GET', KEYS[1]),
+    redis.call('GET', KEYS[2]),
+    redis.call('LRANGE', KEYS[3], ARGV[1], ARGV[2]),
+    redis.call('SMEMBERS', KEYS[4]),
+    redis.call('HGET', KEYS[5], ARGV[3]),
+}
+"""
+
 
 class RedisOnlineStore:
     """The online store in Redis, shared by every replica.
@@ -344,6 +372,7 @@ class RedisOnlineStore:
         self.prefix = prefix
         self.max_recent = max_recent
         self._profile_states = RedisProfileStates(self._client, prefix=prefix)
+        self._state_script = self._client.register_script(_STATE_SCRIPT)
 
     @property
     def client(self) -> redis.Redis:
@@ -398,16 +427,59 @@ class RedisOnlineStore:
             pipe.execute()
 
     def customer_state(self, customer_id: str, n_recent: int = 50) -> CustomerState:
-        n = max(min(n_recent, self.max_recent), 0)
         pipe = self._client.pipeline(transaction=True)  # one round trip, one consistent snapshot
-        pipe.get(self._consent_key(customer_id))
-        pipe.get(self._profile_states.key(customer_id))
-        start, stop = (0, n - 1) if n else (1, 0)  # an empty range reads nothing
-        pipe.lrange(self._recent_key(customer_id), start, stop)
-        pipe.smembers(self._purchased_key(customer_id))
-        pipe.hget(self._erased_key, erasure_digest(customer_id))
+        for command in self._state_commands(customer_id, n_recent):
+            pipe.execute_command(*command)
         with self._guard("customer_state"):
-            consent, profile, recent, purchased, erased = pipe.execute()
+            replies = pipe.execute()
+        return self._decode_customer_state(customer_id, replies)
+
+    def queue_customer_state(
+        self, batch: RedisBatch, customer_id: str, n_recent: int = 50
+    ) -> Pending[CustomerState] | None:
+        breaker = breaker_for(self._where)
+        if batch.client is not self._client or breaker.is_open:
+            return None  # its own call (through the breaker, probing when it is time)
+
+        def decode(outcome: Outcome) -> CustomerState:
+            if isinstance(outcome, BaseException):
+                raise _unavailable(breaker, "online store", self._where, "customer_state", outcome)
+            (replies,) = outcome
+            if isinstance(replies, BaseException):
+                raise _unavailable(breaker, "online store", self._where, "customer_state", replies)
+            _recovered(breaker.succeeded(), self._where)
+            return self._decode_customer_state(customer_id, replies)
+
+        keys = [
+            self._consent_key(customer_id),
+            self._profile_states.key(customer_id),
+            self._recent_key(customer_id),
+            self._purchased_key(customer_id),
+            self._erased_key,
+        ]
+        start, stop = self._recent_range(n_recent)
+        args = [start, stop, erasure_digest(customer_id)]
+        return batch.add([ScriptCall(self._state_script, keys, args)], decode)
+
+    def _recent_range(self, n_recent: int) -> tuple[int, int]:
+        """The LRANGE bounds of the ``n_recent`` newest events (an empty range reads nothing)."""
+        n = max(min(n_recent, self.max_recent), 0)
+        return (0, n - 1) if n else (1, 0)
+
+    def _state_commands(self, customer_id: str, n_recent: int) -> list[tuple[Any, ...]]:
+        """The commands of :meth:`customer_state` (to run inside ``MULTI``; batched, the same
+        reads are one script: :data:`_STATE_SCRIPT`)."""
+        start, stop = self._recent_range(n_recent)
+        return [
+            ("GET", self._consent_key(customer_id)),
+            ("GET", self._profile_states.key(customer_id)),
+            ("LRANGE", self._recent_key(customer_id), start, stop),
+            ("SMEMBERS", self._purchased_key(customer_id)),
+            ("HGET", self._erased_key, erasure_digest(customer_id)),
+        ]
+
+    def _decode_customer_state(self, customer_id: str, replies: Sequence[Any]) -> CustomerState:
+        consent, profile, recent, purchased, erased = replies
         return CustomerState(
             customer_id=customer_id,
             consent=None if consent is None else _text(consent) == "1",
@@ -629,7 +701,17 @@ def redis_errors(what: str, where: str, operation: str) -> Iterator[None]:
         )
     try:
         yield
-    except UNREACHABLE as exc:
+    except (RedisError, *UNREACHABLE) as exc:
+        raise _unavailable(breaker, what, where, operation, exc) from exc
+    _recovered(breaker.succeeded(), where)
+
+
+def _unavailable(
+    breaker: CircuitBreaker, what: str, where: str, operation: str, exc: BaseException
+) -> StoreUnavailable:
+    """The :class:`StoreUnavailable` of a failed Redis call, the breaker told: unreachable opens
+    it (one warning per outage), a refused command means Redis answered."""
+    if isinstance(exc, UNREACHABLE):
         if breaker.failed():
             _log.warning(
                 "Redis at %s unreachable (%s during %s: %s); its stores fail fast, retrying "
@@ -640,15 +722,13 @@ def redis_errors(what: str, where: str, operation: str) -> Iterator[None]:
                 exc,
                 breaker.retry_interval,
             )
-        raise StoreUnavailable(
-            f"Redis {what} at {where}: {operation} failed: {type(exc).__name__}: {exc}"
-        ) from exc
-    except RedisError as exc:  # Redis answered (and refused the command): it is reachable
+    else:  # Redis answered (and refused the command): it is reachable
         _recovered(breaker.succeeded(), where)
-        raise StoreUnavailable(
-            f"Redis {what} at {where}: {operation} failed: {type(exc).__name__}: {exc}"
-        ) from exc
-    _recovered(breaker.succeeded(), where)
+    error = StoreUnavailable(
+        f"Redis {what} at {where}: {operation} failed: {type(exc).__name__}: {exc}"
+    )
+    error.__cause__ = exc
+    return error
 
 
 def _recovered(bypassed: int | None, where: str) -> None:

@@ -1,0 +1,167 @@
+"""Commands of several Redis-backed parts sent together: one round trip instead of one each.
+
+A request that reads the response cache and the customer's online state, or writes a list to the
+cache and its served-list record, would make one round trip per part. When the parts share one
+Redis client they can queue their commands on one :class:`RedisBatch` instead: the caller that
+made the batch executes it once, and each part then learns its own outcome — a :class:`Pending`
+for a reply someone reads (decoded, with the part's own error handling, when read), and
+:meth:`RedisBatch.after` for bookkeeping that must run whatever happens (circuit breakers, error
+counters). A part that does not share the batch's client makes its own call, as without a batch.
+
+Scripts are queued as ``EVALSHA``; a reply of ``NOSCRIPT`` (a restarted or flushed Redis) loads the
+script and runs those calls again — no ``SCRIPT EXISTS`` round trip before each batch, which is
+what redis-py's pipelines do for registered scripts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import redis
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError, ResponseError
+
+T = TypeVar("T")
+
+#: One part's replies, in the order queued (a command Redis refused is its exception), or the
+#: exception of the round trip when it failed.
+Outcome = Sequence[Any] | BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCall:
+    """A registered script run with its keys and arguments (queued as ``EVALSHA``)."""
+
+    script: Script
+    keys: Sequence[Any]
+    args: Sequence[Any]
+
+
+#: A command: the arguments of ``execute_command`` (``("HGET", key, field)``) or a script call.
+Command = tuple[Any, ...] | ScriptCall
+
+_UNSENT = object()
+
+
+class Pending(Generic[T]):
+    """A part's result once its batch has run: :meth:`result` decodes its outcome (once)."""
+
+    def __init__(self, decode: Callable[[Outcome], T]) -> None:
+        self._decode = decode
+        self._outcome: Outcome | None = None
+        self._value: object = _UNSENT
+        self._error: BaseException | None = None
+
+    @classmethod
+    def done(cls, value: T) -> Pending[T]:
+        """A result already known (a part that did not need the batch)."""
+        pending: Pending[T] = cls(lambda _: value)
+        pending._value = value
+        return pending
+
+    def _resolve(self, outcome: Outcome) -> None:
+        self._outcome = outcome
+
+    def result(self) -> T:
+        """The decoded result, or the part's own exception (e.g. ``StoreUnavailable``)."""
+        if self._value is _UNSENT and self._error is None:
+            if self._outcome is None:
+                raise RuntimeError("the batch of this result has not been executed")
+            try:
+                self._value = self._decode(self._outcome)
+            except Exception as exc:
+                self._error = exc
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
+class RedisBatch:
+    """Commands queued by several parts on one client, sent by :meth:`execute` in one round trip
+    (``transaction``: inside ``MULTI`` / ``EXEC``, one consistent snapshot)."""
+
+    def __init__(self, client: redis.Redis, *, transaction: bool = False) -> None:
+        self.client = client
+        self.transaction = transaction
+        self._commands: list[Command] = []
+        self._parts: list[tuple[int, int, Pending[Any]]] = []
+        self._after: list[Callable[[], None]] = []
+        self.executed = False
+
+    def __len__(self) -> int:
+        return len(self._commands)
+
+    def add(self, commands: Sequence[Command], decode: Callable[[Outcome], T]) -> Pending[T]:
+        """Queue one part's commands; its result is ``decode(outcome)`` once the batch has run."""
+        if self.executed:
+            raise RuntimeError("this batch has been executed already")
+        start = len(self._commands)
+        self._commands.extend(commands)
+        pending: Pending[T] = Pending(decode)
+        self._parts.append((start, len(self._commands), pending))
+        return pending
+
+    def after(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the batch has run (its parts' bookkeeping); it must not raise."""
+        self._after.append(callback)
+
+    def execute(self) -> None:
+        """Send every queued command in one round trip and hand each part its outcome; never
+        raises (a failed round trip is every part's outcome), then runs the ``after`` callbacks."""
+        if self.executed:
+            raise RuntimeError("this batch has been executed already")
+        self.executed = True
+        outcome: list[Any] | BaseException
+        if not self._commands:
+            outcome = []
+        else:
+            try:
+                outcome = self._send(self._commands)
+                retry = [
+                    i
+                    for i, command in enumerate(self._commands)
+                    if isinstance(command, ScriptCall) and isinstance(outcome[i], NoScriptError)
+                ]
+                if retry:  # Redis lost its scripts (restarted, flushed): load them, run again
+                    for script in {
+                        id(c.script): c.script for c in self._commands_at(retry)
+                    }.values():
+                        script.sha = self.client.script_load(script.script)
+                    again = self._send(self._commands_at(retry), transaction=False)
+                    for i, reply in zip(retry, again, strict=True):
+                        outcome[i] = reply
+            except Exception as exc:  # the parts decide what it means
+                outcome = exc
+        for start, stop, pending in self._parts:
+            pending._resolve(outcome if isinstance(outcome, BaseException) else outcome[start:stop])
+        for callback in self._after:
+            callback()
+
+    def _commands_at(self, indices: Sequence[int]) -> list[ScriptCall]:
+        found = [self._commands[i] for i in indices]
+        return [c for c in found if isinstance(c, ScriptCall)]
+
+    def _send(self, commands: Sequence[Command], transaction: bool | None = None) -> list[Any]:
+        transaction = self.transaction if transaction is None else transaction
+        if len(commands) == 1 and not transaction:  # one command: no pipeline to build
+            (command,) = commands
+            args = (
+                ("EVALSHA", command.script.sha, len(command.keys), *command.keys, *command.args)
+                if isinstance(command, ScriptCall)
+                else command
+            )
+            try:
+                return [self.client.execute_command(*args)]
+            except ResponseError as exc:  # refused (e.g. NOSCRIPT): the part's reply, as below
+                return [exc]
+        pipe = self.client.pipeline(transaction=transaction)
+        for command in commands:
+            if isinstance(command, ScriptCall):
+                pipe.execute_command(
+                    "EVALSHA", command.script.sha, len(command.keys), *command.keys, *command.args
+                )
+            else:
+                pipe.execute_command(*command)
+        return list(pipe.execute(raise_on_error=False))

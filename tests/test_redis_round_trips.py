@@ -1,0 +1,328 @@
+"""Issue "Fast at full size": with Redis, a list costs two round trips — one read (cache lookup,
+the group's generation and the customer's online state), one write (the cache set and the
+showing's served-list record) — and keeps every guarantee: no list computed before an
+invalidation is cached after it, a Redis outage never fails a request."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from app.cache import RedisCache
+from app.main import create_app
+from app.metrics import Metrics
+from app.response_cache import FeedKey, ResponseCache
+from app.served_lists import Served, ServedLists
+from app.settings import Settings
+from feature_store.attribution_store import RedisAttributionStore
+from feature_store.errors import StoreUnavailable
+from feature_store.online_store import CustomerState, RedisOnlineStore
+from feature_store.redis_batch import Pending, RedisBatch, ScriptCall
+from feature_store.schema import Interaction, InteractionType
+from feature_store.served_lists import template
+from helpers import RedisServer, free_port
+
+
+@contextmanager
+def round_trips() -> Iterator[Callable[[], int]]:
+    """Count Redis round trips as ``benchmarks/feed_cost.py`` does (a pipeline is one, and so is
+    each command a pipeline sends on its own before it, such as ``SCRIPT EXISTS``)."""
+    sent = [0]
+    originals = (
+        redis.Redis.execute_command,
+        redis.client.Pipeline.execute,
+        redis.client.Pipeline.immediate_execute_command,
+    )
+
+    def counted(original: Callable[..., Any]) -> Callable[..., Any]:
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            sent[0] += 1
+            return original(self, *args, **kwargs)
+
+        return call
+
+    redis.Redis.execute_command = counted(originals[0])  # type: ignore[method-assign]
+    redis.client.Pipeline.execute = counted(originals[1])  # type: ignore[method-assign]
+    redis.client.Pipeline.immediate_execute_command = counted(originals[2])  # type: ignore[method-assign]
+    try:
+        yield lambda: sent[0]
+    finally:
+        redis.Redis.execute_command = originals[0]  # type: ignore[method-assign]
+        redis.client.Pipeline.execute = originals[1]  # type: ignore[method-assign]
+        redis.client.Pipeline.immediate_execute_command = originals[2]  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="module")
+def customer(retailer: tuple[Path, Path]) -> str:
+    data, _ = retailer
+    frame = pd.read_parquet(data / "interactions.parquet")
+    return str(frame["customer_id"].value_counts().idxmax())
+
+
+@pytest.fixture(scope="module")
+def item(retailer: tuple[Path, Path]) -> str:
+    data, _ = retailer
+    frame = pd.read_parquet(data / "interactions.parquet")
+    return str(frame["item_id"].value_counts().idxmax())
+
+
+def _settings(bundles: Path, tmp_path: Path, url: str, prefix: str = "lb:") -> Settings:
+    return Settings(
+        bundle_dir=bundles,
+        event_log_dir=tmp_path / "events",
+        bundle_poll_seconds=0,
+        redis_url=url,
+        redis_prefix=prefix,
+    )
+
+
+# -- the service: two round trips a list ----------------------------------------------------------
+
+
+@pytest.mark.redis
+def test_a_list_costs_one_read_and_one_write_round_trip(
+    retailer: tuple[Path, Path],
+    tmp_path: Path,
+    redis_url: str,
+    redis_prefix: str,
+    customer: str,
+    item: str,
+) -> None:
+    _, bundles = retailer
+    with TestClient(create_app(_settings(bundles, tmp_path, redis_url, redis_prefix))) as c:
+        service = c.app.state.service  # type: ignore[attr-defined]
+        # the cache and the attribution store ride on the online store's client
+        assert service.cache.client is service.store.client
+        assert service.attribution_store._client is service.store.client
+        raw = redis.Redis.from_url(redis_url)
+        # the first use of a script on a Redis loads it (NOSCRIPT, SCRIPT LOAD, again)
+        c.get(f"/v1/customers/{customer}/recommendations?k=3")
+        urls = [
+            f"/v1/customers/{customer}/recommendations?k=6",
+            f"/v1/items/{item}/similar?k=6&customer_id={customer}",
+            f"/v1/items/{item}/similar?k=6",
+        ]
+        for url in urls:
+            with round_trips() as sent:
+                miss = c.get(url)
+                assert miss.status_code == 200, miss.text
+                assert sent() == 2, f"{url}: a miss reads everything, then writes everything"
+            record = raw.get(f"{redis_prefix}served:{miss.json()['recommendation_id']}")
+            assert record is not None, "the served-list record is kept before the response"
+            with round_trips() as sent:
+                hit = c.get(url)
+                assert sent() == 2, f"{url}: a hit reads, then records its showing"
+            assert hit.json()["items"] == miss.json()["items"]
+            assert raw.exists(f"{redis_prefix}served:{hit.json()['recommendation_id']}")
+        cache = service.cache.stats()
+        assert cache["hits"] == 3 and cache["errors"] == 0
+
+
+@pytest.mark.redis
+def test_the_prefetched_state_is_the_one_the_list_is_computed_from(
+    retailer: tuple[Path, Path], tmp_path: Path, redis_url: str, redis_prefix: str, customer: str
+) -> None:
+    """An event since the bundle counts at once: the purchase read in the lookup's round trip
+    leaves the feed, and the online store is not read again."""
+    _, bundles = retailer
+    with TestClient(create_app(_settings(bundles, tmp_path, redis_url, redis_prefix))) as c:
+        url = f"/v1/customers/{customer}/recommendations?k=6"
+        top = c.get(url).json()["items"][0]["item_id"]
+        event = {"customer_id": customer, "item_id": top, "type": "purchase"}
+        assert c.post("/v1/events", json=event).json()["accepted"] == 1
+        store = c.app.state.service.store  # type: ignore[attr-defined]
+        own_reads: list[str] = []
+        original = store.customer_state
+
+        def customer_state(customer_id: str, n_recent: int = 50) -> CustomerState:
+            own_reads.append(customer_id)
+            return original(customer_id, n_recent)
+
+        store.customer_state = customer_state
+        with round_trips() as sent:
+            after = c.get(url).json()
+            assert sent() == 2
+        assert own_reads == [], "the state read with the lookup was used"
+        assert top not in {it["item_id"] for it in after["items"]}
+
+
+# -- the generation guarantee across the combined read and write ----------------------------------
+
+
+@pytest.fixture
+def shared(redis_url: str, redis_prefix: str) -> Iterator[tuple[RedisOnlineStore, ResponseCache]]:
+    store = RedisOnlineStore(url=redis_url, prefix=redis_prefix)
+    cache = RedisCache(client=store.client, prefix=f"{redis_prefix}cache:")
+    attribution = RedisAttributionStore(
+        store.client, prefix=redis_prefix, served_ttl_seconds=60, touch_ttl_seconds=60
+    )
+
+    @contextmanager
+    def active(pending: Pending[CustomerState]) -> Iterator[None]:
+        seen.append(pending)
+        yield
+
+    def prefetch(batch: RedisBatch, customer_id: str) -> Any:
+        pending = store.queue_customer_state(batch, customer_id, 10)
+        return None if pending is None else active(pending)
+
+    seen: list[Pending[CustomerState]] = []
+    responses = ResponseCache(
+        cache,
+        Metrics(),
+        ttl_seconds=60,
+        served=ServedLists(attribution, None, Metrics()),
+        prefetch=prefetch,
+    )
+    responses.prefetched = seen  # type: ignore[attr-defined]
+    yield store, responses
+    store.close()
+
+
+def _served(customer_id: str, body: bytes) -> Served:
+    return Served(
+        body,
+        template(
+            surface="personalized",
+            segment="default",
+            variant=None,
+            customer_id=customer_id,
+            model_version="v1",
+            positions=[("i1", "als", 1.0)],
+        ),
+    )
+
+
+@pytest.mark.redis
+def test_an_invalidation_between_the_combined_read_and_the_write_makes_the_write_a_no_op(
+    shared: tuple[RedisOnlineStore, ResponseCache], redis_url: str, redis_prefix: str
+) -> None:
+    store, responses = shared
+    now = datetime.now(UTC)
+    store.record(
+        [Interaction(customer_id="c1", item_id="i9", type=InteractionType.VIEW, timestamp=now)]
+    )
+    other_replica = RedisCache(redis_url, prefix=f"{redis_prefix}cache:")
+    key = FeedKey("v1", "c1", 5, None, True, "home", False, None)
+    warm = FeedKey("v1", "c0", 5, None, True, "home", False, None)
+    responses.get_or_compute(warm, lambda: _served("c0", b"{}"))  # the scripts are loaded
+    states: list[CustomerState] = []
+
+    def compute_then_event() -> Served:
+        states.append(responses.prefetched[-1].result())  # type: ignore[attr-defined]
+        other_replica.invalidate(key.group)  # an event lands on another replica meanwhile
+        return _served("c1", b'{"items":["stale"]}')
+
+    with round_trips() as sent:
+        body = orjson.loads(responses.get_or_compute(key, compute_then_event))
+        # read (lookup, generation, state), the other replica's invalidation, write (set, record)
+        assert sent() == 3
+    assert body["items"] == ["stale"]
+    assert [e.item_id for e in states[0].recent] == ["i9"], "the state came with the lookup"
+    assert responses.cache.get(key.group, key.field) is None, "the stale list is not cached"
+    assert store.client.exists(f"{redis_prefix}served:{body['recommendation_id']}")
+    with round_trips() as sent:
+        fresh = orjson.loads(
+            responses.get_or_compute(key, lambda: _served("c1", b'{"items":["fresh"]}'))
+        )
+        assert sent() == 2
+    assert responses.cache.get(key.group, key.field) is not None, "no event: cached"
+    assert fresh["items"] == ["fresh"]
+    other_replica.close()
+
+
+@pytest.mark.redis
+def test_a_batch_reloads_scripts_redis_lost(redis_server: RedisServer) -> None:
+    """After a SCRIPT FLUSH (or a restart) the batched EVALSHA gets NOSCRIPT: the script is
+    loaded and the call made again, and no SCRIPT EXISTS precedes each batch."""
+    client = redis.Redis.from_url(redis_server.url)
+    script = client.register_script("return redis.call('SET', KEYS[1], ARGV[1])")
+    client.script_flush()
+    batch = RedisBatch(client)
+    pending = batch.add([ScriptCall(script, ["k"], ["v"]), ("GET", "k")], lambda o: o)
+    with round_trips() as sent:
+        batch.execute()
+        assert sent() == 3, "the batch, SCRIPT LOAD, the script again"
+    assert client.get("k") == b"v"
+    replies = pending.result()
+    assert not isinstance(replies, BaseException) and replies[0] == b"OK"
+    again = RedisBatch(client)
+    again.add([ScriptCall(script, ["k"], ["w"])], lambda o: o)
+    with round_trips() as sent:
+        again.execute()
+        assert sent() == 1
+    assert client.get("k") == b"w"
+    client.close()
+
+
+# -- outages -----------------------------------------------------------------------------------------
+
+
+def test_with_redis_unreachable_a_list_is_computed_and_served(redis_prefix: str) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    store = RedisOnlineStore(url=url, prefix=redis_prefix)
+    cache = RedisCache(client=store.client, prefix="t:", retry_interval=10)
+    attribution = RedisAttributionStore(
+        store.client, prefix="t:", served_ttl_seconds=60, touch_ttl_seconds=60
+    )
+    responses = ResponseCache(
+        cache,
+        Metrics(),
+        ttl_seconds=60,
+        served=ServedLists(attribution, None, Metrics()),
+        prefetch=lambda batch, customer_id: None,
+    )
+    key = FeedKey("v1", "c1", 5, None, True, "home", False, None)
+    started = time.perf_counter()
+    for _ in range(3):
+        body = orjson.loads(responses.get_or_compute(key, lambda: _served("c1", b'{"items":[1]}')))
+        assert body["items"] == [1]
+    assert time.perf_counter() - started < 3.0
+    with pytest.raises(StoreUnavailable):
+        store.customer_state("c1")
+    store.close()
+
+
+@pytest.mark.redis
+def test_redis_down_mid_service_still_answers_every_list_from_the_bundle(
+    retailer: tuple[Path, Path], tmp_path: Path, customer: str, item: str, redis_server: RedisServer
+) -> None:
+    _, bundles = retailer
+    with TestClient(create_app(_settings(bundles, tmp_path, redis_server.url))) as c:
+        urls = [
+            f"/v1/customers/{customer}/recommendations?k=6",
+            f"/v1/items/{item}/similar?k=6&customer_id={customer}",
+        ]
+        healthy = [c.get(url).json()["items"] for url in urls]
+        redis_server.kill()
+        started = time.perf_counter()
+        for url, items in zip(urls, healthy, strict=True):
+            for k in (6, 7):  # a cached list and one never computed
+                response = c.get(url.replace("k=6", f"k={k}"))
+                assert response.status_code == 200, response.text
+                if k == 6:
+                    assert response.json()["items"] == items, "the bundle's knowledge alone"
+        assert time.perf_counter() - started < 5.0
+        redis_server.start()
+        deadline = time.monotonic() + 10
+        while not c.get("/readyz").json()["cache_available"]:
+            assert time.monotonic() < deadline, "the cache did not come back"
+            time.sleep(0.2)
+        time.sleep(1.1)  # the stores' circuit breaker probes again
+        # the first request probes the stores with their own read (their breaker is still open)
+        # and, as the next, loads the scripts the restarted Redis lost
+        c.get(urls[0])
+        c.get(urls[1])
+        with round_trips() as sent:
+            assert c.get(urls[0].replace("k=6", "k=8")).status_code == 200
+            assert sent() == 2, "back to one read and one write"
