@@ -199,6 +199,15 @@ class InProcessCache:
         self._misses = 0
 
     def get(self, group: str, key: str) -> bytes | None:
+        found = self.peek(group, key)
+        if found is None:
+            with self._lock:
+                self._misses += 1
+        return found
+
+    def peek(self, group: str, key: str) -> bytes | None:
+        """:meth:`get` that counts a hit but not a miss (a caller that will :meth:`get` or
+        :meth:`lookup` the key again when it is missing)."""
         now = time.monotonic()
         with self._lock:
             entries = self._groups.get(group)
@@ -208,7 +217,6 @@ class InProcessCache:
                     del entries[key]
                     if not entries:
                         del self._groups[group]
-                self._misses += 1
                 return None
             self._groups.move_to_end(group)
             self._hits += 1

@@ -10,7 +10,7 @@ blended list (reranking it, recording what was served) belongs there.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -160,6 +160,57 @@ class Feeds:
         store_id: str | None = None,
         options: ListOptions = NO_OPTIONS,
     ) -> bytes:
+        key, compute = self._personalized(
+            customer_id,
+            k=k,
+            category=category,
+            exclude_purchased=exclude_purchased,
+            surface=surface,
+            in_stock_in_my_size=in_stock_in_my_size,
+            store_id=store_id,
+            options=options,
+        )
+        return self.responses.get_or_compute(key, compute)
+
+    def personalized_if_cached(
+        self,
+        customer_id: str,
+        *,
+        k: int,
+        category: Category | None,
+        exclude_purchased: bool,
+        surface: str = "home",
+        in_stock_in_my_size: bool = False,
+        store_id: str | None = None,
+        options: ListOptions = NO_OPTIONS,
+    ) -> bytes | None:
+        """:meth:`personalized` when the list is cached in this process (and everything its
+        showing records is too), else None — without blocking, for the event loop."""
+        key, _ = self._personalized(
+            customer_id,
+            k=k,
+            category=category,
+            exclude_purchased=exclude_purchased,
+            surface=surface,
+            in_stock_in_my_size=in_stock_in_my_size,
+            store_id=store_id,
+            options=options,
+        )
+        return self.responses.cached(key)
+
+    def _personalized(
+        self,
+        customer_id: str,
+        *,
+        k: int,
+        category: Category | None,
+        exclude_purchased: bool,
+        surface: str,
+        in_stock_in_my_size: bool,
+        store_id: str | None,
+        options: ListOptions,
+    ) -> tuple[FeedKey, Callable[[], Served]]:
+        """The cache key of a personalized list and the computation of the list."""
         bundle = self.bundles.current
         self._check_store(bundle, store_id)
         self.strategies.for_segment(surface, "default")  # unknown surface → 422 before caching
@@ -229,7 +280,7 @@ class Feeds:
                 record_customer_id=customer_id if used_their_data else None,
             )
 
-        return self.responses.get_or_compute(key, compute)
+        return key, compute
 
     def _strategy(
         self, surface: str, segment: str, assignment: Assignment | None
@@ -309,6 +360,49 @@ class Feeds:
         store_id: str | None = None,
         options: ListOptions = NO_OPTIONS,
     ) -> bytes:
+        key, compute = self._similar(
+            item_id,
+            k=k,
+            customer_id=customer_id,
+            in_stock_in_my_size=in_stock_in_my_size,
+            store_id=store_id,
+            options=options,
+        )
+        return self.responses.get_or_compute(key, compute)
+
+    def similar_if_cached(
+        self,
+        item_id: str,
+        *,
+        k: int,
+        customer_id: str | None = None,
+        in_stock_in_my_size: bool = False,
+        store_id: str | None = None,
+        options: ListOptions = NO_OPTIONS,
+    ) -> bytes | None:
+        """:meth:`similar` when cached in this process, else None (see
+        :meth:`personalized_if_cached`)."""
+        key, _ = self._similar(
+            item_id,
+            k=k,
+            customer_id=customer_id,
+            in_stock_in_my_size=in_stock_in_my_size,
+            store_id=store_id,
+            options=options,
+        )
+        return self.responses.cached(key)
+
+    def _similar(
+        self,
+        item_id: str,
+        *,
+        k: int,
+        customer_id: str | None,
+        in_stock_in_my_size: bool,
+        store_id: str | None,
+        options: ListOptions,
+    ) -> tuple[SimilarKey, Callable[[], Served]]:
+        """The cache key of a similar-items list and its computation."""
         bundle = self.bundles.current
         item = bundle.catalog.ids.index(item_id)
         if item is None:
@@ -359,7 +453,7 @@ class Feeds:
                 record_customer_id=customer_id if profile is not None else None,
             )
 
-        return self.responses.get_or_compute(key, compute)
+        return key, compute
 
     def prior_weights(self) -> dict[tuple[str, str], dict[str, float]]:
         """Per (strategy surface, segment): each source's resolved weight, as the bandit's prior

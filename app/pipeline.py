@@ -754,9 +754,7 @@ class Pipeline:
         active = [f for f in self.filters if f.applies(ctx)]
         if len(active) == 1 and isinstance(active[0], ExcludeFilter):
             exclude, anchor = ctx.exclude, ctx.anchor_item
-            return lambda found: [
-                c for c in found if c.item not in exclude and c.item != anchor
-            ]
+            return lambda found: [c for c in found if c.item not in exclude and c.item != anchor]
         return lambda found: [c for c in found if all(f.keep(ctx, c) for f in active)]
 
     def _learned_active(self, ctx: Context) -> bool:

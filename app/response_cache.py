@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import ClassVar, Protocol
 
-from app.cache import Cache
+from app.cache import Cache, InProcessCache
 from app.list_options import NO_OPTIONS, ListOptions
 from app.metrics import Metrics
 from app.rendering import new_recommendation_id, with_recommendation_id
@@ -182,12 +182,29 @@ class ResponseCache:
         ttl_seconds: float,
         served: ServedLists | None = None,
         prefetch: Prefetch | None = None,
+        in_process: bool = False,
     ) -> None:
         self.cache = cache
         self.metrics = metrics
         self.ttl = ttl_seconds
         self.served = served  # None: showings get ids but are not recorded
         self.prefetch = prefetch  # None: a customer's state is read by the computation alone
+        #: every part a showing touches (cache, served records, bandit) is in this process, so
+        #: :meth:`cached` may answer on the event loop
+        self.in_process = in_process
+
+    def cached(self, key: CacheKey) -> bytes | None:
+        """The list under ``key``, shown (:meth:`show`), when everything a showing touches is in
+        this process and the cache holds it; None otherwise — then :meth:`get_or_compute`, off the
+        event loop, reads (and counts) it. Nothing here blocks: a route may call it on the event
+        loop and skip the thread-pool hop for a hit."""
+        if not self.in_process or not isinstance(self.cache, InProcessCache):
+            return None
+        raw = self.cache.peek(key.group, key.field)
+        if raw is None:
+            return None
+        self.metrics.cache_requests.labels(kind=key.kind, result="hit").inc()
+        return self.show(unpack(raw))
 
     def get_or_compute(self, key: CacheKey, compute: Callable[[], bytes | Served]) -> bytes:
         """The cached list under ``key``, else ``compute()`` stored under it (with its record

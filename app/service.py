@@ -24,7 +24,7 @@ from typing import Any
 
 from app.attribution import Attribution
 from app.bandit import BanditStage
-from app.cache import Cache
+from app.cache import Cache, InProcessCache
 from app.customers import Clock, Customers
 from app.feeds import Feeds
 from app.ingest import Ingest
@@ -37,7 +37,7 @@ from app.response_cache import ResponseCache
 from app.runtime import BundleManager
 from app.served_lists import ServedLists
 from app.size_advice import SizeAdvisor
-from feature_store.attribution_store import AttributionStore
+from feature_store.attribution_store import AttributionStore, InMemoryAttributionStore
 from feature_store.bandit_state import InMemoryBanditState
 from feature_store.event_store import EventStore
 from feature_store.impression_log import ImpressionLog
@@ -99,6 +99,9 @@ class RecommendationService:
             ttl_seconds=cache_ttl_seconds,
             served=self.served_lists,
             prefetch=self.customers.prefetch,
+            in_process=isinstance(cache, InProcessCache)
+            and isinstance(attribution_store, InMemoryAttributionStore)
+            and isinstance(bandit.state, InMemoryBanditState),
         )
         renderer = Renderer(metrics)
         self.privacy = Privacy(

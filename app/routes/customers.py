@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from app.deps import FeedsDep, ListOptionsDep, SettingsDep, check_k
 from app.schemas import ErrorResponse, PersonalizedList
@@ -24,7 +26,7 @@ CustomerId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern
     },
     summary="Personalized feed for a customer",
 )
-def recommendations(
+async def recommendations(
     customer_id: CustomerId,
     feeds: FeedsDep,
     settings: SettingsDep,
@@ -51,10 +53,12 @@ def recommendations(
     customers without personalization consent get popular items only. Each item carries the
     customer's ``size`` for it when known. A customer (with consent) in an A/B experiment running
     on the surface gets the variant's list and an ``experiment: {name, variant}`` field."""
-    size = check_k(k, settings)
-    body = feeds.personalized(
+    # a list cached in this process is shown on the event loop; anything else is computed (or
+    # read from Redis) in the thread pool
+    feed = partial(
+        feeds.personalized,
         customer_id,
-        k=size,
+        k=check_k(k, settings),
         category=category,
         exclude_purchased=exclude_purchased,
         surface=surface,
@@ -62,4 +66,7 @@ def recommendations(
         store_id=store_id,
         options=options,
     )
+    body = feeds.personalized_if_cached(*feed.args, **feed.keywords)
+    if body is None:
+        body = await run_in_threadpool(feed)
     return Response(body, media_type="application/json")

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import Annotated, Literal
 
 import orjson
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from app.deps import FeedsDep, ListOptionsDep, SettingsDep, SizeAdviceDep, check_k
 from app.schemas import ErrorResponse, RecommendationList, SizeAdvice
@@ -24,7 +26,7 @@ ItemId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_
     responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
     summary="Items similar to an item",
 )
-def similar(
+async def similar(
     item_id: ItemId,
     feeds: FeedsDep,
     settings: SettingsDep,
@@ -50,7 +52,10 @@ def similar(
     ] = None,
 ) -> Response:
     """Nearest items in the collaborative-filtering space (bought by the same shoppers)."""
-    body = feeds.similar(
+    # a list cached in this process is shown on the event loop; anything else is computed (or
+    # read from Redis) in the thread pool
+    feed = partial(
+        feeds.similar,
         item_id,
         k=check_k(k, settings),
         customer_id=customer_id,
@@ -58,6 +63,9 @@ def similar(
         store_id=store_id,
         options=options,
     )
+    body = feeds.similar_if_cached(*feed.args, **feed.keywords)
+    if body is None:
+        body = await run_in_threadpool(feed)
     return Response(body, media_type="application/json")
 
 
