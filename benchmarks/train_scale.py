@@ -45,7 +45,8 @@ from benchmarks._common import (
 )
 from training.report import markdown_table
 
-TARGET_10M_SECONDS = 600.0
+#: issue 15: 10M interactions within 8 minutes, H&M scale (30M+) within 20 minutes
+TARGETS: tuple[tuple[int, float], ...] = ((9_000_000, 480.0), (25_000_000, 1200.0))
 PHASES = (
     "load",
     "prepare",
@@ -215,20 +216,26 @@ def format_tables(rows: list[dict[str, Any]]) -> str:
 
 
 def format_target(rows: list[dict[str, Any]]) -> str:
-    big = [r for r in rows if (r["interactions"] or 0) >= 9_000_000]
-    if not big:
-        return "target (10M interactions end to end ≤ 10 min): not measured at this size"
+    """The issue-15 targets for the sizes measured: ≤ 8 min from 10M interactions, ≤ 20 min
+    from 30M (H&M scale), peak memory within the machine (no swap)."""
     table = []
-    for r in big:
+    for r in rows:
+        n = r["interactions"] or 0
+        limits = [limit for floor, limit in TARGETS if n >= floor]
+        if not limits:
+            continue
+        limit = limits[-1]
         wall = r["train"]["wall_s"]
         table.append(
             [
-                f"`lookbook train` on {human_count(r['interactions'])} interactions, end to end",
-                f"≤ {TARGET_10M_SECONDS / 60:g} min",
-                f"{wall / 60:.1f} min ({wall:.0f} s)",
-                "yes" if wall <= TARGET_10M_SECONDS else "no",
+                f"`lookbook train` on {human_count(n)} interactions, end to end",
+                f"≤ {limit / 60:g} min",
+                f"{wall / 60:.1f} min ({wall:.0f} s), peak RSS {human_bytes(r['train']['peak_rss_bytes'])}",
+                "yes" if wall <= limit else "no",
             ]
         )
+    if not table:
+        return "targets (10M interactions ≤ 8 min, 30M ≤ 20 min): not measured at these sizes"
     return markdown_table(["target", "limit", "measured", "met"], table)
 
 
