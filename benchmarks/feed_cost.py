@@ -7,7 +7,8 @@ Builds the real service on a bundle (by default the full-size one ``serve_latenc
 every source, filter and ranking step, renders the body and makes the served-list record, as a
 request does, without HTTP. Process CPU per call, median of ``--repeat`` runs of ``--n`` calls.
 
-With ``--profile`` it also runs the calls under :mod:`cProfile` and prints the functions that
+With ``--stages`` it prints the CPU per request of each stage (each candidate source, the
+fusion, reading the customer, rendering). With ``--profile`` it also runs the calls under :mod:`cProfile` and prints the functions that
 take the most time (own and cumulative): the "which step dominates" of the cost-growth table.
 With ``--redis-url`` the online store, cache and bandit state are in that Redis (a key prefix of
 the run's own, deleted afterwards) and the Redis round trips per call are counted.
@@ -83,6 +84,52 @@ def count_redis_calls() -> Callable[[], int]:
     return lambda: sent[0]
 
 
+class StageClock:
+    """Process CPU spent in each stage of a feed: every candidate source of every strategy
+    (and the look sources and the fallback), the fusion, reading the customer and building the
+    request's context, and rendering — by wrapping those methods on the live service."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+
+    def wrap(self, owner: Any, method: str, label: str) -> None:
+        inner = getattr(owner, method)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.process_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.process_time() - start
+                self.calls[label] = self.calls.get(label, 0) + 1
+
+        setattr(owner, method, timed)
+
+    def attach(self, feeds: Any) -> None:
+        from app.pipeline import Pipeline
+
+        sources: dict[str, Any] = {}
+        for table in feeds.strategies.surfaces.values():
+            for strategy in table.values():
+                for source, _ in strategy:
+                    sources[source.name] = source
+        for source in [*feeds.look_sources.values(), feeds.popular, feeds.similar_source,
+                       feeds.attribute_source]:  # fmt: skip
+            sources[source.name] = source
+        for name, source in sources.items():
+            self.wrap(source, "candidates", f"source {name}")
+        self.wrap(Pipeline, "_fuse", "fusion")
+        self.wrap(feeds.customers, "read", "read the customer")
+        self.wrap(feeds.customers, "context", "the request's context")
+        self.wrap(feeds.renderer, "ranked_list", "render")
+
+    def report(self, requests: int) -> list[tuple[str, float, int]]:
+        """(stage, ms per request, calls), the costliest first."""
+        rows = [(k, v / requests * 1e3, self.calls[k]) for k, v in self.seconds.items()]
+        return sorted(rows, key=lambda row: -row[1])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -103,6 +150,9 @@ def main(argv: list[str] | None = None) -> None:
         "above 0 each run is followed by a pass of cache hits over the same calls",
     )
     parser.add_argument("--profile", action="store_true", help="print a cProfile of each feed")
+    parser.add_argument(
+        "--stages", action="store_true", help="print the CPU of each stage (sources, fusion, …)"
+    )
     parser.add_argument("--top", type=int, default=30, help="functions listed per profile")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args(argv)
@@ -198,6 +248,16 @@ def main(argv: list[str] | None = None) -> None:
                         line += f", {hit_trips:.2f} Redis round trips per call"
                     print(line, flush=True)
                 results[name] = entry
+                if args.stages:
+                    clock = StageClock()
+                    clock.attach(feeds)
+                    for key in keys[: args.n]:
+                        call(name, key)
+                    rows = clock.report(args.n)
+                    entry["stages"] = {stage: ms for stage, ms, _ in rows}
+                    print(f"--- {name}: CPU per request by stage ({args.n} calls) ---")
+                    for stage, ms, n in rows:
+                        print(f"  {stage:<28} {ms:7.3f} ms  ({n} calls)")
                 if args.profile:
                     profiler = cProfile.Profile()
                     profiler.enable()
