@@ -97,4 +97,3 @@ class NumpyLSTM:
         """``softplus(W u + c)``, as :meth:`SequenceNet.repeat_weight`."""
         out: FloatArray = np.logaddexp(0.0, self.gate_w @ session + self.gate_b).astype(np.float32)
         return out
-
