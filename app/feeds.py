@@ -160,7 +160,7 @@ class Feeds:
         store_id: str | None = None,
         options: ListOptions = NO_OPTIONS,
     ) -> bytes:
-        key, compute = self._personalized(
+        key, compute = self.personalized_request(
             customer_id,
             k=k,
             category=category,
@@ -172,33 +172,7 @@ class Feeds:
         )
         return self.responses.get_or_compute(key, compute)
 
-    def personalized_if_cached(
-        self,
-        customer_id: str,
-        *,
-        k: int,
-        category: Category | None,
-        exclude_purchased: bool,
-        surface: str = "home",
-        in_stock_in_my_size: bool = False,
-        store_id: str | None = None,
-        options: ListOptions = NO_OPTIONS,
-    ) -> bytes | None:
-        """:meth:`personalized` when the list is cached in this process (and everything its
-        showing records is too), else None — without blocking, for the event loop."""
-        key, _ = self._personalized(
-            customer_id,
-            k=k,
-            category=category,
-            exclude_purchased=exclude_purchased,
-            surface=surface,
-            in_stock_in_my_size=in_stock_in_my_size,
-            store_id=store_id,
-            options=options,
-        )
-        return self.responses.cached(key)
-
-    def _personalized(
+    def personalized_request(
         self,
         customer_id: str,
         *,
@@ -210,7 +184,9 @@ class Feeds:
         store_id: str | None,
         options: ListOptions,
     ) -> tuple[FeedKey, Callable[[], Served]]:
-        """The cache key of a personalized list and the computation of the list."""
+        """The cache key of a personalized list and the computation of the list: a route shows a
+        list cached in this process on the event loop (:meth:`ResponseCache.cached`) and runs
+        :meth:`ResponseCache.get_or_compute` in the thread pool otherwise."""
         bundle = self.bundles.current
         self._check_store(bundle, store_id)
         self.strategies.for_segment(surface, "default")  # unknown surface → 422 before caching
@@ -360,7 +336,7 @@ class Feeds:
         store_id: str | None = None,
         options: ListOptions = NO_OPTIONS,
     ) -> bytes:
-        key, compute = self._similar(
+        key, compute = self.similar_request(
             item_id,
             k=k,
             customer_id=customer_id,
@@ -370,29 +346,7 @@ class Feeds:
         )
         return self.responses.get_or_compute(key, compute)
 
-    def similar_if_cached(
-        self,
-        item_id: str,
-        *,
-        k: int,
-        customer_id: str | None = None,
-        in_stock_in_my_size: bool = False,
-        store_id: str | None = None,
-        options: ListOptions = NO_OPTIONS,
-    ) -> bytes | None:
-        """:meth:`similar` when cached in this process, else None (see
-        :meth:`personalized_if_cached`)."""
-        key, _ = self._similar(
-            item_id,
-            k=k,
-            customer_id=customer_id,
-            in_stock_in_my_size=in_stock_in_my_size,
-            store_id=store_id,
-            options=options,
-        )
-        return self.responses.cached(key)
-
-    def _similar(
+    def similar_request(
         self,
         item_id: str,
         *,
@@ -402,7 +356,8 @@ class Feeds:
         store_id: str | None,
         options: ListOptions,
     ) -> tuple[SimilarKey, Callable[[], Served]]:
-        """The cache key of a similar-items list and its computation."""
+        """The cache key of a similar-items list and its computation (see
+        :meth:`personalized_request`)."""
         bundle = self.bundles.current
         item = bundle.catalog.ids.index(item_id)
         if item is None:

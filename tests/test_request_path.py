@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.feeds import Feeds
+from app.list_options import NO_OPTIONS
 from app.main import create_app
 from app.pipeline import (
     DEFAULT_FILTERS,
@@ -118,12 +119,21 @@ def test_a_cached_list_is_shown_without_computing_it(service: object) -> None:
     assert responses.in_process  # no Redis configured
     bundle = feeds.bundles.current
     customer = bundle.customers.id(int(bundle.known_customer))  # type: ignore[arg-type]
-    args = {"k": 5, "category": None, "exclude_purchased": True}
-    assert feeds.personalized_if_cached(customer, **args) is None  # not cached yet
+    key, _ = feeds.personalized_request(
+        customer,
+        k=5,
+        category=None,
+        exclude_purchased=True,
+        surface="home",
+        in_stock_in_my_size=False,
+        store_id=None,
+        options=NO_OPTIONS,
+    )
+    assert responses.cached(key) is None  # not cached yet
     misses = responses.cache.stats()["misses"]
-    first = orjson.loads(feeds.personalized(customer, **args))
+    first = orjson.loads(feeds.personalized(customer, k=5, category=None, exclude_purchased=True))
     assert responses.cache.stats()["misses"] == misses + 1  # the peek counted no miss
-    again = feeds.personalized_if_cached(customer, **args)
+    again = responses.cached(key)
     assert again is not None
     shown = orjson.loads(again)
     assert shown["recommendation_id"] != first["recommendation_id"]  # a showing of its own
@@ -133,9 +143,12 @@ def test_a_cached_list_is_shown_without_computing_it(service: object) -> None:
     record = service.attribution_store.get_served(shown["recommendation_id"])  # type: ignore[attr-defined]
     assert record is not None  # recorded like any showing
     item = bundle.catalog.ids.id(0)
-    assert feeds.similar_if_cached(item, k=5) is None
+    similar_key, _ = feeds.similar_request(
+        item, k=5, customer_id=None, in_stock_in_my_size=False, store_id=None, options=NO_OPTIONS
+    )
+    assert responses.cached(similar_key) is None
     feeds.similar(item, k=5)
-    assert feeds.similar_if_cached(item, k=5) is not None
+    assert responses.cached(similar_key) is not None
 
 
 def test_a_shared_cache_is_never_read_on_the_event_loop(service: object) -> None:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
@@ -55,8 +54,7 @@ async def recommendations(
     on the surface gets the variant's list and an ``experiment: {name, variant}`` field."""
     # a list cached in this process is shown on the event loop; anything else is computed (or
     # read from Redis) in the thread pool
-    feed = partial(
-        feeds.personalized,
+    key, compute = feeds.personalized_request(
         customer_id,
         k=check_k(k, settings),
         category=category,
@@ -66,7 +64,7 @@ async def recommendations(
         store_id=store_id,
         options=options,
     )
-    body = feeds.personalized_if_cached(*feed.args, **feed.keywords)
+    body = feeds.responses.cached(key)
     if body is None:
-        body = await run_in_threadpool(feed)
+        body = await run_in_threadpool(feeds.responses.get_or_compute, key, compute)
     return Response(body, media_type="application/json")

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import dataclasses
-from functools import partial
 from typing import Annotated, Literal
 
 import orjson
@@ -54,8 +53,7 @@ async def similar(
     """Nearest items in the collaborative-filtering space (bought by the same shoppers)."""
     # a list cached in this process is shown on the event loop; anything else is computed (or
     # read from Redis) in the thread pool
-    feed = partial(
-        feeds.similar,
+    key, compute = feeds.similar_request(
         item_id,
         k=check_k(k, settings),
         customer_id=customer_id,
@@ -63,9 +61,9 @@ async def similar(
         store_id=store_id,
         options=options,
     )
-    body = feeds.similar_if_cached(*feed.args, **feed.keywords)
+    body = feeds.responses.cached(key)
     if body is None:
-        body = await run_in_threadpool(feed)
+        body = await run_in_threadpool(feeds.responses.get_or_compute, key, compute)
     return Response(body, media_type="application/json")
 
 
