@@ -37,7 +37,8 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -446,6 +447,17 @@ def plot(
     return True
 
 
+def _gather(run: Callable[[], Any], what: str, failures: list[str]) -> Any:
+    """``run()`` (a measurement, or a result found in ``--work``); None when it fails, with the
+    failure noted in ``failures`` (the table shows the size as not measured)."""
+    try:
+        return run()
+    except BenchError as exc:
+        print(f"[cost_growth] {exc}", file=sys.stderr)
+        failures.append(f"{what}: {str(exc).splitlines()[0]}")
+        return None
+
+
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -464,28 +476,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.skip_serve:
             for items in args.items_list:
-                try:
-                    serve[items] = (
-                        find_serve_result(args.work, args.customers, items)
-                        if args.from_results
-                        else measure_serving(args, items)
-                    )
-                except BenchError as exc:
-                    print(f"[cost_growth] {exc}", file=sys.stderr)
-                    failures.append(f"serving, {items} items: {str(exc).splitlines()[0]}")
-                    serve[items] = None
+                serve[items] = _gather(
+                    partial(find_serve_result, args.work, args.customers, items)
+                    if args.from_results
+                    else partial(measure_serving, args, items),
+                    f"serving, {items} items",
+                    failures,
+                )
         if not args.skip_train:
             for spec in specs:
-                try:
-                    train[spec] = (
-                        find_train_result(args.work, spec)
-                        if args.from_results
-                        else measure_training(args, spec)
-                    )
-                except BenchError as exc:
-                    print(f"[cost_growth] {exc}", file=sys.stderr)
-                    failures.append(f"training, {spec.label}: {str(exc).splitlines()[0]}")
-                    train[spec] = None
+                train[spec] = _gather(
+                    partial(find_train_result, args.work, spec)
+                    if args.from_results
+                    else partial(measure_training, args, spec),
+                    f"training, {spec.label}",
+                    failures,
+                )
     except KeyboardInterrupt:
         print("\n[cost_growth] interrupted; child processes stopped", file=sys.stderr)
         return 130
