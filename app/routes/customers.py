@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from app.deps import FeedsDep, ListOptionsDep, SettingsDep, check_k
 from app.schemas import ErrorResponse, PersonalizedList
@@ -51,7 +52,8 @@ async def recommendations(
     customers without personalization consent get popular items only. Each item carries the
     customer's ``size`` for it when known. A customer (with consent) in an A/B experiment running
     on the surface gets the variant's list and an ``experiment: {name, variant}`` field."""
-    # in process the list is shown or computed on the event loop; with Redis, in the thread pool
+    # a list cached in this process is shown on the event loop; anything else is computed (or
+    # read from Redis) in the thread pool
     key, compute = feeds.personalized_request(
         customer_id,
         k=check_k(k, settings),
@@ -62,5 +64,7 @@ async def recommendations(
         store_id=store_id,
         options=options,
     )
-    body = await feeds.responses.respond(key, compute)
+    body = feeds.responses.cached(key)
+    if body is None:
+        body = await run_in_threadpool(feeds.responses.get_or_compute, key, compute)
     return Response(body, media_type="application/json")
