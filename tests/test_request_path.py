@@ -172,6 +172,16 @@ def test_a_shared_cache_is_never_read_on_the_event_loop(service: object) -> None
     assert responses.cached(key) is None
 
 
+def test_a_service_with_redis_shows_nothing_on_the_event_loop(
+    settings: Settings, redis_url: str, redis_prefix: str
+) -> None:
+    app = create_app(
+        settings.model_copy(update={"redis_url": redis_url, "redis_prefix": redis_prefix})
+    )
+    with TestClient(app):
+        assert not app.state.service.feeds.responses.in_process
+
+
 def test_the_served_bundle_is_frozen_out_of_the_garbage_collector(service: object) -> None:
     bundle: LoadedBundle = service.feeds.bundles.current  # type: ignore[attr-defined]
     assert gc.get_freeze_count() > 0
