@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -85,6 +86,7 @@ from training.split import time_split
 logger = logging.getLogger("lookbook.training")
 
 PERSONAL_HNSW_ITEMS = 50_000
+_T = TypeVar("_T")
 #: Depth of each source's ranked list handed to the blend fit (as the evaluation harness).
 BLEND_DEPTH = 100
 
@@ -731,6 +733,65 @@ def _customer_intelligence(
     return (profiles, churn), summary
 
 
+class BackgroundIndexes:
+    """The bundle's FAISS work, done on one background thread while the trainer goes on.
+
+    After the refit the trainer's phases (the LSTM refit, profiles, complete the look, size-fit)
+    mostly keep one core busy. FAISS releases the GIL, so the HNSW graphs and the exact
+    similar-items table are built meanwhile on the other core, on one OpenMP thread, and the
+    bundle writer collects them last. The graphs are the ones an inline build gives (HNSW is
+    built on one thread either way). The similar-items table is searched on one FAISS thread, so
+    it is the same on any machine: a search on FAISS's default threads (one per core) rounds a
+    few scores differently in the last float bit, by the core count, which can swap near ties.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookbook-indexes")
+        #: seconds the background thread spent on its tasks (the manifest's timings)
+        self.busy_seconds = 0.0
+
+    def _submit(self, task: Callable[[], _T]) -> Future[_T]:
+        def run() -> _T:
+            start = time.perf_counter()
+            try:
+                return task()
+            finally:
+                self.busy_seconds += time.perf_counter() - start
+
+        return self._pool.submit(run)
+
+    def build(self, vectors: npt.ArrayLike, *, kind: str, seed: int) -> Future[ItemIndex]:
+        """:meth:`ItemIndex.build` over (a copy of) ``vectors``."""
+        data = np.array(vectors, dtype=np.float32, order="C")
+        return self._submit(lambda: ItemIndex.build(data, kind=kind, seed=seed))
+
+    def similar_items(
+        self, vectors: npt.ArrayLike, *, kind: str, seed: int, n: int
+    ) -> Future[tuple[ItemIndex, SimilarItems]]:
+        """The similar-items index over (a copy of) ``vectors`` and every item's ``n`` nearest
+        other items in it (:meth:`ItemIndex.all_neighbours`, on one FAISS thread)."""
+        data = np.array(vectors, dtype=np.float32, order="C")
+
+        def task() -> tuple[ItemIndex, SimilarItems]:
+            start = time.perf_counter()
+            index = ItemIndex.build(data, kind=kind, seed=seed)
+            ids, scores = index.all_neighbours(data, n, threads=1)
+            logger.info(
+                "similar items: %d neighbours of %d items in %.1fs (background)",
+                n,
+                len(data),
+                time.perf_counter() - start,
+            )
+            return index, SimilarItems(ids, scores)
+
+        return self._submit(task)
+
+    def close(self) -> None:
+        """Stop taking work; tasks not started are dropped (after a failure the running one
+        finishes on its own)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 def train(
     data: Path,
     out: Path,
@@ -740,8 +801,35 @@ def train(
     database_url: str | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train every model on ``data`` (+ event log) and publish a new bundle under ``out``."""
-    config = config or TrainConfig()
+    """Train every model on ``data`` (+ event log) and publish a new bundle under ``out``.
+
+    The bundle's FAISS work (:class:`BackgroundIndexes`) runs on a second thread beside the
+    phases after the refit."""
+    background = BackgroundIndexes()
+    try:
+        return _train(
+            data,
+            out,
+            config=config or TrainConfig(),
+            events_dir=events_dir,
+            database_url=database_url,
+            progress=progress,
+            background=background,
+        )
+    finally:
+        background.close()
+
+
+def _train(
+    data: Path,
+    out: Path,
+    *,
+    config: TrainConfig,
+    events_dir: Path | None,
+    database_url: str | None,
+    progress: bool,
+    background: BackgroundIndexes,
+) -> TrainResult:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     dataset = load_training_frame(data, events_dir, database_url)
@@ -836,27 +924,46 @@ def train(
         del window
     del lists  # the held-out lists (customers x depth per model) are not needed any more
 
+    # Inner product with raw factors ranks by the ALS score (personalized retrieval);
+    # normalised factors rank by cosine similarity (similar items).
+    # The personalized index answers every uncached feed request: past PERSONAL_HNSW_ITEMS
+    # items an HNSW graph (~0.2 ms, recall@12 ~0.95) beats an exact scan (~1.5 ms).
+    personal_kind = config.index_kind
+    if personal_kind == "auto":
+        personal_kind = "hnsw" if len(maps.items) > PERSONAL_HNSW_ITEMS else "flat"
+    sequence_index: Future[ItemIndex] | None = None
     if config.refit_full:
         t = time.perf_counter()
         full = to_training_data(interactions, maps, now=now)
         als, popularity = _fit_models(full, config, progress, opted_out)
         timings["refit_full"] = time.perf_counter() - t
-        if use_sequence:
-            assert features is not None
-            t = time.perf_counter()
-            sequence = _fit_sequence(
-                interactions, full, maps, features, config, progress, opted_out
-            )
-            timings["refit_sequence"] = time.perf_counter() - t
     else:
         full = train_data
+    # the ALS indexes and the similar-items table are built while the trainer goes on
+    als_index = background.build(als.item_factors, kind=personal_kind, seed=config.seed)
+    similar = background.similar_items(
+        als.item_vectors(),
+        kind=config.index_kind,
+        seed=config.seed,
+        n=config.similar_items_precomputed,
+    )
+    if config.refit_full and use_sequence:
+        assert features is not None
+        t = time.perf_counter()
+        sequence = _fit_sequence(interactions, full, maps, features, config, progress, opted_out)
+        timings["refit_sequence"] = time.perf_counter() - t
     if sequence is not None:
         sequence_summary["fit"] = _sequence_summary(sequence)
+        # The LSTM's item vectors [v_i, b_i] queried with its session vector [u, 1]: inner
+        # product = the model's score before the repeat term (added to the candidates at
+        # request time), so it is built like the personalized ALS index.
+        sequence_index = background.build(
+            sequence.item_vectors(), kind=personal_kind, seed=config.seed
+        )
+    full_tables = candidate_tables(dataset, maps, full)
     if ranker is not None:  # served with the item statistics as of the bundle's data end
         full_frame = interactions if config.refit_full else train_frame
-        ranker.stats = _ranker_stats(
-            dataset, full_frame, maps, full, candidate_tables(dataset, maps, full)
-        )
+        ranker.stats = _ranker_stats(dataset, full_frame, maps, full, full_tables)
 
     profiles = None
     profile_summary: dict[str, Any] = {}
@@ -904,39 +1011,16 @@ def train(
         writer.write_stock(dataset.stock)
         writer.write_user_items(full.user_items)
         writer.write_purchases(purchase_matrix(full))
-        writer.write_candidates(candidate_tables(dataset, maps, full))
+        writer.write_candidates(full_tables)
         writer.write_purchase_history(purchase_log(full))
         writer.write_returns(return_log(interactions, maps))
         als.save(layout.als_model)
         popularity.save(layout.popularity_model)
-        # Inner product with raw factors ranks by the ALS score (personalized retrieval);
-        # normalised factors rank by cosine similarity (similar items).
-        # The personalized index answers every uncached feed request: past PERSONAL_HNSW_ITEMS
-        # items an HNSW graph (~0.2 ms, recall@12 ~0.95) beats an exact scan (~1.5 ms).
-        personal_kind = config.index_kind
-        if personal_kind == "auto":
-            personal_kind = "hnsw" if len(maps.items) > PERSONAL_HNSW_ITEMS else "flat"
-        ItemIndex.build(als.item_factors, kind=personal_kind, seed=config.seed).save(
-            layout.als_index
-        )
         sequence_seconds = 0.0
         if sequence is not None:
-            # The LSTM's item vectors [v_i, b_i] queried with its session vector [u, 1]: inner
-            # product = the model's score before the repeat term (added to the candidates at
-            # request time), so it is built like the personalized ALS index.
             t_seq = time.perf_counter()
             sequence.save(layout.sequence_model)
-            ItemIndex.build(sequence.item_vectors(), kind=personal_kind, seed=config.seed).save(
-                layout.sequence_index
-            )
             sequence_seconds = time.perf_counter() - t_seq
-        cosine = ItemIndex.build(als.item_vectors(), kind=config.index_kind, seed=config.seed)
-        cosine.save(layout.als_cosine_index)
-        # Similar items are answered from a precomputed neighbour table (live search beyond it).
-        neighbour_ids, neighbour_scores = cosine.all_neighbours(
-            als.item_vectors(), config.similar_items_precomputed, show_progress=progress
-        )
-        writer.write_similar_items(SimilarItems(neighbour_ids, neighbour_scores))
         if profiles is not None:
             profiles_batch, churn = profiles
             profiles_batch.save(layout.profiles)
@@ -951,9 +1035,19 @@ def train(
         for name, look_model in look_models.items():
             if look_model is not None:
                 look_model.save(layout.model(name))
+        # last, so the background work had the longest to finish
+        als_index.result().save(layout.als_index)
+        if sequence_index is not None:
+            t_seq = time.perf_counter()
+            sequence_index.result().save(layout.sequence_index)
+            sequence_seconds += time.perf_counter() - t_seq
+        cosine, neighbours = similar.result()
+        cosine.save(layout.als_cosine_index)
+        writer.write_similar_items(neighbours)
         timings["write"] = time.perf_counter() - t - sequence_seconds
         if sequence is not None:
             timings["write_sequence"] = sequence_seconds
+        timings["background_indexes"] = background.busy_seconds
         timings["total"] = time.perf_counter() - t0
         path = writer.commit(
             data=DataSection(
