@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -412,28 +413,48 @@ class HeldOutLists:
         self.depth = int(depth)
         self.progress = progress
         self._lists: dict[str, IntArray] = {}
+        self._pending: dict[str, Future[IntArray]] = {}
+
+    def add(self, name: str, model: Recommender) -> None:
+        """Rank the held-out customers by ``model`` too (as ``name``)."""
+        self.models[name] = model
+
+    def prefetch(self, names: Sequence[str], background: Background) -> None:
+        """Compute the lists of ``names`` on ``background``'s thread (each model's ``recommend``
+        reads only its own fitted state, so the lists are the ones computed inline)."""
+        for name in names:
+            if name not in self._lists and name not in self._pending:
+                model = self.models[name]
+                self._pending[name] = background.submit(partial(self._rank, model, name))
 
     def __getitem__(self, name: str) -> IntArray:
         if name not in self._lists:
-            model = self.models[name]
-            users = self.held_out.users
-            rows = self.train.user_items[users]
-            out = np.full((len(users), self.depth), -1, dtype=np.int64)
-            batch = 2048
-            for start in tqdm(
-                range(0, len(users), batch), desc=f"evaluate {name}", disable=not self.progress
-            ):
-                ids, _ = model.recommend(
-                    users[start : start + batch],
-                    rows[start : start + batch],
-                    N=self.depth,
-                    filter_already_liked_items=False,
-                )
-                ids = np.asarray(ids, dtype=np.int64)
-                ids = ids.reshape(len(users[start : start + batch]), -1)[:, : self.depth]
-                out[start : start + len(ids), : ids.shape[1]] = ids
-            self._lists[name] = out
+            pending = self._pending.pop(name, None)
+            self._lists[name] = (
+                pending.result()
+                if pending is not None
+                else self._rank(self.models[name], name, self.progress)
+            )
         return self._lists[name]
+
+    def _rank(self, model: Recommender, name: str, progress: bool = False) -> IntArray:
+        users = self.held_out.users
+        rows = self.train.user_items[users]
+        out = np.full((len(users), self.depth), -1, dtype=np.int64)
+        batch = 2048
+        for start in tqdm(
+            range(0, len(users), batch), desc=f"evaluate {name}", disable=not progress
+        ):
+            ids, _ = model.recommend(
+                users[start : start + batch],
+                rows[start : start + batch],
+                N=self.depth,
+                filter_already_liked_items=False,
+            )
+            ids = np.asarray(ids, dtype=np.int64)
+            ids = ids.reshape(len(users[start : start + batch]), -1)[:, : self.depth]
+            out[start : start + len(ids), : ids.shape[1]] = ids
+        return out
 
     def metrics(self, name: str, k: int) -> dict[str, float]:
         """Recall@k, MAP@k, catalog coverage of the top ``k`` and the number of customers."""
@@ -733,24 +754,28 @@ def _customer_intelligence(
     return (profiles, churn), summary
 
 
-class BackgroundIndexes:
-    """The bundle's FAISS work, done on one background thread while the trainer goes on.
+class Background:
+    """Work done on one background thread while the trainer's own phase keeps one core busy.
 
-    After the refit the trainer's phases (the LSTM refit, profiles, complete the look, size-fit)
-    mostly keep one core busy. FAISS releases the GIL, so the HNSW graphs and the exact
-    similar-items table are built meanwhile on the other core, on one OpenMP thread, and the
-    bundle writer collects them last. The graphs are the ones an inline build gives (HNSW is
-    built on one thread either way). The similar-items table is searched on one FAISS thread, so
-    it is the same on any machine: a search on FAISS's default threads (one per core) rounds a
-    few scores differently in the last float bit, by the core count, which can swap near ties.
+    Two kinds of work release the GIL for most of their time and read only finished models:
+    the held-out lists of ALS and popularity, ranked while the LSTM (one torch thread) fits
+    (:meth:`HeldOutLists.prefetch`), and the bundle's FAISS work from the refit on — the HNSW
+    graphs and the exact similar-items table, beside the LSTM refit, profiles, complete the look
+    and size-fit, collected last by the bundle writer. Each result is the one an inline run gives
+    (HNSW is built on one thread either way). The similar-items table is searched on one FAISS
+    thread, so it is the same on any machine: a search on FAISS's default threads (one per core)
+    rounds a few scores differently in the last float bit, by the core count, which can swap
+    near ties.
     """
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookbook-indexes")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookbook-background")
         #: seconds the background thread spent on its tasks (the manifest's timings)
         self.busy_seconds = 0.0
 
-    def _submit(self, task: Callable[[], _T]) -> Future[_T]:
+    def submit(self, task: Callable[[], _T]) -> Future[_T]:
+        """Run ``task`` on the background thread, after the tasks submitted before it."""
+
         def run() -> _T:
             start = time.perf_counter()
             try:
@@ -763,7 +788,7 @@ class BackgroundIndexes:
     def build(self, vectors: npt.ArrayLike, *, kind: str, seed: int) -> Future[ItemIndex]:
         """:meth:`ItemIndex.build` over (a copy of) ``vectors``."""
         data = np.array(vectors, dtype=np.float32, order="C")
-        return self._submit(lambda: ItemIndex.build(data, kind=kind, seed=seed))
+        return self.submit(lambda: ItemIndex.build(data, kind=kind, seed=seed))
 
     def similar_items(
         self, vectors: npt.ArrayLike, *, kind: str, seed: int, n: int
@@ -784,7 +809,7 @@ class BackgroundIndexes:
             )
             return index, SimilarItems(ids, scores)
 
-        return self._submit(task)
+        return self.submit(task)
 
     def close(self) -> None:
         """Stop taking work; tasks not started are dropped (after a failure the running one
@@ -803,9 +828,8 @@ def train(
 ) -> TrainResult:
     """Train every model on ``data`` (+ event log) and publish a new bundle under ``out``.
 
-    The bundle's FAISS work (:class:`BackgroundIndexes`) runs on a second thread beside the
-    phases after the refit."""
-    background = BackgroundIndexes()
+    Some work (:class:`Background`) runs on a second thread beside single-threaded phases."""
+    background = Background()
     try:
         return _train(
             data,
@@ -828,7 +852,7 @@ def _train(
     events_dir: Path | None,
     database_url: str | None,
     progress: bool,
-    background: BackgroundIndexes,
+    background: Background,
 ) -> TrainResult:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -863,16 +887,6 @@ def _train(
     features: ItemFeatures | None = None
     sequence_summary: dict[str, Any] = {}
     models: dict[str, Recommender] = {"als": als, "popularity": popularity}
-    if use_sequence:
-        t = time.perf_counter()
-        features = ItemFeatures.from_frame(dataset.items, maps.items.ids())
-        sequence = _fit_sequence(
-            train_frame, train_data, maps, features, config, progress, opted_out
-        )
-        models["sequence"] = sequence
-        sequence_summary["eval_fit"] = _sequence_summary(sequence)
-        timings["fit_eval_sequence"] = time.perf_counter() - t
-
     t = time.perf_counter()
     held_out = held_out_customers(
         test_frame, maps, max_customers=config.eval_customers, seed=config.seed
@@ -880,12 +894,26 @@ def _train(
     # with the blend to fit, each model's list is ranked once, deep enough for both
     depth = max(config.k, BLEND_DEPTH) if use_sequence else config.k
     lists = HeldOutLists(models, train_data, held_out, depth=depth, progress=progress)
+    evaluate_seconds = time.perf_counter() - t
+    if use_sequence:
+        lists.prefetch(list(models), background)  # ranked while the LSTM fits
+        t = time.perf_counter()
+        features = ItemFeatures.from_frame(dataset.items, maps.items.ids())
+        sequence = _fit_sequence(
+            train_frame, train_data, maps, features, config, progress, opted_out
+        )
+        models["sequence"] = sequence
+        lists.add("sequence", sequence)
+        sequence_summary["eval_fit"] = _sequence_summary(sequence)
+        timings["fit_eval_sequence"] = time.perf_counter() - t
+
+    t = time.perf_counter()
     if len(held_out) == 0:
         logger.warning("no purchases in the held-out period: nothing to evaluate")
         metrics: dict[str, dict[str, float]] = {name: {} for name in models}
     else:
         metrics = {name: lists.metrics(name, config.k) for name in models}
-    timings["evaluate"] = time.perf_counter() - t
+    timings["evaluate"] = evaluate_seconds + time.perf_counter() - t
 
     blend: BlendWeights | None = None
     ranker: LearnedRanker | None = None
@@ -1047,7 +1075,7 @@ def _train(
         timings["write"] = time.perf_counter() - t - sequence_seconds
         if sequence is not None:
             timings["write_sequence"] = sequence_seconds
-        timings["background_indexes"] = background.busy_seconds
+        timings["background"] = background.busy_seconds
         timings["total"] = time.perf_counter() - t0
         path = writer.commit(
             data=DataSection(
