@@ -912,7 +912,10 @@ def _train(
         logger.warning("no purchases in the held-out period: nothing to evaluate")
         metrics: dict[str, dict[str, float]] = {name: {} for name in models}
     else:
-        metrics = {name: lists.metrics(name, config.k) for name in models}
+        # the models fitted last first: the earlier ones' lists may still be ranking on the
+        # background thread meanwhile
+        measured = {name: lists.metrics(name, config.k) for name in reversed(models)}
+        metrics = {name: measured[name] for name in models}
     timings["evaluate"] = evaluate_seconds + time.perf_counter() - t
 
     blend: BlendWeights | None = None
