@@ -193,20 +193,59 @@ def top_n_batch(scores: npt.NDArray[np.floating[Any]], N: int) -> tuple[IntArray
     """Row-wise :func:`top_n` of a 2-d score matrix, padded to ``N`` columns.
 
     Rows with fewer than ``N`` items above ``-inf`` are padded with index ``-1`` and score
-    ``-inf`` (the batched layout of :meth:`Recommender.recommend`). Each row is ranked by exactly
-    the code path of :func:`top_n`, so a batch row equals the single-row answer.
+    ``-inf`` (the batched layout of :meth:`Recommender.recommend`). Each row's answer is
+    :func:`top_n`'s (the same float32 scores, the same ``(score desc, index asc)`` order and
+    cut-off), computed for all rows at once.
     """
     matrix = np.asarray(scores)
     if matrix.ndim != 2:
         raise ValueError(f"top_n_batch needs a 2-d score matrix, got shape {matrix.shape}")
     width = max(int(N), 0)
-    ids = np.full((matrix.shape[0], width), -1, dtype=np.int64)
-    vals = np.full((matrix.shape[0], width), -np.inf, dtype=np.float32)
-    for r in range(matrix.shape[0]):
-        row_ids, row_vals = top_n(matrix[r], width)
-        ids[r, : len(row_ids)] = row_ids
-        vals[r, : len(row_vals)] = row_vals
+    n, n_items = matrix.shape
+    ids = np.full((n, width), -1, dtype=np.int64)
+    vals = np.full((n, width), -np.inf, dtype=np.float32)
+    k = min(width, n_items)
+    if n == 0 or k == 0:
+        return ids, vals
+    clean = np.array(matrix, dtype=np.float32, copy=True)  # as _clean_scores, for every row
+    nan = np.isnan(clean)
+    if nan.any():
+        clean[nan] = -np.inf
+    top = _top_k_rows(clean, k)
+    got = np.take_along_axis(clean, top, axis=1)
+    keep = got > -np.inf  # best first, so the dropped -inf entries are each row's last
+    ids[:, :k] = np.where(keep, top, -1)
+    vals[:, :k] = np.where(keep, got, -np.inf)
     return ids, vals
+
+
+#: :func:`_top_k_rows` samples every ``n_items // (_SAMPLE_FACTOR * k)``-th score of a row
+_SAMPLE_FACTOR = 32
+
+
+def _top_k_rows(matrix: FloatArray, k: int) -> IntArray:
+    """:func:`_top_k_row` of every row of ``matrix`` (no NaN; ``0 < k``): ``(n, min(k, n_items))``
+    indices ordered by (score desc, index asc).
+
+    A row's top ``k`` all score at least the ``k``-th best of any subset of the row, so the
+    ``k``-th best of a strided sample of the row is a floor: :func:`_top_k_row` of the items at or
+    above it (a few thousand of ~10⁵, in index order) is the row's answer, found without
+    partitioning the whole row."""
+    n, n_items = matrix.shape
+    if k >= n_items:
+        return np.argsort(np.negative(matrix), axis=1, kind="stable")
+    stride = n_items // (_SAMPLE_FACTOR * k)
+    if stride < 2:
+        return np.stack([_top_k_row(matrix[r], k) for r in range(n)]).reshape(n, k)
+    sample = np.negative(matrix[:, ::stride])  # at least _SAMPLE_FACTOR * k scores per row
+    floor = -np.partition(sample, k - 1, axis=1)[:, k - 1 : k]
+    rows, cols = np.nonzero(matrix >= floor)  # per row at least k items, by index
+    bounds = np.searchsorted(rows, np.arange(n + 1))
+    top = np.empty((n, k), dtype=np.int64)
+    for r in range(n):
+        at = cols[bounds[r] : bounds[r + 1]]
+        top[r] = at[_top_k_row(matrix[r, at], k)]
+    return top
 
 
 def _clean_scores(scores: npt.NDArray[np.floating[Any]]) -> FloatArray:

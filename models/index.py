@@ -214,26 +214,48 @@ class ItemIndex:
         return out_ids, out_scores
 
     def all_neighbours(
-        self, vectors: npt.ArrayLike, n: int, *, batch: int = 4096, show_progress: bool = False
+        self,
+        vectors: npt.ArrayLike,
+        n: int,
+        *,
+        batch: int = 4096,
+        show_progress: bool = False,
+        threads: int | None = None,
     ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
         """For every row of ``vectors`` (the vectors this index was built from), its ``n`` nearest
         other items, best first: ``(ids, scores)`` of shape ``n_items x n``, padded with ``-1`` /
-        ``-inf``. Batched, so the whole catalog is answered offline in seconds (exact for flat)."""
+        ``-inf``. Batched, so the whole catalog is answered offline in seconds (exact for flat).
+
+        ``threads``: the OpenMP thread count of the searches in the calling thread (``None``
+        keeps FAISS's setting). A flat index's scores come from a BLAS product whose blocking
+        follows the thread count, so they can differ in the last float bit (and near ties swap)
+        between thread counts: a table reproducible on any machine fixes the count."""
         v = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
         total = v.shape[0]
         ids = np.full((total, n), -1, dtype=np.int32)
         scores = np.full((total, n), -np.inf, dtype=np.float32)
-        for start in tqdm(
-            range(0, total, batch), desc="item neighbours", disable=not show_progress
-        ):
-            stop = min(start + batch, total)
-            sims, found = self.index.search(v[start:stop], min(n + 1, len(self)))  # (D, I)
-            for row in range(stop - start):
-                item = start + row
-                keep = (found[row] >= 0) & (found[row] != item)
-                got = found[row][keep][:n]
-                ids[item, : len(got)] = got
-                scores[item, : len(got)] = sims[row][keep][:n]
+        previous = faiss.omp_get_max_threads()
+        if threads is not None:
+            faiss.omp_set_num_threads(int(threads))
+        try:
+            for start in tqdm(
+                range(0, total, batch), desc="item neighbours", disable=not show_progress
+            ):
+                stop = min(start + batch, total)
+                sims, found = self.index.search(v[start:stop], min(n + 1, len(self)))  # (D, I)
+                rows = np.arange(start, stop)[:, None]
+                keep = (found >= 0) & (found != rows)  # padding and the item itself
+                # each row's kept entries first, in their order (a stable sort of the flags)
+                order = np.argsort(~keep, axis=1, kind="stable")[:, :n]
+                kept = np.take_along_axis(keep, order, axis=1)
+                ids[start:stop, : order.shape[1]] = np.where(
+                    kept, np.take_along_axis(found, order, axis=1), -1
+                )
+                scores[start:stop, : order.shape[1]] = np.where(
+                    kept, np.take_along_axis(sims, order, axis=1), -np.inf
+                )
+        finally:
+            faiss.omp_set_num_threads(previous)
         return ids, scores
 
     @staticmethod

@@ -216,6 +216,67 @@ def test_the_blend_fit_and_the_service_give_the_same_fused_lists(seed: int) -> N
         assert [(c.item, c.score, c.source, c.reason) for c in served] == _before(lists, blend, k)
 
 
+def _rrf_fuse_by_full_sort(
+    table: models.bundle.RankTable, weights: list[float], rrf_k: float, k: int
+) -> models.bundle.Fused:
+    """rrf_fuse as it was first written: every term, then a stable sort of whole rows."""
+    w = np.where(np.asarray(weights, dtype=np.float64) > 0, weights, 0.0)
+    terms = w[:, None, None] / (rrf_k + table.ranks + 1.0)
+    scores = terms[0].copy()
+    for source_terms in terms[1:]:
+        scores += source_terms
+    scores[table.candidates < 0] = -np.inf
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    rows = np.arange(len(order))[:, None]
+    items, values = table.candidates[rows, order], scores[rows, order]
+    keep = values > 0
+    best = np.argmax(terms[:, rows, order], axis=0)
+    pad = ((0, 0), (0, k - order.shape[1]))
+    return models.bundle.Fused(
+        items=np.pad(np.where(keep, items, -1), pad, constant_values=-1),
+        scores=np.pad(np.where(keep, values, -np.inf), pad, constant_values=-np.inf),
+        sources=np.pad(np.where(keep, best, -1), pad, constant_values=-1),
+    )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rrf_fuse_is_the_full_sort_to_the_bit(seed: int) -> None:
+    """rrf_fuse partitions out the top k (and skips sources of weight 0): the same items,
+    scores and best sources as fusing every term and sorting whole rows, ties included."""
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        n_sources, n, depth = (int(x) for x in rng.integers(1, [7, 40, 30]))
+        rankings = [
+            rng.integers(-1, int(rng.integers(2, 60)), size=(n, depth)) for _ in range(n_sources)
+        ]
+        table = models.bundle.RankTable.build(rankings)
+        for _ in range(4):  # the table is reused, as by the weight fit
+            weights = [float(rng.choice([*WEIGHT_GRID, -1.0])) for _ in range(n_sources)]
+            rrf_k = float(rng.choice([0.0, *RRF_K_GRID]))
+            k = int(rng.integers(0, 40))
+            got = models.bundle.rrf_fuse(table, weights, rrf_k, k)
+            want = _rrf_fuse_by_full_sort(table, weights, rrf_k, k)
+            np.testing.assert_array_equal(got.items, want.items)
+            assert got.scores.tobytes() == want.scores.tobytes()
+            np.testing.assert_array_equal(got.sources, want.sources)
+
+
+def test_ap_at_k_is_the_row_by_row_formula() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n, k, width = int(rng.integers(1, 30)), int(rng.integers(1, 15)), int(rng.integers(0, 20))
+        items = np.stack([rng.permutation(40)[:width] for _ in range(n)]).reshape(n, width)
+        items[rng.random(items.shape) < 0.1] = -1
+        truths = [rng.choice(45, size=int(rng.integers(0, 8))) for _ in range(n)]
+        expected = np.zeros(n)
+        for r, truth in enumerate(truths):
+            hits = np.isin(items[r, :k], truth) & (items[r, :k] >= 0)
+            if len(truth) and hits.any():
+                precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+                expected[r] = float((precision * hits).sum() / min(len(truth), k))
+        assert training.blend._ap_at_k(items, truths, k).tobytes() == expected.tobytes()
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_the_one_request_form_is_the_table_form_term_for_term(seed: int) -> None:
     """rrf_fuse_row gives rrf_fuse's items, scores (to the bit) and best sources, with repeated

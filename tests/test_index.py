@@ -216,6 +216,23 @@ def test_all_neighbours_match_single_searches(vectors: np.ndarray) -> None:
     assert not (ids == np.arange(len(vectors))[:, None]).any(), "an item is not its own neighbour"
 
 
+def test_all_neighbours_on_fixed_threads_pad_and_restore(
+    vectors: np.ndarray, restore_threads: None
+) -> None:
+    index = ItemIndex.build(vectors, kind="flat")
+    faiss.omp_set_num_threads(2)
+    ids, scores = index.all_neighbours(vectors, 7, batch=33, threads=1)
+    assert faiss.omp_get_max_threads() == 2, "the caller's thread count is restored"
+    again, again_scores = index.all_neighbours(vectors, 7, batch=50, threads=1)
+    np.testing.assert_array_equal(ids, again)
+    assert scores.tobytes() == again_scores.tobytes()
+    # more neighbours asked for than there are other items: -1 / -inf padding after them
+    few = ItemIndex.build(vectors[:4], kind="flat")
+    ids, scores = few.all_neighbours(vectors[:4], 5)
+    assert (ids[:, 3:] == -1).all() and np.isneginf(scores[:, 3:]).all()
+    assert sorted(ids[0, :3].tolist()) == [1, 2, 3]
+
+
 def test_search_threads_apply_in_every_thread(vectors: np.ndarray, restore_threads: None) -> None:
     import threading
 

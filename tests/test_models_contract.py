@@ -532,6 +532,31 @@ def test_top_n_handles_nan_inf_and_padding() -> None:
     assert np.isneginf(batch_values[:, 3]).all()
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_top_n_batch_is_top_n_of_every_row(seed: int) -> None:
+    """The batched ranking (a sampled floor, then the rows' candidates) gives each row exactly
+    top_n's answer: ties at the cut-off, NaN, +-inf, -0.0, rows of few finite scores, catalogs
+    wide enough to be sampled."""
+    rng = np.random.default_rng(seed)
+    for trial in range(300):
+        n, n_items = int(rng.integers(0, 12)), int(rng.integers(1, 3000 if trial % 2 else 60))
+        N = int(rng.integers(0, 8 if trial % 3 else 70))
+        if trial % 4 == 0:
+            scores = rng.standard_normal((n, n_items))
+        else:
+            scores = rng.integers(-2, 3, size=(n, n_items)).astype(np.float32)
+            for value, share in ((-np.inf, 0.2), (np.nan, 0.05), (np.inf, 0.02), (-0.0, 0.1)):
+                scores[rng.random(scores.shape) < share] = value
+        ids, values = top_n_batch(scores, N)
+        assert ids.shape == values.shape == (n, N)
+        for r in range(n):
+            row_ids, row_values = top_n(scores[r], N)
+            assert ids[r].tolist() == [*row_ids.tolist(), *[-1] * (N - len(row_ids))]
+            padded = np.full(N, -np.inf, dtype=np.float32)
+            padded[: len(row_values)] = row_values
+            assert values[r].tobytes() == padded.tobytes()
+
+
 def test_user_rows_and_exclude_liked() -> None:
     full = sp.csr_matrix(np.array([[1, 0, 0], [0, 1, 1], [1, 1, 0]], dtype=np.float32))
     picked = user_rows(full, np.array([2, 0]), 3)

@@ -152,17 +152,45 @@ def fuse(
 
 def _ap_at_k(items: IntArray, truths: Sequence[IntArray], k: int) -> npt.NDArray[np.float64]:
     """Kaggle AP@k of each row of ``items`` (no repeats within a row, -1 padding)."""
-    out = np.zeros(len(truths), dtype=np.float64)
-    for r, truth in enumerate(truths):
-        if len(truth) == 0:
-            continue
-        hits = np.isin(items[r, :k], truth) & (items[r, :k] >= 0)
-        if not hits.any():
-            continue
-        cum = np.cumsum(hits)
-        precision = cum / np.arange(1, len(hits) + 1)
-        out[r] = float((precision * hits).sum() / min(len(truth), k))
-    return out
+    return _APScorer(truths, k)(items)
+
+
+class _APScorer:
+    """:func:`_ap_at_k` against fixed ``truths``, for scoring many fused lists of the same
+    customers: the truths are encoded once, and every row is scored in one pass of array
+    operations (the same per-row arithmetic, so the same floats, as a row at a time)."""
+
+    def __init__(self, truths: Sequence[IntArray], k: int) -> None:
+        self.k = int(k)
+        lengths = np.array([len(t) for t in truths], dtype=np.int64)
+        flat = (
+            np.concatenate([np.asarray(t, dtype=np.int64) for t in truths])
+            if len(truths)
+            else np.empty(0, dtype=np.int64)
+        )
+        self.width = int(flat.max(initial=0)) + 2  # room for every item index and -1
+        rows = np.repeat(np.arange(len(truths), dtype=np.int64), lengths)
+        self.codes = np.unique(rows * self.width + flat)  # (row, truth item), sorted
+        self.denominators = np.minimum(lengths, self.k)
+        self.positions = np.arange(1, self.k + 1)
+
+    def __call__(self, items: IntArray) -> npt.NDArray[np.float64]:
+        top = np.asarray(items, dtype=np.int64)[:, : self.k]
+        out = np.zeros(len(self.denominators), dtype=np.float64)
+        if top.shape[1] == 0 or len(self.codes) == 0:
+            return out
+        listed = (top >= 0) & (top < self.width - 1)
+        codes = np.arange(len(top), dtype=np.int64)[:, None] * self.width + np.where(
+            listed, top, self.width - 1
+        )
+        at = np.minimum(np.searchsorted(self.codes, codes), len(self.codes) - 1)
+        hits = listed & (self.codes[at] == codes)
+        scored = np.flatnonzero(hits.any(axis=1) & (self.denominators > 0))
+        if len(scored):
+            hit = hits[scored]
+            precision = np.cumsum(hit, axis=1) / self.positions[: hit.shape[1]]
+            out[scored] = (precision * hit).sum(axis=1) / self.denominators[scored]
+        return out
 
 
 def fit_blend_weights(
@@ -204,9 +232,11 @@ def fit_blend_weights(
     table = RankTable.build([np.asarray(rankings[s])[idx] for s in names])
     kept = [truths[r] for r in usable]
 
+    scorer = _APScorer(kept, k)
+
     def objective(weights: BlendWeights) -> float:
         fused = rrf_fuse(table, weights.of(names), weights.rrf_k, k)
-        return float(_ap_at_k(fused.items, kept, k).mean())
+        return float(scorer(fused.items).mean())
 
     base = {s: float(start.weights.get(s, 0.0)) for s in names}
     default_map = objective(BlendWeights(weights=base, rrf_k=start.rrf_k))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -85,6 +87,7 @@ from training.split import time_split
 logger = logging.getLogger("lookbook.training")
 
 PERSONAL_HNSW_ITEMS = 50_000
+_T = TypeVar("_T")
 #: Depth of each source's ranked list handed to the blend fit (as the evaluation harness).
 BLEND_DEPTH = 100
 
@@ -410,28 +413,48 @@ class HeldOutLists:
         self.depth = int(depth)
         self.progress = progress
         self._lists: dict[str, IntArray] = {}
+        self._pending: dict[str, Future[IntArray]] = {}
+
+    def add(self, name: str, model: Recommender) -> None:
+        """Rank the held-out customers by ``model`` too (as ``name``)."""
+        self.models[name] = model
+
+    def prefetch(self, names: Sequence[str], background: Background) -> None:
+        """Compute the lists of ``names`` on ``background``'s thread (each model's ``recommend``
+        reads only its own fitted state, so the lists are the ones computed inline)."""
+        for name in names:
+            if name not in self._lists and name not in self._pending:
+                model = self.models[name]
+                self._pending[name] = background.submit(partial(self._rank, model, name))
 
     def __getitem__(self, name: str) -> IntArray:
         if name not in self._lists:
-            model = self.models[name]
-            users = self.held_out.users
-            rows = self.train.user_items[users]
-            out = np.full((len(users), self.depth), -1, dtype=np.int64)
-            batch = 2048
-            for start in tqdm(
-                range(0, len(users), batch), desc=f"evaluate {name}", disable=not self.progress
-            ):
-                ids, _ = model.recommend(
-                    users[start : start + batch],
-                    rows[start : start + batch],
-                    N=self.depth,
-                    filter_already_liked_items=False,
-                )
-                ids = np.asarray(ids, dtype=np.int64)
-                ids = ids.reshape(len(users[start : start + batch]), -1)[:, : self.depth]
-                out[start : start + len(ids), : ids.shape[1]] = ids
-            self._lists[name] = out
+            pending = self._pending.pop(name, None)
+            self._lists[name] = (
+                pending.result()
+                if pending is not None
+                else self._rank(self.models[name], name, self.progress)
+            )
         return self._lists[name]
+
+    def _rank(self, model: Recommender, name: str, progress: bool = False) -> IntArray:
+        users = self.held_out.users
+        rows = self.train.user_items[users]
+        out = np.full((len(users), self.depth), -1, dtype=np.int64)
+        batch = 2048
+        for start in tqdm(
+            range(0, len(users), batch), desc=f"evaluate {name}", disable=not progress
+        ):
+            ids, _ = model.recommend(
+                users[start : start + batch],
+                rows[start : start + batch],
+                N=self.depth,
+                filter_already_liked_items=False,
+            )
+            ids = np.asarray(ids, dtype=np.int64)
+            ids = ids.reshape(len(users[start : start + batch]), -1)[:, : self.depth]
+            out[start : start + len(ids), : ids.shape[1]] = ids
+        return out
 
     def metrics(self, name: str, k: int) -> dict[str, float]:
         """Recall@k, MAP@k, catalog coverage of the top ``k`` and the number of customers."""
@@ -731,6 +754,69 @@ def _customer_intelligence(
     return (profiles, churn), summary
 
 
+class Background:
+    """Work done on one background thread while the trainer's own phase keeps one core busy.
+
+    Two kinds of work release the GIL for most of their time and read only finished models:
+    the held-out lists of ALS and popularity, ranked while the LSTM (one torch thread) fits
+    (:meth:`HeldOutLists.prefetch`), and the bundle's FAISS work from the refit on — the HNSW
+    graphs and the exact similar-items table, beside the LSTM refit, profiles, complete the look
+    and size-fit, collected last by the bundle writer. Each result is the one an inline run gives
+    (HNSW is built on one thread either way). The similar-items table is searched on one FAISS
+    thread, so it is the same on any machine: a search on FAISS's default threads (one per core)
+    rounds a few scores differently in the last float bit, by the core count, which can swap
+    near ties.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookbook-background")
+        #: seconds the background thread spent on its tasks (the manifest's timings)
+        self.busy_seconds = 0.0
+
+    def submit(self, task: Callable[[], _T]) -> Future[_T]:
+        """Run ``task`` on the background thread, after the tasks submitted before it."""
+
+        def run() -> _T:
+            start = time.perf_counter()
+            try:
+                return task()
+            finally:
+                self.busy_seconds += time.perf_counter() - start
+
+        return self._pool.submit(run)
+
+    def build(self, vectors: npt.ArrayLike, *, kind: str, seed: int) -> Future[ItemIndex]:
+        """:meth:`ItemIndex.build` over (a copy of) ``vectors``."""
+        data = np.array(vectors, dtype=np.float32, order="C")
+        return self.submit(lambda: ItemIndex.build(data, kind=kind, seed=seed))
+
+    def similar_items(
+        self, vectors: npt.ArrayLike, *, kind: str, seed: int, n: int
+    ) -> Future[tuple[ItemIndex, SimilarItems]]:
+        """The similar-items index over (a copy of) ``vectors`` and every item's ``n`` nearest
+        other items in it (:meth:`ItemIndex.all_neighbours`, on one FAISS thread)."""
+        data = np.array(vectors, dtype=np.float32, order="C")
+
+        def task() -> tuple[ItemIndex, SimilarItems]:
+            start = time.perf_counter()
+            index = ItemIndex.build(data, kind=kind, seed=seed)
+            ids, scores = index.all_neighbours(data, n, threads=1)
+            logger.info(
+                "similar items: %d neighbours of %d items in %.1fs (background)",
+                n,
+                len(data),
+                time.perf_counter() - start,
+            )
+            return index, SimilarItems(ids, scores)
+
+        return self.submit(task)
+
+    def close(self) -> None:
+        """Stop taking work; tasks not started are dropped (after a failure the running one
+        finishes on its own)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 def train(
     data: Path,
     out: Path,
@@ -740,8 +826,34 @@ def train(
     database_url: str | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train every model on ``data`` (+ event log) and publish a new bundle under ``out``."""
-    config = config or TrainConfig()
+    """Train every model on ``data`` (+ event log) and publish a new bundle under ``out``.
+
+    Some work (:class:`Background`) runs on a second thread beside single-threaded phases."""
+    background = Background()
+    try:
+        return _train(
+            data,
+            out,
+            config=config or TrainConfig(),
+            events_dir=events_dir,
+            database_url=database_url,
+            progress=progress,
+            background=background,
+        )
+    finally:
+        background.close()
+
+
+def _train(
+    data: Path,
+    out: Path,
+    *,
+    config: TrainConfig,
+    events_dir: Path | None,
+    database_url: str | None,
+    progress: bool,
+    background: Background,
+) -> TrainResult:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     dataset = load_training_frame(data, events_dir, database_url)
@@ -775,16 +887,6 @@ def train(
     features: ItemFeatures | None = None
     sequence_summary: dict[str, Any] = {}
     models: dict[str, Recommender] = {"als": als, "popularity": popularity}
-    if use_sequence:
-        t = time.perf_counter()
-        features = ItemFeatures.from_frame(dataset.items, maps.items.ids())
-        sequence = _fit_sequence(
-            train_frame, train_data, maps, features, config, progress, opted_out
-        )
-        models["sequence"] = sequence
-        sequence_summary["eval_fit"] = _sequence_summary(sequence)
-        timings["fit_eval_sequence"] = time.perf_counter() - t
-
     t = time.perf_counter()
     held_out = held_out_customers(
         test_frame, maps, max_customers=config.eval_customers, seed=config.seed
@@ -792,12 +894,29 @@ def train(
     # with the blend to fit, each model's list is ranked once, deep enough for both
     depth = max(config.k, BLEND_DEPTH) if use_sequence else config.k
     lists = HeldOutLists(models, train_data, held_out, depth=depth, progress=progress)
+    evaluate_seconds = time.perf_counter() - t
+    if use_sequence:
+        lists.prefetch(list(models), background)  # ranked while the LSTM fits
+        t = time.perf_counter()
+        features = ItemFeatures.from_frame(dataset.items, maps.items.ids())
+        sequence = _fit_sequence(
+            train_frame, train_data, maps, features, config, progress, opted_out
+        )
+        models["sequence"] = sequence
+        lists.add("sequence", sequence)
+        sequence_summary["eval_fit"] = _sequence_summary(sequence)
+        timings["fit_eval_sequence"] = time.perf_counter() - t
+
+    t = time.perf_counter()
     if len(held_out) == 0:
         logger.warning("no purchases in the held-out period: nothing to evaluate")
         metrics: dict[str, dict[str, float]] = {name: {} for name in models}
     else:
-        metrics = {name: lists.metrics(name, config.k) for name in models}
-    timings["evaluate"] = time.perf_counter() - t
+        # the models fitted last first: the earlier ones' lists may still be ranking on the
+        # background thread meanwhile
+        measured = {name: lists.metrics(name, config.k) for name in reversed(models)}
+        metrics = {name: measured[name] for name in models}
+    timings["evaluate"] = evaluate_seconds + time.perf_counter() - t
 
     blend: BlendWeights | None = None
     ranker: LearnedRanker | None = None
@@ -836,27 +955,46 @@ def train(
         del window
     del lists  # the held-out lists (customers x depth per model) are not needed any more
 
+    # Inner product with raw factors ranks by the ALS score (personalized retrieval);
+    # normalised factors rank by cosine similarity (similar items).
+    # The personalized index answers every uncached feed request: past PERSONAL_HNSW_ITEMS
+    # items an HNSW graph (~0.2 ms, recall@12 ~0.95) beats an exact scan (~1.5 ms).
+    personal_kind = config.index_kind
+    if personal_kind == "auto":
+        personal_kind = "hnsw" if len(maps.items) > PERSONAL_HNSW_ITEMS else "flat"
+    sequence_index: Future[ItemIndex] | None = None
     if config.refit_full:
         t = time.perf_counter()
         full = to_training_data(interactions, maps, now=now)
         als, popularity = _fit_models(full, config, progress, opted_out)
         timings["refit_full"] = time.perf_counter() - t
-        if use_sequence:
-            assert features is not None
-            t = time.perf_counter()
-            sequence = _fit_sequence(
-                interactions, full, maps, features, config, progress, opted_out
-            )
-            timings["refit_sequence"] = time.perf_counter() - t
     else:
         full = train_data
+    # the ALS indexes and the similar-items table are built while the trainer goes on
+    als_index = background.build(als.item_factors, kind=personal_kind, seed=config.seed)
+    similar = background.similar_items(
+        als.item_vectors(),
+        kind=config.index_kind,
+        seed=config.seed,
+        n=config.similar_items_precomputed,
+    )
+    if config.refit_full and use_sequence:
+        assert features is not None
+        t = time.perf_counter()
+        sequence = _fit_sequence(interactions, full, maps, features, config, progress, opted_out)
+        timings["refit_sequence"] = time.perf_counter() - t
     if sequence is not None:
         sequence_summary["fit"] = _sequence_summary(sequence)
+        # The LSTM's item vectors [v_i, b_i] queried with its session vector [u, 1]: inner
+        # product = the model's score before the repeat term (added to the candidates at
+        # request time), so it is built like the personalized ALS index.
+        sequence_index = background.build(
+            sequence.item_vectors(), kind=personal_kind, seed=config.seed
+        )
+    full_tables = candidate_tables(dataset, maps, full)
     if ranker is not None:  # served with the item statistics as of the bundle's data end
         full_frame = interactions if config.refit_full else train_frame
-        ranker.stats = _ranker_stats(
-            dataset, full_frame, maps, full, candidate_tables(dataset, maps, full)
-        )
+        ranker.stats = _ranker_stats(dataset, full_frame, maps, full, full_tables)
 
     profiles = None
     profile_summary: dict[str, Any] = {}
@@ -904,39 +1042,16 @@ def train(
         writer.write_stock(dataset.stock)
         writer.write_user_items(full.user_items)
         writer.write_purchases(purchase_matrix(full))
-        writer.write_candidates(candidate_tables(dataset, maps, full))
+        writer.write_candidates(full_tables)
         writer.write_purchase_history(purchase_log(full))
         writer.write_returns(return_log(interactions, maps))
         als.save(layout.als_model)
         popularity.save(layout.popularity_model)
-        # Inner product with raw factors ranks by the ALS score (personalized retrieval);
-        # normalised factors rank by cosine similarity (similar items).
-        # The personalized index answers every uncached feed request: past PERSONAL_HNSW_ITEMS
-        # items an HNSW graph (~0.2 ms, recall@12 ~0.95) beats an exact scan (~1.5 ms).
-        personal_kind = config.index_kind
-        if personal_kind == "auto":
-            personal_kind = "hnsw" if len(maps.items) > PERSONAL_HNSW_ITEMS else "flat"
-        ItemIndex.build(als.item_factors, kind=personal_kind, seed=config.seed).save(
-            layout.als_index
-        )
         sequence_seconds = 0.0
         if sequence is not None:
-            # The LSTM's item vectors [v_i, b_i] queried with its session vector [u, 1]: inner
-            # product = the model's score before the repeat term (added to the candidates at
-            # request time), so it is built like the personalized ALS index.
             t_seq = time.perf_counter()
             sequence.save(layout.sequence_model)
-            ItemIndex.build(sequence.item_vectors(), kind=personal_kind, seed=config.seed).save(
-                layout.sequence_index
-            )
             sequence_seconds = time.perf_counter() - t_seq
-        cosine = ItemIndex.build(als.item_vectors(), kind=config.index_kind, seed=config.seed)
-        cosine.save(layout.als_cosine_index)
-        # Similar items are answered from a precomputed neighbour table (live search beyond it).
-        neighbour_ids, neighbour_scores = cosine.all_neighbours(
-            als.item_vectors(), config.similar_items_precomputed, show_progress=progress
-        )
-        writer.write_similar_items(SimilarItems(neighbour_ids, neighbour_scores))
         if profiles is not None:
             profiles_batch, churn = profiles
             profiles_batch.save(layout.profiles)
@@ -951,9 +1066,19 @@ def train(
         for name, look_model in look_models.items():
             if look_model is not None:
                 look_model.save(layout.model(name))
+        # last, so the background work had the longest to finish
+        als_index.result().save(layout.als_index)
+        if sequence_index is not None:
+            t_seq = time.perf_counter()
+            sequence_index.result().save(layout.sequence_index)
+            sequence_seconds += time.perf_counter() - t_seq
+        cosine, neighbours = similar.result()
+        cosine.save(layout.als_cosine_index)
+        writer.write_similar_items(neighbours)
         timings["write"] = time.perf_counter() - t - sequence_seconds
         if sequence is not None:
             timings["write_sequence"] = sequence_seconds
+        timings["background"] = background.busy_seconds
         timings["total"] = time.perf_counter() - t0
         path = writer.commit(
             data=DataSection(

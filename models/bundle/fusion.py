@@ -94,10 +94,25 @@ class RankTable:
 
     candidates: IntArray  # (n, C)
     ranks: ScoreArray  # (S, n, C)
+    #: ``rrf_k`` → ``rrf_k + ranks + 1.0`` (the terms' denominators), kept for the next weighting
+    _denominators: dict[float, ScoreArray] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def n_sources(self) -> int:
         return int(self.ranks.shape[0])
+
+    def denominators(self, rrf_k: float) -> ScoreArray:
+        """``rrf_k + ranks + 1.0`` (``inf`` where a source does not list the candidate), computed
+        once per ``rrf_k``: a weight fit fuses the same table under many weightings."""
+        key = float(rrf_k)
+        cached = self._denominators.get(key)
+        if cached is None:
+            cached = rrf_k + self.ranks + 1.0
+            cached.flags.writeable = False
+            self._denominators[key] = cached
+        return cached
 
     @classmethod
     def build(cls, rankings: Sequence[npt.ArrayLike]) -> RankTable:
@@ -196,18 +211,20 @@ def rrf_fuse(table: RankTable, weights: Sequence[float], rrf_k: float, k: int) -
         raise ValueError(f"{len(w)} weights for {table.n_sources} sources")
     w = np.where(w > 0, w, 0.0)  # a source without a positive weight proposes nothing
     # each source's terms w / (rrf_k + rank + 1): 0 where it does not list the item (rank inf)
-    terms = w[:, None, None] / (rrf_k + table.ranks + 1.0)
-    scores = terms[0].copy()
-    for source_terms in terms[1:]:  # in source order, so a score never depends on the table
-        scores += source_terms
+    denominators = table.denominators(rrf_k)
+    # summed in source order, so a score never depends on the table; a source of weight 0 adds
+    # +0.0 to every (non-negative) score, which changes no bit, so it is skipped
+    scores = np.zeros(table.candidates.shape, dtype=np.float64)
+    for s in np.flatnonzero(w > 0).tolist():
+        scores += w[s] / denominators[s]
     scores[table.candidates < 0] = -np.inf
     k = int(k)
-    # candidates are sorted by item, so a stable sort of -score breaks ties by lower item
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    order = _top_columns(scores, k)
     rows = np.arange(len(order))[:, None]
     items, values = table.candidates[rows, order], scores[rows, order]
     keep = values > 0
-    best = np.argmax(terms[:, rows, order], axis=0)  # the first source with the largest term
+    # the first source with the largest term (the same divisions as the scores')
+    best = np.argmax(w[:, None, None] / denominators[:, rows, order], axis=0)
     items = np.where(keep, items, -1)
     values = np.where(keep, values, -np.inf)
     best = np.where(keep, best, -1)
@@ -217,3 +234,31 @@ def rrf_fuse(table: RankTable, weights: Sequence[float], rrf_k: float, k: int) -
         values = np.pad(values, pad, constant_values=-np.inf)
         best = np.pad(best, pad, constant_values=-1)
     return Fused(items=items, scores=values, sources=best.astype(np.int64))
+
+
+def _top_columns(scores: ScoreArray, k: int) -> IntArray:
+    """Per row, the columns of the ``min(k, C)`` best scores ordered by (score desc, column asc):
+    the first ``k`` columns of a stable argsort of ``-scores``. Candidates are sorted by item, so
+    ties go to the lower item. Only the top ``k`` are sorted (a partition finds them) unless a
+    positive score ties across the cut-off, where that row is sorted whole."""
+    n, width = scores.shape
+    if k >= width or n == 0:
+        return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    if k <= 0:
+        return np.empty((n, 0), dtype=np.int64)
+    neg = -scores
+    top = np.argpartition(neg, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(neg, top[:, k - 1 :], axis=1)  # (n, 1): minus the k-th best score
+    # Rows where the k-th best ties with an item left out: the partition chose among the ties
+    # arbitrarily. Only a kept (positive) score matters there; the rest are masked as padding.
+    tied = np.count_nonzero(neg == kth, axis=1) > np.count_nonzero(
+        np.take_along_axis(neg, top, axis=1) == kth, axis=1
+    )
+    redo = np.flatnonzero(tied & (kth[:, 0] < 0))
+    top.sort(axis=1)  # by column, so the stable sort below keeps the lower column first on a tie
+    order = np.take_along_axis(
+        top, np.argsort(np.take_along_axis(neg, top, axis=1), axis=1, kind="stable"), axis=1
+    )
+    for r in redo.tolist():
+        order[r] = np.argsort(neg[r], kind="stable")[:k]
+    return order

@@ -34,6 +34,7 @@ from models.base import (
     read_model_config,
     save_arrays,
     top_n,
+    top_n_batch,
     user_rows,
     write_config,
 )
@@ -368,29 +369,31 @@ class SequenceRecommender(Recommender):
                     coded[r].items, coded[r].times, nows[r], self.config.repeat_half_life_days
                 )
                 boost = feature @ betas[j]
-                if exact is not None:
+                if exact is not None:  # the row as top_n would rank it; ranked below, all at once
                     scores = exact[j]
                     scores[rep_items] += boost
-                    ids, vals = top_n(scores, width, excludes[r])
-                else:
-                    given = excludes[r]
-                    blocked: IntArray = given if given is not None else np.empty(0, np.int64)
-                    found, _ = self._index.search(
-                        vectors[j], width + len(rep_items), exclude=blocked
-                    )
-                    found_ids = np.asarray(found, np.int64).reshape(-1)
-                    pool = np.unique(np.concatenate([found_ids[found_ids >= 0], rep_items]))
-                    pool = pool[~np.isin(pool, blocked)]
-                    # rank the pool alone (sorted by item, so ties still go to the lower item)
-                    pool_scores = item_vectors[pool] @ vectors[j]
-                    at = np.searchsorted(pool, rep_items)
-                    hit = at < len(pool)
-                    hit[hit] = pool[at[hit]] == rep_items[hit]
-                    pool_scores[at[hit]] += boost[hit]
-                    top, vals = top_n(pool_scores, width)
-                    ids = pool[top]
+                    excl = excludes[r]
+                    if excl is not None and len(excl):
+                        scores[excl[(excl >= 0) & (excl < len(scores))]] = -np.inf
+                    continue
+                given = excludes[r]
+                blocked: IntArray = given if given is not None else np.empty(0, np.int64)
+                found, _ = self._index.search(vectors[j], width + len(rep_items), exclude=blocked)
+                found_ids = np.asarray(found, np.int64).reshape(-1)
+                pool = np.unique(np.concatenate([found_ids[found_ids >= 0], rep_items]))
+                pool = pool[~np.isin(pool, blocked)]
+                # rank the pool alone (sorted by item, so ties still go to the lower item)
+                pool_scores = item_vectors[pool] @ vectors[j]
+                at = np.searchsorted(pool, rep_items)
+                hit = at < len(pool)
+                hit[hit] = pool[at[hit]] == rep_items[hit]
+                pool_scores[at[hit]] += boost[hit]
+                top, vals = top_n(pool_scores, width)
+                ids = pool[top]
                 out_ids[r, : len(ids)] = ids
                 out_scores[r, : len(vals)] = vals
+            if exact is not None:
+                out_ids[lo:hi], out_scores[lo:hi] = top_n_batch(exact, width)
         return out_ids, out_scores
 
     def recommend_from_sequence(
