@@ -290,6 +290,7 @@ class Customers:
                 ctx.user_vector = bundle.als.user_vector(items, weights)
         elif idx is not None and len(items):
             ctx.user_vector = bundle.als.user_factors[idx]
+            ctx.trained_vector = True
         ctx.history = items
         ctx.returned, ctx.considered = customer_items(
             bundle, idx, recent, view.personal_profile, ctx.sequence
@@ -321,10 +322,12 @@ def customer_sequence(
     sizes: list[str | None] = []
     types: list[int] = []
     times: list[int] = []
+    kept = 0
     if customer is not None and customer < model.n_users:
         kept_items, kept_sizes, kept_types, kept_times = model.history_of(customer)
         items, sizes = kept_items.tolist(), list(kept_sizes)
         types, times = kept_types.tolist(), kept_times.tolist()
+        kept = len(items)
     for event in reversed(recent):  # newest first → oldest first
         if event.timestamp <= bundle.trained_until or event.type in NOT_SEQUENCE_STEPS:
             continue
@@ -341,6 +344,7 @@ def customer_sequence(
         sizes=sizes[keep],
         types=types[keep],
         timestamps=np.asarray(times[keep], dtype=np.int64),
+        trained_customer=customer if kept and len(items) == kept else None,
     )
 
 

@@ -27,6 +27,7 @@ from models.base import top_n
 from models.bundle import DEFAULT_RRF_K, rrf_fuse_row
 from models.candidates import neighbour_ranking, repeat_ranking, repurchase_ranking
 from models.diversity import candidate_pool, diversify
+from models.index import answer_from_pool
 from models.ranker_features import candidate_union, ranker_features
 
 
@@ -81,6 +82,9 @@ class SequenceHistory:
     sizes: list[str | None]
     types: list[int]
     timestamps: npt.NDArray[np.int64]
+    #: the training customer whose kept history this is, unchanged (no steps since training):
+    #: the bundle's precomputed LSTM pool answers for it. None otherwise.
+    trained_customer: int | None = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -107,6 +111,9 @@ class Context:
     category: str | None = None
     customer_id: str | None = None
     user_vector: npt.NDArray[np.float32] | None = None
+    # user_vector is the customer's trained ALS factor (no events since training): the bundle's
+    # precomputed ALS pool answers for it
+    trained_vector: bool = False
     history: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     exclude: set[int] = field(default_factory=set)
     anchor_item: int | None = None
@@ -356,11 +363,20 @@ class ALSSource:
             top, values = top_n(scores, n)
             items = allowed[top]
         else:
-            found, found_scores = bundle.index.search(
-                ctx.user_vector, n, exclude=[exclude] if exclude else None
-            )
-            items = np.asarray(found).reshape(-1).astype(np.int64)
-            values = np.asarray(found_scores).reshape(-1)
+            pooled = None
+            pool = bundle.als_pool
+            if pool is not None and ctx.trained_vector and ctx.customer_index is not None:
+                blocked = np.asarray(exclude, dtype=np.int64)
+                pooled = answer_from_pool(pool.row(ctx.customer_index), blocked, n)
+            if pooled is not None:
+                items = pooled
+                values = bundle.als.item_factors[items] @ ctx.user_vector
+            else:
+                found, found_scores = bundle.index.search(
+                    ctx.user_vector, n, exclude=[exclude] if exclude else None
+                )
+                items = np.asarray(found).reshape(-1).astype(np.int64)
+                values = np.asarray(found_scores).reshape(-1)
         reasons = _explain_by_history(ctx, items)
         return [
             Candidate(int(i), float(s), self.name, r)
@@ -383,6 +399,8 @@ class SequenceSource:
         exclude = np.fromiter(ctx.exclude, dtype=np.int64, count=len(ctx.exclude))
         allowed = ctx.allowed_items()
         if allowed is None:
+            pool = ctx.bundle.sequence_pool
+            trained = history.trained_customer
             items, values = model.recommend_from_sequence(
                 history.items,
                 history.sizes,
@@ -391,6 +409,7 @@ class SequenceSource:
                 event_types=history.types,
                 timestamps=history.timestamps,
                 now=ctx.now,
+                candidates=None if pool is None or trained is None else pool.row(trained),
             )
         else:  # one category: score its items exactly
             if len(allowed) == 0:

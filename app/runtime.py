@@ -30,6 +30,7 @@ from models.bundle import (
     BundleInfo,
     BundleLayout,
     CandidateTables,
+    CustomerPools,
     Manifest,
     Pin,
     PurchaseLog,
@@ -267,6 +268,11 @@ class LoadedBundle:
     # The learned ranker with its item statistics (``models/ranker``): the personalized feed's
     # fusion stage when present; None for bundles without one.
     ranker: LearnedRanker | None = None
+    # Each training customer's precomputed candidates of the ALS and LSTM indexes (``pools/``,
+    # memory-mapped; None for bundles without them): read instead of searching for a customer
+    # with no events since training.
+    als_pool: CustomerPools | None = None
+    sequence_pool: CustomerPools | None = None
 
     @classmethod
     def load(
@@ -346,6 +352,12 @@ class LoadedBundle:
             purchase_log = load_purchase_history(layout.purchase_history, len(customers))
             return_log = load_returns(layout.returns, len(customers))
             tables = CandidateTables.load(layout.candidates, len(items))
+            als_pool = CustomerPools.load(layout.pool("als"), len(customers), len(items))
+            sequence_pool = (
+                CustomerPools.load(layout.pool("sequence"), sequence.n_users, len(items))
+                if sequence is not None
+                else None
+            )
             for model in (complementary, seasonal, sequence, size_fit, ranker):
                 if model is not None and model.n_items != len(items):
                     raise ValueError(f"{model.name} model has {model.n_items} items")
@@ -389,6 +401,8 @@ class LoadedBundle:
             siblings=None if tables is None else tables.siblings,
             size_fit=size_fit,
             ranker=ranker,
+            als_pool=als_pool,
+            sequence_pool=sequence_pool,
         )
 
     def check(self) -> None:

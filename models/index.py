@@ -64,6 +64,24 @@ def _apply_search_threads() -> None:
         faiss.omp_set_num_threads(_search_threads)
 
 
+def answer_from_pool(
+    pool: npt.NDArray[np.integer[Any]], blocked: npt.NDArray[np.integer[Any]], n: int
+) -> IntArray | None:
+    """The first ``n`` items of an index answer computed before, ``pool`` (best first, ``-1``
+    padded; e.g. a customer's precomputed candidates), that are not ``blocked`` — what
+    :meth:`ItemIndex.search` asked for ``n`` with those exclusions gives from the same answer.
+    None when the pool is full but holds fewer than ``n`` once ``blocked`` is dropped (more may
+    lie beyond it: search instead); a padded pool is all the index had, so it answers shorter."""
+    if len(pool) == 0:
+        return None
+    kept = pool[pool >= 0].astype(np.int64)
+    if len(blocked):
+        kept = kept[~np.isin(kept, blocked)]
+    if len(kept) >= n:
+        return kept[:n]
+    return kept if pool[-1] < 0 else None
+
+
 def _meta_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
@@ -212,6 +230,38 @@ class ItemIndex:
             valid = out_ids[0] >= 0
             return out_ids[0][valid], out_scores[0][valid]
         return out_ids, out_scores
+
+    def top_ids(
+        self,
+        queries: npt.ArrayLike,
+        k: int,
+        *,
+        threads: int | None = None,
+    ) -> npt.NDArray[np.int32]:
+        """The ``k`` best items of each row of ``queries`` (``n x d``) as ``n x k`` item indices,
+        best first, padded with ``-1``: one FAISS call for the whole batch, nothing excluded (the
+        offline pass behind precomputed candidate pools). ``threads`` as in
+        :meth:`all_neighbours`."""
+        q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ValueError(f"queries must have shape (n, {self.dim}), got {q.shape}")
+        k = int(k)
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}")
+        out = np.full((q.shape[0], k), -1, dtype=np.int32)
+        if not (k and len(self) and q.shape[0]):
+            return out
+        if not np.isfinite(q).all():
+            raise ValueError("queries contain NaN or infinite values")
+        previous = faiss.omp_get_max_threads()
+        if threads is not None:
+            faiss.omp_set_num_threads(int(threads))
+        try:
+            _, found = self.index.search(q, min(k, len(self)))
+        finally:
+            faiss.omp_set_num_threads(previous)
+        out[:, : found.shape[1]] = found
+        return out
 
     def all_neighbours(
         self,

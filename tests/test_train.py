@@ -16,7 +16,7 @@ from feature_store.synthetic import generate
 from helpers import SMALL_CONFIG
 from models.als import ALSRecommender
 from models.bundle import BundleLayout, latest_bundle, list_bundles, read_manifest, write_pin
-from models.bundle.layout import FILES, INDEX_NAMES, MODEL_NAMES
+from models.bundle.layout import FILES, INDEX_NAMES, MODEL_NAMES, POOL_NAMES
 from models.sequence import SequenceRecommender
 from training.cli import cli
 from training.train import train
@@ -67,10 +67,11 @@ def test_every_file_the_trainer_writes_is_in_the_layout(retailer: tuple[Path, Pa
     unnamed = [p for p in path.rglob("*") if p.is_file() and layout.owner(p) is None]
     assert not unnamed, f"files the layout does not name: {unnamed}"
     on_disk = {layout.owner(p) for p in path.rglob("*") if p.is_file()}
-    listed = {*manifest.models.values(), *manifest.indexes.values()}
+    listed = {*manifest.models.values(), *manifest.indexes.values(), *manifest.pools.values()}
     assert manifest.profiles is not None and manifest.profiles.churn_model is not None
     assert on_disk == {*FILES, *listed, manifest.profiles.path, manifest.profiles.churn_model}
     assert set(manifest.models) == set(MODEL_NAMES) and set(manifest.indexes) == set(INDEX_NAMES)
+    assert set(manifest.pools) == set(POOL_NAMES)
     # every file but the manifest has its checksum
     files = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()}
     assert manifest.checksums is not None and set(manifest.checksums) == files - {"manifest.json"}

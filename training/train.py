@@ -80,6 +80,7 @@ from training.data import (
 from training.evaluate import catalog_groups, event_prices, event_sizes, product_codes
 from training.look import ComplementaryConfig, SeasonalConfig, fit_complementary, fit_seasonal
 from training.metrics import catalog_coverage, map_at_k, recall_at_k
+from training.pools import customer_pools
 from training.ranker import fit_served_ranker, served_item_stats
 from training.size_fit import fit_size_model
 from training.split import time_split
@@ -189,6 +190,13 @@ class TrainConfig(StrictConfig):
     index_kind: str = Field("auto", pattern="^(auto|flat|hnsw)$")
     similar_items_precomputed: int = Field(
         50, ge=1, le=1000, description="neighbours per item precomputed for similar-items lists"
+    )
+    customer_pools: int = Field(
+        64,
+        ge=0,
+        le=1000,
+        description="candidates per customer precomputed from the ALS and LSTM indexes (0: none; "
+        "a feed of k reads them while max(3k, k+8) plus the exclusions fit)",
     )
     customer_profiles: bool = Field(
         True, description="compute RFM tiers, stages, sizes, affinities and churn into the bundle"
@@ -927,6 +935,18 @@ def _train(
         sequence_index = background.build(
             sequence.item_vectors(), kind=personal_kind, seed=config.seed
         )
+    pools = None
+    if config.customer_pools:
+        t = time.perf_counter()
+        pools = customer_pools(
+            background,
+            config.customer_pools,
+            als_factors=als.user_factors,
+            als_index=als_index,
+            sequence=sequence,
+            sequence_index=sequence_index,
+        )
+        timings["pools"] = time.perf_counter() - t
     full_tables = candidate_tables(dataset, maps, full)
     if ranker is not None:  # served with the item statistics as of the bundle's data end
         full_frame = interactions if config.refit_full else train_frame
@@ -1008,6 +1028,9 @@ def _train(
             t_seq = time.perf_counter()
             sequence_index.result().save(layout.sequence_index)
             sequence_seconds += time.perf_counter() - t_seq
+        if pools is not None:
+            for name, pool in pools.result().items():
+                pool.save(layout.pool(name))
         cosine, neighbours = similar.result()
         cosine.save(layout.als_cosine_index)
         writer.write_similar_items(neighbours)

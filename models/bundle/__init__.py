@@ -27,6 +27,8 @@ with :class:`BlendWeights`). Layout of ``<bundles_dir>/<version>/``::
     models/<name>/         als, popularity, sequence, complementary, seasonal, size_fit,
                            size_fit_ranker, ranker: each model's save
     indexes/<name>.faiss   als_items, als_items_cosine, sequence_items: FAISS indexes (+ .json)
+    pools/<name>.npy       als, sequence: each customer's precomputed candidates of that source
+                           (CustomerPools; memory-mapped by the service)
 
 and beside the versions ``<bundles_dir>/pin.json`` (:mod:`models.bundle.pin`): the version every
 replica serves instead of the newest while it exists. The manifest records the sha256 of every
@@ -68,6 +70,7 @@ from .prune import bundles_to_prune, prune_bundles
 from .reader import BundleInfo, latest_bundle, list_bundles
 from .tables import (
     CandidateTables,
+    CustomerPools,
     PurchaseLog,
     ReturnLog,
     SimilarItems,
@@ -90,6 +93,7 @@ __all__ = [
     "BundleLayout",
     "BundleWriter",
     "CandidateTables",
+    "CustomerPools",
     "DataSection",
     "FitSummary",
     "Fused",

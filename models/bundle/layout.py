@@ -44,6 +44,11 @@ ALS_ITEMS_COSINE: Final = "als_items_cosine"
 SEQUENCE_ITEMS: Final = "sequence_items"
 INDEX_NAMES: Final = (ALS_ITEMS, ALS_ITEMS_COSINE, SEQUENCE_ITEMS)
 
+# pools/<name>.npy: each known customer's precomputed candidates of a source (CustomerPools)
+POOLS: Final = "pools"
+POOL_SUFFIX: Final = ".npy"
+POOL_NAMES: Final = (ALS, SEQUENCE)
+
 FILES: Final = (
     MANIFEST,
     ITEM_IDS,
@@ -179,6 +184,12 @@ class BundleLayout:
         """The LSTM's item vectors, queried with its session vector."""
         return self.index(SEQUENCE_ITEMS)
 
+    def pool(self, name: str) -> Path:
+        """``pools/<name>.npy``; ``name`` is one of :data:`POOL_NAMES` (the source's name)."""
+        if name not in POOL_NAMES:
+            raise ValueError(f"unknown bundle pool {name!r}; known: {', '.join(POOL_NAMES)}")
+        return self.root / POOLS / f"{name}{POOL_SUFFIX}"
+
     def relative(self, path: Path) -> str:
         """``path`` relative to the bundle folder, as the manifest records it."""
         return path.relative_to(self.root).as_posix()
@@ -199,6 +210,12 @@ class BundleLayout:
             if self.index(name).is_file()
         }
 
+    def pools_present(self) -> dict[str, str]:
+        """Source name → relative file, for each customer pool saved in this bundle."""
+        return {
+            name: self.relative(self.pool(name)) for name in POOL_NAMES if self.pool(name).is_file()
+        }
+
     def owner(self, path: Path) -> str | None:
         """The layout entry the file ``path`` (inside the bundle) belongs to: a file, a folder
         holding it, or an index with the files it writes beside it (``<name>.faiss.json``); None
@@ -213,4 +230,8 @@ class BundleLayout:
             index = self.relative(self.index(name))
             if rel == index or rel.startswith(f"{index}."):
                 return index
+        for name in POOL_NAMES:
+            pool = self.relative(self.pool(name))
+            if rel == pool:
+                return pool
         return None

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from feature_store.errors import BundleError
 
@@ -103,6 +103,8 @@ class Manifest(_Closed):
     customer_count: int
     models: dict[str, str]  # model name → folder (relative)
     indexes: dict[str, str]  # index name → file (relative)
+    # source name → file (relative) of each customer pool (bundles before them: none)
+    pools: dict[str, str] = Field(default_factory=dict)
     timings_seconds: dict[str, float]
     blend: Annotated[BlendWeights, BeforeValidator(_blend_section)] | None = None
     sequence: SequenceSection | None = None

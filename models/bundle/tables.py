@@ -131,3 +131,63 @@ class SimilarItems:
         if ids.ndim != 2 or ids.shape != scores.shape or len(ids) != n_items:
             raise BundleError(f"{path} does not match the item ids")
         return cls(ids=ids, scores=scores)
+
+
+@dataclass(frozen=True)
+class CustomerPools:
+    """Each training customer's candidates from one source's index, computed by the trainer with
+    the customer's trained query (the ALS factor, the LSTM session of the kept history):
+    ``ids``, ``n_customers x m`` item indices, best first, padded with ``-1``.
+
+    A request for a customer with no events since training reads its row instead of searching
+    the index (:func:`models.index.answer_from_pool`). Saved as a plain ``.npy`` and
+    memory-mapped when read: a replica pages in only the rows of the customers it serves, and
+    replicas on one machine share those pages."""
+
+    ids: npt.NDArray[np.int32]
+
+    @property
+    def size(self) -> int:
+        """Candidates per customer (``m``)."""
+        return int(self.ids.shape[1])
+
+    def row(self, customer: int) -> npt.NDArray[np.int32]:
+        return np.asarray(self.ids[customer])
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as handle:
+            np.save(handle, np.ascontiguousarray(self.ids, dtype=np.int32), allow_pickle=False)
+
+    @classmethod
+    def load(cls, path: Path, n_customers: int, n_items: int) -> CustomerPools | None:
+        """The pools memory-mapped, or None when the bundle has none (no file). The shape and
+        every id are checked against the bundle's counts by reading the file in chunks, not
+        through the map (so loading does not make every page resident)."""
+        if not path.exists():
+            return None
+        _check_pool_file(path, n_customers, n_items)
+        ids = np.load(path, mmap_mode="r", allow_pickle=False)
+        return cls(ids=ids)
+
+
+def _check_pool_file(path: Path, n_customers: int, n_items: int) -> None:
+    with path.open("rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+        if dtype != np.dtype(np.int32) or fortran or len(shape) != 2 or shape[0] != n_customers:
+            raise BundleError(f"{path} does not match the customer ids")
+        row_bytes = shape[1] * 4
+        rows_per_chunk = max(1, (1 << 24) // max(row_bytes, 1))
+        left = shape[0]
+        while left > 0 and row_bytes:
+            take = min(left, rows_per_chunk)
+            chunk = np.frombuffer(handle.read(take * row_bytes), dtype=np.int32)
+            if len(chunk) != take * shape[1]:
+                raise BundleError(f"{path} is truncated")
+            if len(chunk) and (chunk.min() < -1 or chunk.max() >= n_items):
+                raise BundleError(f"{path} names items outside the catalog")
+            left -= take

@@ -124,6 +124,7 @@ class BundleWriter:
             customer_count=customer_count,
             models=layout.models_present(),
             indexes=layout.indexes_present(),
+            pools=layout.pools_present(),
             timings_seconds=dict(timings_seconds),
             blend=blend,
             sequence=sequence,

@@ -38,6 +38,7 @@ from models.base import (
     user_rows,
     write_config,
 )
+from models.index import answer_from_pool
 
 from .config import SequenceConfig
 from .encoding import PURCHASE, TYPE_ORDER, UNKNOWN, ItemFeatures, encode_event_sizes
@@ -52,6 +53,8 @@ _FORMAT = 1
 SequenceInput = Sequence[int] | npt.NDArray[np.integer[Any]]
 #: histories encoded and scored together by ``_rank`` (bounds memory: chunk x n_items scores)
 _RANK_CHUNK = 256
+#: histories encoded together by ``user_sessions`` (the LSTM batch of the offline pass)
+_SESSION_CHUNK = 4096
 
 
 def repeat_features(
@@ -347,12 +350,27 @@ class SequenceRecommender(Recommender):
         )
         return items, (feature @ betas[0]).astype(np.float32)
 
+    def user_sessions(self, users: IntArray) -> FloatArray:
+        """``[u, 1]`` (``len(users) x (output_dim + 1)``) of training customers ``users`` from the
+        histories kept at fit, encoded in batches: the queries of their precomputed candidate
+        pools (:meth:`recommend_from_sequence`'s ``candidates``)."""
+        self._check_fitted()
+        ids = np.asarray(users, dtype=np.int64).reshape(-1)
+        if len(ids) and (ids.min() < 0 or ids.max() >= self.n_users):
+            raise ValueError(f"customer indices must be in [0, {self.n_users})")
+        out = np.empty((len(ids), self.config.output_dim + 1), dtype=np.float32)
+        for lo in range(0, len(ids), _SESSION_CHUNK):
+            chunk = ids[lo : lo + _SESSION_CHUNK]
+            out[lo : lo + len(chunk)] = self._encode([self.histories.row(int(u)) for u in chunk])[0]
+        return out
+
     def _rank(
         self,
         coded: Sequence[Coded],
         nows: Sequence[int | None],
         k: int,
         excludes: Sequence[IntArray | None],
+        pools: Sequence[IntArray | None] | None = None,
     ) -> tuple[IntArray, FloatArray]:
         n = len(coded)
         width = max(int(k), 0)
@@ -378,8 +396,12 @@ class SequenceRecommender(Recommender):
                     continue
                 given = excludes[r]
                 blocked: IntArray = given if given is not None else np.empty(0, np.int64)
-                found, _ = self._index.search(vectors[j], width + len(rep_items), exclude=blocked)
-                found_ids = np.asarray(found, np.int64).reshape(-1)
+                wanted = width + len(rep_items)
+                pooled = None if pools is None else pools[r]
+                found_ids = None if pooled is None else answer_from_pool(pooled, blocked, wanted)
+                if found_ids is None:
+                    found, _ = self._index.search(vectors[j], wanted, exclude=blocked)
+                    found_ids = np.asarray(found, np.int64).reshape(-1)
                 pool = np.unique(np.concatenate([found_ids[found_ids >= 0], rep_items]))
                 pool = pool[~np.isin(pool, blocked)]
                 # rank the pool alone (sorted by item, so ties still go to the lower item)
@@ -405,14 +427,20 @@ class SequenceRecommender(Recommender):
         event_types: Sequence[int] | None = None,
         timestamps: SequenceInput | None = None,
         now: int | None = None,
+        candidates: npt.NDArray[np.integer[Any]] | None = None,
     ) -> tuple[IntArray, FloatArray]:
         """Top ``k`` items (1-d indices, scores) for a history in time order — a known customer's
         history including events after training, or an anonymous session. ``exclude`` lists item
         indices never to return (e.g. what was already bought); ``timestamps``/``now`` (seconds)
-        age the repeat term."""
+        age the repeat term.
+
+        ``candidates``: the index's answer for this very history computed before (a training
+        customer's precomputed pool, best first, ``-1`` padded), used instead of searching the
+        index when it holds as many items as the search would fetch; otherwise ignored."""
         coded = self._prepare(item_indices, sizes, event_types, timestamps)
         excl = None if exclude is None else np.asarray(exclude, dtype=np.int64).reshape(-1)
-        ids, scores = self._rank([coded], [now], k, [excl])
+        pool = None if candidates is None else np.asarray(candidates).reshape(-1)
+        ids, scores = self._rank([coded], [now], k, [excl], [pool])
         keep = ids[0] >= 0
         return ids[0][keep], scores[0][keep]
 

@@ -1,0 +1,178 @@
+"""Precomputed candidate pools (issue 15): each training customer's ALS and LSTM index answers,
+written by the trainer and read by the feed instead of searching, give the lists the searches give.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.pipeline import ALSSource, SequenceSource
+from app.runtime import LoadedBundle
+from app.settings import Settings
+from feature_store.errors import BundleError
+from models.bundle import BundleLayout, CustomerPools, latest_bundle, read_manifest
+from models.index import ItemIndex, answer_from_pool
+
+
+def test_an_answer_from_a_pool_is_the_searched_answer_without_the_exclusions() -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(300, 8)).astype(np.float32)
+    index = ItemIndex.build(vectors, kind="flat")
+    queries = rng.normal(size=(20, 8)).astype(np.float32)
+    pools = index.top_ids(queries, 40)
+    assert pools.shape == (20, 40) and pools.dtype == np.int32
+    for q, pool in zip(queries, pools, strict=True):
+        blocked = rng.choice(300, size=30, replace=False)
+        answer = answer_from_pool(pool, blocked, 12)
+        searched, _ = index.search(q, 12, exclude=blocked)
+        assert answer is not None
+        assert answer.tolist() == searched.tolist()
+
+
+def test_a_full_pool_too_short_after_the_exclusions_asks_for_a_search() -> None:
+    pool = np.arange(10, dtype=np.int32)
+    assert answer_from_pool(pool, np.array([0, 1, 2]), 7).tolist() == [3, 4, 5, 6, 7, 8, 9]
+    assert answer_from_pool(pool, np.array([0, 1, 2, 3]), 7) is None  # more may lie beyond
+    padded = np.array([4, 5, 6, -1, -1], dtype=np.int32)  # all the index had
+    assert answer_from_pool(padded, np.array([5]), 7).tolist() == [4, 6]
+    assert answer_from_pool(np.empty(0, np.int32), np.empty(0, np.int64), 3) is None
+
+
+def test_pools_round_trip_memory_mapped_and_refuse_a_bad_file(tmp_path: Path) -> None:
+    ids = np.array([[3, 1, -1], [0, 2, 4]], dtype=np.int32)
+    path = tmp_path / "pools" / "als.npy"
+    CustomerPools(ids).save(path)
+    loaded = CustomerPools.load(path, n_customers=2, n_items=5)
+    assert loaded is not None and isinstance(loaded.ids, np.memmap)
+    assert loaded.size == 3 and loaded.row(1).tolist() == [0, 2, 4]
+    assert CustomerPools.load(tmp_path / "none.npy", 2, 5) is None
+    with pytest.raises(BundleError, match="customer ids"):
+        CustomerPools.load(path, n_customers=3, n_items=5)
+    with pytest.raises(BundleError, match="outside the catalog"):
+        CustomerPools.load(path, n_customers=2, n_items=4)
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(BundleError, match="truncated"):
+        CustomerPools.load(path, n_customers=2, n_items=5)
+
+
+def test_the_trainer_writes_each_customers_index_answers(retailer: tuple[Path, Path]) -> None:
+    info = latest_bundle(retailer[1])
+    assert info is not None
+    layout = BundleLayout(info.path)
+    manifest = read_manifest(info.path)
+    assert manifest.pools == {"als": "pools/als.npy", "sequence": "pools/sequence.npy"}
+    bundle = LoadedBundle.load(info.path)
+    assert bundle.als_pool is not None and bundle.sequence_pool is not None
+    size = manifest.config["customer_pools"]
+    assert bundle.als_pool.ids.shape == (len(bundle.customers), size)
+    factors = bundle.als.user_factors[:50]
+    assert np.array_equal(bundle.als_pool.ids[:50], bundle.index.top_ids(factors, size))
+    sequence = bundle.sequence
+    assert sequence is not None and bundle.sequence_pool.ids.shape == (sequence.n_users, size)
+    assert layout.pool("sequence").stat().st_size > sequence.n_users * size * 4
+
+
+@pytest.fixture
+def uncached_client(retailer: tuple[Path, Path], tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(
+        bundle_dir=retailer[1],
+        event_log_dir=tmp_path / "events",
+        bundle_poll_seconds=0,
+        redis_url=None,
+        cache_ttl_seconds=0,
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def uncached(uncached_client: TestClient) -> object:
+    return uncached_client.app.state.service  # type: ignore[attr-defined]
+
+
+def _known_customers(bundle: LoadedBundle, n: int) -> list[str]:
+    """``n`` customers with a training history (and an ALS factor: an opted-out customer's is
+    zero, which ties every item and leaves the order to the search's own tie-breaking)."""
+    with_history = np.flatnonzero(
+        (np.diff(bundle.user_items.indptr) > 0) & np.any(bundle.als.user_factors != 0, axis=1)
+    )
+    picked = np.random.default_rng(3).choice(with_history, size=n, replace=False)
+    return [bundle.customers.id(int(c)) for c in picked]
+
+
+def test_the_pools_give_the_lists_the_searches_give(
+    uncached: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """For customers with no events since training, every source list and the whole feed body
+    are the same read from the pools as searched; and the pools are what answered."""
+    service = uncached
+    bundle = service.bundles.current  # type: ignore[attr-defined]
+    plain = dataclasses.replace(bundle, als_pool=None, sequence_pool=None)
+    customers = service.customers  # type: ignore[attr-defined]
+    searched = with_sequence = 0
+    original = ItemIndex.search
+
+    def counting(self: ItemIndex, *args: object, **kwargs: object) -> object:
+        nonlocal searched
+        searched += 1
+        return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    for customer_id in _known_customers(bundle, 40):
+        view = customers.read(bundle, customer_id)
+        ctx = customers.context(bundle, view, k=12, category=None)
+        assert ctx.trained_vector and ctx.sequence is not None
+        if len(ctx.sequence):  # a history the LSTM kept at training, unchanged
+            assert ctx.sequence.trained_customer == ctx.customer_index
+            with_sequence += 1
+        ctx_plain = customers.context(plain, view, k=12, category=None)
+        for source in (ALSSource(), SequenceSource()):
+            monkeypatch.setattr(ItemIndex, "search", counting)
+            pooled = [(c.item, c.reason) for c in source.candidates(ctx, 36)]
+            monkeypatch.setattr(ItemIndex, "search", original)
+            assert pooled == [(c.item, c.reason) for c in source.candidates(ctx_plain, 36)]
+    assert searched == 0, "every answer came from a pool"
+    assert with_sequence >= 20
+
+    feeds = service.feeds  # type: ignore[attr-defined]
+    for customer_id in _known_customers(bundle, 20):
+        body = orjson.loads(feeds.personalized(customer_id, k=12, category=None,
+                                               exclude_purchased=True))  # fmt: skip
+        monkeypatch.setattr(type(service.bundles), "current", property(lambda _: plain))  # type: ignore[attr-defined]
+        body_plain = orjson.loads(feeds.personalized(customer_id, k=12, category=None,
+                                                     exclude_purchased=True))  # fmt: skip
+        monkeypatch.undo()
+        assert body["items"] == body_plain["items"]
+
+
+def test_a_customer_with_events_since_training_is_searched(
+    uncached_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = uncached_client.app.state.service  # type: ignore[attr-defined]
+    bundle = service.bundles.current
+    customer_id = _known_customers(bundle, 1)[0]
+    item_id = bundle.catalog.ids.id(int(bundle.popular_order[0]))
+    event = {"customer_id": customer_id, "item_id": item_id, "type": "click"}
+    assert uncached_client.post("/v1/events", json=event).json()["accepted"] == 1
+    view = service.customers.read(bundle, customer_id)  # type: ignore[attr-defined]
+    ctx = service.customers.context(bundle, view, k=12, category=None)  # type: ignore[attr-defined]
+    assert not ctx.trained_vector
+    assert ctx.sequence is not None and ctx.sequence.trained_customer is None
+    searched: list[int] = []
+    original = ItemIndex.search
+
+    def counting(self: ItemIndex, *args: object, **kwargs: object) -> object:
+        searched.append(1)
+        return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ItemIndex, "search", counting)
+    ALSSource().candidates(ctx, 36)
+    SequenceSource().candidates(ctx, 36)
+    assert len(searched) == 2
