@@ -26,8 +26,10 @@ Baselines: *random* (all candidates tie; FITB counts a tie as 1/ties), *category
 (PMI of the finest category level — product type — between outfit members), *attribute match*
 (number of equal attribute values, e.g. colour, fabric, collection), *item popularity* (training
 outfits containing the item) and *item co-occurrence* (training outfits containing both items).
-On Mango the model's ``id_weight`` is chosen on the validation split too (one fit; the best FITB on
-unseen answers among the weights within 1 point of the best FITB).
+On Mango the model's id settings are chosen on the validation split too (one fit per id dropout;
+id weight, id shrinkage and attribute neighbours at scoring time, items without history backing
+off to their product code's seen items; the best FITB on unseen answers among the settings within
+1 point of the best FITB, averaged over 10 question draws).
 
     .venv/bin/python benchmarks/complete_the_look.py [--data-root ../shared/data] [--seed 0]
         [--sections mango,polyvore,hm] [--threads 1] [--tune]
@@ -90,9 +92,17 @@ MANGO_PARAMS: dict[str, Any] = {
     "lr": 3e-3,
     "set_aggregate": "min",
 }
-# id weights searched on the Mango validation split (one fit): the best FITB on items unseen in
-# the fitting outfits among the weights within MANGO_FITB_SLACK of the best overall FITB
-MANGO_ID_WEIGHTS: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125, 0.0)
+# The id part searched on the Mango validation split (one fit per id dropout, every scoring
+# setting without refitting): id dropout x id weight x id shrinkage x attribute neighbours, the
+# items of a product code (the same garment in other colours) always backing off to each other.
+# Chosen: the best FITB on items unseen in the fitting outfits among the settings within
+# MANGO_FITB_SLACK of the best overall FITB, both averaged over MANGO_VALID_DRAWS question draws.
+MANGO_GROUP_COLUMN = ItemCols.PRODUCT_CODE
+MANGO_ID_DROPOUTS: tuple[float, ...] = (0.5, 0.25)
+MANGO_ID_WEIGHTS: tuple[float, ...] = (1.0, 0.5, 0.25, 0.0)
+MANGO_ID_SHRINKAGES: tuple[float, ...] = (0.0, 3.0, 10.0, 30.0)
+MANGO_ID_NEIGHBOURS: tuple[int, ...] = (0, 10)
+MANGO_VALID_DRAWS = 10
 MANGO_FITB_SLACK = 0.01
 POLYVORE_PARAMS: dict[str, Any] = {**MANGO_PARAMS, "epochs": 8}
 HM_PARAMS: dict[str, Any] = {**MANGO_PARAMS, "epochs": 10}
@@ -324,7 +334,7 @@ def run_mango(root: Path, seed: int, threads: int, tune: bool) -> None:
     )
     if tune:
         tune_mango(data, train, groups, seed, threads)
-    id_weight = choose_id_weight(data, train, groups, seed, threads)
+    chosen = choose_id_scoring(data, train, groups, seed, threads)
 
     questions = make_questions(test, groups, seed=seed + 101)
     seen = np.zeros(data.n_items, dtype=bool)
@@ -346,16 +356,21 @@ def run_mango(root: Path, seed: int, threads: int, tune: bool) -> None:
 
     for name, params in (
         ("complementary model (attributes + ids)", MANGO_PARAMS),
+        (
+            "complementary model (attributes + ids), id backoff",
+            {**MANGO_PARAMS, "id_dropout": chosen.id_dropout, "group_column": MANGO_GROUP_COLUMN},
+        ),
         ("complementary model, attributes only", {**MANGO_PARAMS, "use_ids": False}),
     ):
         t = time.perf_counter()
         model = ComplementaryModel(**params, seed=seed, threads=threads).fit(
             data.items, train, attributes=data.attributes, negative_group=data.negative_group
         )
+        if "group_column" in params:
+            model.set_id_weight(chosen.weight)
+            model.set_id_backoff(chosen.shrinkage, chosen.neighbours)
+            name = f"{name} ({chosen.label()})"
         add(name, model, time.perf_counter() - t)
-        if model.use_ids:
-            model.set_id_weight(id_weight)
-            add(f"complementary model (attributes + ids), id weight {id_weight:g}", model)
     columns = [ItemCols.COLOUR, "colour_detail", ItemCols.MATERIAL, "line", "collection"]
     add("baseline: random", random_baseline())
     add(
@@ -377,35 +392,91 @@ def run_mango(root: Path, seed: int, threads: int, tune: bool) -> None:
     )
 
 
-def choose_id_weight(
+@dataclass(frozen=True)
+class IdScoring:
+    """The id part of the Mango model: training id dropout and the scoring-time settings."""
+
+    id_dropout: float
+    weight: float
+    shrinkage: float
+    neighbours: int
+
+    def label(self) -> str:
+        return (
+            f"id dropout {self.id_dropout:g}, id weight {self.weight:g}, shrinkage "
+            f"{self.shrinkage:g}, {self.neighbours} attribute neighbours"
+        )
+
+
+def choose_id_scoring(
     data: Any, train: Outfits, groups: npt.NDArray[Any], seed: int, threads: int
-) -> float:
-    """The id weight of :data:`MANGO_ID_WEIGHTS` chosen on a validation split carved from the
-    training outfits (as ``--tune``): one fit, every weight scored."""
+) -> IdScoring:
+    """The id settings chosen on a validation split carved from the training outfits (as
+    ``--tune``): one fit per id dropout of :data:`MANGO_ID_DROPOUTS`, every weight, shrinkage
+    and neighbour count scored on :data:`MANGO_VALID_DRAWS` question draws (different blanks
+    and negatives) over the validation outfits."""
     parts = split_outfits(train, {"fit": 0.875, "valid": 0.125}, seed=seed + 1)
-    questions = make_questions(parts["valid"], groups, seed=seed + 202)
+    draws = [
+        make_questions(parts["valid"], groups, seed=seed + 202 + k)
+        for k in range(MANGO_VALID_DRAWS)
+    ]
     seen = np.zeros(data.n_items, dtype=bool)
     seen[parts["fit"].indices] = True
-    cold = ~seen[questions.fitb.candidates[:, 0]]
-    model = ComplementaryModel(**MANGO_PARAMS, seed=seed, threads=threads).fit(
-        data.items, parts["fit"], attributes=data.attributes, negative_group=data.negative_group
-    )
-    results: dict[float, tuple[float, float]] = {}
-    for weight in MANGO_ID_WEIGHTS:
-        model.set_id_weight(weight)
-        scores = fitb_scores(model, questions.fitb)
-        results[weight] = (
-            fitb_accuracy(scores, questions.fitb.answer),
-            fitb_accuracy(scores[cold], questions.fitb.answer[cold]),
+    colds = [~seen[q.fitb.candidates[:, 0]] for q in draws]
+    results: dict[IdScoring, tuple[float, float]] = {}
+    for dropout in MANGO_ID_DROPOUTS:
+        params = {**MANGO_PARAMS, "id_dropout": dropout, "group_column": MANGO_GROUP_COLUMN}
+        model = ComplementaryModel(**params, seed=seed, threads=threads).fit(
+            data.items, parts["fit"], attributes=data.attributes, negative_group=data.negative_group
         )
+        for weight in MANGO_ID_WEIGHTS:
+            model.set_id_weight(weight)
+            for shrinkage in MANGO_ID_SHRINKAGES:
+                for neighbours in MANGO_ID_NEIGHBOURS:
+                    setting = IdScoring(dropout, weight, shrinkage, neighbours)
+                    if weight == 0.0 and (shrinkage, neighbours) != (0.0, 0):
+                        continue  # the attributes alone: the id settings change nothing
+                    model.set_id_backoff(shrinkage, neighbours)
+                    accuracy, unseen = [], []
+                    for q, cold in zip(draws, colds, strict=True):
+                        scores = fitb_scores(model, q.fitb)
+                        accuracy.append(fitb_accuracy(scores, q.fitb.answer))
+                        unseen.append(fitb_accuracy(scores[cold], q.fitb.answer[cold]))
+                    results[setting] = (float(np.mean(accuracy)), float(np.mean(unseen)))
     best_all = max(r[0] for r in results.values())
-    eligible = [w for w in MANGO_ID_WEIGHTS if results[w][0] >= best_all - MANGO_FITB_SLACK]
-    chosen = max(eligible, key=lambda w: (results[w][1], w))
-    print(f"Validation of the id weight (carved from the training outfits; chosen {chosen:g}):\n")
+    eligible = [k for k, r in results.items() if r[0] >= best_all - MANGO_FITB_SLACK]
+    chosen = max(eligible, key=lambda k: (results[k][1], results[k][0]))
+    # the 8 best eligible settings, then those without shrinkage or neighbours (as before)
+    ranked = sorted(eligible, key=lambda k: (-results[k][1], -results[k][0]))[:8]
+    plain = [k for k in results if k.shrinkage == 0.0 and k.neighbours == 0]
+    print(
+        f"Validation of the id settings (carved from the training outfits; mean of "
+        f"{len(draws)} question draws; {len(results)} settings; best FITB "
+        f"{pct(best_all)}; chosen: {chosen.label()}):\n"
+    )
     print(
         markdown_table(
-            ["id weight", "FITB", f"FITB, unseen answer (n={int(cold.sum())})"],
-            [[f"{w:g}", pct(results[w][0]), pct(results[w][1])] for w in MANGO_ID_WEIGHTS],
+            [
+                "id dropout",
+                "id weight",
+                "shrinkage",
+                "neighbours",
+                "FITB",
+                f"FITB, unseen answer (n={int(np.mean([c.sum() for c in colds])):d} per draw)",
+                f"within {100 * MANGO_FITB_SLACK:g} pt",
+            ],
+            [
+                [
+                    f"{k.id_dropout:g}",
+                    f"{k.weight:g}",
+                    f"{k.shrinkage:g}",
+                    k.neighbours,
+                    pct(results[k][0]),
+                    pct(results[k][1]),
+                    "yes" if k in eligible else "",
+                ]
+                for k in dict.fromkeys([*ranked, *plain])
+            ],
         )
     )
     print()

@@ -262,6 +262,8 @@ def load_mango_outfits(root: Path) -> OutfitData:
     7 values), ``line`` and ``collection`` (the year in the image file name, e.g. ``"2019"``).
     Categories: tops, bottoms, dresses, outerwear map directly; accessories split into shoes
     (footwear), underwear, swimwear and accessory; home and beauty are ``other``.
+    ``product_code`` (not an attribute) is the model code of ``cod_modelo_color``: the items of a
+    product code are the same garment in different colours.
     """
     folder = Path(root)
     if (folder / MANGO_FOLDER).is_dir():
@@ -322,6 +324,8 @@ def load_mango_outfits(root: Path) -> OutfitData:
             ],
             "line": clean(products["des_line"]),
             "collection": [v if isinstance(v, str) else None for v in collection],
+            # the model (garment) an item is a colour of: ``41085800-02`` -> ``41085800``
+            ItemCols.PRODUCT_CODE: clean(products["cod_modelo_color"].str.split("-").str[0]),
         }
     )
     index = pd.Index(items[ItemCols.ID])

@@ -41,6 +41,14 @@ scoring, the id part of every pair score is weighed by ``id_weight`` (1 = as tra
 vectors of seen items carry knowledge but also noise, which makes a never-seen item lose to random
 seen ones more often than it should (:meth:`ComplementaryModel.set_id_weight`, no retraining).
 
+**Id backoff** (:mod:`models.id_backoff`, :meth:`ComplementaryModel.set_id_backoff`, no
+retraining): the id part of an item seen in ``n`` training sets is weighed by
+``n / (n + id_shrinkage)`` (its vector by the square root), and an item seen in none borrows the
+mean id part of the seen items of its group — ``group_column``, e.g. the product code: the same
+garment in other colours — or, without one, of its ``id_neighbours`` most attribute-similar seen
+items of its category. Seen and unseen candidates are then compared on a comparable scale. All
+three are off by default; a catalog without the group column simply has no groups.
+
 **The blend.** Where the retailer has baskets and an event stream, what customers actually buy
 (and cart, and view) together is the strongest signal for the next basket, and what sells now the
 strongest prior. The model holds a :class:`~models.cooccurrence.CoOccurrence` (recency-weighted
@@ -86,6 +94,7 @@ from .base import (
     write_config,
 )
 from .cooccurrence import CoOccurrence
+from .id_backoff import NO_GROUP, group_codes, id_parts
 from .index import ItemIndex
 
 logger = logging.getLogger("lookbook.models")
@@ -317,6 +326,9 @@ class ComplementaryModel:
         cooc_weight: float = 0.0,
         popularity_weight: float = 0.0,
         id_weight: float = 1.0,
+        id_shrinkage: float = 0.0,
+        id_neighbours: int = 0,
+        group_column: str | None = None,
         seed: int = 42,
         threads: int | None = 1,
     ) -> None:
@@ -347,7 +359,12 @@ class ComplementaryModel:
         self.index_kind = index_kind
         if cooc_weight < 0 or popularity_weight < 0 or id_weight < 0:
             raise ValueError("cooc_weight, popularity_weight and id_weight must be >= 0")
+        if id_shrinkage < 0 or id_neighbours < 0:
+            raise ValueError("id_shrinkage and id_neighbours must be >= 0")
         self.id_weight = float(id_weight)
+        self.id_shrinkage = float(id_shrinkage)
+        self.id_neighbours = int(id_neighbours)
+        self.group_column = group_column
         self.cooc_weight = float(cooc_weight)
         self.popularity_weight = float(popularity_weight)
         self.seed = int(seed)
@@ -358,6 +375,9 @@ class ComplementaryModel:
         self.negative_group_: str = ItemCols.CATEGORY
         self.codes_: IntArray = np.zeros((0, 0), dtype=np.int64)
         self.history_: npt.NDArray[np.bool_] = np.zeros(0, dtype=bool)
+        self.set_counts_: IntArray = np.zeros(0, dtype=np.int64)  # training sets per fit item
+        self.item_group_: IntArray = np.zeros(0, dtype=np.int64)  # NO_GROUP without one
+        self.group_vocab_: list[str] = []
         self.item_category_: IntArray = np.zeros(0, dtype=np.int64)
         self.item_vectors_: FloatArray = np.zeros((0, self.width), dtype=np.float32)
         self.item_bias_: FloatArray = np.zeros(0, dtype=np.float32)
@@ -452,6 +472,8 @@ class ComplementaryModel:
         )
         self.codes_ = _encode(items, self.fields_)
         self.history_ = counts >= max(self.min_history, 1)
+        self.set_counts_ = counts.astype(np.int64)
+        self.item_group_, self.group_vocab_ = self._groups_of(items, None)
         self.n_fit_items_ = n_items
         self.slot_prior_ = _slot_prior(sets, self.item_category_, len(self.categories_))
 
@@ -637,30 +659,50 @@ class ComplementaryModel:
         return (per_set * set_weight).sum() / set_weight.sum().clamp(min=1e-6)
 
     def _refresh(self, net: _Net) -> None:
-        """Item vectors, biases and masks from the trained net (the id part weighed by
-        ``id_weight``); rebuild the FAISS indexes. Items added after training keep their rows."""
+        """Item vectors, biases and masks from the trained net; rebuild the FAISS indexes.
+
+        Every item (those added after training too) gets its attribute part from the net and,
+        with ids, the id part of :func:`models.id_backoff.id_parts` (learned, shrunk by
+        ``id_shrinkage``, or borrowed from its group or ``id_neighbours`` for an item without
+        history) weighed by ``id_weight``."""
         net.eval()
         n = self.n_fit_items_
         total = self.codes_.shape[0]
-        vecs = np.zeros((total, self.width), dtype=np.float32)
-        bias = np.zeros(total, dtype=np.float32)
-        if total > n:
-            vecs[n:] = self.item_vectors_[n:]
-            bias[n:] = self.item_bias_[n:]
-        w = self.id_weight
+        attr = np.zeros((total, self.dim), dtype=np.float32)
+        attr_bias = np.zeros(total, dtype=np.float32)
+        learned = np.zeros((total, self.dim + 1), dtype=np.float32)
         with torch.no_grad():
-            for s in range(0, n, 8192):
-                idx = torch.arange(s, min(s + 8192, n))
-                e, b = net.encode(idx)
-                if self.use_ids and w != 1.0:
-                    _, b_attr = net.encode(idx, torch.zeros(len(idx)))
-                    e[:, self.dim :] *= math.sqrt(w)
-                    b = b_attr + w * (b - b_attr)
-                vecs[s : s + len(idx)] = e.numpy()
-                bias[s : s + len(idx)] = b.numpy()
+            for s in range(0, total, 8192):
+                rows = slice(s, min(s + 8192, total))
+                e_attr, b_attr = net.attributes(torch.as_tensor(self.codes_[rows]))
+                attr[rows] = nn.functional.normalize(e_attr, dim=-1).numpy()
+                attr_bias[rows] = b_attr.numpy()
+            if self.use_ids and n > 0:
+                learned[:n] = net.ids(net.id_row).numpy()
             self.masks_ = net.masks().numpy().astype(np.float32)
-        self.item_vectors_ = vecs
-        self.item_bias_ = bias
+        if not self.use_ids:
+            self.item_vectors_, self.item_bias_ = attr, attr_bias
+            self._build_indexes()
+            return
+        history = np.zeros(total, dtype=bool)
+        history[:n] = self.history_[:n]
+        counts = np.zeros(total, dtype=np.int64)
+        counts[: len(self.set_counts_)] = self.set_counts_[:total]
+        parts = id_parts(
+            learned,
+            counts,
+            history,
+            groups=self.item_group_ if len(self.group_vocab_) else None,
+            attributes=attr,
+            categories=self.item_category_,
+            shrinkage=self.id_shrinkage,
+            neighbours=self.id_neighbours,
+        )
+        w = np.float32(self.id_weight)
+        if self.id_weight != 1.0:
+            parts[:, :-1] *= np.float32(math.sqrt(self.id_weight))
+        self.item_vectors_ = np.concatenate([attr, parts[:, :-1]], axis=1).astype(np.float32)
+        self.item_bias_ = (attr_bias + w * parts[:, -1]).astype(np.float32)
         self._build_indexes()
 
     def set_id_weight(self, weight: float) -> None:
@@ -672,6 +714,33 @@ class ComplementaryModel:
         self.id_weight = float(weight)
         if self.is_fitted:
             self._refresh(self._net_from_state())
+
+    def set_id_backoff(self, shrinkage: float, neighbours: int) -> None:
+        """Shrink the id part of items seen in few training sets (``n / (n + shrinkage)``) and
+        let items seen in none borrow the mean id part of their group's seen items (the
+        ``group_column`` at fit, e.g. the product code) or of their ``neighbours`` most
+        attribute-similar seen items of the category (:mod:`models.id_backoff`) — no
+        retraining."""
+        if shrinkage < 0 or neighbours < 0:
+            raise ValueError("id_shrinkage and id_neighbours must be >= 0")
+        self.id_shrinkage = float(shrinkage)
+        self.id_neighbours = int(neighbours)
+        if self.is_fitted:
+            self._refresh(self._net_from_state())
+
+    def _groups_of(
+        self, items: pd.DataFrame, vocab: Sequence[str] | None
+    ) -> tuple[IntArray, list[str]]:
+        """Group codes of ``items`` from ``group_column`` (all ``NO_GROUP`` when the model has
+        no group column or the frame lacks it) and the vocabulary."""
+        if self.group_column is None or self.group_column not in items.columns:
+            if self.group_column is not None and vocab is None:
+                logger.info(
+                    "complementary: no %r column; items without history have no group",
+                    self.group_column,
+                )
+            return np.full(len(items), NO_GROUP, dtype=np.int64), list(vocab or [])
+        return group_codes(items[self.group_column].tolist(), vocab)
 
     def _build_indexes(self) -> None:
         keys = np.concatenate([self.item_vectors_, self.item_bias_[:, None]], axis=1)
@@ -687,8 +756,11 @@ class ComplementaryModel:
     def add_items(self, items: pd.DataFrame) -> IntArray:
         """Append items never seen in training (a new collection) and return their indices.
 
-        They are scored from their attributes alone (no id vector); attribute values the model
-        has never seen count as unknown. Their ``category`` must be one the model knows.
+        They have no id vector of their own: they are scored from their attributes and, with
+        :meth:`set_id_backoff` settings, the id part borrowed from their group's seen items (an
+        item of a known ``group_column`` value, e.g. a new colour of a known product) or their
+        attribute neighbours; attribute values the model has never seen count as unknown. Their
+        ``category`` must be one the model knows.
         """
         self._check_fitted()
         if len(items) == 0:
@@ -704,21 +776,14 @@ class ComplementaryModel:
             )
         codes = _encode(items, self.fields_)
         start = self.n_items
+        groups, _ = self._groups_of(items, self.group_vocab_)
         self.codes_ = np.concatenate([self.codes_, codes])
         self.history_ = np.concatenate([self.history_, np.zeros(len(items), dtype=bool)])
+        self.item_group_ = np.concatenate([self.item_group_, groups])
         self.item_category_ = np.concatenate(
             [self.item_category_, np.array([lookup[c] for c in cats], dtype=np.int64)]
         )
-        net = self._net_from_state()
-        net.eval()
-        with torch.no_grad():
-            e_attr, b = net.attributes(torch.as_tensor(codes))
-            e = nn.functional.normalize(e_attr, dim=-1)
-            if self.use_ids:
-                e = torch.cat([e, torch.zeros_like(e)], dim=-1)
-        self.item_vectors_ = np.concatenate([self.item_vectors_, e.numpy().astype(np.float32)])
-        self.item_bias_ = np.concatenate([self.item_bias_, b.numpy().astype(np.float32)])
-        self._build_indexes()
+        self._refresh(self._net_from_state())
         return np.arange(start, self.n_items, dtype=np.int64)
 
     def _net_from_state(self) -> _Net:
@@ -1001,11 +1066,15 @@ class ComplementaryModel:
                 "cooc_weight": self.cooc_weight,
                 "popularity_weight": self.popularity_weight,
                 "id_weight": self.id_weight,
+                "id_shrinkage": self.id_shrinkage,
+                "id_neighbours": self.id_neighbours,
+                "group_column": self.group_column,
                 "seed": self.seed,
             },
             "cooccurrence": (None if self.cooccurrence_ is None else self.cooccurrence_.params()),
             "categories": self.categories_,
             "negative_group": self.negative_group_,
+            "group_vocab": self.group_vocab_,
             "fields": [
                 {"name": f.name, "vocab": list(f.vocab), "slots": f.slots} for f in self.fields_
             ],
@@ -1023,6 +1092,8 @@ class ComplementaryModel:
         arrays: dict[str, np.ndarray] = {
             "codes": self.codes_,
             "history": self.history_,
+            "set_counts": self.set_counts_,
+            "item_group": self.item_group_,
             "item_category": self.item_category_,
             "item_vectors": self.item_vectors_,
             "item_bias": self.item_bias_,
@@ -1058,6 +1129,19 @@ class ComplementaryModel:
             model.state_ = {k: arrays[f"state__{k}"] for k in config["state_keys"]}
         except KeyError as exc:
             raise BundleError(f"{path}/arrays.npz lacks {exc}") from exc
+        # bundles written before the id backoff lack these: counts 1 per item with history, no
+        # groups (their scores are unchanged as long as the backoff stays off)
+        model.group_vocab_ = [str(g) for g in config.get("group_vocab", [])]
+        model.set_counts_ = (
+            arrays["set_counts"].astype(np.int64)
+            if "set_counts" in arrays
+            else model.history_[: model.n_fit_items_].astype(np.int64)
+        )
+        model.item_group_ = (
+            arrays["item_group"].astype(np.int64)
+            if "item_group" in arrays
+            else np.full(model.n_items, NO_GROUP, dtype=np.int64)
+        )
         if model.n_items != int(config["n_items"]) or len(model.codes_) != model.n_items:
             raise BundleError(f"{path}: item count disagrees between config and arrays")
         if config.get("cooccurrence") is not None:
