@@ -19,7 +19,7 @@ from app.runtime import LoadedBundle
 from app.settings import Settings
 from feature_store.errors import BundleError
 from models.bundle import BundleLayout, CustomerPools, latest_bundle, read_manifest
-from models.index import ItemIndex, answer_from_pool
+from models.index import BatchIndex, ItemIndex, answer_from_pool
 
 
 def test_an_answer_from_a_pool_is_the_searched_answer_without_the_exclusions() -> None:
@@ -27,7 +27,7 @@ def test_an_answer_from_a_pool_is_the_searched_answer_without_the_exclusions() -
     vectors = rng.normal(size=(300, 8)).astype(np.float32)
     index = ItemIndex.build(vectors, kind="flat")
     queries = rng.normal(size=(20, 8)).astype(np.float32)
-    pools = index.top_ids(queries, 40)
+    pools = BatchIndex(vectors, exact=True).top_ids(queries, 40)
     assert pools.shape == (20, 40) and pools.dtype == np.int32
     for q, pool in zip(queries, pools, strict=True):
         blocked = rng.choice(300, size=30, replace=False)
@@ -35,6 +35,23 @@ def test_an_answer_from_a_pool_is_the_searched_answer_without_the_exclusions() -
         searched, _ = index.search(q, 12, exclude=blocked)
         assert answer is not None
         assert answer.tolist() == searched.tolist()
+
+
+def test_the_offline_inverted_file_is_seeded_and_close_to_the_exact_answers() -> None:
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(200, 16))  # items (and tastes) cluster, as real ones do
+    vectors = (centres[rng.integers(0, 200, 20_000)] + 0.3 * rng.normal(size=(20_000, 16)))
+    vectors = vectors.astype(np.float32)
+    queries = (centres[rng.integers(0, 200, 300)] + 0.3 * rng.normal(size=(300, 16)))
+    queries = queries.astype(np.float32)
+    approx = BatchIndex(vectors, exact=False, seed=3)
+    assert not approx.exact  # 4 * sqrt(20k) = 566 lists, 17 scanned per query
+    found = approx.top_ids(queries, 36)
+    assert np.array_equal(found, BatchIndex(vectors, exact=False, seed=3).top_ids(queries, 36))
+    truth = BatchIndex(vectors, exact=True).top_ids(queries, 36)
+    recall = np.mean([len(set(f) & set(t)) / 36 for f, t in zip(found, truth, strict=True)])
+    assert 0.6 < recall < 1.0, recall  # approximate, and not far off
+    assert BatchIndex(vectors[:500], exact=False).exact  # too few items for the lists: exact
 
 
 def test_a_full_pool_too_short_after_the_exclusions_asks_for_a_search() -> None:
@@ -74,7 +91,9 @@ def test_the_trainer_writes_each_customers_index_answers(retailer: tuple[Path, P
     size = manifest.config["customer_pools"]
     assert bundle.als_pool.ids.shape == (len(bundle.customers), size)
     factors = bundle.als.user_factors[:50]
-    assert np.array_equal(bundle.als_pool.ids[:50], bundle.index.top_ids(factors, size))
+    assert bundle.index.kind == "flat"  # the small retailer: the pools are the exact answers
+    exact = BatchIndex(bundle.als.item_factors, exact=True)
+    assert np.array_equal(bundle.als_pool.ids[:50], exact.top_ids(factors, size))
     sequence = bundle.sequence
     assert sequence is not None and bundle.sequence_pool.ids.shape == (sequence.n_users, size)
     assert layout.pool("sequence").stat().st_size > sequence.n_users * size * 4

@@ -941,10 +941,11 @@ def _train(
         pools = customer_pools(
             background,
             config.customer_pools,
-            als_factors=als.user_factors,
-            als_index=als_index,
+            exact=personal_kind == "flat",
+            seed=config.seed,
+            als_users=als.user_factors,
+            als_items=als.item_factors,
             sequence=sequence,
-            sequence_index=sequence_index,
         )
         timings["pools"] = time.perf_counter() - t
     full_tables = candidate_tables(dataset, maps, full)
