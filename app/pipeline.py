@@ -542,17 +542,15 @@ class PopularitySource:
     def candidates(self, ctx: Context, n: int) -> list[Candidate]:
         bundle = ctx.bundle
         order = ctx.within_price(bundle.popular_in(ctx.category))
-        scores = bundle.popularity.scores
-        out: list[Candidate] = []
-        for item in order:
-            if len(out) >= n:
-                break
-            i = int(item)
-            if i in ctx.exclude:
-                continue
-            category = bundle.catalog.categories[i]
-            out.append(Candidate(i, float(scores[i]), self.name, f"{self.reason} in {category}"))
-        return out
+        exclude = ctx.exclude
+        # the first n not excluded lie within the first n + |exclude|
+        picked = [i for i in order[: n + len(exclude)].tolist() if i not in exclude][:n]
+        scores = bundle.popularity.scores[picked].tolist()
+        categories = bundle.catalog.categories[picked].tolist()
+        return [
+            Candidate(i, float(score), self.name, f"{self.reason} in {category}")
+            for i, score, category in zip(picked, scores, categories, strict=True)
+        ]
 
 
 class SimilarItemsSource:

@@ -40,18 +40,32 @@ def test_an_answer_from_a_pool_is_the_searched_answer_without_the_exclusions() -
 def test_the_offline_inverted_file_is_seeded_and_close_to_the_exact_answers() -> None:
     rng = np.random.default_rng(1)
     centres = rng.normal(size=(200, 16))  # items (and tastes) cluster, as real ones do
-    vectors = (centres[rng.integers(0, 200, 20_000)] + 0.3 * rng.normal(size=(20_000, 16)))
+    vectors = centres[rng.integers(0, 200, 20_000)] + 0.3 * rng.normal(size=(20_000, 16))
     vectors = vectors.astype(np.float32)
-    queries = (centres[rng.integers(0, 200, 300)] + 0.3 * rng.normal(size=(300, 16)))
+    queries = centres[rng.integers(0, 200, 300)] + 0.3 * rng.normal(size=(300, 16))
     queries = queries.astype(np.float32)
     approx = BatchIndex(vectors, exact=False, seed=3)
-    assert not approx.exact  # 4 * sqrt(20k) = 566 lists, 17 scanned per query
+    assert not approx.exact  # min(4 * sqrt(20k), 20k / 39) = 512 lists, 16 scanned per query
     found = approx.top_ids(queries, 36)
     assert np.array_equal(found, BatchIndex(vectors, exact=False, seed=3).top_ids(queries, 36))
     truth = BatchIndex(vectors, exact=True).top_ids(queries, 36)
     recall = np.mean([len(set(f) & set(t)) / 36 for f, t in zip(found, truth, strict=True)])
     assert 0.6 < recall < 1.0, recall  # approximate, and not far off
     assert BatchIndex(vectors[:500], exact=False).exact  # too few items for the lists: exact
+    # matched to a served HNSW graph: the fewest lists as close to the exact answers as it
+    served = ItemIndex.build(vectors, kind="hnsw", ef_search=16, seed=0)
+    mine, theirs = approx.match(served, queries[:100], 36)
+    assert 0 < theirs <= mine < 1.0
+    assert approx.nprobe is not None and approx.nprobe < 16  # cheaper than the default
+    cheaper = approx.nprobe // 2
+    if cheaper:
+        approx._ivf.nprobe = cheaper  # type: ignore[union-attr]
+        truth_100 = truth[:100]
+        found_100 = approx.top_ids(queries[:100], 36)
+        less = np.mean(
+            [len(set(f) & set(t)) / 36 for f, t in zip(found_100, truth_100, strict=True)]
+        )
+        assert less < theirs  # the next cheaper scan falls short of the graph
 
 
 def test_a_full_pool_too_short_after_the_exclusions_asks_for_a_search() -> None:

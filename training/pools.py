@@ -3,17 +3,20 @@
 The personalized feed's two retrieval sources search a FAISS index per request: ALS with the
 customer's factor, the LSTM with the session vector of the customer's history. For a customer with
 no events since training both queries are known when the bundle is written, so the trainer answers
-them all at once (:class:`models.index.BatchIndex`: exact where the served index is exact, an
-inverted file as close to the exact answers as the served HNSW graph otherwise) and stores the
-answers (:class:`models.bundle.CustomerPools`, ``pools/<source>.npy``). A request then reads a row
-and drops the customer's exclusions (:func:`models.index.answer_from_pool`); it searches only when
-the customer has events since training, the request names a category, or the row is too short for
-the list asked for.
+them all at once and stores the answers (:class:`models.bundle.CustomerPools`,
+``pools/<source>.npy``). A request then reads a row and drops the customer's exclusions
+(:func:`models.index.answer_from_pool`); it searches only when the customer has events since
+training, the request names a category, or the row is too short for the list asked for.
 
-The LSTM's session vectors are encoded on the calling (main) thread, with the model's own torch
-threads, since torch's thread count is process-wide; the searches, which release the GIL, run on
-the trainer's background thread (:class:`training.background.Background`) beside the phases that
-follow the refit.
+The answers come from :class:`models.index.BatchIndex`: exact where the served index is flat (the
+pools are then its very answers), otherwise an inverted file scanning the fewest lists that are,
+on a seeded sample of customers, as close to the exact answers as the served HNSW graph
+(:meth:`~models.index.BatchIndex.match`; both recalls are logged).
+
+Each source's pass runs on the trainer's background thread (:class:`training.background.Background`)
+after its served index: ALS's beside the LSTM's refit, the LSTM's beside the phases after it. The
+LSTM's session vectors are encoded on the calling (main) thread, with the model's own torch
+threads, since torch's thread count is process-wide.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.bundle import CustomerPools
-from models.index import BatchIndex
+from models.index import BatchIndex, ItemIndex
 from models.sequence import SequenceRecommender
 from training.background import Background
 
@@ -34,57 +37,83 @@ logger = logging.getLogger("lookbook.training")
 
 #: queries per FAISS call (bounds the answer arrays: batch x size x 12 bytes)
 _BATCH = 65_536
+#: customers whose exact answers :meth:`BatchIndex.match` compares the two indexes on
+_SAMPLE = 2_000
 
 
-def search_pools(index: BatchIndex, queries: npt.NDArray[np.float32], size: int) -> CustomerPools:
-    """The ``size`` best items of ``index`` for every row of ``queries``, in batches: a source's
-    :class:`CustomerPools`."""
+def search_pools(
+    name: str,
+    items: npt.NDArray[np.float32],
+    queries: npt.NDArray[np.float32],
+    size: int,
+    *,
+    served: ItemIndex,
+    seed: int,
+) -> CustomerPools:
+    """The ``size`` best of ``items`` (the vectors ``served`` holds) for every row of
+    ``queries``: source ``name``'s :class:`CustomerPools`."""
+    start = time.perf_counter()
+    index = BatchIndex(items, exact=served.kind == "flat", seed=seed)
+    sample = np.random.default_rng(seed).choice(
+        len(queries), size=min(_SAMPLE, len(queries)), replace=False
+    )
+    mine, theirs = index.match(served, queries[np.sort(sample)], size)
     ids = np.full((len(queries), size), -1, dtype=np.int32)
     for lo in range(0, len(queries), _BATCH):
         hi = min(lo + _BATCH, len(queries))
         ids[lo:hi] = index.top_ids(queries[lo:hi], size)
+    logger.info(
+        "pools: %s, %d candidates for %d customers in %.1fs (%s; recall@%d against exact on "
+        "%d customers: %.3f, the served %s index %.3f)",
+        name,
+        size,
+        len(queries),
+        time.perf_counter() - start,
+        "exact" if index.exact else f"inverted file, {index.nprobe} lists per query",
+        size,
+        len(sample),
+        mine,
+        served.kind,
+        theirs,
+    )
     return CustomerPools(ids)
 
 
-def customer_pools(
+def als_pools(
     background: Background,
     size: int,
     *,
-    exact: bool,
+    users: npt.NDArray[np.float32],
+    items: npt.NDArray[np.float32],
+    served: Future[ItemIndex],
     seed: int,
-    als_users: npt.NDArray[np.float32],
-    als_items: npt.NDArray[np.float32],
-    sequence: SequenceRecommender | None = None,
-) -> Future[dict[str, CustomerPools]]:
-    """Source name (``als``, ``sequence``) → the pools of every training customer, ``size``
-    candidates each, searched on ``background``. ``exact``: the served indexes are flat (the
-    pools are then their very answers); ``als_users`` / ``als_items``: the ALS factors the
-    served ALS index and the feed use."""
-    sessions = items = None
-    if sequence is not None:
-        start = time.perf_counter()
-        sessions = sequence.user_sessions(np.arange(sequence.n_users))
-        items = np.array(sequence.item_vectors(), dtype=np.float32, order="C")
-        logger.info(
-            "pools: %d LSTM session vectors in %.1fs", len(sessions), time.perf_counter() - start
-        )
-    users = np.array(als_users, dtype=np.float32, order="C")
-    factors = np.array(als_items, dtype=np.float32, order="C")
+) -> Future[CustomerPools]:
+    """Every training customer's ``size`` best items by ALS (``users`` · ``items``, the factors
+    the served index ``served`` holds), searched on ``background``."""
+    queries = np.array(users, dtype=np.float32, order="C")
+    vectors = np.array(items, dtype=np.float32, order="C")
+    return background.submit(
+        lambda: search_pools("als", vectors, queries, size, served=served.result(), seed=seed)
+    )
 
-    def task() -> dict[str, CustomerPools]:
-        start = time.perf_counter()
-        pools = {"als": search_pools(BatchIndex(factors, exact=exact, seed=seed), users, size)}
-        if sessions is not None and items is not None:
-            index = BatchIndex(items, exact=exact, seed=seed)
-            pools["sequence"] = search_pools(index, sessions, size)
-        logger.info(
-            "pools: %d candidates of %s for %d customers in %.1fs (background, %s)",
-            size,
-            " and ".join(pools),
-            len(users),
-            time.perf_counter() - start,
-            "exact" if exact else "inverted file",
-        )
-        return pools
 
-    return background.submit(task)
+def sequence_pools(
+    background: Background,
+    size: int,
+    *,
+    sequence: SequenceRecommender,
+    served: Future[ItemIndex],
+    seed: int,
+) -> Future[CustomerPools]:
+    """Every training customer's ``size`` best items by the LSTM before the repeat term (the
+    session vector of the history kept at training · the item vectors ``served`` holds): the
+    sessions encoded here, the search on ``background``."""
+    start = time.perf_counter()
+    sessions = sequence.user_sessions(np.arange(sequence.n_users))
+    vectors = np.array(sequence.item_vectors(), dtype=np.float32, order="C")
+    logger.info(
+        "pools: %d LSTM session vectors in %.1fs", len(sessions), time.perf_counter() - start
+    )
+    return background.submit(
+        lambda: search_pools("sequence", vectors, sessions, size, served=served.result(), seed=seed)
+    )

@@ -36,6 +36,7 @@ from models.bundle import (
     BlendWeights,
     BundleWriter,
     CandidateTables,
+    CustomerPools,
     DataSection,
     ProfilesSection,
     SequenceSection,
@@ -80,7 +81,7 @@ from training.data import (
 from training.evaluate import catalog_groups, event_prices, event_sizes, product_codes
 from training.look import ComplementaryConfig, SeasonalConfig, fit_complementary, fit_seasonal
 from training.metrics import catalog_coverage, map_at_k, recall_at_k
-from training.pools import customer_pools
+from training.pools import als_pools, sequence_pools
 from training.ranker import fit_served_ranker, served_item_stats
 from training.size_fit import fit_size_model
 from training.split import time_split
@@ -922,6 +923,13 @@ def _train(
         seed=config.seed,
         n=config.similar_items_precomputed,
     )
+    # each customer's ALS answers, searched beside the LSTM's refit (training/pools.py)
+    pools: dict[str, Future[CustomerPools]] = {}
+    if config.customer_pools:
+        pools["als"] = als_pools(
+            background, config.customer_pools, users=als.user_factors, items=als.item_factors,
+            served=als_index, seed=config.seed,
+        )  # fmt: skip
     if config.refit_full and use_sequence:
         assert features is not None
         t = time.perf_counter()
@@ -935,18 +943,13 @@ def _train(
         sequence_index = background.build(
             sequence.item_vectors(), kind=personal_kind, seed=config.seed
         )
-    pools = None
-    if config.customer_pools:
+    if config.customer_pools and sequence_index is not None:
+        assert sequence is not None
         t = time.perf_counter()
-        pools = customer_pools(
-            background,
-            config.customer_pools,
-            exact=personal_kind == "flat",
+        pools["sequence"] = sequence_pools(
+            background, config.customer_pools, sequence=sequence, served=sequence_index,
             seed=config.seed,
-            als_users=als.user_factors,
-            als_items=als.item_factors,
-            sequence=sequence,
-        )
+        )  # fmt: skip
         timings["pools"] = time.perf_counter() - t
     full_tables = candidate_tables(dataset, maps, full)
     if ranker is not None:  # served with the item statistics as of the bundle's data end
@@ -1029,9 +1032,8 @@ def _train(
             t_seq = time.perf_counter()
             sequence_index.result().save(layout.sequence_index)
             sequence_seconds += time.perf_counter() - t_seq
-        if pools is not None:
-            for name, pool in pools.result().items():
-                pool.save(layout.pool(name))
+        for name, pool in pools.items():
+            pool.result().save(layout.pool(name))
         cosine, neighbours = similar.result()
         cosine.save(layout.als_cosine_index)
         writer.write_similar_items(neighbours)
