@@ -30,9 +30,9 @@ from models.bundle import (
     BundleInfo,
     BundleLayout,
     CandidateTables,
-    CustomerPools,
     Manifest,
     Pin,
+    PoolFile,
     PurchaseLog,
     ReturnLog,
     SimilarItems,
@@ -269,10 +269,10 @@ class LoadedBundle:
     # fusion stage when present; None for bundles without one.
     ranker: LearnedRanker | None = None
     # Each training customer's precomputed candidates of the ALS and LSTM indexes (``pools/``,
-    # memory-mapped; None for bundles without them): read instead of searching for a customer
-    # with no events since training.
-    als_pool: CustomerPools | None = None
-    sequence_pool: CustomerPools | None = None
+    # a row read per request; None for bundles without them): read instead of searching for a
+    # customer with no events since training.
+    als_pool: PoolFile | None = None
+    sequence_pool: PoolFile | None = None
 
     @classmethod
     def load(
@@ -352,9 +352,9 @@ class LoadedBundle:
             purchase_log = load_purchase_history(layout.purchase_history, len(customers))
             return_log = load_returns(layout.returns, len(customers))
             tables = CandidateTables.load(layout.candidates, len(items))
-            als_pool = CustomerPools.load(layout.pool("als"), len(customers), len(items))
+            als_pool = PoolFile.load(layout.pool("als"), len(customers), len(items))
             sequence_pool = (
-                CustomerPools.load(layout.pool("sequence"), sequence.n_users, len(items))
+                PoolFile.load(layout.pool("sequence"), sequence.n_users, len(items))
                 if sequence is not None
                 else None
             )

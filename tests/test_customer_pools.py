@@ -18,7 +18,7 @@ from app.pipeline import ALSSource, SequenceSource
 from app.runtime import LoadedBundle
 from app.settings import Settings
 from feature_store.errors import BundleError
-from models.bundle import BundleLayout, CustomerPools, latest_bundle, read_manifest
+from models.bundle import BundleLayout, CustomerPools, PoolFile, latest_bundle, read_manifest
 from models.index import BatchIndex, ItemIndex, answer_from_pool
 
 
@@ -77,21 +77,28 @@ def test_a_full_pool_too_short_after_the_exclusions_asks_for_a_search() -> None:
     assert answer_from_pool(np.empty(0, np.int32), np.empty(0, np.int64), 3) is None
 
 
-def test_pools_round_trip_memory_mapped_and_refuse_a_bad_file(tmp_path: Path) -> None:
+def test_pools_round_trip_a_row_at_a_time_and_refuse_a_bad_file(tmp_path: Path) -> None:
     ids = np.array([[3, 1, -1], [0, 2, 4]], dtype=np.int32)
     path = tmp_path / "pools" / "als.npy"
     CustomerPools(ids).save(path)
-    loaded = CustomerPools.load(path, n_customers=2, n_items=5)
-    assert loaded is not None and isinstance(loaded.ids, np.memmap)
-    assert loaded.size == 3 and loaded.row(1).tolist() == [0, 2, 4]
-    assert CustomerPools.load(tmp_path / "none.npy", 2, 5) is None
+    loaded = PoolFile.load(path, n_customers=2, n_items=5)
+    assert loaded is not None and loaded.size == 3
+    assert loaded.row(1).tolist() == [0, 2, 4] and loaded.row(0).tolist() == [3, 1, -1]
+    assert np.array_equal(loaded.rows(0, 2), ids)
+    with pytest.raises(IndexError):
+        loaded.row(2)
+    loaded.close()
+    assert PoolFile.load(tmp_path / "none.npy", 2, 5) is None
     with pytest.raises(BundleError, match="customer ids"):
-        CustomerPools.load(path, n_customers=3, n_items=5)
+        PoolFile.load(path, n_customers=3, n_items=5)
     with pytest.raises(BundleError, match="outside the catalog"):
-        CustomerPools.load(path, n_customers=2, n_items=4)
-    path.write_bytes(path.read_bytes()[:-4])
+        PoolFile.load(path, n_customers=2, n_items=4)
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(BundleError, match="longer"):
+        PoolFile.load(path, n_customers=2, n_items=5)
+    path.write_bytes(path.read_bytes()[:-5])
     with pytest.raises(BundleError, match="truncated"):
-        CustomerPools.load(path, n_customers=2, n_items=5)
+        PoolFile.load(path, n_customers=2, n_items=5)
 
 
 def test_the_trainer_writes_each_customers_index_answers(retailer: tuple[Path, Path]) -> None:
@@ -103,13 +110,14 @@ def test_the_trainer_writes_each_customers_index_answers(retailer: tuple[Path, P
     bundle = LoadedBundle.load(info.path)
     assert bundle.als_pool is not None and bundle.sequence_pool is not None
     size = manifest.config["customer_pools"]
-    assert bundle.als_pool.ids.shape == (len(bundle.customers), size)
+    assert (bundle.als_pool.n_customers, bundle.als_pool.size) == (len(bundle.customers), size)
     factors = bundle.als.user_factors[:50]
     assert bundle.index.kind == "flat"  # the small retailer: the pools are the exact answers
     exact = BatchIndex(bundle.als.item_factors, exact=True)
-    assert np.array_equal(bundle.als_pool.ids[:50], exact.top_ids(factors, size))
+    assert np.array_equal(bundle.als_pool.rows(0, 50), exact.top_ids(factors, size))
     sequence = bundle.sequence
-    assert sequence is not None and bundle.sequence_pool.ids.shape == (sequence.n_users, size)
+    pool = bundle.sequence_pool
+    assert sequence is not None and (pool.n_customers, pool.size) == (sequence.n_users, size)
     assert layout.pool("sequence").stat().st_size > sequence.n_users * size * 4
 
 

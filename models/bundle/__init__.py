@@ -28,7 +28,7 @@ with :class:`BlendWeights`). Layout of ``<bundles_dir>/<version>/``::
                            size_fit_ranker, ranker: each model's save
     indexes/<name>.faiss   als_items, als_items_cosine, sequence_items: FAISS indexes (+ .json)
     pools/<name>.npy       als, sequence: each customer's precomputed candidates of that source
-                           (CustomerPools; memory-mapped by the service)
+                           (CustomerPools; read a row at a time by the service, PoolFile)
 
 and beside the versions ``<bundles_dir>/pin.json`` (:mod:`models.bundle.pin`): the version every
 replica serves instead of the newest while it exists. The manifest records the sha256 of every
@@ -71,6 +71,7 @@ from .reader import BundleInfo, latest_bundle, list_bundles
 from .tables import (
     CandidateTables,
     CustomerPools,
+    PoolFile,
     PurchaseLog,
     ReturnLog,
     SimilarItems,
@@ -99,6 +100,7 @@ __all__ = [
     "Fused",
     "Manifest",
     "Pin",
+    "PoolFile",
     "ProfilesSection",
     "PurchaseLog",
     "RankTable",

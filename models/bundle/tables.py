@@ -3,6 +3,8 @@ against the bundle's item and customer counts."""
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,12 +139,8 @@ class SimilarItems:
 class CustomerPools:
     """Each training customer's candidates from one source's index, computed by the trainer with
     the customer's trained query (the ALS factor, the LSTM session of the kept history):
-    ``ids``, ``n_customers x m`` item indices, best first, padded with ``-1``.
-
-    A request for a customer with no events since training reads its row instead of searching
-    the index (:func:`models.index.answer_from_pool`). Saved as a plain ``.npy`` and
-    memory-mapped when read: a replica pages in only the rows of the customers it serves, and
-    replicas on one machine share those pages."""
+    ``ids``, ``n_customers x m`` item indices, best first, padded with ``-1``, saved as a plain
+    ``.npy``. The service reads them back as a :class:`PoolFile`."""
 
     ids: npt.NDArray[np.int32]
 
@@ -159,19 +157,50 @@ class CustomerPools:
         with path.open("wb") as handle:
             np.save(handle, np.ascontiguousarray(self.ids, dtype=np.int32), allow_pickle=False)
 
+
+class PoolFile:
+    """A saved :class:`CustomerPools` as the service reads it: one ``pread`` of a customer's row
+    per request (:meth:`row`), nothing of it held in the process. A request for a customer with
+    no events since training reads its row instead of searching the index
+    (:func:`models.index.answer_from_pool`). The rows read stay in the page cache, which the
+    replicas on one machine share and the kernel can reclaim; unlike a memory map, reading them
+    adds nothing to a process's resident memory (a map faults in whole runs of neighbouring
+    pages)."""
+
+    def __init__(self, path: Path, n_customers: int, n_items: int) -> None:
+        """Open ``path`` (a bundle's ``pools/<source>.npy``), checking its shape against the
+        bundle's counts and every id against the catalog by reading it once in chunks;
+        :class:`BundleError` otherwise."""
+        self.path = path
+        self._offset, self.n_customers, self.size = _check_pool_file(path, n_customers, n_items)
+        self._row_bytes = self.size * 4
+        self._fd = os.open(path, os.O_RDONLY)
+        self._closer = weakref.finalize(self, os.close, self._fd)
+
     @classmethod
-    def load(cls, path: Path, n_customers: int, n_items: int) -> CustomerPools | None:
-        """The pools memory-mapped, or None when the bundle has none (no file). The shape and
-        every id are checked against the bundle's counts by reading the file in chunks, not
-        through the map (so loading does not make every page resident)."""
-        if not path.exists():
-            return None
-        _check_pool_file(path, n_customers, n_items)
-        ids = np.load(path, mmap_mode="r", allow_pickle=False)
-        return cls(ids=ids)
+    def load(cls, path: Path, n_customers: int, n_items: int) -> PoolFile | None:
+        """The pools of ``path``, or None when the bundle has none (no file)."""
+        return cls(path, n_customers, n_items) if path.exists() else None
+
+    def row(self, customer: int) -> npt.NDArray[np.int32]:
+        """Customer ``customer``'s candidates, best first, ``-1`` padded."""
+        if not 0 <= customer < self.n_customers:
+            raise IndexError(f"customer {customer} is not in the pools ({self.n_customers})")
+        data = os.pread(self._fd, self._row_bytes, self._offset + customer * self._row_bytes)
+        if len(data) != self._row_bytes:
+            raise BundleError(f"{self.path} is truncated")
+        return np.frombuffer(data, dtype=np.int32)
+
+    def rows(self, start: int, stop: int) -> npt.NDArray[np.int32]:
+        """Customers ``start`` … ``stop - 1``'s candidates (``(stop - start) x size``)."""
+        return np.stack([self.row(c) for c in range(start, stop)])
+
+    def close(self) -> None:
+        self._closer()
 
 
-def _check_pool_file(path: Path, n_customers: int, n_items: int) -> None:
+def _check_pool_file(path: Path, n_customers: int, n_items: int) -> tuple[int, int, int]:
+    """``(offset of the data, rows, columns)`` of a pools file, checked."""
     with path.open("rb") as handle:
         version = np.lib.format.read_magic(handle)
         if version == (1, 0):
@@ -180,6 +209,7 @@ def _check_pool_file(path: Path, n_customers: int, n_items: int) -> None:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
         if dtype != np.dtype(np.int32) or fortran or len(shape) != 2 or shape[0] != n_customers:
             raise BundleError(f"{path} does not match the customer ids")
+        offset = handle.tell()
         row_bytes = shape[1] * 4
         rows_per_chunk = max(1, (1 << 24) // max(row_bytes, 1))
         left = shape[0]
@@ -191,3 +221,6 @@ def _check_pool_file(path: Path, n_customers: int, n_items: int) -> None:
             if len(chunk) and (chunk.min() < -1 or chunk.max() >= n_items):
                 raise BundleError(f"{path} names items outside the catalog")
             left -= take
+        if handle.read(1):
+            raise BundleError(f"{path} is longer than its rows")
+    return offset, int(shape[0]), int(shape[1])
