@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import ClassVar, Protocol
 
+from starlette.concurrency import run_in_threadpool
+
 from app.cache import Cache, InProcessCache
 from app.list_options import NO_OPTIONS, ListOptions
 from app.metrics import Metrics
@@ -189,8 +191,9 @@ class ResponseCache:
         self.ttl = ttl_seconds
         self.served = served  # None: showings get ids but are not recorded
         self.prefetch = prefetch  # None: a customer's state is read by the computation alone
-        #: every part a showing touches (cache, served records, bandit) is in this process, so
-        #: :meth:`cached` may answer on the event loop
+        #: every part a showing or a computation touches (cache, served records, bandit, the
+        #: customers' online state) is in this process, so :meth:`respond` answers on the event
+        #: loop
         self.in_process = in_process
 
     def cached(self, key: CacheKey) -> bytes | None:
@@ -205,6 +208,22 @@ class ResponseCache:
             return None
         self.metrics.cache_requests.labels(kind=key.kind, result="hit").inc()
         return self.show(unpack(raw))
+
+    async def respond(self, key: CacheKey, compute: Callable[[], bytes | Served]) -> bytes:
+        """A route's answer for ``key``: :meth:`get_or_compute`, on the event loop when
+        everything it touches is in this process (nothing in it waits on I/O), else in the thread
+        pool (Redis round trips must not hold up the loop).
+
+        In process a computation is CPU-bound Python, which under one interpreter lock gains no
+        parallelism from the thread pool; there it would cost a hop to a worker thread and back,
+        and the loop and the worker would hand the lock to each other while it runs (measured
+        with ``benchmarks/serve_latency.py``)."""
+        body = self.cached(key)
+        if body is not None:
+            return body
+        if self.in_process:
+            return self.get_or_compute(key, compute)
+        return await run_in_threadpool(self.get_or_compute, key, compute)
 
     def get_or_compute(self, key: CacheKey, compute: Callable[[], bytes | Served]) -> bytes:
         """The cached list under ``key``, else ``compute()`` stored under it (with its record

@@ -41,7 +41,7 @@ from feature_store.attribution_store import AttributionStore, InMemoryAttributio
 from feature_store.bandit_state import InMemoryBanditState
 from feature_store.event_store import EventStore
 from feature_store.impression_log import ImpressionLog
-from feature_store.online_store import OnlineStore
+from feature_store.online_store import InMemoryOnlineStore, OnlineStore
 from models.bandit import Bandit, BanditConfig
 
 
@@ -100,6 +100,7 @@ class RecommendationService:
             served=self.served_lists,
             prefetch=self.customers.prefetch,
             in_process=isinstance(cache, InProcessCache)
+            and isinstance(store, InMemoryOnlineStore)
             and isinstance(attribution_store, InMemoryAttributionStore)
             and isinstance(bandit.state, InMemoryBanditState),
         )

@@ -9,7 +9,9 @@ frozen out of the garbage collector.
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -30,6 +32,7 @@ from app.pipeline import (
 )
 from app.response_cache import FeedKey
 from app.runtime import LoadedBundle
+from app.served_lists import Served
 from app.settings import Settings
 from app.strategy_sources import CO_PURCHASE_BUYERS, _co_purchases, bundle_stats
 
@@ -170,6 +173,43 @@ def test_a_shared_cache_is_never_read_on_the_event_loop(service: object) -> None
     assert responses.cached(key) is not None
     responses.in_process = False  # e.g. served records or bandit state in Redis
     assert responses.cached(key) is None
+
+
+@pytest.mark.parametrize("in_process", [True, False])
+def test_a_list_is_computed_on_the_event_loop_only_in_process(
+    service: object, in_process: bool
+) -> None:
+    feeds: Feeds = service.feeds  # type: ignore[attr-defined]
+    responses = feeds.responses
+    responses.in_process = in_process
+    bundle = feeds.bundles.current
+    customer = bundle.customers.id(int(bundle.known_customer))  # type: ignore[arg-type]
+    key, compute = feeds.personalized_request(
+        customer,
+        k=7,
+        category=None,
+        exclude_purchased=True,
+        surface="home",
+        in_stock_in_my_size=False,
+        store_id=None,
+        options=NO_OPTIONS,
+    )
+    threads: list[threading.Thread] = []
+
+    def traced() -> Served:
+        threads.append(threading.current_thread())
+        return compute()
+
+    async def answer() -> tuple[bytes, threading.Thread]:
+        return await responses.respond(key, traced), threading.current_thread()
+
+    body, loop_thread = asyncio.run(answer())
+    assert len(orjson.loads(body)["items"]) == 7
+    assert len(threads) == 1  # computed once
+    assert (threads[0] is loop_thread) == in_process  # else in a worker thread
+    again, _ = asyncio.run(answer())
+    assert len(threads) == 1  # the second answer is the cached list
+    assert orjson.loads(again)["items"] == orjson.loads(body)["items"]
 
 
 def test_a_service_with_redis_shows_nothing_on_the_event_loop(

@@ -4,7 +4,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from app.deps import FeedsDep, ListOptionsDep, SettingsDep, check_k
 from app.schemas import ErrorResponse, PersonalizedList
@@ -52,8 +51,7 @@ async def recommendations(
     customers without personalization consent get popular items only. Each item carries the
     customer's ``size`` for it when known. A customer (with consent) in an A/B experiment running
     on the surface gets the variant's list and an ``experiment: {name, variant}`` field."""
-    # a list cached in this process is shown on the event loop; anything else is computed (or
-    # read from Redis) in the thread pool
+    # in process the list is shown or computed on the event loop; with Redis, in the thread pool
     key, compute = feeds.personalized_request(
         customer_id,
         k=check_k(k, settings),
@@ -64,7 +62,5 @@ async def recommendations(
         store_id=store_id,
         options=options,
     )
-    body = feeds.responses.cached(key)
-    if body is None:
-        body = await run_in_threadpool(feeds.responses.get_or_compute, key, compute)
+    body = await feeds.responses.respond(key, compute)
     return Response(body, media_type="application/json")

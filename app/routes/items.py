@@ -6,7 +6,6 @@ from typing import Annotated, Literal
 import orjson
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from app.deps import FeedsDep, ListOptionsDep, SettingsDep, SizeAdviceDep, check_k
 from app.schemas import ErrorResponse, RecommendationList, SizeAdvice
@@ -51,8 +50,7 @@ async def similar(
     ] = None,
 ) -> Response:
     """Nearest items in the collaborative-filtering space (bought by the same shoppers)."""
-    # a list cached in this process is shown on the event loop; anything else is computed (or
-    # read from Redis) in the thread pool
+    # in process the list is shown or computed on the event loop; with Redis, in the thread pool
     key, compute = feeds.similar_request(
         item_id,
         k=check_k(k, settings),
@@ -61,9 +59,7 @@ async def similar(
         store_id=store_id,
         options=options,
     )
-    body = feeds.responses.cached(key)
-    if body is None:
-        body = await run_in_threadpool(feeds.responses.get_or_compute, key, compute)
+    body = await feeds.responses.respond(key, compute)
     return Response(body, media_type="application/json")
 
 
