@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final, Literal, Protocol
 
 import numpy as np
@@ -45,13 +46,26 @@ def price_mask(
 
 @dataclass(slots=True)
 class Candidate:
+    """An item a source proposes, with its score, the source's name and the reason shown for it.
+
+    The reason may be given as a function that makes it (``Candidate(item, score, source,
+    make_reason)``): a source proposes three or more times the items a list shows, so its reasons
+    are made when first read (:attr:`reason`), for the items shown."""
+
     item: int
     score: float
     source: str
-    reason: str
+    _reason: str | Callable[[], str]
     # the probability with which the ranking step chose ``source`` for this position (the fixed
     # fusion is deterministic: 1.0; a sampling reranker sets it); kept in the served-list record
     propensity: float = 1.0
+
+    @property
+    def reason(self) -> str:
+        reason = self._reason
+        if not isinstance(reason, str):
+            reason = self._reason = reason()
+        return reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,36 +325,45 @@ class Reranker(Protocol):
         ...
 
 
-def _explain_by_history(ctx: Context, items: npt.NDArray[np.int64]) -> list[str]:
-    """For each item, a reason naming the history item it is most similar to — never the item
-    itself, one of the same name or one the customer returned (:meth:`Context.may_cite`); an
-    item with no such evidence gets a reason that names no item."""
-    bundle = ctx.bundle
-    names = bundle.catalog.names
-    evidence = ctx.history
-    if ctx.returned:
-        evidence = evidence[~np.isin(evidence, sorted(ctx.returned))]
-    if len(evidence) == 0 or len(items) == 0:
-        return [RECENT_ACTIVITY] * len(items)
-    vectors = bundle.als.item_vectors()
-    sims = vectors[items] @ vectors[evidence].T
-    reasons: list[str] = []
-    best = evidence[np.argmax(sims, axis=1)].tolist()
-    for row, item in enumerate(items.tolist()):
-        cited: int | None = best[row]
-        if not ctx.may_cite(item, best[row]):  # the item itself, or one of the same name
+class _ByHistory:
+    """The reasons of a list of items, each made when asked (:meth:`reason`, for the items
+    shown): the history item it is most similar to — never the item itself, one of the same
+    name or one the customer returned (:meth:`Context.may_cite`); an item with no such evidence
+    gets a reason that names no item. The similarities of all the items are computed once, at
+    the first reason asked for."""
+
+    def __init__(self, ctx: Context, items: npt.NDArray[np.int64]) -> None:
+        self.ctx = ctx
+        self.items = items
+        evidence = ctx.history
+        if ctx.returned:
+            evidence = evidence[~np.isin(evidence, sorted(ctx.returned))]
+        self.evidence = evidence
+        self._sims: npt.NDArray[np.float32] | None = None
+        self._best: list[int] = []
+
+    def reason(self, row: int) -> str:
+        ctx, evidence = self.ctx, self.evidence
+        if len(evidence) == 0:
+            return RECENT_ACTIVITY
+        if self._sims is None:
+            vectors = ctx.bundle.als.item_vectors()
+            self._sims = vectors[self.items] @ vectors[evidence].T
+            self._best = evidence[np.argmax(self._sims, axis=1)].tolist()
+        item = int(self.items[row])
+        cited: int | None = self._best[row]
+        if not ctx.may_cite(item, self._best[row]):  # the item itself, or one of the same name
             cited = next(
                 (
                     int(evidence[at])
-                    for at in np.argsort(-sims[row], kind="stable").tolist()
+                    for at in np.argsort(-self._sims[row], kind="stable").tolist()
                     if ctx.may_cite(item, int(evidence[at]))
                 ),
                 None,
             )
-        reasons.append(
-            RECENT_ACTIVITY if cited is None else f"Because you liked the {names[cited]}"
-        )
-    return reasons
+        if cited is None:
+            return RECENT_ACTIVITY
+        return f"Because you liked the {ctx.bundle.catalog.names[cited]}"
 
 
 class ALSSource:
@@ -377,10 +400,10 @@ class ALSSource:
                 )
                 items = np.asarray(found).reshape(-1).astype(np.int64)
                 values = np.asarray(found_scores).reshape(-1)
-        reasons = _explain_by_history(ctx, items)
+        explain = _ByHistory(ctx, items).reason
         return [
-            Candidate(int(i), float(s), self.name, r)
-            for i, s, r in zip(items, values, reasons, strict=True)
+            Candidate(i, s, self.name, partial(explain, row))
+            for row, (i, s) in enumerate(zip(items.tolist(), values.tolist(), strict=True))
         ]
 
 
@@ -431,7 +454,7 @@ class SequenceSource:
         latest_first = history.items[::-1].tolist()
         said: dict[int | None, str] = {}  # the reason citing each step, made once
         return [
-            Candidate(i, v, self.name, _recent_pick(ctx, latest_first, i, said))
+            Candidate(i, v, self.name, partial(_recent_pick, ctx, latest_first, i, said))
             for i, v in zip(items.tolist(), values.tolist(), strict=True)
             if math.isfinite(v)
         ]
