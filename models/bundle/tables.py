@@ -144,14 +144,6 @@ class CustomerPools:
 
     ids: npt.NDArray[np.int32]
 
-    @property
-    def size(self) -> int:
-        """Candidates per customer (``m``)."""
-        return int(self.ids.shape[1])
-
-    def row(self, customer: int) -> npt.NDArray[np.int32]:
-        return np.asarray(self.ids[customer])
-
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as handle:
