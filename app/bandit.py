@@ -46,6 +46,7 @@ from app.outage_log import OutageWarning
 from app.pipeline import CandidateSource, Context
 from app.strategy_sources import NewArrivalsSource
 from feature_store.errors import StoreUnavailable
+from feature_store.redis_batch import Pending, RedisBatch
 from feature_store.schema import InteractionType
 from feature_store.served_lists import ServedList
 from models.bandit import Bandit, BanditConfig, Posterior, Reranked, posterior
@@ -173,8 +174,10 @@ class BanditStage:
 
     # -- learning --------------------------------------------------------------------------------
 
-    def shown(self, template: bytes) -> None:
-        """Count one showing of a recorded list as impressions, if the bandit ranked it."""
+    def shown(self, template: bytes, batch: RedisBatch | None = None) -> None:
+        """Count one showing of a recorded list as impressions, if the bandit ranked it (with a
+        ``batch``, queued on it when the state shares its client: counted once the caller has
+        executed it)."""
         found = self._templates.get(template)
         if found is None and template not in self._templates:
             found = _learned_from(template)
@@ -186,7 +189,16 @@ class BanditStage:
             return
         surface, segment, counts = found
         try:
-            self.bandit.record_impressions(surface, segment, counts, self._clock())
+            queued = self.bandit.record_impressions(surface, segment, counts, self._clock(), batch)
+        except StoreUnavailable as exc:
+            self._failed("impressions", exc)
+            return
+        if queued is not None and batch is not None:
+            batch.after(lambda: self._check_counted(queued))
+
+    def _check_counted(self, queued: Pending[None]) -> None:
+        try:
+            queued.result()
         except StoreUnavailable as exc:
             self._failed("impressions", exc)
 

@@ -184,9 +184,9 @@ class Feeds:
         store_id: str | None,
         options: ListOptions,
     ) -> tuple[FeedKey, Callable[[], Served]]:
-        """The cache key of a personalized list and the computation of the list: a route shows a
-        list cached in this process on the event loop (:meth:`ResponseCache.cached`) and runs
-        :meth:`ResponseCache.get_or_compute` in the thread pool otherwise."""
+        """The cache key of a personalized list and the computation of the list, for a route's
+        :meth:`ResponseCache.respond` (on the event loop, or in the thread pool when a part it
+        touches would block)."""
         bundle = self.bundles.current
         self._check_store(bundle, store_id)
         self.strategies.for_segment(surface, "default")  # unknown surface → 422 before caching

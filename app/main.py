@@ -298,6 +298,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             blas_limit.restore_original_limits()
+            await service.responses.aclose()  # its asyncio Redis client, of this event loop
             await run_in_threadpool(service.close)  # the impression log's queued records
 
     app = FastAPI(

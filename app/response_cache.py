@@ -13,12 +13,14 @@ with a fresh one — with the list's served-list record template beside them
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import asyncio
+from collections.abc import Callable, Generator, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date
 from typing import ClassVar, Protocol
 
+from redis.asyncio import Redis as AsyncRedis
 from starlette.concurrency import run_in_threadpool
 
 from app.cache import Cache, InProcessCache
@@ -26,7 +28,7 @@ from app.list_options import NO_OPTIONS, ListOptions
 from app.metrics import Metrics
 from app.rendering import new_recommendation_id, with_recommendation_id
 from app.served_lists import Served, ServedLists, pack, unpack
-from feature_store.redis_batch import RedisBatch
+from feature_store.redis_batch import RedisBatch, async_twin
 
 #: Queues the read of a customer's online state on a batch (``app.customers.Customers.prefetch``):
 #: a context manager within which the request's read of that customer is the queued one, or None
@@ -185,6 +187,7 @@ class ResponseCache:
         served: ServedLists | None = None,
         prefetch: Prefetch | None = None,
         in_process: bool = False,
+        on_loop: bool = False,
     ) -> None:
         self.cache = cache
         self.metrics = metrics
@@ -195,6 +198,11 @@ class ResponseCache:
         #: customers' online state) is in this process, so :meth:`respond` answers on the event
         #: loop
         self.in_process = in_process
+        #: the cache is in Redis and every other part a showing or a computation touches is in
+        #: this process or on the cache's Redis client (its commands join the request's batches):
+        #: :meth:`respond` answers on the event loop, awaiting each round trip
+        self.on_loop = on_loop
+        self._twin: tuple[asyncio.AbstractEventLoop, AsyncRedis] | None = None
 
     def cached(self, key: CacheKey) -> bytes | None:
         """The list under ``key``, shown (:meth:`show`), when everything a showing touches is in
@@ -210,11 +218,11 @@ class ResponseCache:
         return self.show(unpack(raw))
 
     async def respond(self, key: CacheKey, compute: Callable[[], bytes | Served]) -> bytes:
-        """A route's answer for ``key``: :meth:`get_or_compute`, on the event loop when
-        everything it touches is in this process (nothing in it waits on I/O), else in the thread
-        pool (Redis round trips must not hold up the loop).
+        """A route's answer for ``key``: :meth:`get_or_compute`, on the event loop when nothing
+        in it blocks — everything it touches is in this process, or in Redis on the cache's
+        client (``on_loop``), whose round trips are then awaited — else in the thread pool.
 
-        In process a computation is CPU-bound Python, which under one interpreter lock gains no
+        A computation is CPU-bound Python, which under one interpreter lock gains no
         parallelism from the thread pool; there it would cost a hop to a worker thread and back,
         and the loop and the worker would hand the lock to each other while it runs (measured
         with ``benchmarks/serve_latency.py``)."""
@@ -223,6 +231,10 @@ class ResponseCache:
             return body
         if self.in_process:
             return self.get_or_compute(key, compute)
+        if self.on_loop:
+            batch = self.cache.batch()
+            if batch is not None:  # else Redis is down: the thread pool, as below
+                return await self._answer_on_loop(key, compute, batch)
         return await run_in_threadpool(self.get_or_compute, key, compute)
 
     def get_or_compute(self, key: CacheKey, compute: Callable[[], bytes | Served]) -> bytes:
@@ -231,10 +243,36 @@ class ResponseCache:
 
         In Redis a miss costs two round trips: one reads the cached value, the group's generation
         and — for a customer's list — the customer's online state (which the computation then
-        uses instead of reading it again); one stores the list and its showing's record. A hit
-        costs the read and the record."""
+        uses instead of reading it again); one stores the list, its showing's record and the
+        bandit's impressions. A hit costs the read and the record."""
+        steps = self._answer(key, compute, self.cache.batch())
+        try:
+            while True:
+                next(steps).execute()
+        except StopIteration as done:
+            return done.value
+
+    async def _answer_on_loop(
+        self, key: CacheKey, compute: Callable[[], bytes | Served], batch: RedisBatch
+    ) -> bytes:
+        """:meth:`get_or_compute` with each round trip awaited on the event loop."""
+        if self._twin is None or self._twin[0] is not asyncio.get_running_loop():
+            self._twin = (asyncio.get_running_loop(), async_twin(batch.client))
+        client = self._twin[1]
+        steps = self._answer(key, compute, batch)
+        try:
+            while True:
+                await next(steps).execute_async(client)
+        except StopIteration as done:
+            return done.value
+
+    def _answer(
+        self, key: CacheKey, compute: Callable[[], bytes | Served], batch: RedisBatch | None
+    ) -> Generator[RedisBatch, None, bytes]:
+        """:meth:`get_or_compute` without I/O: it yields each batch for the caller to execute
+        (blocking or awaited), then carries on; ``batch`` is the first one (None: in process, or
+        Redis down)."""
         customer_id = key.customer_id
-        batch = self.cache.batch()  # None: in process, or Redis down
         # the generation is read with the value, before the customer's state (queued first) and
         # the computation: an event invalidating the group meanwhile makes the store a no-op, so
         # a list computed before the event is never cached after it
@@ -243,29 +281,39 @@ class ResponseCache:
         if batch is not None and customer_id is not None and self.prefetch is not None:
             prefetched = self.prefetch(batch, customer_id)
         if batch is not None:
-            batch.execute()
+            yield batch
         raw, generation = found.result()
         result = "hit" if raw is not None else "miss"
         self.metrics.cache_requests.labels(kind=key.kind, result=result).inc()
+        batch = None
         if raw is not None:
-            return self.show(unpack(raw))
-        with prefetched if prefetched is not None else nullcontext():
-            computed = compute()
-        served = computed if isinstance(computed, Served) else Served(computed)
-        batch = self.cache.batch()
-        self.cache.set(
-            key.group,
-            key.field,
-            pack(served),
-            self.ttl,
-            generation=generation,
-            check=True,
-            batch=batch,
-        )
+            served = unpack(raw)
+            if self.served is not None and served.template is not None:
+                batch = self.cache.batch()  # the showing's record
+        else:
+            with prefetched if prefetched is not None else nullcontext():
+                computed = compute()
+            served = computed if isinstance(computed, Served) else Served(computed)
+            batch = self.cache.batch()
+            self.cache.set(
+                key.group,
+                key.field,
+                pack(served),
+                self.ttl,
+                generation=generation,
+                check=True,
+                batch=batch,
+            )
         body = self.show(served, batch)
         if batch is not None:
-            batch.execute()  # the record is kept before the response is returned
+            yield batch  # the record is kept before the response is returned
         return body
+
+    async def aclose(self) -> None:
+        """Close the asyncio Redis client of :meth:`respond`, if this loop opened one."""
+        if self._twin is not None and self._twin[0] is asyncio.get_running_loop():
+            await self._twin[1].aclose()
+        self._twin = None
 
     def show(self, served: Served, batch: RedisBatch | None = None) -> bytes:
         """One showing of a list: a fresh ``recommendation_id`` and, with a template, its record

@@ -120,7 +120,7 @@ class ServedLists:
         for _, n, child in counted:
             child.inc(n)
         if self.bandit is not None:
-            self.bandit.shown(template)
+            self.bandit.shown(template, batch)
 
     def _check_kept(self, recommendation_id: str, queued: Pending[None]) -> None:
         try:

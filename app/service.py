@@ -24,7 +24,7 @@ from typing import Any
 
 from app.attribution import Attribution
 from app.bandit import BanditStage
-from app.cache import Cache, InProcessCache
+from app.cache import Cache, InProcessCache, RedisCache
 from app.customers import Clock, Customers
 from app.feeds import Feeds
 from app.ingest import Ingest
@@ -37,11 +37,15 @@ from app.response_cache import ResponseCache
 from app.runtime import BundleManager
 from app.served_lists import ServedLists
 from app.size_advice import SizeAdvisor
-from feature_store.attribution_store import AttributionStore, InMemoryAttributionStore
-from feature_store.bandit_state import InMemoryBanditState
+from feature_store.attribution_store import (
+    AttributionStore,
+    InMemoryAttributionStore,
+    RedisAttributionStore,
+)
+from feature_store.bandit_state import BanditState, InMemoryBanditState, RedisBanditState
 from feature_store.event_store import EventStore
 from feature_store.impression_log import ImpressionLog
-from feature_store.online_store import InMemoryOnlineStore, OnlineStore
+from feature_store.online_store import InMemoryOnlineStore, OnlineStore, RedisOnlineStore
 from models.bandit import Bandit, BanditConfig
 
 
@@ -103,6 +107,7 @@ class RecommendationService:
             and isinstance(store, InMemoryOnlineStore)
             and isinstance(attribution_store, InMemoryAttributionStore)
             and isinstance(bandit.state, InMemoryBanditState),
+            on_loop=_joins_cache_batches(cache, store, attribution_store, bandit.state),
         )
         renderer = Renderer(metrics)
         self.privacy = Privacy(
@@ -159,3 +164,29 @@ class RecommendationService:
         app's shutdown)."""
         self.served_lists.close()
         self.event_log.close()
+
+
+def _joins_cache_batches(
+    cache: Cache, store: OnlineStore, attribution_store: AttributionStore, state: BanditState
+) -> bool:
+    """Whether the cache is in Redis and every other part a list's showing or computation touches
+    is in this process or on the cache's Redis client — then each of its Redis commands joins
+    one of the request's two batches, which :class:`ResponseCache` can await on the event loop."""
+    if not isinstance(cache, RedisCache):
+        return False
+    client = cache.client
+    return (
+        isinstance(store, RedisOnlineStore)
+        and store.client is client
+        and (
+            isinstance(attribution_store, InMemoryAttributionStore)
+            or (
+                isinstance(attribution_store, RedisAttributionStore)
+                and attribution_store.client is client
+            )
+        )
+        and (
+            isinstance(state, InMemoryBanditState)
+            or (isinstance(state, RedisBanditState) and state.client is client)
+        )
+    )

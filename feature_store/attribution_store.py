@@ -362,6 +362,11 @@ class RedisAttributionStore:
         self._counts_key = f"{prefix}attribution:counts"
         self._unattributed_key = f"{prefix}attribution:unattributed"
 
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis client (shared with the online store when built on its client)."""
+        return self._client
+
     def _served_key(self, recommendation_id: str) -> str:
         return f"{self.prefix}served:{recommendation_id}"
 

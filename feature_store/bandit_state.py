@@ -36,7 +36,9 @@ from typing import Final, Protocol, runtime_checkable
 import redis
 from redis.exceptions import RedisError
 
-from .online_store import redis_client, redis_errors
+from .circuit import breaker_for
+from .online_store import _unavailable, redis_client, redis_errors
+from .redis_batch import Outcome, Pending, RedisBatch, ScriptCall
 from .timeutils import decay
 
 __all__ = [
@@ -47,6 +49,19 @@ __all__ = [
     "InMemoryBanditState",
     "RedisBanditState",
 ]
+
+#: Adds increments to one hash and renews its expiry, atomically: KEYS[1] the hash; ARGV[1] the
+#: expiry in seconds (0: none), then field, increment, field, increment, …
+_ADD_SCRIPT: Final = """
+for i = 2, #ARGV, 2 do
+  redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+local ttl = tonumber(ARGV[1])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+end
+return 1
+"""
 
 #: Length of one epoch in half-lives: the largest stored scale is ``2 ** EPOCH_HALF_LIVES``.
 EPOCH_HALF_LIVES: Final = 64
@@ -82,9 +97,17 @@ class BanditState(Protocol):
 
     half_life: float | None  # seconds; None: no decay
 
-    def add(self, surface: str, segment: str, updates: Mapping[str, ArmStats], at: float) -> None:
+    def add(
+        self,
+        surface: str,
+        segment: str,
+        updates: Mapping[str, ArmStats],
+        at: float,
+        batch: RedisBatch | None = None,
+    ) -> Pending[None] | None:
         """Add ``updates`` (source → increments) that happened at ``at`` (epoch seconds), in
-        one atomic step."""
+        one atomic step: queued on ``batch`` when it is on this state's Redis client (the
+        returned result tells whether it was kept), else now (None returned)."""
         ...
 
     def read(self, surface: str, segment: str, at: float) -> dict[str, ArmStats]:
@@ -167,7 +190,14 @@ class InMemoryBanditState(_DecayedSums):
         self._lock = threading.Lock()
         self._sums: dict[tuple[str, str, int], dict[str, ArmStats]] = {}
 
-    def add(self, surface: str, segment: str, updates: Mapping[str, ArmStats], at: float) -> None:
+    def add(
+        self,
+        surface: str,
+        segment: str,
+        updates: Mapping[str, ArmStats],
+        at: float,
+        batch: RedisBatch | None = None,
+    ) -> Pending[None] | None:
         self.check_names(surface, segment, updates)
         epoch, _ = self.scaled_update(ArmStats(), at)
         scaled = {source: self.scaled_update(u, at)[1] for source, u in updates.items()}
@@ -178,6 +208,7 @@ class InMemoryBanditState(_DecayedSums):
             # epochs no read reaches any more (older than the one before this update's)
             for key in [k for k in self._sums if k[2] < epoch - 1]:
                 del self._sums[key]
+        return None
 
     def read(self, surface: str, segment: str, at: float) -> dict[str, ArmStats]:
         out: dict[str, ArmStats] = {}
@@ -208,7 +239,7 @@ class InMemoryBanditState(_DecayedSums):
 
 class RedisBanditState(_DecayedSums):
     """The bandit's state in Redis: one hash per (surface, segment, epoch), updated with
-    ``HINCRBYFLOAT`` inside one ``MULTI`` per call, so concurrent replicas add up. Every Redis
+    ``HINCRBYFLOAT`` inside one script run per call, so concurrent replicas add up. Every Redis
     failure surfaces as :class:`~feature_store.errors.StoreUnavailable`."""
 
     def __init__(
@@ -225,6 +256,12 @@ class RedisBanditState(_DecayedSums):
         self._client, self._where = redis_client("RedisBanditState", client, url, socket_timeout)
         tag = "none" if self.half_life is None else f"{self.half_life:.6g}"
         self._base = f"{prefix}bandit:{tag}:"
+        self._add_script = self._client.register_script(_ADD_SCRIPT)
+
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis client (shared with the online store when built on its client)."""
+        return self._client
 
     def _key(self, surface: str, segment: str, epoch: int) -> str:
         return f"{self._base}{surface}:{segment}:{epoch}"
@@ -232,24 +269,42 @@ class RedisBanditState(_DecayedSums):
     def _guard(self, operation: str) -> AbstractContextManager[None]:
         return redis_errors("bandit state", self._where, operation)
 
-    def add(self, surface: str, segment: str, updates: Mapping[str, ArmStats], at: float) -> None:
+    def add(
+        self,
+        surface: str,
+        segment: str,
+        updates: Mapping[str, ArmStats],
+        at: float,
+        batch: RedisBatch | None = None,
+    ) -> Pending[None] | None:
+        """One script run (atomic) adds every non-zero increment and renews the key's expiry.
+        With a ``batch`` on this state's client it is queued there, to go with the request's
+        other writes in one round trip; the returned result then raises
+        :class:`~feature_store.errors.StoreUnavailable` if it failed. Otherwise it runs now
+        (None returned)."""
         self.check_names(surface, segment, updates)
-        epoch = self.epoch(at)
-        key = self._key(surface, segment, epoch)
-        pipe = self._client.pipeline(transaction=True)
+        args: list[str | float | int] = [self.ttl() or 0]
         for source, update in updates.items():
             _, scaled = self.scaled_update(update, at)
             for stat in STATS:
                 value = getattr(scaled, stat)
                 if value != 0.0:
-                    pipe.hincrbyfloat(key, f"{source}:{stat}", value)
-        if not len(pipe):
-            return
-        ttl = self.ttl()
-        if ttl is not None:
-            pipe.expire(key, ttl)
+                    args.extend((f"{source}:{stat}", value))
+        if len(args) == 1:
+            return None
+        keys = [self._key(surface, segment, self.epoch(at))]
+        breaker = breaker_for(self._where)
+        if batch is not None and batch.client is self._client and not breaker.is_open:
+
+            def added(outcome: Outcome) -> None:
+                failed = outcome if isinstance(outcome, BaseException) else outcome[0]
+                if isinstance(failed, BaseException):
+                    raise _unavailable(breaker, "bandit state", self._where, "add", failed)
+
+            return batch.add([ScriptCall(self._add_script, keys, args)], added)
         with self._guard("add"):
-            pipe.execute()
+            self._add_script(keys=keys, args=args)
+        return None
 
     @staticmethod
     def _parse(raw: Mapping[bytes, bytes]) -> dict[str, dict[str, float]]:

@@ -8,6 +8,10 @@ for a reply someone reads (decoded, with the part's own error handling, when rea
 :meth:`RedisBatch.after` for bookkeeping that must run whatever happens (circuit breakers, error
 counters). A part that does not share the batch's client makes its own call, as without a batch.
 
+A batch runs blocking (:meth:`RedisBatch.execute`, from a worker thread) or awaited on the event
+loop (:meth:`RedisBatch.execute_async`, through :func:`async_twin` of its client): the same
+commands, replies and outcomes either way.
+
 Scripts are queued as ``EVALSHA``; a reply of ``NOSCRIPT`` (a restarted or flushed Redis) loads the
 script and runs those calls again — no ``SCRIPT EXISTS`` round trip before each batch, which is
 what redis-py's pipelines do for registered scripts.
@@ -17,10 +21,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import redis
+from redis.asyncio import ConnectionPool as AsyncConnectionPool
+from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.connection import AbstractConnection as AsyncAbstractConnection
+from redis.asyncio.connection import Connection as AsyncConnection
+from redis.asyncio.connection import SSLConnection as AsyncSSLConnection
+from redis.asyncio.connection import UnixDomainSocketConnection as AsyncUnixConnection
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
 from redis.commands.core import Script
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 T = TypeVar("T")
@@ -110,58 +123,153 @@ class RedisBatch:
     def execute(self) -> None:
         """Send every queued command in one round trip and hand each part its outcome; never
         raises (a failed round trip is every part's outcome), then runs the ``after`` callbacks."""
+        self._start()
+        outcome: list[Any] | BaseException
+        try:
+            outcome = self._send(self._commands) if self._commands else []
+            retry = self._noscript(outcome)
+            if retry:  # Redis lost its scripts (restarted, flushed): load them, run again
+                for script in _scripts(self._commands, retry):
+                    script.sha = self.client.script_load(script.script)
+                again = self._send([self._commands[i] for i in retry], transaction=False)
+                for i, reply in zip(retry, again, strict=True):
+                    outcome[i] = reply
+        except Exception as exc:  # the parts decide what it means
+            outcome = exc
+        self._finish(outcome)
+
+    async def execute_async(self, client: AsyncRedis) -> None:
+        """:meth:`execute` through ``client``, the asyncio twin of this batch's client
+        (:func:`async_twin`): the same commands in one round trip, awaited on the event loop
+        instead of blocking a thread."""
+        self._start()
+        outcome: list[Any] | BaseException
+        try:
+            outcome = await self._send_async(client, self._commands) if self._commands else []
+            retry = self._noscript(outcome)
+            if retry:
+                for script in _scripts(self._commands, retry):
+                    script.sha = await client.script_load(script.script)
+                again = await self._send_async(
+                    client, [self._commands[i] for i in retry], transaction=False
+                )
+                for i, reply in zip(retry, again, strict=True):
+                    outcome[i] = reply
+        except Exception as exc:
+            outcome = exc
+        self._finish(outcome)
+
+    def _start(self) -> None:
         if self.executed:
             raise RuntimeError("this batch has been executed already")
         self.executed = True
-        outcome: list[Any] | BaseException
-        if not self._commands:
-            outcome = []
-        else:
-            try:
-                outcome = self._send(self._commands)
-                retry = [
-                    i
-                    for i, command in enumerate(self._commands)
-                    if isinstance(command, ScriptCall) and isinstance(outcome[i], NoScriptError)
-                ]
-                if retry:  # Redis lost its scripts (restarted, flushed): load them, run again
-                    for script in {
-                        id(c.script): c.script for c in self._commands_at(retry)
-                    }.values():
-                        script.sha = self.client.script_load(script.script)
-                    again = self._send(self._commands_at(retry), transaction=False)
-                    for i, reply in zip(retry, again, strict=True):
-                        outcome[i] = reply
-            except Exception as exc:  # the parts decide what it means
-                outcome = exc
+
+    def _noscript(self, outcome: list[Any]) -> list[int]:
+        """Where a script call was refused because Redis does not hold the script."""
+        return [
+            i
+            for i, command in enumerate(self._commands)
+            if isinstance(command, ScriptCall) and isinstance(outcome[i], NoScriptError)
+        ]
+
+    def _finish(self, outcome: list[Any] | BaseException) -> None:
         for start, stop, pending in self._parts:
             pending._resolve(outcome if isinstance(outcome, BaseException) else outcome[start:stop])
         for callback in self._after:
             callback()
 
-    def _commands_at(self, indices: Sequence[int]) -> list[ScriptCall]:
-        found = [self._commands[i] for i in indices]
-        return [c for c in found if isinstance(c, ScriptCall)]
-
     def _send(self, commands: Sequence[Command], transaction: bool | None = None) -> list[Any]:
         transaction = self.transaction if transaction is None else transaction
         if len(commands) == 1 and not transaction:  # one command: no pipeline to build
-            (command,) = commands
-            args = (
-                ("EVALSHA", command.script.sha, len(command.keys), *command.keys, *command.args)
-                if isinstance(command, ScriptCall)
-                else command
-            )
             try:
-                return [self.client.execute_command(*args)]
+                return [self.client.execute_command(*_arguments(commands[0]))]
             except ResponseError as exc:  # refused (e.g. NOSCRIPT): the part's reply, as below
                 return [exc]
         pipe = self.client.pipeline(transaction=transaction)
         for command in commands:
-            if isinstance(command, ScriptCall):
-                pipe.execute_command(
-                    "EVALSHA", command.script.sha, len(command.keys), *command.keys, *command.args
-                )
-            else:
-                pipe.execute_command(*command)
+            pipe.execute_command(*_arguments(command))
         return list(pipe.execute(raise_on_error=False))
+
+    async def _send_async(
+        self, client: AsyncRedis, commands: Sequence[Command], transaction: bool | None = None
+    ) -> list[Any]:
+        transaction = self.transaction if transaction is None else transaction
+        if len(commands) == 1 and not transaction:
+            try:
+                return [await client.execute_command(*_arguments(commands[0]))]
+            except ResponseError as exc:
+                return [exc]
+        pipe = client.pipeline(transaction=transaction)
+        for command in commands:
+            pipe.execute_command(*_arguments(command))
+        return list(await pipe.execute(raise_on_error=False))
+
+
+def _arguments(command: Command) -> tuple[Any, ...]:
+    """The arguments of ``execute_command`` for a queued command (a script call is EVALSHA)."""
+    if isinstance(command, ScriptCall):
+        return ("EVALSHA", command.script.sha, len(command.keys), *command.keys, *command.args)
+    return command
+
+
+def _scripts(commands: Sequence[Command], indices: Sequence[int]) -> list[Script]:
+    """The distinct scripts called at ``indices``."""
+    found = {id(c.script): c.script for i in indices if isinstance(c := commands[i], ScriptCall)}
+    return list(found.values())
+
+
+#: The connection settings an asyncio twin takes over from its blocking client (the rest of a
+#: pool's connection arguments are objects of the blocking implementation).
+_TWIN_SETTINGS: Final = frozenset(
+    {
+        "host",
+        "port",
+        "path",
+        "db",
+        "username",
+        "password",
+        "credential_provider",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "socket_keepalive_options",
+        "client_name",
+        "protocol",
+        "encoding",
+        "encoding_errors",
+        "decode_responses",
+        "health_check_interval",
+    }
+)
+
+
+def async_twin(client: redis.Redis) -> AsyncRedis:
+    """A new asyncio client to the server of the blocking ``client``, with its settings: address,
+    database, credentials, TLS, timeouts and its number of retries — after a connection error
+    only, as :func:`feature_store.online_store.redis_client` sets them (a hung Redis costs one
+    timeout). Its connections belong to the event loop that opens them; close it there
+    (``await twin.aclose()``)."""
+    pool = client.connection_pool
+    given = pool.connection_kwargs
+    settings = {
+        name: value
+        for name, value in given.items()
+        if name in _TWIN_SETTINGS or name.startswith("ssl_")
+    }
+    kind = pool.connection_class
+    connection_class: type[AsyncAbstractConnection]
+    if issubclass(kind, redis.UnixDomainSocketConnection):
+        connection_class = AsyncUnixConnection
+    elif issubclass(kind, redis.SSLConnection):
+        connection_class = AsyncSSLConnection
+    else:
+        connection_class = AsyncConnection
+    retry = given.get("retry")
+    retries = retry.get_retries() if retry is not None else 0
+    return AsyncRedis(
+        connection_pool=AsyncConnectionPool(
+            connection_class=connection_class,
+            retry=AsyncRetry(NoBackoff(), retries, supported_errors=(RedisConnectionError,)),
+            **settings,
+        )
+    )

@@ -37,6 +37,7 @@ from scipy import stats as sps
 
 from feature_store.bandit_state import ArmStats, BanditState
 from feature_store.config import StrictConfig
+from feature_store.redis_batch import Pending, RedisBatch
 from feature_store.schema import InteractionType
 from feature_store.timeutils import SECONDS_PER_DAY
 from models.bundle.fusion import rrf_fuse_row
@@ -431,13 +432,20 @@ class Bandit:
             self.state.add(surface, segment, updates, at)
 
     def record_impressions(
-        self, surface: str, segment: str, shown: Mapping[str, float], at: float
-    ) -> None:
+        self,
+        surface: str,
+        segment: str,
+        shown: Mapping[str, float],
+        at: float,
+        batch: RedisBatch | None = None,
+    ) -> Pending[None] | None:
         """Count ``shown`` (source → positions) as impressions: a served list known only by its
-        record (a cached list shown again)."""
+        record (a cached list shown again). With a ``batch`` the state may queue the write on it
+        (:meth:`BanditState.add`): the returned result tells whether it was kept."""
         updates = {source: ArmStats(impressions=float(n)) for source, n in shown.items() if n}
         if updates:
-            self.state.add(surface, segment, updates, at)
+            return self.state.add(surface, segment, updates, at, batch)
+        return None
 
     def record_event(
         self,

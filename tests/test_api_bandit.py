@@ -330,7 +330,7 @@ class BrokenState:
 
     half_life = BanditConfig().half_life_seconds
 
-    def add(self, surface: str, segment: str, updates: Any, at: float) -> None:
+    def add(self, surface: str, segment: str, updates: Any, at: float, batch: Any = None) -> None:
         raise StoreUnavailable("bandit state down")
 
     def read(self, surface: str, segment: str, at: float) -> Any:

@@ -1,10 +1,13 @@
 """Issue "Fast at full size": with Redis, a list costs two round trips — one read (cache lookup,
-the group's generation and the customer's online state), one write (the cache set and the
-showing's served-list record) — and keeps every guarantee: no list computed before an
+the group's generation and the customer's online state), one write (the cache set, the
+showing's served-list record and the bandit's impressions) — awaited on the event loop when every
+part shares the cache's client, and keeps every guarantee: no list computed before an
 invalidation is cached after it, a Redis outage never fails a request."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,50 +19,75 @@ import orjson
 import pandas as pd
 import pytest
 import redis
+import redis.asyncio
 from fastapi.testclient import TestClient
 
 from app.cache import RedisCache
+from app.list_options import NO_OPTIONS
 from app.main import create_app
 from app.metrics import Metrics
 from app.response_cache import FeedKey, ResponseCache
 from app.served_lists import Served, ServedLists
+from app.service import RecommendationService
 from app.settings import Settings
 from feature_store.attribution_store import RedisAttributionStore
+from feature_store.bandit_state import ArmStats, RedisBanditState
 from feature_store.errors import StoreUnavailable
 from feature_store.online_store import CustomerState, RedisOnlineStore
-from feature_store.redis_batch import Pending, RedisBatch, ScriptCall
+from feature_store.redis_batch import Pending, RedisBatch, ScriptCall, async_twin
 from feature_store.schema import Interaction, InteractionType
 from feature_store.served_lists import template
 from helpers import RedisServer, free_port
+from models.bandit import Bandit, BanditConfig
+
+#: What sends a round trip: the blocking client (the thread pool) and the asyncio one (awaited on
+#: the event loop).
+_BLOCKING = [
+    (redis.Redis, "execute_command"),
+    (redis.client.Pipeline, "execute"),
+    (redis.client.Pipeline, "immediate_execute_command"),
+]
+_AWAITED = [
+    (redis.asyncio.Redis, "execute_command"),
+    (redis.asyncio.client.Pipeline, "execute"),
+    (redis.asyncio.client.Pipeline, "immediate_execute_command"),
+]
+
+
+class Sent:
+    """Round trips counted so far; calling it gives them all."""
+
+    def __init__(self) -> None:
+        self.blocking = 0
+        self.awaited = 0
+
+    def __call__(self) -> int:
+        return self.blocking + self.awaited
 
 
 @contextmanager
-def round_trips() -> Iterator[Callable[[], int]]:
+def round_trips() -> Iterator[Sent]:
     """Count Redis round trips as ``benchmarks/feed_cost.py`` does (a pipeline is one, and so is
-    each command a pipeline sends on its own before it, such as ``SCRIPT EXISTS``)."""
-    sent = [0]
-    originals = (
-        redis.Redis.execute_command,
-        redis.client.Pipeline.execute,
-        redis.client.Pipeline.immediate_execute_command,
-    )
+    each command a pipeline sends on its own before it, such as ``SCRIPT EXISTS``), from the
+    blocking client and the asyncio one."""
+    sent = Sent()
+    patched = [(owner, name, getattr(owner, name)) for owner, name in _BLOCKING + _AWAITED]
 
-    def counted(original: Callable[..., Any]) -> Callable[..., Any]:
+    def counted(original: Callable[..., Any], kind: str) -> Callable[..., Any]:
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-            sent[0] += 1
-            return original(self, *args, **kwargs)
+            setattr(sent, kind, getattr(sent, kind) + 1)
+            return original(self, *args, **kwargs)  # an asyncio call's coroutine, awaited there
 
         return call
 
-    redis.Redis.execute_command = counted(originals[0])  # type: ignore[method-assign]
-    redis.client.Pipeline.execute = counted(originals[1])  # type: ignore[method-assign]
-    redis.client.Pipeline.immediate_execute_command = counted(originals[2])  # type: ignore[method-assign]
+    for owner, name, original in patched:
+        kind = "blocking" if (owner, name) in _BLOCKING else "awaited"
+        setattr(owner, name, counted(original, kind))
     try:
-        yield lambda: sent[0]
+        yield sent
     finally:
-        redis.Redis.execute_command = originals[0]  # type: ignore[method-assign]
-        redis.client.Pipeline.execute = originals[1]  # type: ignore[method-assign]
-        redis.client.Pipeline.immediate_execute_command = originals[2]  # type: ignore[method-assign]
+        for owner, name, original in patched:
+            setattr(owner, name, original)
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +184,116 @@ def test_the_prefetched_state_is_the_one_the_list_is_computed_from(
         assert top not in {it["item_id"] for it in after["items"]}
 
 
+@pytest.mark.redis
+def test_with_redis_a_list_is_computed_on_the_event_loop_and_its_round_trips_awaited(
+    retailer: tuple[Path, Path], tmp_path: Path, redis_url: str, redis_prefix: str, customer: str
+) -> None:
+    """Every part on the cache's client: nothing blocks, so the route neither hops to the thread
+    pool nor holds the loop on a socket — both round trips go through the asyncio client."""
+    _, bundles = retailer
+    with TestClient(create_app(_settings(bundles, tmp_path, redis_url, redis_prefix))) as c:
+        feeds = c.app.state.service.feeds  # type: ignore[attr-defined]
+        responses = feeds.responses
+        assert responses.on_loop and not responses.in_process
+        c.get(f"/v1/customers/{customer}/recommendations?k=3")  # scripts loaded
+        key, compute = feeds.personalized_request(
+            customer,
+            k=9,
+            category=None,
+            exclude_purchased=True,
+            surface="home",
+            in_stock_in_my_size=False,
+            store_id=None,
+            options=NO_OPTIONS,
+        )
+        threads: list[threading.Thread] = []
+
+        def traced() -> Served:
+            threads.append(threading.current_thread())
+            return compute()
+
+        async def answer() -> tuple[bytes, threading.Thread]:
+            try:
+                return await responses.respond(key, traced), threading.current_thread()
+            finally:
+                await responses.aclose()  # this loop's asyncio client
+
+        with round_trips() as sent:
+            body, loop_thread = asyncio.run(answer())
+            assert (sent.blocking, sent.awaited) == (0, 2)
+        assert threads == [loop_thread], "computed once, on the event loop"
+        shown = orjson.loads(body)
+        assert len(shown["items"]) == 9
+        assert redis.Redis.from_url(redis_url).exists(
+            f"{redis_prefix}served:{shown['recommendation_id']}"
+        ), "the record is kept before the answer"
+        with round_trips() as sent:
+            again, _ = asyncio.run(answer())
+            assert (sent.blocking, sent.awaited) == (0, 2), "a hit: the read and the record"
+        assert threads == [loop_thread], "the second answer is the cached list"
+        assert orjson.loads(again)["items"] == shown["items"]
+
+
+@pytest.mark.redis
+def test_the_bandits_impressions_join_the_write_round_trip(
+    retailer: tuple[Path, Path], tmp_path: Path, redis_url: str, redis_prefix: str, customer: str
+) -> None:
+    _, bundles = retailer
+    settings = _settings(bundles, tmp_path, redis_url, redis_prefix).model_copy(
+        update={"bandit": BanditConfig(enabled=True)}
+    )
+    with TestClient(create_app(settings)) as c:
+        service = c.app.state.service  # type: ignore[attr-defined]
+        state = service.bandit.bandit.state
+        assert isinstance(state, RedisBanditState) and state.client is service.store.client
+        assert service.responses.on_loop
+        c.get(f"/v1/customers/{customer}/recommendations?k=3")  # scripts loaded
+        before = _impressions(state)
+        for k in (4, 5):  # a miss, then a hit: each showing counts its impressions
+            with round_trips() as sent:
+                response = c.get(f"/v1/customers/{customer}/recommendations?k={k}")
+                assert response.status_code == 200, response.text
+                assert sent() == 2, "the read, then one write with the bandit's impressions"
+            record = service.attribution_store.get_served(response.json()["recommendation_id"])
+            assert record is not None and record.policy == "bandit"
+            after = _impressions(state)
+            assert after == pytest.approx(before + k), "each shown position counted once"
+            before = after
+
+
+def _impressions(state: RedisBanditState) -> float:
+    return sum(
+        stats.impressions for sums in state.arms(time.time()).values() for stats in sums.values()
+    )
+
+
+@pytest.mark.redis
+def test_a_part_on_another_client_keeps_the_list_off_the_event_loop(
+    retailer: tuple[Path, Path], tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """A bandit state on a Redis client of its own could not join the request's batches: its
+    blocking call must not hold the loop, so the list is computed in the thread pool."""
+    _, bundles = retailer
+    config = BanditConfig(enabled=True)
+    own_state = RedisBanditState(config.half_life_seconds, url=redis_url, prefix=redis_prefix)
+    app = create_app(_settings(bundles, tmp_path, redis_url, redis_prefix))
+    service = app.state.service
+    assert service.responses.on_loop
+    rebuilt = RecommendationService(
+        service.bundles,
+        service.store,
+        service.event_log,
+        service.cache,
+        Metrics(),
+        cache_ttl_seconds=60,
+        attribution_store=service.attribution_store,
+        attribution_window_seconds=3600,
+        bandit=Bandit(config, own_state),
+    )
+    assert not rebuilt.responses.on_loop
+    own_state.close()
+
+
 # -- the generation guarantee across the combined read and write ----------------------------------
 
 
@@ -241,8 +379,25 @@ def test_an_invalidation_between_the_combined_read_and_the_write_makes_the_write
     other_replica.close()
 
 
+def _execute(batch: RedisBatch, awaited: bool) -> None:
+    """Run ``batch`` blocking, or awaited through an asyncio twin of its client."""
+    if not awaited:
+        batch.execute()
+        return
+
+    async def run() -> None:
+        client = async_twin(batch.client)
+        try:
+            await batch.execute_async(client)
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
+
+
 @pytest.mark.redis
-def test_a_batch_reloads_scripts_redis_lost(redis_server: RedisServer) -> None:
+@pytest.mark.parametrize("awaited", [False, True], ids=["blocking", "awaited"])
+def test_a_batch_reloads_scripts_redis_lost(redis_server: RedisServer, awaited: bool) -> None:
     """After a SCRIPT FLUSH (or a restart) the batched EVALSHA gets NOSCRIPT: the script is
     loaded and the call made again, and no SCRIPT EXISTS precedes each batch."""
     client = redis.Redis.from_url(redis_server.url)
@@ -251,18 +406,85 @@ def test_a_batch_reloads_scripts_redis_lost(redis_server: RedisServer) -> None:
     batch = RedisBatch(client)
     pending = batch.add([ScriptCall(script, ["k"], ["v"]), ("GET", "k")], lambda o: o)
     with round_trips() as sent:
-        batch.execute()
+        _execute(batch, awaited)
         assert sent() == 3, "the batch, SCRIPT LOAD, the script again"
+        assert (sent.awaited > 0) == awaited and (sent.blocking > 0) != awaited
     assert client.get("k") == b"v"
     replies = pending.result()
     assert not isinstance(replies, BaseException) and replies[0] == b"OK"
     again = RedisBatch(client)
     again.add([ScriptCall(script, ["k"], ["w"])], lambda o: o)
     with round_trips() as sent:
-        again.execute()
+        _execute(again, awaited)
         assert sent() == 1
     assert client.get("k") == b"w"
     client.close()
+
+
+def test_an_awaited_batch_that_cannot_reach_redis_hands_every_part_the_error() -> None:
+    client = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.2)
+    batch = RedisBatch(client)
+    first = batch.add([("GET", "a")], lambda o: o)
+    second = batch.add([("GET", "b"), ("GET", "c")], lambda o: o)
+    ran: list[str] = []
+    batch.after(lambda: ran.append("after"))
+    _execute(batch, awaited=True)
+    assert isinstance(first.result(), redis.ConnectionError)
+    assert second.result() is first.result(), "one failed round trip, every part's outcome"
+    assert ran == ["after"]
+    client.close()
+
+
+@pytest.mark.redis
+def test_a_batched_bandit_update_adds_what_a_direct_one_adds(
+    redis_url: str, redis_prefix: str
+) -> None:
+    now = time.time()
+    update = {"als": ArmStats(impressions=3, clicks=1), "repeat": ArmStats(impressions=2)}
+    direct = RedisBanditState(3600.0, url=redis_url, prefix=f"{redis_prefix}a:")
+    batched = RedisBanditState(3600.0, url=redis_url, prefix=f"{redis_prefix}b:")
+    direct.add("home", "default", update, now)
+    batch = RedisBatch(batched.client)
+    pending = batched.add("home", "default", update, now, batch)
+    assert pending is not None and len(batch) == 1, "one script call on the batch"
+    batch.execute()
+    pending.result()
+    assert batched.read("home", "default", now) == direct.read("home", "default", now)
+    direct.close()
+    batched.close()
+
+
+def test_a_batched_bandit_update_that_was_not_kept_says_so() -> None:
+    client = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.2)
+    state = RedisBanditState(None, client)
+    batch = RedisBatch(client)
+    pending = state.add("home", "default", {"als": ArmStats(impressions=2)}, time.time(), batch)
+    assert pending is not None
+    batch.execute()
+    with pytest.raises(StoreUnavailable, match="bandit state"):
+        pending.result()
+    client.close()
+
+
+@pytest.mark.redis
+def test_the_asyncio_twin_talks_to_the_same_database_with_the_same_settings(
+    redis_url: str, redis_prefix: str
+) -> None:
+    blocking = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/3", socket_timeout=0.07)
+    twin = async_twin(blocking)
+    settings = twin.connection_pool.connection_kwargs
+    assert settings["db"] == 3 and settings["socket_timeout"] == 0.07
+
+    async def write() -> None:
+        try:
+            await twin.set(f"{redis_prefix}twin", b"1")
+        finally:
+            await twin.aclose()
+
+    asyncio.run(write())
+    assert blocking.get(f"{redis_prefix}twin") == b"1"
+    blocking.delete(f"{redis_prefix}twin")
+    blocking.close()
 
 
 # -- outages -----------------------------------------------------------------------------------------

@@ -51,7 +51,8 @@ async def recommendations(
     customers without personalization consent get popular items only. Each item carries the
     customer's ``size`` for it when known. A customer (with consent) in an A/B experiment running
     on the surface gets the variant's list and an ``experiment: {name, variant}`` field."""
-    # in process the list is shown or computed on the event loop; with Redis, in the thread pool
+    # on the event loop (in process, or with every part on the cache's Redis client: awaited);
+    # otherwise in the thread pool (ResponseCache.respond)
     key, compute = feeds.personalized_request(
         customer_id,
         k=check_k(k, settings),

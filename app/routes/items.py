@@ -50,7 +50,8 @@ async def similar(
     ] = None,
 ) -> Response:
     """Nearest items in the collaborative-filtering space (bought by the same shoppers)."""
-    # in process the list is shown or computed on the event loop; with Redis, in the thread pool
+    # on the event loop (in process, or with every part on the cache's Redis client: awaited);
+    # otherwise in the thread pool (ResponseCache.respond)
     key, compute = feeds.similar_request(
         item_id,
         k=check_k(k, settings),
