@@ -82,6 +82,12 @@ async def get_kiosk(request: Request) -> KioskService:
     return _service(request).kiosk
 
 
+def list_route(request: Request) -> tuple[Feeds, Settings]:
+    """The feeds and the settings, for a list route that reads its query in one pass
+    (:mod:`app.query_params`) instead of through dependencies FastAPI solves one by one."""
+    return _service(request).feeds, _settings(request)
+
+
 async def get_list_options(
     request: Request,
     min_price: Annotated[float | None, Query(description=PRICE)] = None,

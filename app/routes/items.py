@@ -4,10 +4,12 @@ import dataclasses
 from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
+from pydantic import Field
 
-from app.deps import FeedsDep, ListOptionsDep, SettingsDep, SizeAdviceDep, check_k
+from app.deps import SizeAdviceDep, check_k, list_route
+from app.query_params import ListQuery
 from app.schemas import ErrorResponse, RecommendationList, SizeAdvice
 from app.size_advice import TriedSize
 from feature_store.errors import InvalidRequest
@@ -18,47 +20,48 @@ router = APIRouter(prefix="/v1/items", tags=["items"])
 ItemId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 
 
+class SimilarQuery(ListQuery):
+    """The query of ``GET /v1/items/{item_id}/similar``."""
+
+    customer_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=ID_MAX_LENGTH,
+        pattern=ID_PATTERN,
+        description="whose size to show / filter",
+    )
+    in_stock_in_my_size: bool = Field(
+        False, description="only items in stock in the customer's size (needs customer_id)"
+    )
+    store_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=ID_PATTERN,
+        description="stock of this store only",
+    )
+
+
 @router.get(
     "/{item_id}/similar",
     response_model=RecommendationList,
     responses={404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
     summary="Items similar to an item",
+    openapi_extra=SimilarQuery.openapi(),
 )
-async def similar(
-    item_id: ItemId,
-    feeds: FeedsDep,
-    settings: SettingsDep,
-    options: ListOptionsDep,
-    k: Annotated[int | None, Query(ge=1, le=1000, description="list length")] = None,
-    customer_id: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=ID_MAX_LENGTH,
-            pattern=ID_PATTERN,
-            description="whose size to show / filter",
-        ),
-    ] = None,
-    in_stock_in_my_size: Annotated[
-        bool, Query(description="only items in stock in the customer's size (needs customer_id)")
-    ] = False,
-    store_id: Annotated[
-        str | None,
-        Query(
-            min_length=1, max_length=64, pattern=ID_PATTERN, description="stock of this store only"
-        ),
-    ] = None,
-) -> Response:
+async def similar(item_id: ItemId, request: Request) -> Response:
     """Nearest items in the collaborative-filtering space (bought by the same shoppers)."""
+    query = SimilarQuery.of(request)  # the query in one pass (app.query_params)
+    feeds, settings = list_route(request)
     # on the event loop (in process, or with every part on the cache's Redis client: awaited);
     # otherwise in the thread pool (ResponseCache.respond)
     key, compute = feeds.similar_request(
         item_id,
-        k=check_k(k, settings),
-        customer_id=customer_id,
-        in_stock_in_my_size=in_stock_in_my_size,
-        store_id=store_id,
-        options=options,
+        k=check_k(query.k, settings),
+        customer_id=query.customer_id,
+        in_stock_in_my_size=query.in_stock_in_my_size,
+        store_id=query.store_id,
+        options=query.options(settings),
     )
     body = await feeds.responses.respond(key, compute)
     return Response(body, media_type="application/json")
