@@ -422,8 +422,8 @@ class SequenceSource:
         exclude = np.fromiter(ctx.exclude, dtype=np.int64, count=len(ctx.exclude))
         allowed = ctx.allowed_items()
         if allowed is None:
-            pool = ctx.bundle.sequence_pool
-            trained = history.trained_customer
+            pool, sessions = ctx.bundle.sequence_pool, ctx.bundle.sequence_sessions
+            trained = history.trained_customer  # None: events since training, run the LSTM
             items, values = model.recommend_from_sequence(
                 history.items,
                 history.sizes,
@@ -433,6 +433,7 @@ class SequenceSource:
                 timestamps=history.timestamps,
                 now=ctx.now,
                 candidates=None if pool is None or trained is None else pool.row(trained),
+                session=None if sessions is None or trained is None else sessions.row(trained),
             )
         else:  # one category: score its items exactly
             if len(allowed) == 0:

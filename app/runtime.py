@@ -36,6 +36,7 @@ from models.bundle import (
     PurchaseLog,
     ReturnLog,
     SimilarItems,
+    VectorFile,
     clear_pin,
     list_bundles,
     load_csr,
@@ -46,6 +47,7 @@ from models.bundle import (
     verify_checksums,
     write_pin,
 )
+from models.bundle.layout import SEQUENCE_SESSIONS
 from models.candidates import NeighbourTable
 from models.complementary import ComplementaryModel
 from models.diversity import ItemSimilarity
@@ -273,6 +275,9 @@ class LoadedBundle:
     # customer with no events since training.
     als_pool: PoolFile | None = None
     sequence_pool: PoolFile | None = None
+    # The LSTM's session vector of each training customer (``pools/sequence_sessions.npy``),
+    # read instead of running the LSTM for a customer with no events since training.
+    sequence_sessions: VectorFile | None = None
 
     @classmethod
     def load(
@@ -358,6 +363,15 @@ class LoadedBundle:
                 if sequence is not None
                 else None
             )
+            sequence_sessions = (
+                VectorFile.load(
+                    layout.pool(SEQUENCE_SESSIONS),
+                    sequence.n_users,
+                    sequence.config.output_dim + 1,
+                )
+                if sequence is not None
+                else None
+            )
             for model in (complementary, seasonal, sequence, size_fit, ranker):
                 if model is not None and model.n_items != len(items):
                     raise ValueError(f"{model.name} model has {model.n_items} items")
@@ -403,6 +417,7 @@ class LoadedBundle:
             ranker=ranker,
             als_pool=als_pool,
             sequence_pool=sequence_pool,
+            sequence_sessions=sequence_sessions,
         )
 
     def check(self) -> None:

@@ -433,7 +433,18 @@ def profiling(
         return
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{name}.txt"
-    cmd = [spy, "record", "--pid", str(pid), "--native", "--format", "raw", "--output", str(out)]
+    # --nonblocking: sample without pausing the server (pauses make an open-loop run fall behind)
+    cmd = [
+        spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--nonblocking",
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+    ]
     if subprocesses:
         cmd.append("--subprocesses")
     with open(folder / f"{name}.py-spy.log", "wb") as log:

@@ -18,8 +18,17 @@ from app.pipeline import ALSSource, SequenceSource
 from app.runtime import LoadedBundle
 from app.settings import Settings
 from feature_store.errors import BundleError
-from models.bundle import BundleLayout, CustomerPools, PoolFile, latest_bundle, read_manifest
+from models.bundle import (
+    BundleLayout,
+    CustomerPools,
+    CustomerVectors,
+    PoolFile,
+    VectorFile,
+    latest_bundle,
+    read_manifest,
+)
 from models.index import BatchIndex, ItemIndex, answer_from_pool
+from models.sequence import SequenceRecommender
 
 
 def test_an_answer_from_a_pool_is_the_searched_answer_without_the_exclusions() -> None:
@@ -101,12 +110,38 @@ def test_pools_round_trip_a_row_at_a_time_and_refuse_a_bad_file(tmp_path: Path) 
         PoolFile.load(path, n_customers=2, n_items=5)
 
 
+def test_session_vectors_round_trip_a_row_at_a_time_and_refuse_a_bad_file(tmp_path: Path) -> None:
+    vectors = np.array([[0.5, -1.25, 1.0], [2.0, 0.0, 1.0]], dtype=np.float32)
+    path = tmp_path / "pools" / "sequence_sessions.npy"
+    CustomerVectors(vectors).save(path)
+    loaded = VectorFile.load(path, n_customers=2, width=3)
+    assert loaded is not None
+    assert loaded.row(0).tolist() == [0.5, -1.25, 1.0] and loaded.row(1).dtype == np.float32
+    with pytest.raises(IndexError):
+        loaded.row(-1)
+    loaded.close()
+    assert VectorFile.load(tmp_path / "none.npy", 2, 3) is None
+    with pytest.raises(BundleError, match="customer ids"):
+        VectorFile.load(path, n_customers=2, width=4)  # another model's vectors
+    vectors[1, 0] = np.nan
+    CustomerVectors(vectors).save(path)
+    with pytest.raises(BundleError, match="not finite"):
+        VectorFile.load(path, n_customers=2, width=3)
+    CustomerPools(np.zeros((2, 3), dtype=np.int32)).save(path)
+    with pytest.raises(BundleError, match="customer ids"):
+        VectorFile.load(path, n_customers=2, width=3)  # ids, not vectors
+
+
 def test_the_trainer_writes_each_customers_index_answers(retailer: tuple[Path, Path]) -> None:
     info = latest_bundle(retailer[1])
     assert info is not None
     layout = BundleLayout(info.path)
     manifest = read_manifest(info.path)
-    assert manifest.pools == {"als": "pools/als.npy", "sequence": "pools/sequence.npy"}
+    assert manifest.pools == {
+        "als": "pools/als.npy",
+        "sequence": "pools/sequence.npy",
+        "sequence_sessions": "pools/sequence_sessions.npy",
+    }
     bundle = LoadedBundle.load(info.path)
     assert bundle.als_pool is not None and bundle.sequence_pool is not None
     size = manifest.config["customer_pools"]
@@ -119,6 +154,11 @@ def test_the_trainer_writes_each_customers_index_answers(retailer: tuple[Path, P
     pool = bundle.sequence_pool
     assert sequence is not None and (pool.n_customers, pool.size) == (sequence.n_users, size)
     assert layout.pool("sequence").stat().st_size > sequence.n_users * size * 4
+    sessions = bundle.sequence_sessions
+    assert sessions is not None and sessions.n_customers == sequence.n_users
+    users = np.arange(min(50, sequence.n_users))
+    stored = np.stack([sessions.row(int(u)) for u in users])
+    assert np.array_equal(stored, sequence.user_sessions(users)), "the kept histories' sessions"
 
 
 @pytest.fixture
@@ -156,15 +196,21 @@ def test_the_pools_give_the_lists_the_searches_give(
     are the same read from the pools as searched; and the pools are what answered."""
     service = uncached
     bundle = service.bundles.current  # type: ignore[attr-defined]
-    plain = dataclasses.replace(bundle, als_pool=None, sequence_pool=None)
+    plain = dataclasses.replace(bundle, als_pool=None, sequence_pool=None, sequence_sessions=None)
     customers = service.customers  # type: ignore[attr-defined]
-    searched = with_sequence = 0
+    searched = with_sequence = encoded = 0
     original = ItemIndex.search
+    original_encode = SequenceRecommender._encode
 
     def counting(self: ItemIndex, *args: object, **kwargs: object) -> object:
         nonlocal searched
         searched += 1
         return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    def encoding(self: SequenceRecommender, *args: object, **kwargs: object) -> object:
+        nonlocal encoded
+        encoded += 1
+        return original_encode(self, *args, **kwargs)  # type: ignore[arg-type]
 
     for customer_id in _known_customers(bundle, 40):
         view = customers.read(bundle, customer_id)
@@ -176,10 +222,13 @@ def test_the_pools_give_the_lists_the_searches_give(
         ctx_plain = customers.context(plain, view, k=12, category=None)
         for source in (ALSSource(), SequenceSource()):
             monkeypatch.setattr(ItemIndex, "search", counting)
+            monkeypatch.setattr(SequenceRecommender, "_encode", encoding)
             pooled = [(c.item, c.reason) for c in source.candidates(ctx, 36)]
             monkeypatch.setattr(ItemIndex, "search", original)
+            monkeypatch.setattr(SequenceRecommender, "_encode", original_encode)
             assert pooled == [(c.item, c.reason) for c in source.candidates(ctx_plain, 36)]
     assert searched == 0, "every answer came from a pool"
+    assert encoded == 0, "every session vector was the one stored at training"
     assert with_sequence >= 20
 
     feeds = service.feeds  # type: ignore[attr-defined]
@@ -213,7 +262,16 @@ def test_a_customer_with_events_since_training_is_searched(
         searched.append(1)
         return original(self, *args, **kwargs)  # type: ignore[arg-type]
 
+    encoded: list[int] = []
+    original_encode = SequenceRecommender._encode
+
+    def encoding(self: SequenceRecommender, *args: object, **kwargs: object) -> object:
+        encoded.append(1)
+        return original_encode(self, *args, **kwargs)  # type: ignore[arg-type]
+
     monkeypatch.setattr(ItemIndex, "search", counting)
+    monkeypatch.setattr(SequenceRecommender, "_encode", encoding)
     ALSSource().candidates(ctx, 36)
     SequenceSource().candidates(ctx, 36)
     assert len(searched) == 2
+    assert len(encoded) == 1, "the LSTM encodes the history that changed since training"

@@ -8,6 +8,11 @@ them all at once and stores the answers (:class:`models.bundle.CustomerPools`,
 (:func:`models.index.answer_from_pool`); it searches only when the customer has events since
 training, the request names a category, or the row is too short for the list asked for.
 
+The LSTM's session vectors of those customers are stored too
+(:class:`models.bundle.CustomerVectors`, ``pools/sequence_sessions.npy``): the repeat term and the
+scores of a pool's items need the session, and with it stored the LSTM runs per request only for
+customers with events since training.
+
 The answers come from :class:`models.index.BatchIndex`: exact where the served index is flat (the
 pools are then its very answers), otherwise an inverted file scanning the fewest lists that are,
 on a seeded sample of customers, as close to the exact answers as the served HNSW graph
@@ -28,7 +33,7 @@ from concurrent.futures import Future
 import numpy as np
 import numpy.typing as npt
 
-from models.bundle import CustomerPools
+from models.bundle import CustomerPools, CustomerVectors
 from models.index import BatchIndex, ItemIndex
 from models.sequence import SequenceRecommender
 from training.background import Background
@@ -104,16 +109,19 @@ def sequence_pools(
     sequence: SequenceRecommender,
     served: Future[ItemIndex],
     seed: int,
-) -> Future[CustomerPools]:
+) -> tuple[Future[CustomerPools], CustomerVectors]:
     """Every training customer's ``size`` best items by the LSTM before the repeat term (the
-    session vector of the history kept at training · the item vectors ``served`` holds): the
-    sessions encoded here, the search on ``background``."""
+    session vector of the history kept at training · the item vectors ``served`` holds), and the
+    session vectors themselves: the sessions encoded here, the search on ``background``. The
+    service reads a customer's session instead of running the LSTM when the customer has no
+    events since training."""
     start = time.perf_counter()
     sessions = sequence.user_sessions(np.arange(sequence.n_users))
     vectors = np.array(sequence.item_vectors(), dtype=np.float32, order="C")
     logger.info(
         "pools: %d LSTM session vectors in %.1fs", len(sessions), time.perf_counter() - start
     )
-    return background.submit(
+    pools = background.submit(
         lambda: search_pools("sequence", vectors, sessions, size, served=served.result(), seed=seed)
     )
+    return pools, CustomerVectors(sessions)

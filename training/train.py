@@ -37,12 +37,14 @@ from models.bundle import (
     BundleWriter,
     CandidateTables,
     CustomerPools,
+    CustomerVectors,
     DataSection,
     ProfilesSection,
     SequenceSection,
     new_version,
     prune_bundles,
 )
+from models.bundle.layout import SEQUENCE_SESSIONS
 from models.candidates import (
     build_product_siblings,
     build_repeat_rates,
@@ -925,6 +927,7 @@ def _train(
     )
     # each customer's ALS answers, searched beside the LSTM's refit (training/pools.py)
     pools: dict[str, Future[CustomerPools]] = {}
+    sessions: CustomerVectors | None = None  # the LSTM's, with its pools
     if config.customer_pools:
         pools["als"] = als_pools(
             background, config.customer_pools, users=als.user_factors, items=als.item_factors,
@@ -946,7 +949,7 @@ def _train(
     if config.customer_pools and sequence_index is not None:
         assert sequence is not None
         t = time.perf_counter()
-        pools["sequence"] = sequence_pools(
+        pools["sequence"], sessions = sequence_pools(
             background, config.customer_pools, sequence=sequence, served=sequence_index,
             seed=config.seed,
         )  # fmt: skip
@@ -1032,6 +1035,8 @@ def _train(
             t_seq = time.perf_counter()
             sequence_index.result().save(layout.sequence_index)
             sequence_seconds += time.perf_counter() - t_seq
+        if sessions is not None:
+            sessions.save(layout.pool(SEQUENCE_SESSIONS))
         for name, pool in pools.items():
             pool.result().save(layout.pool(name))
         cosine, neighbours = similar.result()

@@ -28,7 +28,9 @@ with :class:`BlendWeights`). Layout of ``<bundles_dir>/<version>/``::
                            size_fit_ranker, ranker: each model's save
     indexes/<name>.faiss   als_items, als_items_cosine, sequence_items: FAISS indexes (+ .json)
     pools/<name>.npy       als, sequence: each customer's precomputed candidates of that source
-                           (CustomerPools; read a row at a time by the service, PoolFile)
+                           (CustomerPools; read a row at a time by the service, PoolFile);
+                           sequence_sessions: each customer's LSTM session vector
+                           (CustomerVectors, read as a VectorFile)
 
 and beside the versions ``<bundles_dir>/pin.json`` (:mod:`models.bundle.pin`): the version every
 replica serves instead of the newest while it exists. The manifest records the sha256 of every
@@ -71,10 +73,12 @@ from .reader import BundleInfo, latest_bundle, list_bundles
 from .tables import (
     CandidateTables,
     CustomerPools,
+    CustomerVectors,
     PoolFile,
     PurchaseLog,
     ReturnLog,
     SimilarItems,
+    VectorFile,
     load_csr,
     load_purchase_history,
     load_returns,
@@ -95,6 +99,7 @@ __all__ = [
     "BundleWriter",
     "CandidateTables",
     "CustomerPools",
+    "CustomerVectors",
     "DataSection",
     "FitSummary",
     "Fused",
@@ -107,6 +112,7 @@ __all__ = [
     "ReturnLog",
     "SequenceSection",
     "SimilarItems",
+    "VectorFile",
     "bundles_to_prune",
     "clear_pin",
     "file_checksums",

@@ -44,10 +44,12 @@ ALS_ITEMS_COSINE: Final = "als_items_cosine"
 SEQUENCE_ITEMS: Final = "sequence_items"
 INDEX_NAMES: Final = (ALS_ITEMS, ALS_ITEMS_COSINE, SEQUENCE_ITEMS)
 
-# pools/<name>.npy: each known customer's precomputed candidates of a source (CustomerPools)
+# pools/<name>.npy: each known customer's precomputed candidates of a source (CustomerPools), and
+# the LSTM's session vector of each (CustomerVectors)
 POOLS: Final = "pools"
 POOL_SUFFIX: Final = ".npy"
-POOL_NAMES: Final = (ALS, SEQUENCE)
+SEQUENCE_SESSIONS: Final = "sequence_sessions"
+POOL_NAMES: Final = (ALS, SEQUENCE, SEQUENCE_SESSIONS)
 
 FILES: Final = (
     MANIFEST,

@@ -145,73 +145,149 @@ class CustomerPools:
     ids: npt.NDArray[np.int32]
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as handle:
-            np.save(handle, np.ascontiguousarray(self.ids, dtype=np.int32), allow_pickle=False)
+        _save_rows(path, np.ascontiguousarray(self.ids, dtype=np.int32))
 
 
-class PoolFile:
-    """A saved :class:`CustomerPools` as the service reads it: one ``pread`` of a customer's row
-    per request (:meth:`row`), nothing of it held in the process. A request for a customer with
-    no events since training reads its row instead of searching the index
-    (:func:`models.index.answer_from_pool`). The rows read stay in the page cache, which the
+@dataclass(frozen=True)
+class CustomerVectors:
+    """Each training customer's query vector, computed by the trainer: the LSTM's session vector
+    ``[u, 1]`` of the history kept at training, ``n_customers x (d + 1)`` float32, saved as a
+    plain ``.npy``. The service reads them back as a :class:`VectorFile`, so the LSTM runs per
+    request only for customers with events since training."""
+
+    vectors: npt.NDArray[np.float32]
+
+    def save(self, path: Path) -> None:
+        _save_rows(path, np.ascontiguousarray(self.vectors, dtype=np.float32))
+
+
+def _save_rows(path: Path, rows: npt.NDArray[Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as handle:
+        np.save(handle, rows, allow_pickle=False)
+
+
+class _RowFile:
+    """A saved 2-d ``.npy`` of one row per training customer, read one row per request with one
+    ``pread``: nothing of it held in the process. The rows read stay in the page cache, which the
     replicas on one machine share and the kernel can reclaim; unlike a memory map, reading them
     adds nothing to a process's resident memory (a map faults in whole runs of neighbouring
     pages)."""
 
-    def __init__(self, path: Path, n_customers: int, n_items: int) -> None:
-        """Open ``path`` (a bundle's ``pools/<source>.npy``), checking its shape against the
-        bundle's counts and every id against the catalog by reading it once in chunks;
-        :class:`BundleError` otherwise."""
+    dtype: np.dtype[Any]
+
+    def __init__(self, path: Path, n_customers: int, width: int | None = None) -> None:
+        """Open ``path``, checking its dtype and shape against the bundle (``width``: the row
+        length it must have, None: any) and every row by reading it once in chunks
+        (:meth:`_check`); :class:`BundleError` otherwise."""
         self.path = path
-        self._offset, self.n_customers, self.size = _check_pool_file(path, n_customers, n_items)
-        self._row_bytes = self.size * 4
+        self._offset, self.n_customers, self.size = _check_rows(
+            path, n_customers, width, self.dtype, self._check
+        )
+        self._row_bytes = self.size * self.dtype.itemsize
         self._fd = os.open(path, os.O_RDONLY)
         self._closer = weakref.finalize(self, os.close, self._fd)
+
+    def _check(self, chunk: npt.NDArray[Any]) -> str | None:
+        """What is wrong with a chunk of rows, or None."""
+        return None
+
+    def _read(self, customer: int) -> npt.NDArray[Any]:
+        if not 0 <= customer < self.n_customers:
+            raise IndexError(f"customer {customer} is not in {self.path} ({self.n_customers})")
+        data = os.pread(self._fd, self._row_bytes, self._offset + customer * self._row_bytes)
+        if len(data) != self._row_bytes:
+            raise BundleError(f"{self.path} is truncated")
+        return np.frombuffer(data, dtype=self.dtype)
+
+    def close(self) -> None:
+        self._closer()
+
+
+class PoolFile(_RowFile):
+    """A saved :class:`CustomerPools` as the service reads it (:meth:`row`). A request for a
+    customer with no events since training reads its row instead of searching the index
+    (:func:`models.index.answer_from_pool`)."""
+
+    dtype = np.dtype(np.int32)
+
+    def __init__(self, path: Path, n_customers: int, n_items: int) -> None:
+        """Open ``path`` (a bundle's ``pools/<source>.npy``), checking its shape against the
+        bundle's counts and every id against the catalog; :class:`BundleError` otherwise."""
+        self._n_items = n_items
+        super().__init__(path, n_customers)
 
     @classmethod
     def load(cls, path: Path, n_customers: int, n_items: int) -> PoolFile | None:
         """The pools of ``path``, or None when the bundle has none (no file)."""
         return cls(path, n_customers, n_items) if path.exists() else None
 
+    def _check(self, chunk: npt.NDArray[Any]) -> str | None:
+        if len(chunk) and (chunk.min() < -1 or chunk.max() >= self._n_items):
+            return "names items outside the catalog"
+        return None
+
     def row(self, customer: int) -> npt.NDArray[np.int32]:
         """Customer ``customer``'s candidates, best first, ``-1`` padded."""
-        if not 0 <= customer < self.n_customers:
-            raise IndexError(f"customer {customer} is not in the pools ({self.n_customers})")
-        data = os.pread(self._fd, self._row_bytes, self._offset + customer * self._row_bytes)
-        if len(data) != self._row_bytes:
-            raise BundleError(f"{self.path} is truncated")
-        return np.frombuffer(data, dtype=np.int32)
+        return self._read(customer)
 
     def rows(self, start: int, stop: int) -> npt.NDArray[np.int32]:
         """Customers ``start`` … ``stop - 1``'s candidates (``(stop - start) x size``)."""
         return np.stack([self.row(c) for c in range(start, stop)])
 
-    def close(self) -> None:
-        self._closer()
+
+class VectorFile(_RowFile):
+    """A saved :class:`CustomerVectors` as the service reads it (:meth:`row`)."""
+
+    dtype = np.dtype(np.float32)
+
+    @classmethod
+    def load(cls, path: Path, n_customers: int, width: int) -> VectorFile | None:
+        """The vectors of ``path`` (rows of ``width``), or None when the bundle has none."""
+        return cls(path, n_customers, width) if path.exists() else None
+
+    def _check(self, chunk: npt.NDArray[Any]) -> str | None:
+        return None if np.isfinite(chunk).all() else "holds a value that is not finite"
+
+    def row(self, customer: int) -> npt.NDArray[np.float32]:
+        """Customer ``customer``'s vector."""
+        return self._read(customer)
 
 
-def _check_pool_file(path: Path, n_customers: int, n_items: int) -> tuple[int, int, int]:
-    """``(offset of the data, rows, columns)`` of a pools file, checked."""
+def _check_rows(
+    path: Path,
+    n_customers: int,
+    width: int | None,
+    dtype: np.dtype[Any],
+    check: Any,
+) -> tuple[int, int, int]:
+    """``(offset of the data, rows, columns)`` of a row file, checked."""
     with path.open("rb") as handle:
         version = np.lib.format.read_magic(handle)
         if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+            shape, fortran, found = np.lib.format.read_array_header_1_0(handle)
         else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
-        if dtype != np.dtype(np.int32) or fortran or len(shape) != 2 or shape[0] != n_customers:
+            shape, fortran, found = np.lib.format.read_array_header_2_0(handle)
+        if (
+            found != dtype
+            or fortran
+            or len(shape) != 2
+            or shape[0] != n_customers
+            or (width is not None and shape[1] != width)
+        ):
             raise BundleError(f"{path} does not match the customer ids")
         offset = handle.tell()
-        row_bytes = shape[1] * 4
+        row_bytes = shape[1] * dtype.itemsize
         rows_per_chunk = max(1, (1 << 24) // max(row_bytes, 1))
         left = shape[0]
         while left > 0 and row_bytes:
             take = min(left, rows_per_chunk)
-            chunk = np.frombuffer(handle.read(take * row_bytes), dtype=np.int32)
+            chunk = np.frombuffer(handle.read(take * row_bytes), dtype=dtype)
             if len(chunk) != take * shape[1]:
                 raise BundleError(f"{path} is truncated")
-            if len(chunk) and (chunk.min() < -1 or chunk.max() >= n_items):
-                raise BundleError(f"{path} names items outside the catalog")
+            wrong = check(chunk)
+            if wrong is not None:
+                raise BundleError(f"{path} {wrong}")
             left -= take
         if handle.read(1):
             raise BundleError(f"{path} is longer than its rows")

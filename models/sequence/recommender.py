@@ -371,6 +371,7 @@ class SequenceRecommender(Recommender):
         k: int,
         excludes: Sequence[IntArray | None],
         pools: Sequence[IntArray | None] | None = None,
+        sessions: Sequence[FloatArray | None] | None = None,
     ) -> tuple[IntArray, FloatArray]:
         n = len(coded)
         width = max(int(k), 0)
@@ -379,7 +380,12 @@ class SequenceRecommender(Recommender):
         item_vectors = self.item_vectors()
         for lo in range(0, n, _RANK_CHUNK):
             hi = min(lo + _RANK_CHUNK, n)
-            vectors, betas = self._encode(coded[lo:hi])
+            stored = None if sessions is None else sessions[lo:hi]
+            if stored is not None and all(v is not None for v in stored):  # encoded at training
+                vectors = np.stack(stored).astype(np.float32, copy=False)  # type: ignore[arg-type]
+                betas = self._repeat_weights(vectors)
+            else:
+                vectors, betas = self._encode(coded[lo:hi])
             # exact scores of the chunk in one matrix product (a row at a time is ~15x slower)
             exact = None if self._index is not None else vectors @ item_vectors.T
             for j, r in enumerate(range(lo, hi)):
@@ -418,6 +424,20 @@ class SequenceRecommender(Recommender):
                 out_ids[lo:hi], out_scores[lo:hi] = top_n_batch(exact, width)
         return out_ids, out_scores
 
+    def _repeat_weights(self, vectors: FloatArray) -> FloatArray:
+        """The repeat weights ``beta(u)`` (``B x 2``) of session vectors ``[u, 1]`` (``B x
+        (D+1)``), as :meth:`_encode` gives them beside the sessions it encodes."""
+        if not self.config.repeat:
+            return np.zeros((len(vectors), 2), dtype=np.float32)
+        net = self._check_fitted()
+        if len(vectors) == 1 and self.config.num_layers == 1:  # as _encode's one-history path
+            if self._numpy_net is None:
+                self._numpy_net = NumpyLSTM.of(net, self.item_vectors()[:, :-1])
+            return self._numpy_net.repeat_weight(vectors[0, :-1])[None, :]
+        with torch_session(self.config.num_threads, None), torch.no_grad():
+            weights = net.repeat_weight(torch.from_numpy(np.ascontiguousarray(vectors[:, :-1])))
+        return np.asarray(weights.numpy(), dtype=np.float32)
+
     def recommend_from_sequence(
         self,
         item_indices: SequenceInput,
@@ -428,6 +448,7 @@ class SequenceRecommender(Recommender):
         timestamps: SequenceInput | None = None,
         now: int | None = None,
         candidates: npt.NDArray[np.integer[Any]] | None = None,
+        session: FloatArray | None = None,
     ) -> tuple[IntArray, FloatArray]:
         """Top ``k`` items (1-d indices, scores) for a history in time order — a known customer's
         history including events after training, or an anonymous session. ``exclude`` lists item
@@ -436,11 +457,14 @@ class SequenceRecommender(Recommender):
 
         ``candidates``: the index's answer for this very history computed before (a training
         customer's precomputed pool, best first, ``-1`` padded), used instead of searching the
-        index when it holds as many items as the search would fetch; otherwise ignored."""
+        index when it holds as many items as the search would fetch; otherwise ignored.
+
+        ``session``: the session vector ``[u, 1]`` of this very history encoded before (a
+        training customer's, :meth:`user_sessions`), used instead of running the LSTM."""
         coded = self._prepare(item_indices, sizes, event_types, timestamps)
         excl = None if exclude is None else np.asarray(exclude, dtype=np.int64).reshape(-1)
         pool = None if candidates is None else np.asarray(candidates).reshape(-1)
-        ids, scores = self._rank([coded], [now], k, [excl], [pool])
+        ids, scores = self._rank([coded], [now], k, [excl], [pool], [session])
         keep = ids[0] >= 0
         return ids[0][keep], scores[0][keep]
 
