@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
+import hiredis
 import redis
 from redis.asyncio import ConnectionPool as AsyncConnectionPool
 from redis.asyncio import Redis as AsyncRedis
@@ -194,15 +195,58 @@ class RedisBatch:
         self, client: AsyncRedis, commands: Sequence[Command], transaction: bool | None = None
     ) -> list[Any]:
         transaction = self.transaction if transaction is None else transaction
-        if len(commands) == 1 and not transaction:
-            try:
-                return [await client.execute_command(*_arguments(commands[0]))]
-            except ResponseError as exc:
-                return [exc]
-        pipe = client.pipeline(transaction=transaction)
-        for command in commands:
-            pipe.execute_command(*_arguments(command))
-        return list(await pipe.execute(raise_on_error=False))
+        if transaction:  # MULTI / EXEC: redis-py's pipeline
+            pipe = client.pipeline(transaction=True)
+            for command in commands:
+                pipe.execute_command(*_arguments(command))
+            return list(await pipe.execute(raise_on_error=False))
+        return await _round_trip(client, [_arguments(command) for command in commands])
+
+
+#: Argument types :func:`hiredis.pack_command` writes exactly as redis-py's encoder does (``bool``
+#: and numpy scalars are not among them: redis-py refuses the one and formats the others).
+_PLAIN: Final = frozenset({str, bytes, int, float})
+
+
+async def _round_trip(client: AsyncRedis, calls: list[tuple[Any, ...]]) -> list[Any]:
+    """``calls`` sent on one pooled connection of ``client`` and their replies read back, each
+    as redis-py's pipeline gives it (its response callback applied; a refused command is its
+    :class:`ResponseError`) — without the pipeline object: the commands are packed by hiredis in
+    one call each and the replies read straight off the connection, which halves the client's
+    CPU per round trip (``benchmarks/serve_latency.py``'s Redis scenario). A connection error
+    on a pooled connection (Redis restarted since it was opened) is retried once on a fresh one,
+    as the client's ``Retry`` would; any other failure is raised, the connection dropped."""
+    if all(type(arg) in _PLAIN for call in calls for arg in call):
+        packed: bytes | list[bytes] = b"".join(hiredis.pack_command(call) for call in calls)
+    else:
+        packed = []  # packed by the connection's own encoder, below
+    pool = client.connection_pool
+    for attempt in (0, 1):
+        connection = await pool.get_connection()
+        try:
+            await connection.send_packed_command(
+                packed or connection.pack_commands(calls), check_health=False
+            )
+            replies: list[Any] = []
+            for call in calls:
+                try:
+                    reply = await connection.read_response()
+                except ResponseError as exc:
+                    replies.append(exc)
+                    continue
+                callback = client.response_callbacks.get(str(call[0]).upper())
+                replies.append(reply if callback is None else callback(reply))
+            return replies
+        except RedisConnectionError:
+            await connection.disconnect()
+            if attempt:
+                raise
+        except BaseException:
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
+    raise AssertionError("unreachable")
 
 
 def _arguments(command: Command) -> tuple[Any, ...]:

@@ -30,6 +30,7 @@ from app.response_cache import FeedKey, ResponseCache
 from app.served_lists import Served, ServedLists
 from app.service import RecommendationService
 from app.settings import Settings
+from feature_store import redis_batch
 from feature_store.attribution_store import RedisAttributionStore
 from feature_store.bandit_state import ArmStats, RedisBanditState
 from feature_store.errors import StoreUnavailable
@@ -51,6 +52,7 @@ _AWAITED = [
     (redis.asyncio.Redis, "execute_command"),
     (redis.asyncio.client.Pipeline, "execute"),
     (redis.asyncio.client.Pipeline, "immediate_execute_command"),
+    (redis_batch, "_round_trip"),  # a batch's commands straight on a pooled connection
 ]
 
 
@@ -74,9 +76,9 @@ def round_trips() -> Iterator[Sent]:
     patched = [(owner, name, getattr(owner, name)) for owner, name in _BLOCKING + _AWAITED]
 
     def counted(original: Callable[..., Any], kind: str) -> Callable[..., Any]:
-        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
             setattr(sent, kind, getattr(sent, kind) + 1)
-            return original(self, *args, **kwargs)  # an asyncio call's coroutine, awaited there
+            return original(*args, **kwargs)  # an asyncio call's coroutine, awaited there
 
         return call
 
@@ -418,6 +420,78 @@ def test_a_batch_reloads_scripts_redis_lost(redis_server: RedisServer, awaited: 
         _execute(again, awaited)
         assert sent() == 1
     assert client.get("k") == b"w"
+    client.close()
+
+
+@pytest.mark.redis
+def test_an_awaited_batch_gives_every_part_what_a_blocking_one_gives(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Replies with redis-py's response callbacks, a refused command as its error; an argument
+    redis-py's encoder refuses (a bool) fails the whole batch alike."""
+    client = redis.Redis.from_url(redis_url)
+    key = f"{redis_prefix}h"
+    client.hset(key, mapping={"a": "1", "b": "2.5"})
+
+    def run(awaited: bool) -> list[Any]:
+        batch = RedisBatch(client)
+        parts = [
+            batch.add([("HGETALL", key), ("HGET", key, "a")], lambda o: o),
+            batch.add([("SET", f"{key}:s", 1.25), ("GET", f"{key}:s")], lambda o: o),
+            batch.add([("INCRBY", f"{key}:n", 3)], lambda o: o),
+            batch.add([("LPUSH", key, "x")], lambda o: o),  # a hash: refused
+            batch.add([("EXISTS", key, f"{key}:none")], lambda o: o),
+        ]
+        _execute(batch, awaited)
+        return [part.result() for part in parts]
+
+    blocking, awaited = run(False), run(True)
+
+    def shown(replies: list[Any]) -> list[Any]:
+        return [(type(r), str(r)) if isinstance(r, Exception) else r for r in replies]
+
+    for part, (mine, theirs) in enumerate(zip(awaited, blocking, strict=True)):
+        assert not isinstance(mine, BaseException) and not isinstance(theirs, BaseException)
+        if part != 2:  # the counter moved on between the two runs
+            assert shown(mine) == shown(theirs)
+    assert awaited[0] == [{b"a": b"1", b"b": b"2.5"}, b"1"]
+    assert awaited[1] == [True, b"1.25"]
+    assert awaited[2] == [6] and blocking[2] == [3], "the same increment, sent twice"
+    assert isinstance(awaited[3][0], redis.ResponseError)
+    assert awaited[4] == [1]
+    refused = []
+    for awaited_run in (False, True):
+        batch = RedisBatch(client)
+        part = batch.add([("SET", f"{key}:b", True)], lambda o: o)
+        _execute(batch, awaited_run)
+        refused.append(part.result())
+    assert all(isinstance(r, redis.DataError) for r in refused), refused
+    assert not client.exists(f"{key}:b")
+    client.delete(key, f"{key}:s", f"{key}:n")
+    client.close()
+
+
+@pytest.mark.redis
+def test_an_awaited_batch_heals_a_connection_redis_closed(redis_server: RedisServer) -> None:
+    """A pooled connection broken by a Redis restart is retried once on a fresh one."""
+    client = redis.Redis.from_url(redis_server.url)
+
+    async def run() -> list[Any]:
+        twin = async_twin(client)
+        try:
+            first = RedisBatch(client)
+            first.add([("SET", "k", "v")], lambda o: o)
+            await first.execute_async(twin)  # the pool now holds an open connection
+            redis_server.kill()
+            redis_server.start()
+            again = RedisBatch(client)
+            pending = again.add([("PING",), ("GET", "k")], lambda o: o)
+            await again.execute_async(twin)
+            return pending.result()  # type: ignore[no-any-return]
+        finally:
+            await twin.aclose()
+
+    assert asyncio.run(run()) == [True, None], "answered by the restarted (empty) Redis"
     client.close()
 
 
