@@ -200,7 +200,9 @@ class ResponseCache:
         self.in_process = in_process
         #: the cache is in Redis and every other part a showing or a computation touches is in
         #: this process or on the cache's Redis client (its commands join the request's batches):
-        #: :meth:`respond` answers on the event loop, awaiting each round trip
+        #: :meth:`respond` answers on the event loop, awaiting each round trip. One blocking read
+        #: is left there: the bandit's evidence, read at most once a second per arm set
+        #: (``app.bandit.POSTERIOR_SECONDS``) when the bandit is on with its state in Redis
         self.on_loop = on_loop
         self._twin: tuple[asyncio.AbstractEventLoop, AsyncRedis] | None = None
 
