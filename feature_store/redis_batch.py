@@ -25,7 +25,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import hiredis
 import redis
-from redis.asyncio import ConnectionPool as AsyncConnectionPool
+from redis.asyncio import BlockingConnectionPool as AsyncBlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.connection import AbstractConnection as AsyncAbstractConnection
 from redis.asyncio.connection import Connection as AsyncConnection
@@ -262,6 +262,12 @@ def _scripts(commands: Sequence[Command], indices: Sequence[int]) -> list[Script
     return list(found.values())
 
 
+#: Connections of an asyncio twin at most. Each round trip holds one for well under a millisecond;
+#: when the event loop falls behind, requests wait for one instead of opening dozens, whose
+#: set-up costs the loop more CPU and deepens the backlog (seen as 61 connections in a run of
+#: ``benchmarks/serve_latency.py`` that fell behind).
+TWIN_CONNECTIONS: Final = 8
+
 #: The connection settings an asyncio twin takes over from its blocking client (the rest of a
 #: pool's connection arguments are objects of the blocking implementation).
 _TWIN_SETTINGS: Final = frozenset(
@@ -311,7 +317,9 @@ def async_twin(client: redis.Redis) -> AsyncRedis:
     retry = given.get("retry")
     retries = retry.get_retries() if retry is not None else 0
     return AsyncRedis(
-        connection_pool=AsyncConnectionPool(
+        connection_pool=AsyncBlockingConnectionPool(
+            max_connections=TWIN_CONNECTIONS,
+            timeout=None,  # a request waits for a connection: a round trip frees one promptly
             connection_class=connection_class,
             retry=AsyncRetry(NoBackoff(), retries, supported_errors=(RedisConnectionError,)),
             **settings,
