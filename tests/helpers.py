@@ -305,3 +305,20 @@ def browser_missing(reason: str) -> NoReturn:
     if browser_required():
         pytest.fail(f"a browser is required here (LOOKBOOK_REQUIRE_BROWSER=1): {reason}")
     pytest.skip(reason)
+
+
+def personalized_request(feeds: Any, customer: str, *, k: int) -> tuple[Any, Any]:
+    """The cache key and computation of a default personalized request (home surface, no
+    options), as :meth:`app.feeds.Feeds.personalized_request` gives them."""
+    from app.list_options import NO_OPTIONS
+
+    return feeds.personalized_request(  # type: ignore[no-any-return]
+        customer,
+        k=k,
+        category=None,
+        exclude_purchased=True,
+        surface="home",
+        in_stock_in_my_size=False,
+        store_id=None,
+        options=NO_OPTIONS,
+    )

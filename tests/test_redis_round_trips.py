@@ -23,7 +23,6 @@ import redis.asyncio
 from fastapi.testclient import TestClient
 
 from app.cache import RedisCache
-from app.list_options import NO_OPTIONS
 from app.main import create_app
 from app.metrics import Metrics
 from app.response_cache import FeedKey, ResponseCache
@@ -38,7 +37,7 @@ from feature_store.online_store import CustomerState, RedisOnlineStore
 from feature_store.redis_batch import Pending, RedisBatch, ScriptCall, async_twin
 from feature_store.schema import Interaction, InteractionType
 from feature_store.served_lists import template
-from helpers import RedisServer, free_port
+from helpers import RedisServer, free_port, personalized_request
 from models.bandit import Bandit, BanditConfig
 
 #: What sends a round trip: the blocking client (the thread pool) and the asyncio one (awaited on
@@ -198,16 +197,7 @@ def test_with_redis_a_list_is_computed_on_the_event_loop_and_its_round_trips_awa
         responses = feeds.responses
         assert responses.on_loop and not responses.in_process
         c.get(f"/v1/customers/{customer}/recommendations?k=3")  # scripts loaded
-        key, compute = feeds.personalized_request(
-            customer,
-            k=9,
-            category=None,
-            exclude_purchased=True,
-            surface="home",
-            in_stock_in_my_size=False,
-            store_id=None,
-            options=NO_OPTIONS,
-        )
+        key, compute = personalized_request(feeds, customer, k=9)
         threads: list[threading.Thread] = []
 
         def traced() -> Served:

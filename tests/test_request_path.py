@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import orjson
@@ -35,6 +35,7 @@ from app.runtime import LoadedBundle
 from app.served_lists import Served
 from app.settings import Settings
 from app.strategy_sources import CO_PURCHASE_BUYERS, _co_purchases, bundle_stats
+from helpers import personalized_request
 
 
 @pytest.fixture
@@ -116,29 +117,13 @@ def test_content_similarity_never_returns_the_anchor_or_an_excluded_item(service
         assert kept[: len(rest)] == rest
 
 
-def _personalized_request(
-    feeds: Feeds, customer: str, *, k: int
-) -> tuple[FeedKey, Callable[[], Served]]:
-    """The key and computation of a default personalized request (home surface, no options)."""
-    return feeds.personalized_request(
-        customer,
-        k=k,
-        category=None,
-        exclude_purchased=True,
-        surface="home",
-        in_stock_in_my_size=False,
-        store_id=None,
-        options=NO_OPTIONS,
-    )
-
-
 def test_a_cached_list_is_shown_without_computing_it(service: object) -> None:
     feeds: Feeds = service.feeds  # type: ignore[attr-defined]
     responses = feeds.responses
     assert responses.in_process  # no Redis configured
     bundle = feeds.bundles.current
     customer = bundle.customers.id(int(bundle.known_customer))  # type: ignore[arg-type]
-    key, _ = _personalized_request(feeds, customer, k=5)
+    key, _ = personalized_request(feeds, customer, k=5)
     assert responses.cached(key) is None  # not cached yet
     misses = responses.cache.stats()["misses"]
     first = orjson.loads(feeds.personalized(customer, k=5, category=None, exclude_purchased=True))
@@ -191,7 +176,7 @@ def test_a_list_is_computed_on_the_event_loop_only_in_process(
     responses.in_process = in_process
     bundle = feeds.bundles.current
     customer = bundle.customers.id(int(bundle.known_customer))  # type: ignore[arg-type]
-    key, compute = _personalized_request(feeds, customer, k=7)
+    key, compute = personalized_request(feeds, customer, k=7)
     threads: list[threading.Thread] = []
 
     def traced() -> Served:
