@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.list_options import DIVERSITY, PRICE, ListOptions
 from app.settings import Settings
+from feature_store.schema import ID_PATTERN
 
 
 class QueryModel(BaseModel):
@@ -92,3 +93,15 @@ class ListQuery(QueryModel):
         return ListOptions.of(
             self.min_price, self.max_price, self.diversity, settings.default_diversity
         )
+
+
+class StoreListQuery(ListQuery):
+    """A list that can be limited to one store's stock."""
+
+    store_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=ID_PATTERN,
+        description="stock of this store only",
+    )

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from app.deps import check_k, list_route
-from app.query_params import ListQuery
+from app.query_params import StoreListQuery
 from app.schemas import ErrorResponse, PersonalizedList
 from feature_store.schema import ID_MAX_LENGTH, ID_PATTERN, Category
 
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/customers", tags=["customers"])
 CustomerId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 
 
-class FeedQuery(ListQuery):
+class FeedQuery(StoreListQuery):
     """The query of ``GET /v1/customers/{customer_id}/recommendations``."""
 
     category: Category | None = Field(None, description="only this category")
@@ -26,13 +26,6 @@ class FeedQuery(ListQuery):
     )
     in_stock_in_my_size: bool = Field(
         False, description="only items in stock in the customer's size for their category"
-    )
-    store_id: str | None = Field(
-        None,
-        min_length=1,
-        max_length=64,
-        pattern=ID_PATTERN,
-        description="stock of this store only",
     )
 
 

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from app.deps import SizeAdviceDep, check_k, list_route
-from app.query_params import ListQuery
+from app.query_params import StoreListQuery
 from app.schemas import ErrorResponse, RecommendationList, SizeAdvice
 from app.size_advice import TriedSize
 from feature_store.errors import InvalidRequest
@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1/items", tags=["items"])
 ItemId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 
 
-class SimilarQuery(ListQuery):
+class SimilarQuery(StoreListQuery):
     """The query of ``GET /v1/items/{item_id}/similar``."""
 
     customer_id: str | None = Field(
@@ -32,13 +32,6 @@ class SimilarQuery(ListQuery):
     )
     in_stock_in_my_size: bool = Field(
         False, description="only items in stock in the customer's size (needs customer_id)"
-    )
-    store_id: str | None = Field(
-        None,
-        min_length=1,
-        max_length=64,
-        pattern=ID_PATTERN,
-        description="stock of this store only",
     )
 
 
